@@ -1,0 +1,326 @@
+package runtime
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// initArg0 is argv[0] of the re-executed init. It is one of three things
+// MaybeInit checks, beside being PID 1 of a new pid namespace and holding the
+// sync socket on fd 3, so no environment variable or argument alone can
+// enter the init path.
+const initArg0 = "playground-init"
+
+// Container is a running container. Read and Write go to its pty; Wait,
+// Resize, Signal and Close may be called from any goroutine.
+type Container struct {
+	id     string
+	cmd    *exec.Cmd
+	sync   int      // parent's end of the sync socket
+	master *os.File // pty master, non-blocking so Close interrupts Read
+	dir    string   // per-container mount point on the host
+	ids    *idSlot  // uid range in root mode, or nil
+
+	done   chan struct{} // closed when init has been reaped
+	status ExitStatus
+	werr   error
+
+	closeOnce sync.Once
+}
+
+// Start starts a container and returns once its program runs on the pty,
+// or with the step that failed: "mount overlay on /: permission denied".
+func Start(spec Spec) (*Container, error) {
+	spec, err := spec.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRootfs(spec.Rootfs); err != nil {
+		return nil, err
+	}
+	c := &Container{id: newID(), sync: -1, done: make(chan struct{})}
+	if err := c.start(spec); err != nil {
+		c.cleanup()
+		return nil, err
+	}
+	go c.watch()
+	return c, nil
+}
+
+func (c *Container) start(spec Spec) error {
+	ids, err := chooseIDs(spec.StateDir)
+	if err != nil {
+		return err
+	}
+	c.ids = ids.slot
+	c.dir, err = makeMountPoint(spec.StateDir, c.id, ids.hostUID, ids.hostGID)
+	if err != nil {
+		return err
+	}
+	parentEnd, childEnd, err := socketPair()
+	if err != nil {
+		return err
+	}
+	c.sync = parentEnd
+	c.cmd = &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initArg0},
+		Env:        []string{},
+		ExtraFiles: []*os.File{childEnd},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
+			UidMappings:                ids.uidMap,
+			GidMappings:                ids.gidMap,
+			GidMappingsEnableSetgroups: ids.setgroups,
+			// Become container root before exec: as host root, the process
+			// starts as an unmapped uid, and exec would drop its capabilities.
+			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !ids.setgroups},
+			// The container must not outlive the server that started it.
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	err = c.cmd.Start()
+	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
+	if err != nil {
+		c.cmd = nil
+		return fmt.Errorf("start container init: %w", err)
+	}
+
+	cfg := initConfig{
+		Rootfs:       spec.Rootfs,
+		Hostname:     spec.Hostname,
+		Args:         spec.Args,
+		Env:          spec.Env,
+		Dir:          spec.Dir,
+		Cols:         spec.Cols,
+		Rows:         spec.Rows,
+		WritableSize: spec.WritableSize,
+		MountPoint:   c.dir,
+		ResolvConf:   hostResolvConf(),
+		IDRange:      ids.slot != nil,
+	}
+	var send []int
+	if ids.slot != nil && spec.Rootfs != HostRootfs {
+		fd, err := idmappedTree(spec.Rootfs, c.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cfg.MappedLower = true
+		send = append(send, fd)
+	}
+	if err := sendMsg(c.sync, cfg, send...); err != nil {
+		return fmt.Errorf("release container init: %w", err)
+	}
+
+	var msg initMessage
+	fds, err := recvMsg(c.sync, &msg)
+	switch {
+	case errors.Is(err, errEOF):
+		return fmt.Errorf("container init ended before it was ready: %s", c.reap())
+	case err != nil:
+		return err
+	case msg.Kind == "error":
+		closeFds(fds)
+		return &setupError{Step: msg.Step, Err: msg.Err}
+	case msg.Kind != "ready" || len(fds) != 1:
+		closeFds(fds)
+		return fmt.Errorf("container init: unexpected %q message with %d fds", msg.Kind, len(fds))
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		_ = unix.Close(fds[0]) // already failing
+		return fmt.Errorf("pty master: %w", err)
+	}
+	c.master = os.NewFile(uintptr(fds[0]), "ptmx")
+	return nil
+}
+
+// watch waits for the exit message and then for init itself.
+func (c *Container) watch() {
+	defer close(c.done)
+	var msg initMessage
+	fds, err := recvMsg(c.sync, &msg)
+	closeFds(fds)
+	if err == nil && msg.Kind == "exit" {
+		c.status = ExitStatus{Code: msg.Code, Signal: syscall.Signal(msg.Signal)}
+		if msg.Signal != 0 {
+			c.status.Code = -1
+		}
+		_ = c.cmd.Wait() // init's own exit code repeats what the message said
+		return
+	}
+	// No exit message: init itself was killed (Close, OOM, the server's
+	// SIGKILL), so its status is the container's.
+	c.status = exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
+}
+
+// reap kills and waits for init when start fails, and says how it ended.
+func (c *Container) reap() ExitStatus {
+	_ = c.cmd.Process.Kill() // may have exited already
+	st := exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
+	c.cmd = nil
+	return st
+}
+
+func exitStatusOf(err error, ps *os.ProcessState) ExitStatus {
+	if ps == nil {
+		return ExitStatus{Code: -1, Signal: syscall.SIGKILL}
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return ExitStatus{Code: -1, Signal: ws.Signal()}
+	}
+	_ = err // the exit code carries what the error would say
+	return ExitStatus{Code: ps.ExitCode()}
+}
+
+// ID is the container's id, unique on this host.
+func (c *Container) ID() string { return c.id }
+
+// Pid is the host pid of the container's init.
+func (c *Container) Pid() int { return c.cmd.Process.Pid }
+
+// Read reads the program's output from the pty. It returns io.EOF once the
+// program has ended and nothing holds the pty any more, or after Close.
+func (c *Container) Read(p []byte) (int, error) {
+	n, err := c.master.Read(p)
+	if err != nil && (errors.Is(err, syscall.EIO) || errors.Is(err, os.ErrClosed)) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// Write writes input to the program's terminal.
+func (c *Container) Write(p []byte) (int, error) { return c.master.Write(p) }
+
+// Resize sets the terminal size; the program gets SIGWINCH.
+func (c *Container) Resize(cols, rows uint16) error {
+	return pty.Setsize(c.master, &pty.Winsize{Cols: cols, Rows: rows})
+}
+
+// Signal sends sig to the program through init, which forwards it.
+func (c *Container) Signal(sig syscall.Signal) error {
+	select {
+	case <-c.done:
+		return os.ErrProcessDone
+	default:
+	}
+	return c.cmd.Process.Signal(sig)
+}
+
+// Wait blocks until the program has ended and returns how it ended. It may
+// be called any number of times, also after Close.
+func (c *Container) Wait() (ExitStatus, error) {
+	<-c.done
+	return c.status, c.werr
+}
+
+// Done is closed when the container has ended.
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// Close ends the container: every process of its pid namespace is killed,
+// its mounts go with its mount namespace, and its mount point on the host is
+// removed. It unblocks Read and Wait, is idempotent and safe to call from
+// any goroutine.
+func (c *Container) Close() error {
+	c.closeOnce.Do(func() {
+		// Killing init kills the whole pid namespace.
+		_ = c.cmd.Process.Signal(syscall.SIGKILL) // fails only if already reaped
+		<-c.done
+		c.cleanup()
+	})
+	return nil
+}
+
+func (c *Container) cleanup() {
+	if c.cmd != nil && c.cmd.ProcessState == nil {
+		c.reap()
+	}
+	if c.master != nil {
+		_ = c.master.Close() // Close's job is to release it; nothing to report
+	}
+	if c.sync >= 0 {
+		_ = unix.Close(c.sync)
+		c.sync = -1
+	}
+	if c.dir != "" {
+		// The mounts on it lived in the container's mount namespace, which
+		// is gone, so this is an empty directory again.
+		_ = os.Remove(c.dir) // a leftover is removed at the next start-up
+	}
+	c.ids.release()
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+func (s Spec) withDefaults() (Spec, error) {
+	if s.Rootfs == "" {
+		s.Rootfs = HostRootfs
+	}
+	if s.Rootfs != HostRootfs {
+		abs, err := filepath.Abs(s.Rootfs)
+		if err != nil {
+			return s, fmt.Errorf("rootfs %s: %w", s.Rootfs, err)
+		}
+		s.Rootfs = abs
+		if strings.ContainsAny(abs, ",:\\") {
+			return s, fmt.Errorf("rootfs %s: path must not contain ',', ':' or '\\' (overlayfs option syntax)", abs)
+		}
+	}
+	if s.Hostname == "" {
+		s.Hostname = "playground"
+	}
+	if s.Cols == 0 {
+		s.Cols = 80
+	}
+	if s.Rows == 0 {
+		s.Rows = 24
+	}
+	if s.WritableSize <= 0 {
+		s.WritableSize = 256 << 20
+	}
+	if s.StateDir == "" {
+		s.StateDir = DefaultStateDir()
+	}
+	return s, nil
+}
+
+// checkRootfs fails early, on the host, for a rootfs that cannot work.
+func checkRootfs(rootfs string) error {
+	if rootfs == HostRootfs {
+		return nil
+	}
+	fi, err := os.Stat(rootfs)
+	if err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("rootfs %s: not a directory", rootfs)
+	}
+	return nil
+}
+
+func hostResolvConf() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil || len(b) > 4096 {
+		return "nameserver 127.0.0.1\n"
+	}
+	return string(b)
+}

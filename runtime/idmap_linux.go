@@ -1,0 +1,199 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Two id maps, as in DESIGN.md's privilege modes:
+//
+//   - as an ordinary user, container root is the invoking user and no other
+//     id exists inside (guntainer's map);
+//   - as root, each container gets its own 65536-id range from a pool, so
+//     container root is never host root and no two containers share a host
+//     uid. The root file system, owned by host ids, is then shown to the
+//     container through an id-mapped mount, so its root-owned files are
+//     owned by container root.
+
+const (
+	// poolBase is the first host uid of the root-mode pool: far above the
+	// ranges useradd hands out in /etc/subuid (100000 + 65536*n).
+	poolBase  = 1 << 31
+	poolSlots = 4096
+	rangeSize = 65536
+)
+
+type idPlan struct {
+	uidMap, gidMap   []syscall.SysProcIDMap
+	setgroups        bool
+	hostUID, hostGID int // the host ids of container root
+	slot             *idSlot
+}
+
+func chooseIDs(stateDir string) (idPlan, error) {
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid != 0 {
+		return idPlan{
+			uidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+			gidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+			hostUID: uid,
+			hostGID: gid,
+		}, nil
+	}
+	slot, err := acquireSlot(filepath.Join(stateDir, "ids"))
+	if err != nil {
+		return idPlan{}, err
+	}
+	host := poolBase + slot.n*rangeSize
+	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: host, Size: rangeSize}}
+	return idPlan{uidMap: m, gidMap: m, setgroups: true, hostUID: host, hostGID: host, slot: slot}, nil
+}
+
+// idSlot is one range of the root-mode pool, held by an flock on its lock
+// file so that several servers on one host never share a range, and a
+// crashed server's ranges are free again at once.
+type idSlot struct {
+	n    int
+	lock *os.File
+}
+
+func acquireSlot(dir string) (*idSlot, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("id pool: %w", err)
+	}
+	start := int(uint(os.Getpid()*7919) % poolSlots) // spread servers over the pool
+	for i := range poolSlots {
+		n := (start + i) % poolSlots
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(n)), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("id pool: %w", err)
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return &idSlot{n: n, lock: f}, nil
+		}
+		_ = f.Close() // held by another container
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("id pool: lock: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("id pool: all %d uid ranges are in use", poolSlots)
+}
+
+func (s *idSlot) release() {
+	if s != nil && s.lock != nil {
+		_ = s.lock.Close() // closing drops the flock
+		s.lock = nil
+	}
+}
+
+// idmappedTree returns a detached mount of dir whose ids are shifted into
+// the user namespace of pid, for init to attach as the overlay's lower
+// layer.
+func idmappedTree(dir string, pid int) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("open_tree %s: %w", dir, err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("user namespace of init: %w", err)
+	}
+	defer ns.Close()
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY, Userns_fd: uint64(ns.Fd())}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("id-mapped mount of %s: %w", dir, err)
+	}
+	return fd, nil
+}
+
+// DefaultStateDir is where containers' mount points live on the host:
+// /run/playground as root, else $XDG_RUNTIME_DIR/playground, else
+// $TMPDIR/playground-UID.
+func DefaultStateDir() string {
+	if os.Getuid() == 0 {
+		return "/run/playground"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "playground")
+	}
+	return filepath.Join(os.TempDir(), "playground-"+strconv.Itoa(os.Getuid()))
+}
+
+// makeMountPoint creates the container's empty mount point under stateDir,
+// owned by container root. stateDir must be ours: in a shared /tmp another
+// user could have planted it.
+func makeMountPoint(stateDir, id string, uid, gid int) (string, error) {
+	if err := os.MkdirAll(stateDir, 0o711); err != nil {
+		return "", fmt.Errorf("state dir: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(stateDir, &st); err != nil {
+		return "", fmt.Errorf("state dir: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Getuid() {
+		return "", fmt.Errorf("state dir %s: not a directory owned by uid %d", stateDir, os.Getuid())
+	}
+	if st.Mode&0o022 != 0 {
+		return "", fmt.Errorf("state dir %s: writable by others (mode %o)", stateDir, st.Mode&0o777)
+	}
+	if st.Mode&0o011 != 0o011 && os.Getuid() == 0 {
+		// Container root (a pool uid) must be able to reach its mount point.
+		if err := os.Chmod(stateDir, 0o711); err != nil {
+			return "", fmt.Errorf("state dir: %w", err)
+		}
+	}
+	dir := filepath.Join(stateDir, fmt.Sprintf("c-%d-%s", os.Getpid(), id))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("mount point: %w", err)
+	}
+	if uid != os.Getuid() {
+		if err := os.Lchown(dir, uid, gid); err != nil {
+			_ = os.Remove(dir) // just made, empty
+			return "", fmt.Errorf("mount point: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// CleanStateDir removes the mount points that a crashed predecessor left in
+// stateDir: empty directories, since their mounts died with their mount
+// namespaces. A mount point is named for the pid of the server that made it,
+// and only those of servers no longer running are touched: removing a
+// living container's mount point would detach its mounts. It returns how
+// many it removed.
+func CleanStateDir(stateDir string) (int, error) {
+	entries, err := os.ReadDir(stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("state dir: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		var pid int
+		var id string
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := fmt.Sscanf(e.Name(), "c-%d-%s", &pid, &id); err != nil || pid <= 0 {
+			continue
+		}
+		if pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+			continue
+		}
+		if os.Remove(filepath.Join(stateDir, e.Name())) == nil {
+			n++
+		}
+	}
+	return n, nil
+}

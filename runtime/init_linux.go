@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+const syncFd = 3
+
+// MaybeInit is the entry point of a container's init. Call it first thing in
+// main (and in TestMain): when this process is a container init started by
+// Start, it sets up the container, runs the program and exits, never
+// returning; otherwise it returns at once.
+//
+// The init path is entered only when argv[0] is the init name, this process
+// is PID 1 of its pid namespace, and fd 3 is the sync socket. A process
+// named playground-init that is not all three is refused, so no flag or
+// environment variable alone can make the server's binary skip to init.
+func MaybeInit() {
+	if filepath.Base(os.Args[0]) != initArg0 {
+		return
+	}
+	typ, err := unix.GetsockoptInt(syncFd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if os.Getpid() != 1 || err != nil || typ != unix.SOCK_SEQPACKET {
+		fmt.Fprintln(os.Stderr, "playground-init: internal entry point of a container; not for direct use")
+		os.Exit(2)
+	}
+	os.Exit(initMain())
+}
+
+// stepError names the setup step that failed, for the parent to report.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+
+func step(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &stepError{step: name, err: err}
+}
+
+func initMain() int {
+	var cfg initConfig
+	fds, err := recvMsg(syncFd, &cfg)
+	if err != nil {
+		return 1 // the parent is gone or broken: nobody to report to
+	}
+	lower := -1
+	if cfg.MappedLower && len(fds) == 1 {
+		lower = fds[0]
+	} else {
+		closeFds(fds)
+	}
+
+	master, shell, err := setup(&cfg, lower)
+	if err != nil {
+		msg := initMessage{Kind: "error", Step: "container setup", Err: err.Error()}
+		var se *stepError
+		if errors.As(err, &se) {
+			msg.Step, msg.Err = se.step, errText(se.err)
+		}
+		_ = sendMsg(syncFd, msg) // if the parent is gone, there is nobody to tell
+		return 1
+	}
+	if err := sendMsg(syncFd, initMessage{Kind: "ready"}, int(master.Fd())); err != nil {
+		return 1
+	}
+	_ = master.Close() // the parent holds it now; init must not keep the pty alive
+
+	status := reapUntil(shell)
+	_ = sendMsg(syncFd, status) // best effort: the parent falls back to init's status
+	if status.Signal != 0 {
+		return 128 + status.Signal
+	}
+	return status.Code
+}
+
+// errText is an error's text without Go's "operation path:" clutter where
+// the step already says what was done.
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return err.Error()
+}
+
+// reapUntil is PID 1's loop: it forwards signals to the program, reaps every
+// orphan that the kernel hands it, and returns when the program has exited.
+// Init then exits, and the kernel kills what is left of the pid namespace.
+func reapUntil(pid int) initMessage {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs)
+	go func() {
+		for s := range sigs {
+			sig, ok := s.(syscall.Signal)
+			if !ok || sig == syscall.SIGCHLD || sig == syscall.SIGURG {
+				continue // SIGURG is the Go runtime's own preemption signal
+			}
+			_ = syscall.Kill(pid, sig) // the program may be gone already
+		}
+	}()
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return initMessage{Kind: "exit", Code: -1, Signal: int(syscall.SIGKILL)}
+		}
+		if got != pid {
+			continue
+		}
+		if ws.Signaled() {
+			return initMessage{Kind: "exit", Code: -1, Signal: int(ws.Signal())}
+		}
+		return initMessage{Kind: "exit", Code: ws.ExitStatus()}
+	}
+}
+
+// setup builds the container and starts its program on a fresh pty. It
+// returns the pty master and the program's pid.
+func setup(cfg *initConfig, lower int) (*os.File, int, error) {
+	if err := buildRoot(cfg, lower); err != nil {
+		return nil, 0, err
+	}
+	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
+		return nil, 0, err
+	}
+	if err := step("bring up lo", loopbackUp()); err != nil {
+		return nil, 0, err
+	}
+	if err := writeEtc(cfg); err != nil {
+		return nil, 0, err
+	}
+
+	env := containerEnv(cfg)
+	args := cfg.Args
+	if len(args) == 0 {
+		sh, err := defaultShell()
+		if err != nil {
+			return nil, 0, err
+		}
+		args = []string{sh, "-l"}
+	}
+	path, err := lookPath(args[0], envValue(env, "PATH"))
+	if err != nil {
+		return nil, 0, step("exec "+args[0], err)
+	}
+	env = setEnv(env, "SHELL", path)
+	dir := cfg.Dir
+	if dir == "" {
+		dir = envValue(env, "HOME")
+		_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
+	}
+
+	master, tty, err := pty.Open()
+	if err != nil {
+		return nil, 0, step("open pty", err)
+	}
+	defer tty.Close() // the program has its own copies
+	if err := pty.Setsize(master, &pty.Winsize{Cols: cfg.Cols, Rows: cfg.Rows}); err != nil {
+		_ = master.Close()
+		return nil, 0, step("set terminal size", err)
+	}
+	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []uintptr{tty.Fd(), tty.Fd(), tty.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
+	})
+	if err != nil {
+		_ = master.Close()
+		return nil, 0, step("exec "+path, err)
+	}
+	return master, pid, nil
+}
+
+func defaultShell() (string, error) {
+	for _, sh := range []string{"/bin/bash", "/bin/sh"} {
+		if fi, err := os.Stat(sh); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return sh, nil
+		}
+	}
+	return "", step("find a shell", errors.New("the rootfs has neither /bin/bash nor /bin/sh"))
+}
+
+// lookPath finds file in the container's PATH (not init's, which is empty).
+func lookPath(file, path string) (string, error) {
+	if strings.Contains(file, "/") {
+		if err := executable(file); err != nil {
+			return "", err
+		}
+		return file, nil
+	}
+	for _, d := range filepath.SplitList(path) {
+		p := filepath.Join(d, file)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("executable file not found in $PATH")
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s: permission denied", p)
+	}
+	return nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func containerEnv(cfg *initConfig) []string {
+	env := []string{
+		"TERM=xterm-256color",
+		"HOME=/root",
+		"PATH=" + defaultPath,
+		"USER=root",
+		"LOGNAME=root",
+		"HOSTNAME=" + cfg.Hostname,
+		"LANG=C.UTF-8",
+		`PS1=\u@\h:\w\$ `,
+	}
+	for _, kv := range cfg.Env {
+		if k, _, ok := strings.Cut(kv, "="); ok {
+			env = setEnv(env, k, kv[len(k)+1:])
+		}
+	}
+	return env
+}
+
+func setEnv(env []string, k, v string) []string {
+	for i, kv := range env {
+		if strings.HasPrefix(kv, k+"=") {
+			env[i] = k + "=" + v
+			return env
+		}
+	}
+	return append(env, k+"="+v)
+}
+
+func envValue(env []string, k string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, k+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// loopbackUp sets IFF_UP on lo, the only interface of the new net namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}

@@ -1,0 +1,14 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	MaybeInit() // this test binary is also the containers' init
+	os.Exit(m.Run())
+}
+
+var _ = fmt.Sprint

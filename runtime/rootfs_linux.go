@@ -1,0 +1,361 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// The container's root, built by init inside its own mount namespace:
+//
+//	MountPoint        tmpfs, size-limited: the container's only writable storage
+//	  upper/ work/    the overlay's writable layer
+//	  lower/          the id-mapped rootfs, in root mode
+//	  root/           overlay(lower=rootfs, upper) or, for HostRootfs, a plain
+//	                  directory with the host's /usr ... bind-mounted read-only
+//
+// then pivot_root into root/ and detach the old root. Every mount is made in
+// the container's mount namespace, so the host sees none of them and they
+// all end with the container.
+
+const oldRoot = "/.oldroot"
+
+// hostDirs are the host's directories a HostRootfs container sees, read-only.
+var hostDirs = []string{"/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin"}
+
+// hostEtc are host files under /etc that programs from the host's /usr need
+// (the dynamic linker's cache, Debian's alternatives), shown read-only; no
+// account or secret file is among them.
+var hostEtc = []string{"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "terminfo", "inputrc", "os-release"}
+
+func buildRoot(cfg *initConfig, lower int) error {
+	mp := cfg.MountPoint
+	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("size=%d,mode=0755", cfg.WritableSize)
+	if err := step("mount tmpfs on "+mp, unix.Mount("tmpfs", mp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)); err != nil {
+		return err
+	}
+	root := filepath.Join(mp, "root")
+	for _, d := range []string{"upper", "work", "root", "lower"} {
+		if err := step("mkdir "+d, os.Mkdir(filepath.Join(mp, d), 0o755)); err != nil {
+			return err
+		}
+	}
+	if cfg.Rootfs == HostRootfs {
+		if err := step("bind root", unix.Mount(root, root, "", unix.MS_BIND, "")); err != nil {
+			return err
+		}
+	} else {
+		lowerDir := cfg.Rootfs
+		if lower >= 0 {
+			lowerDir = filepath.Join(mp, "lower")
+			err := unix.MoveMount(lower, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			_ = unix.Close(lower)
+			if err := step("attach id-mapped rootfs", err); err != nil {
+				return err
+			}
+		}
+		o := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerDir, filepath.Join(mp, "upper"), filepath.Join(mp, "work"))
+		if err := step("mount overlay", unix.Mount("overlay", root, "overlay", 0, o)); err != nil {
+			return err
+		}
+	}
+	if err := step("chdir to new root", os.Chdir(root)); err != nil {
+		return err
+	}
+	if err := mkdirReal("." + oldRoot); err != nil {
+		return err
+	}
+	if err := step("pivot_root", unix.PivotRoot(".", "."+oldRoot)); err != nil {
+		return err
+	}
+	if err := step("chdir /", os.Chdir("/")); err != nil {
+		return err
+	}
+	// From here on, every path is inside the container: a symlink in the
+	// rootfs can no longer lead a mount or a write onto the host.
+	if cfg.Rootfs == HostRootfs {
+		if err := hostSkeleton(); err != nil {
+			return err
+		}
+	}
+	if err := mountSystem(cfg); err != nil {
+		return err
+	}
+	if err := step("detach old root", unix.Unmount(oldRoot, unix.MNT_DETACH)); err != nil {
+		return err
+	}
+	return step("remove old root", os.Remove(oldRoot))
+}
+
+// mkdirReal makes p a real directory, replacing a symlink or file the
+// rootfs may have put there (in the container's own writable layer).
+func mkdirReal(p string) error {
+	fi, err := os.Lstat(p)
+	if err == nil && fi.IsDir() {
+		return nil
+	}
+	if err == nil {
+		if err := os.Remove(p); err != nil {
+			return step("replace "+p, err)
+		}
+	}
+	return step("mkdir "+p, os.MkdirAll(p, 0o755))
+}
+
+func mountSystem(cfg *initConfig) error {
+	type m struct {
+		target, fstype, data string
+		flags                uintptr
+	}
+	const nosuid = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	for _, x := range []m{
+		{"/proc", "proc", "", nosuid},
+		{"/dev", "tmpfs", "mode=0755,size=65536", unix.MS_NOSUID | unix.MS_NOEXEC},
+	} {
+		if err := mkdirReal(x.target); err != nil {
+			return err
+		}
+		if err := step("mount "+x.fstype+" on "+x.target, unix.Mount(x.fstype, x.target, x.fstype, x.flags, x.data)); err != nil {
+			return err
+		}
+	}
+	if err := mountSys(); err != nil {
+		return err
+	}
+	if err := populateDev(cfg); err != nil {
+		return err
+	}
+	if err := mkdirReal("/tmp"); err != nil {
+		return err
+	}
+	if err := step("mount tmpfs on /tmp", unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")); err != nil {
+		return err
+	}
+	return maskProc()
+}
+
+// mountSys mounts a fresh read-only sysfs, which the kernel allows in a
+// user namespace that owns its net namespace; where it still refuses, the
+// host's /sys is bound read-only instead, as runc does for rootless
+// containers.
+func mountSys() error {
+	if err := mkdirReal("/sys"); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if unix.Mount("sysfs", "/sys", "sysfs", flags, "") == nil {
+		return nil
+	}
+	if err := step("bind /sys", unix.Mount(oldRoot+"/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+		return err
+	}
+	return remountReadOnly("/sys")
+}
+
+// remountReadOnly makes a bind mount read-only, keeping the flags the
+// kernel locked on it (nosuid, nodev, noexec, atime), without which a user
+// namespace's remount is refused.
+func remountReadOnly(p string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return step("statfs "+p, err)
+	}
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY)
+	for _, f := range []struct{ st, ms uintptr }{
+		{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	return step("remount "+p+" read-only", unix.Mount("", p, "", flags, ""))
+}
+
+// populateDev fills the /dev tmpfs. Device nodes cannot be made in a user
+// namespace, so the host's harmless ones are bind-mounted onto empty files.
+func populateDev(cfg *initConfig) error {
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		p := "/dev/" + d
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o666)
+		if err != nil {
+			return step("create "+p, err)
+		}
+		_ = f.Close() // empty file, only a mount point
+		if err := step("bind "+p, unix.Mount(oldRoot+p, p, "", unix.MS_BIND, "")); err != nil {
+			return err
+		}
+	}
+	if err := step("mkdir /dev/pts", os.Mkdir("/dev/pts", 0o755)); err != nil {
+		return err
+	}
+	ptsOpts := "newinstance,ptmxmode=0666,mode=0620"
+	if cfg.IDRange {
+		ptsOpts += ",gid=5" // tty group, mapped only when a full range is
+	}
+	if err := step("mount devpts", unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsOpts)); err != nil {
+		return err
+	}
+	if err := step("mkdir /dev/shm", os.Mkdir("/dev/shm", 0o1777)); err != nil {
+		return err
+	}
+	if err := step("mount /dev/shm", unix.Mount("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=67108864")); err != nil {
+		return err
+	}
+	for link, target := range map[string]string{
+		"/dev/ptmx": "pts/ptmx", "/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2",
+	} {
+		if err := step("symlink "+link, os.Symlink(target, link)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maskProc hides the /proc files that tell about or act on the host, as
+// runc's default masked and read-only paths do.
+func maskProc() error {
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/sysrq-trigger"} {
+		if _, err := os.Lstat(p); err != nil {
+			continue // not in this kernel
+		}
+		if err := step("mask "+p, unix.Mount("/dev/null", p, "", unix.MS_BIND, "")); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{"/proc/acpi", "/proc/scsi"} {
+		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := step("mask "+p, unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"} {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := step("bind "+p, unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+			return err
+		}
+		if err := remountReadOnly(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostSkeleton lays out a HostRootfs root: the host's system directories
+// read-only (or the same symlinks where the host has merged /usr), and an
+// /etc of its own.
+func hostSkeleton() error {
+	for _, d := range hostDirs {
+		fi, err := os.Lstat(oldRoot + d)
+		if err != nil {
+			continue // this host has no such directory
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(oldRoot + d)
+			if err != nil {
+				return step("readlink "+d, err)
+			}
+			if err := step("symlink "+d, os.Symlink(target, d)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := bindReadOnly(oldRoot+d, d, true); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"/etc", "/root", "/home", "/var/tmp", "/run", "/mnt", "/opt", "/srv"} {
+		if err := step("mkdir "+d, os.MkdirAll(d, 0o755)); err != nil {
+			return err
+		}
+	}
+	_ = os.Chmod("/root", 0o700)
+	_ = os.Chmod("/var/tmp", 0o1777)
+	for _, name := range hostEtc {
+		src, dst := oldRoot+"/etc/"+name, "/etc/"+name
+		fi, err := os.Stat(src)
+		if err != nil {
+			continue
+		}
+		if err := bindReadOnly(src, dst, fi.IsDir()); err != nil {
+			return err
+		}
+	}
+	files := map[string]string{
+		"/etc/passwd":        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"/etc/group":         "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
+		"/etc/shells":        "/bin/sh\n/bin/bash\n",
+		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
+		"/etc/profile": `# playground: a login shell's profile, synthesised for the host rootfs
+export PATH=` + defaultPath + `
+if [ -n "$BASH_VERSION" ] && [ -f /etc/bash.bashrc ]; then . /etc/bash.bashrc; fi
+`,
+		"/etc/bash.bashrc": `# playground: interactive bash settings, synthesised for the host rootfs
+[ -z "$PS1" ] && return
+PS1='\[\e[1;32m\]\u@\h\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ '
+alias ls='ls --color=auto'
+`,
+	}
+	for p, content := range files {
+		if err := step("write "+p, os.WriteFile(p, []byte(content), 0o644)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bindReadOnly(src, dst string, dir bool) error {
+	if dir {
+		if err := step("mkdir "+dst, os.MkdirAll(dst, 0o755)); err != nil {
+			return err
+		}
+	} else {
+		if err := step("create "+dst, os.WriteFile(dst, nil, 0o644)); err != nil {
+			return err
+		}
+	}
+	if err := step("bind "+dst, unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+		return err
+	}
+	return remountReadOnly(dst)
+}
+
+// writeEtc gives the container its own hostname, hosts and resolv.conf,
+// written into its writable layer (a symlink the rootfs has there is
+// replaced, never followed).
+func writeEtc(cfg *initConfig) error {
+	if err := mkdirReal("/etc"); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"/etc/hostname":    cfg.Hostname + "\n",
+		"/etc/hosts":       "127.0.0.1\tlocalhost\n127.0.1.1\t" + cfg.Hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+		"/etc/resolv.conf": cfg.ResolvConf,
+	}
+	for p, content := range files {
+		if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
+			if err := step("replace "+p, os.RemoveAll(p)); err != nil {
+				return err
+			}
+		}
+		err := os.WriteFile(p, []byte(content), 0o644)
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EROFS) {
+			return step("write "+p, fmt.Errorf("%w (is the rootfs readable and owned by the user running playground?)", err))
+		}
+		if err := step("write "+p, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}

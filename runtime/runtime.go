@@ -1,0 +1,91 @@
+// Package runtime starts and ends isolated containers.
+//
+// A container is the runtime's own binary re-executed into new user, pid,
+// mount, uts, ipc and net namespaces. Its init (PID 1 of the new pid
+// namespace) builds a root from a read-only root file system and a
+// per-container writable layer on a size-limited tmpfs, pivot_roots into it,
+// opens a pty from the container's own devpts, hands the pty master to the
+// parent and runs the program on the pty's slave side as its controlling
+// terminal. When the program exits, init exits and the kernel ends every
+// other process of the pid namespace; every mount of the container lives in
+// its own mount namespace and goes with it.
+//
+// Programs that embed the runtime must call MaybeInit first thing in main
+// (and in TestMain of tests that start containers): it is the entry point of
+// the re-executed init and never returns there.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// ErrUnsupported is returned on systems where containers cannot be started.
+var ErrUnsupported = errors.New("runtime: containers need Linux")
+
+// HostRootfs is the Spec.Rootfs value that builds the root from the host's
+// /usr, /bin, /lib, /lib64 and /sbin, read-only, with a synthesised /etc.
+const HostRootfs = "host"
+
+// Spec says what container to start.
+type Spec struct {
+	// Rootfs is HostRootfs or the path of an unpacked root file system. It is
+	// never written to: the container writes to its own layer.
+	Rootfs string
+	// Hostname of the container; "playground" when empty.
+	Hostname string
+	// Args is the program and its arguments. Empty means an interactive login
+	// shell: /bin/bash -l, or /bin/sh -l when the rootfs has no bash.
+	Args []string
+	// Env is added to the container's base environment (TERM, HOME, PATH,
+	// PS1 ...), overriding it by name.
+	Env []string
+	// Dir is the working directory inside the container; HOME when empty.
+	Dir string
+	// Cols and Rows are the terminal size; 80x24 when zero.
+	Cols, Rows uint16
+	// WritableSize is the size limit, in bytes, of the tmpfs holding the
+	// container's writable layer; 256 MiB when zero.
+	WritableSize int64
+	// StateDir is where the host keeps an empty mount point per container.
+	// Defaults to $XDG_RUNTIME_DIR/playground, /run/playground as root, or
+	// $TMPDIR/playground-UID.
+	StateDir string
+}
+
+// ExitStatus is how a container's program ended.
+type ExitStatus struct {
+	// Code is the exit code, or -1 when a signal ended the program.
+	Code int
+	// Signal is the signal that ended the program, or 0.
+	Signal syscall.Signal
+}
+
+// Signaled reports whether a signal ended the program.
+func (s ExitStatus) Signaled() bool { return s.Signal != 0 }
+
+// String is "exit code N" or "signal NAME".
+func (s ExitStatus) String() string {
+	if s.Signaled() {
+		return "signal " + SignalName(s.Signal)
+	}
+	return fmt.Sprintf("exit code %d", s.Code)
+}
+
+// SignalName is the short upper-case name of sig, as in "KILL".
+func SignalName(sig syscall.Signal) string {
+	if n, ok := signalNames[sig]; ok {
+		return n
+	}
+	return fmt.Sprintf("%d", int(sig))
+}
+
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT",
+	syscall.SIGILL: "ILL", syscall.SIGTRAP: "TRAP", syscall.SIGABRT: "ABRT",
+	syscall.SIGBUS: "BUS", syscall.SIGFPE: "FPE", syscall.SIGKILL: "KILL",
+	syscall.SIGUSR1: "USR1", syscall.SIGSEGV: "SEGV", syscall.SIGUSR2: "USR2",
+	syscall.SIGPIPE: "PIPE", syscall.SIGALRM: "ALRM", syscall.SIGTERM: "TERM",
+	syscall.SIGXCPU: "XCPU", syscall.SIGXFSZ: "XFSZ", syscall.SIGSYS: "SYS",
+}

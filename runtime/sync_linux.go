@@ -1,0 +1,120 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The parent and the container's init talk over a SOCK_SEQPACKET socket
+// pair: each message is one JSON object, optionally carrying file
+// descriptors (the id-mapped rootfs going in, the pty master coming out).
+// Message boundaries are kept by the socket, so no framing is needed, and
+// the parent sees EOF the moment init dies.
+
+const maxMessage = 64 << 10
+
+// initConfig is what the parent sends to release init.
+type initConfig struct {
+	Rootfs       string   `json:"rootfs"` // a directory, or HostRootfs
+	Hostname     string   `json:"hostname"`
+	Args         []string `json:"args"`
+	Env          []string `json:"env"`
+	Dir          string   `json:"dir"`
+	Cols         uint16   `json:"cols"`
+	Rows         uint16   `json:"rows"`
+	WritableSize int64    `json:"writableSize"`
+	MountPoint   string   `json:"mountPoint"`  // empty host directory for the container's tmpfs
+	ResolvConf   string   `json:"resolvConf"`  // contents for /etc/resolv.conf
+	IDRange      bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
+	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs comes with this message
+}
+
+// initMessage is what init sends back: one error, or ready (with the pty
+// master), and at the end the program's exit status.
+type initMessage struct {
+	Kind   string `json:"kind"` // "error", "ready", "exit"
+	Step   string `json:"step,omitempty"`
+	Err    string `json:"err,omitempty"`
+	Code   int    `json:"code,omitempty"`
+	Signal int    `json:"signal,omitempty"`
+}
+
+// setupError is a failed setup step inside the container, as reported by
+// init: "mount overlay on /: permission denied".
+type setupError struct {
+	Step string
+	Err  string
+}
+
+func (e *setupError) Error() string { return e.Step + ": " + e.Err }
+
+func sendMsg(fd int, v any, files ...int) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		oob = unix.UnixRights(files...)
+	}
+	return unix.Sendmsg(fd, b, oob, nil, 0)
+}
+
+// recvMsg reads one message into v and returns the descriptors that came
+// with it. io.EOF means the other side closed its end.
+func recvMsg(fd int, v any) ([]int, error) {
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read sync socket: %w", err)
+		}
+		var fds []int
+		if oobn > 0 {
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil {
+				return nil, fmt.Errorf("parse control message: %w", err)
+			}
+			for _, m := range msgs {
+				got, err := unix.ParseUnixRights(&m)
+				if err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+		if n == 0 && oobn == 0 {
+			return nil, errEOF
+		}
+		if err := json.Unmarshal(buf[:n], v); err != nil {
+			closeFds(fds)
+			return nil, fmt.Errorf("decode sync message: %w", err)
+		}
+		return fds, nil
+	}
+}
+
+var errEOF = errors.New("sync socket closed")
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		_ = unix.Close(fd) // nothing to do about a failed close of an unused fd
+	}
+}
+
+// socketPair returns the parent's end as an fd and the child's end as a file
+// for exec.Cmd.ExtraFiles.
+func socketPair() (int, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	return fds[0], os.NewFile(uintptr(fds[1]), "sync"), nil
+}
