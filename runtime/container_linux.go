@@ -148,9 +148,11 @@ func (c *Container) start(spec Spec) error {
 	return nil
 }
 
-// watch waits for the exit message and then for init itself.
+// watch waits for the exit message and then for init itself, and frees
+// what the container held on the host as soon as it has ended.
 func (c *Container) watch() {
 	defer close(c.done)
+	defer c.releaseHost()
 	var msg initMessage
 	fds, err := recvMsg(c.sync, &msg)
 	closeFds(fds)
@@ -240,18 +242,26 @@ func (c *Container) Close() error {
 		// Killing init kills the whole pid namespace.
 		_ = c.cmd.Process.Signal(syscall.SIGKILL) // fails only if already reaped
 		<-c.done
-		c.cleanup()
+		_ = c.master.Close() // Close's job is to release it; nothing to report
 	})
 	return nil
 }
 
+// cleanup undoes a Start that failed.
 func (c *Container) cleanup() {
 	if c.cmd != nil && c.cmd.ProcessState == nil {
 		c.reap()
 	}
 	if c.master != nil {
-		_ = c.master.Close() // Close's job is to release it; nothing to report
+		_ = c.master.Close() // nobody has seen it yet
 	}
+	c.releaseHost()
+}
+
+// releaseHost frees the container's sync socket, mount point and id range
+// once init has been reaped: its pid namespace, and with it every mount,
+// is gone by then.
+func (c *Container) releaseHost() {
 	if c.sync >= 0 {
 		_ = unix.Close(c.sync)
 		c.sync = -1

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -52,6 +53,8 @@ func step(name string, err error) error {
 }
 
 func initMain() int {
+	// "exe" is all ps would show otherwise.
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(initArg0 + "\x00")[0])), 0, 0, 0) // cosmetic
 	var cfg initConfig
 	fds, err := recvMsg(syncFd, &cfg)
 	if err != nil {

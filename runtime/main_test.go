@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"fmt"
 	"os"
 	"testing"
 )
@@ -10,5 +9,3 @@ func TestMain(m *testing.M) {
 	MaybeInit() // this test binary is also the containers' init
 	os.Exit(m.Run())
 }
-
-var _ = fmt.Sprint
