@@ -179,5 +179,4 @@ func treeState(t *testing.T, dir string) string {
 	return sb.String()
 }
 
-
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
