@@ -111,6 +111,7 @@ func (c *Container) start(spec Spec) error {
 		MountPoint:   c.dir,
 		ResolvConf:   hostResolvConf(),
 		IDRange:      ids.slot != nil,
+		Check:        spec.check,
 	}
 	var send []int
 	if ids.slot != nil && spec.Rootfs != HostRootfs {
@@ -136,6 +137,9 @@ func (c *Container) start(spec Spec) error {
 	case msg.Kind == "error":
 		closeFds(fds)
 		return &setupError{Step: msg.Step, Err: msg.Err}
+	case msg.Kind == "checked" && spec.check:
+		closeFds(fds)
+		return nil
 	case msg.Kind != "ready" || len(fds) != 1:
 		closeFds(fds)
 		return fmt.Errorf("container init: unexpected %q message with %d fds", msg.Kind, len(fds))
@@ -146,6 +150,18 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.master = os.NewFile(uintptr(fds[0]), "ptmx")
 	return nil
+}
+
+// Check builds a container as Start would, finds its program, and ends it
+// there: a server calls it at start-up to fail loudly on a machine or a
+// root file system that cannot work, before the first visitor comes.
+func Check(spec Spec) error {
+	spec.check = true
+	c, err := Start(spec)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // watch waits for the exit message and then for init itself, and frees
@@ -198,6 +214,9 @@ func (c *Container) Pid() int { return c.cmd.Process.Pid }
 // Read reads the program's output from the pty. It returns io.EOF once the
 // program has ended and nothing holds the pty any more, or after Close.
 func (c *Container) Read(p []byte) (int, error) {
+	if c.master == nil {
+		return 0, io.EOF // a Check container has no pty
+	}
 	n, err := c.master.Read(p)
 	if err != nil && (errors.Is(err, syscall.EIO) || errors.Is(err, os.ErrClosed)) {
 		err = io.EOF
@@ -242,7 +261,9 @@ func (c *Container) Close() error {
 		// Killing init kills the whole pid namespace.
 		_ = c.cmd.Process.Signal(syscall.SIGKILL) // fails only if already reaped
 		<-c.done
-		_ = c.master.Close() // Close's job is to release it; nothing to report
+		if c.master != nil {
+			_ = c.master.Close() // Close's job is to release it; nothing to report
+		}
 	})
 	return nil
 }

@@ -68,6 +68,10 @@ func initMain() int {
 	}
 
 	master, shell, err := setup(&cfg, lower)
+	if err == nil && cfg.Check {
+		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
+		return 0
+	}
 	if err != nil {
 		msg := initMessage{Kind: "error", Step: "container setup", Err: err.Error()}
 		var se *stepError
@@ -168,6 +172,9 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		return nil, 0, step("exec "+args[0], err)
 	}
 	env = setEnv(env, "SHELL", path)
+	if cfg.Check {
+		return nil, 0, nil
+	}
 	dir := cfg.Dir
 	if dir == "" {
 		dir = envValue(env, "HOME")

@@ -52,6 +52,8 @@ type Spec struct {
 	// Defaults to $XDG_RUNTIME_DIR/playground, /run/playground as root, or
 	// $TMPDIR/playground-UID.
 	StateDir string
+
+	check bool // set by Check: build the container, find the program, stop there
 }
 
 // ExitStatus is how a container's program ended.

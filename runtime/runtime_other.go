@@ -13,6 +13,9 @@ type Container struct{}
 // Start returns ErrUnsupported: containers need Linux.
 func Start(spec Spec) (*Container, error) { return nil, ErrUnsupported }
 
+// Check returns ErrUnsupported: containers need Linux.
+func Check(spec Spec) error { return ErrUnsupported }
+
 // MaybeInit returns at once: there is no container init on this system.
 func MaybeInit() {}
 

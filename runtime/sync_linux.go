@@ -31,12 +31,13 @@ type initConfig struct {
 	ResolvConf   string   `json:"resolvConf"`  // contents for /etc/resolv.conf
 	IDRange      bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
 	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs comes with this message
+	Check        bool     `json:"check"`       // stop once the program is found; report "checked"
 }
 
 // initMessage is what init sends back: one error, or ready (with the pty
 // master), and at the end the program's exit status.
 type initMessage struct {
-	Kind   string `json:"kind"` // "error", "ready", "exit"
+	Kind   string `json:"kind"` // "error", "ready", "checked", "exit"
 	Step   string `json:"step,omitempty"`
 	Err    string `json:"err,omitempty"`
 	Code   int    `json:"code,omitempty"`
