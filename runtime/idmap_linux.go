@@ -151,6 +151,11 @@ func makeMountPoint(stateDir, id string, uid, gid int) (string, error) {
 			return "", fmt.Errorf("state dir: %w", err)
 		}
 	}
+	if os.Getuid() == 0 {
+		if err := searchableByOthers(stateDir); err != nil {
+			return "", err
+		}
+	}
 	dir := filepath.Join(stateDir, fmt.Sprintf("c-%d-%s", os.Getpid(), id))
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("mount point: %w", err)
@@ -162,6 +167,27 @@ func makeMountPoint(stateDir, id string, uid, gid int) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// searchableByOthers checks that a pool uid can reach dir: every directory
+// on the way must be searchable by others.
+func searchableByOthers(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("state dir %s: %s is not searchable by others (mode %o), and containers run as pool uids that must reach it", dir, p, fi.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
+	}
 }
 
 // CleanStateDir removes the mount points that a crashed predecessor left in

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // built lists the files that web/build.mjs writes.
@@ -54,10 +56,10 @@ func TestBundleFresh(t *testing.T) {
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		skip(t, "node not found: %v", err)
+		testenv.Skipf(t, "node not found: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(web, "node_modules", "esbuild")); err != nil {
-		skip(t, "web/node_modules not installed (run npm --prefix web ci): %v", err)
+		testenv.Skipf(t, "web/node_modules not installed (run npm --prefix web ci): %v", err)
 	}
 
 	out := t.TempDir()
@@ -93,14 +95,4 @@ func TestBundleFresh(t *testing.T) {
 			t.Errorf("build wrote %s, which static.go does not embed", e.Name())
 		}
 	}
-}
-
-// skip skips the test with its reason, or fails it under PLAYGROUND_TEST_STRICT=1,
-// where a check that cannot run is a failure (DESIGN.md, Tests).
-func skip(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("PLAYGROUND_TEST_STRICT") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }
