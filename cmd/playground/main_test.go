@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/gorilla/websocket"
+
+	"github.com/guntainer/playground/runtime"
+)
+
+// The test binary doubles as the playground command: run with
+// PLAYGROUND_TEST_MAIN=1 it is main, so the tests drive the real CLI,
+// containers and all, without building a second binary.
+func TestMain(m *testing.M) {
+	runtime.MaybeInit()
+	if os.Getenv("PLAYGROUND_TEST_MAIN") == "1" {
+		os.Exit(mainArgs(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// playground returns the command line `playground args...`.
+func playground(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	state := filepath.Join(t.TempDir(), "state")
+	cmd.Env = append(os.Environ(), "PLAYGROUND_TEST_MAIN=1", "PLAYGROUND_STATE_DIR="+state)
+	if os.Getuid() == 0 {
+		// A pool uid must reach its mount point.
+		_ = os.Chmod(filepath.Dir(state), 0o711)
+		_ = os.Chmod(filepath.Dir(filepath.Dir(state)), 0o711)
+	}
+	return cmd
+}
+
+func TestRunIDUnderAPty(t *testing.T) {
+	cmd := playground(t, "run", "--", "id")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 100, Rows: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := readUntilEOF(t, f)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("playground run -- id: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "uid=0(root) gid=0(root)") {
+		t.Errorf("got %q, want uid=0(root)", out)
+	}
+}
+
+func readUntilEOF(t *testing.T, f *os.File) string {
+	t.Helper()
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(f) // ends with EIO when the last slave closes
+		done <- b
+	}()
+	select {
+	case b := <-done:
+		return string(b)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no EOF from the pty")
+		return ""
+	}
+}
+
+func TestRunOnATerminal(t *testing.T) {
+	cmd := playground(t, "run", "--hostname", "box", "--env", "GREETING=hi")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 111, Rows: 33})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The container's terminal gets our size, its own changes, and raw
+	// keys: the shell echoes what we type, not our terminal driver.
+	lines := make(chan string, 100)
+	go func() {
+		r := bufio.NewReader(f)
+		for {
+			l, err := r.ReadString('\n')
+			lines <- l
+			if err != nil {
+				close(lines)
+				return
+			}
+		}
+	}()
+	expect := func(want string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("EOF before %q", want)
+				}
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("timed out waiting for %q", want)
+			}
+		}
+	}
+	_, _ = f.Write([]byte("echo $GREETING-$(hostname)-$(stty size)\r"))
+	expect("hi-box-33 111")
+	if err := pty.Setsize(f, &pty.Winsize{Cols: 90, Rows: 20}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // SIGWINCH travels through us to the container
+	_, _ = f.Write([]byte("stty size; exit 7\r"))
+	expect("20 90")
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		t.Errorf("exit: got %v, want exit code 7", err)
+	}
+}
+
+func TestRunPipes(t *testing.T) {
+	cmd := playground(t, "run", "--", "sh", "-c", "cat; exit 4")
+	cmd.Stdin = strings.NewReader("from stdin\n")
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("got %v, want exit code 4", err)
+	}
+	if !strings.Contains(string(out), "from stdin") {
+		t.Errorf("got %q, want stdin copied through", out)
+	}
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"serve", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
+		{"unknown run flag", []string{"run", "--nope", "id"}, 2, "flag provided but not defined: -nope"},
+		{"bad log format", []string{"--log-format", "xml"}, 2, `--log-format "xml": want json or console`},
+		{"serve arguments", []string{"serve", "extra"}, 2, "serve takes no arguments"},
+		{"bad env", []string{"run", "--env", "NOEQUALS", "id"}, 2, `--env "NOEQUALS": want NAME=VALUE`},
+		{"bad size", []string{"run", "--writable-size", "lots", "id"}, 2, "want a size such as 256M"},
+		{"missing rootfs", []string{"run", "--rootfs", "/no/such/dir", "id"}, 1, "playground: rootfs: stat /no/such/dir: no such file or directory"},
+		{"serve missing rootfs", []string{"--rootfs", "/no/such/dir", "--listen", "127.0.0.1:0"}, 1, "rootfs: stat /no/such/dir: no such file or directory"},
+		{"rootfs without a shell", []string{"run", "--rootfs", emptyDir(t)}, 1, "find a shell: the rootfs has neither /bin/bash nor /bin/sh"},
+		{"program not found", []string{"run", "--", "no-such-program"}, 1, "exec no-such-program: executable file not found in $PATH"},
+		{"listen in use", []string{"--listen", "127.0.0.1:-1"}, 1, "listen tcp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := playground(t, tt.args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != tt.wantCode {
+				t.Fatalf("exit: got %v, want code %d; stderr:\n%s", err, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("stderr: want %q in\n%s", tt.wantErr, stderr.String())
+			}
+			if strings.Contains(stderr.String(), "panic") || strings.Contains(stderr.String(), "goroutine ") {
+				t.Errorf("stderr shows a panic:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+func emptyDir(t *testing.T) string {
+	d := t.TempDir()
+	_ = os.Chmod(d, 0o755)
+	_ = os.Chmod(filepath.Dir(d), 0o755)
+	return d
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"run", "--help"}, {"version", "--help"}, {"help"}} {
+		cmd := playground(t, args...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+		if !strings.Contains(string(out), "Usage") {
+			t.Errorf("%v: no usage in\n%s", args, out)
+		}
+	}
+	out, err := playground(t, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "playground ") {
+		t.Errorf("version: %v %q", err, out)
+	}
+}
+
+// TestServeEndToEnd starts the real server, runs a command in a session,
+// then stops the server with SIGTERM: the session is closed with 1001, its
+// container torn down, and the server exits 0 leaving nothing behind.
+func TestServeEndToEnd(t *testing.T) {
+	cmd, url, logs := startServer(t)
+	wsURL := "ws" + strings.TrimPrefix(url, "http") + "ws"
+	conn, _, err := (&websocket.Dialer{Subprotocols: []string{"tty"}}).Dial(wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"AuthToken":"","columns":80,"rows":24}`))
+	_ = conn.WriteMessage(websocket.BinaryMessage, []byte("0echo $((6*7))\r"))
+	var out strings.Builder
+	_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for !strings.Contains(out.String(), "\n42\r\n") && !strings.Contains(out.String(), "\r42\r\n") {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v; output so far %q", err, out.String())
+		}
+		if len(msg) > 0 && msg[0] == '0' {
+			out.Write(msg[1:])
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var ce *websocket.CloseError
+	for {
+		_, _, err := conn.ReadMessage()
+		if err != nil {
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+				t.Errorf("close: got %v, want 1001", err)
+			}
+			break
+		}
+	}
+	waited := make(chan error, 1)
+	go func() {
+		for range logs { // drain
+		}
+		waited <- cmd.Wait()
+	}()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("server exit: %v, want 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not exit after SIGTERM")
+	}
+	if err := syscall.Kill(cmd.Process.Pid, 0); err == nil {
+		t.Error("server process still there")
+	}
+	state := envOf(cmd, "PLAYGROUND_STATE_DIR")
+	left, _ := filepath.Glob(filepath.Join(state, "c-*"))
+	if len(left) > 0 {
+		t.Errorf("mount points left: %v", left)
+	}
+}
+
+func envOf(cmd *exec.Cmd, name string) string {
+	v := ""
+	for _, kv := range cmd.Env {
+		if s, ok := strings.CutPrefix(kv, name+"="); ok {
+			v = s
+		}
+	}
+	return v
+}
+
+// startServer runs `playground serve` on a free loopback port and returns
+// it, its URL and its decoded JSON log lines.
+func startServer(t *testing.T, args ...string) (*exec.Cmd, string, chan map[string]any) {
+	t.Helper()
+	cmd := playground(t, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	logs := make(chan map[string]any, 1000)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				t.Errorf("log line is not JSON: %s", sc.Text())
+				continue
+			}
+			select {
+			case logs <- m:
+			default: // nobody reads them any more
+			}
+		}
+		close(logs)
+	}()
+	for {
+		select {
+		case m, ok := <-logs:
+			if !ok {
+				t.Fatal("server exited before serving")
+			}
+			if m["message"] == "serving" {
+				url, _ := m["url"].(string)
+				return cmd, url, logs
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("server did not start")
+		}
+	}
+}
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }
