@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,12 +157,13 @@ func voidOf[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 }
 
 // saveArtifact keeps a file for people to look at: in
-// $PLAYGROUND_TEST_ARTIFACTS, or the system's temp dir.
+// $PLAYGROUND_TEST_ARTIFACTS, or a directory of this user's in the
+// system's temp dir.
 func saveArtifact(t *testing.T, name string, b []byte) {
 	t.Helper()
 	dir := os.Getenv("PLAYGROUND_TEST_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "playground-test-artifacts")
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("playground-test-artifacts-%d", os.Getuid()))
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
