@@ -96,7 +96,7 @@ func (c *Container) start(spec Spec) error {
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if err != nil {
 		c.cmd = nil
-		return fmt.Errorf("start container init: %w", err)
+		return fmt.Errorf("create namespaces: %w%s", err, namespaceHint(err))
 	}
 
 	cfg := initConfig{
@@ -293,6 +293,20 @@ func (c *Container) releaseHost() {
 		_ = os.Remove(c.dir) // a leftover is removed at the next start-up
 	}
 	c.ids.release()
+}
+
+// namespaceHint says what usually stops a machine from creating namespaces.
+func namespaceHint(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return " (the user namespace limit is reached: sysctl user.max_user_namespaces)"
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return " (unprivileged user namespaces are not allowed here: sysctl kernel.unprivileged_userns_clone=1, " +
+			"kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu, or, in Docker, the flags in Dockerfile.dev)"
+	case errors.Is(err, syscall.EINVAL):
+		return " (this kernel lacks a namespace that containers need)"
+	}
+	return ""
 }
 
 func newID() string {

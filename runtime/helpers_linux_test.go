@@ -24,7 +24,7 @@ func start(t *testing.T, spec Spec) *Container {
 		spec.StateDir = testStateDir(t)
 	}
 	c, err := Start(spec)
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EINVAL) && strings.Contains(err.Error(), "start container init") {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EINVAL) && strings.Contains(err.Error(), "create namespaces") {
 		testenv.Skipf(t, "no user namespaces here: %v", err)
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -38,7 +39,10 @@ type idPlan struct {
 
 func chooseIDs(stateDir string) (idPlan, error) {
 	uid, gid := os.Getuid(), os.Getgid()
-	if uid != 0 {
+	if uid != 0 || !initialUserNS() {
+		// Root inside a user namespace (a rootless container, a pod with
+		// user namespaces) cannot map the pool's ids: it is an ordinary
+		// user as far as the host is concerned.
 		return idPlan{
 			uidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
 			gidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
@@ -53,6 +57,17 @@ func chooseIDs(stateDir string) (idPlan, error) {
 	host := poolBase + slot.n*rangeSize
 	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: host, Size: rangeSize}}
 	return idPlan{uidMap: m, gidMap: m, setgroups: true, hostUID: host, hostGID: host, slot: slot}, nil
+}
+
+// initialUserNS reports whether this process is in the host's user
+// namespace, where every id is mapped.
+func initialUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }
 
 // idSlot is one range of the root-mode pool, held by an flock on its lock
@@ -116,10 +131,10 @@ func idmappedTree(dir string, pid int) (int, error) {
 }
 
 // DefaultStateDir is where containers' mount points live on the host:
-// /run/playground as root, else $XDG_RUNTIME_DIR/playground, else
+// /run/playground as (real) root, else $XDG_RUNTIME_DIR/playground, else
 // $TMPDIR/playground-UID.
 func DefaultStateDir() string {
-	if os.Getuid() == 0 {
+	if os.Getuid() == 0 && initialUserNS() {
 		return "/run/playground"
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
@@ -145,13 +160,13 @@ func makeMountPoint(stateDir, id string, uid, gid int) (string, error) {
 	if st.Mode&0o022 != 0 {
 		return "", fmt.Errorf("state dir %s: writable by others (mode %o)", stateDir, st.Mode&0o777)
 	}
-	if st.Mode&0o011 != 0o011 && os.Getuid() == 0 {
-		// Container root (a pool uid) must be able to reach its mount point.
-		if err := os.Chmod(stateDir, 0o711); err != nil {
-			return "", fmt.Errorf("state dir: %w", err)
+	if pool := uid != os.Getuid(); pool {
+		// Container root, a pool uid, must be able to reach its mount point.
+		if st.Mode&0o011 != 0o011 {
+			if err := os.Chmod(stateDir, 0o711); err != nil {
+				return "", fmt.Errorf("state dir: %w", err)
+			}
 		}
-	}
-	if os.Getuid() == 0 {
 		if err := searchableByOthers(stateDir); err != nil {
 			return "", err
 		}

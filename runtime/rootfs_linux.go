@@ -61,7 +61,13 @@ func buildRoot(cfg *initConfig, lower int) error {
 			}
 		}
 		o := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerDir, filepath.Join(mp, "upper"), filepath.Join(mp, "work"))
-		if err := step("mount overlay", unix.Mount("overlay", root, "overlay", 0, o)); err != nil {
+		err := unix.Mount("overlay", root, "overlay", 0, o)
+		if errors.Is(err, unix.ENODEV) {
+			err = fmt.Errorf("%w (no overlayfs in this kernel; --rootfs host needs none)", err)
+		} else if errors.Is(err, unix.EPERM) {
+			err = fmt.Errorf("%w (overlayfs in a user namespace needs Linux 5.11 or later; --rootfs host needs none)", err)
+		}
+		if err := step("mount overlay", err); err != nil {
 			return err
 		}
 	}

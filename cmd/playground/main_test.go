@@ -17,6 +17,7 @@ import (
 	"github.com/creack/pty"
 	"github.com/gorilla/websocket"
 
+	"github.com/guntainer/playground/internal/testenv"
 	"github.com/guntainer/playground/runtime"
 )
 
@@ -329,3 +330,43 @@ func startServer(t *testing.T, args ...string) (*exec.Cmd, string, chan map[stri
 }
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+// inUserNS returns a command that runs `playground args...` as root of a
+// new user namespace (util-linux's unshare), after the shell snippet pre.
+func inUserNS(t *testing.T, pre string, args ...string) *exec.Cmd {
+	t.Helper()
+	unshare := testenv.NeedCommand(t, "unshare")
+	cmd := playground(t, args...)
+	script := pre + ` exec "$0" "$@"`
+	cmd.Args = append([]string{unshare, "--user", "--map-root-user", "/bin/sh", "-c", script, cmd.Path}, args...)
+	cmd.Path = unshare
+	return cmd
+}
+
+// TestNoUserNamespaces: on a machine where no user namespace can be made,
+// run and serve fail with one line that says why, exit 1, leave nothing.
+func TestNoUserNamespaces(t *testing.T) {
+	for _, args := range [][]string{{"run", "--", "id"}, {"--listen", "127.0.0.1:0"}} {
+		cmd := inUserNS(t, "echo 0 > /proc/sys/user/max_user_namespaces &&", args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("%v: got %v, want exit code 1; stderr:\n%s", args, err, stderr.String())
+		}
+		want := "create namespaces: fork/exec /proc/self/exe: no space left on device (the user namespace limit is reached: sysctl user.max_user_namespaces)"
+		if got := strings.TrimSpace(stderr.String()); !strings.HasSuffix(got, want) || strings.Count(got, "\n") != 0 {
+			t.Errorf("%v: stderr: want one line ending in %q, got\n%s", args, want, got)
+		}
+	}
+}
+
+// TestRootInAUserNamespace: root inside a user namespace (a rootless
+// container) is an ordinary user to the host, and runs containers as one.
+func TestRootInAUserNamespace(t *testing.T) {
+	out, err := inUserNS(t, "", "run", "--", "id").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "uid=0(root)") {
+		t.Errorf("got %v, %q; want uid=0(root)", err, out)
+	}
+}
