@@ -41,7 +41,9 @@ func playground(t *testing.T, args ...string) *exec.Cmd {
 	}
 	cmd := exec.Command(exe, args...)
 	state := filepath.Join(t.TempDir(), "state")
-	cmd.Env = append(os.Environ(), "PLAYGROUND_TEST_MAIN=1", "PLAYGROUND_STATE_DIR="+state)
+	// run has no state dir flag: its default, under XDG_RUNTIME_DIR for
+	// an ordinary user, is the test's own too.
+	cmd.Env = append(os.Environ(), "PLAYGROUND_TEST_MAIN=1", "PLAYGROUND_STATE_DIR="+state, "XDG_RUNTIME_DIR="+filepath.Dir(state))
 	if os.Getuid() == 0 {
 		// A pool uid must reach its mount point.
 		_ = os.Chmod(filepath.Dir(state), 0o711)
