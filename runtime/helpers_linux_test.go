@@ -41,7 +41,7 @@ var (
 
 // testStateDir is one state dir for the whole test binary, so leak checks
 // can look into it.
-func testStateDir(t *testing.T) string {
+func testStateDir(t testing.TB) string {
 	stateOnce.Do(func() {
 		d, err := os.MkdirTemp("", "playground-state-")
 		if err != nil {
