@@ -376,3 +376,18 @@ func TestInitEntryRefusedOutsideAContainer(t *testing.T) {
 		t.Errorf("got %v, %q; want exit 2 and a refusal", err, out)
 	}
 }
+
+// TestNoFdLeaksIn: the program gets the pty as 0, 1 and 2 and nothing else,
+// even when the server holds fds that are not close-on-exec.
+func TestNoFdLeaksIn(t *testing.T) {
+	leak, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0) // no O_CLOEXEC, on purpose
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(leak)
+	out, st := run(t, Spec{Args: []string{"/bin/ls", "-1", "/proc/self/fd"}})
+	// 3 is ls's own handle on the directory it lists.
+	if got := strings.Fields(out); st.Code != 0 || strings.Join(got, " ") != "0 1 2 3" {
+		t.Errorf("fds in the container: got %q (%v), want 0 1 2 and ls's own 3", got, st)
+	}
+}

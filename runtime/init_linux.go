@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -181,6 +182,12 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
 	}
 
+	// Nothing of init's may reach the program: not the sync socket, and
+	// not an fd the server inherited without close-on-exec and passed on
+	// (Go's exec does not close those).
+	if err := step("close inherited fds", closeOnExecFrom(3)); err != nil {
+		return nil, 0, err
+	}
 	master, tty, err := pty.Open()
 	if err != nil {
 		return nil, 0, step("open pty", err)
@@ -201,6 +208,26 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		return nil, 0, step("exec "+path, err)
 	}
 	return master, pid, nil
+}
+
+// closeOnExecFrom marks every fd from lowfd on close-on-exec.
+func closeOnExecFrom(lowfd int) error {
+	err := unix.CloseRange(uint(lowfd), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// Before Linux 5.11: every open fd, one by one. /proc is the
+	// container's own by now, and shows this process's fds.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= lowfd {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 func defaultShell() (string, error) {
