@@ -18,8 +18,8 @@ import (
 
 // TestBrowser drives Debian's chromium against the real server: the page
 // loads, a command typed into xterm.js runs in a container, its answer is
-// read back from the terminal buffer, a screenshot is saved, and the end of
-// the session is shown.
+// read back from the terminal buffer, a screenshot is saved, a smaller
+// window resizes the pty, and the end of the session is shown.
 func TestBrowser(t *testing.T) {
 	exe := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -102,6 +102,34 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	saveArtifact(t, "browser-session.png", shot)
+
+	// The page fits the terminal to the window and resizes the pty.
+	size := func() string {
+		t.Helper()
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](`window.playground.term.rows + " " + window.playground.term.cols`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := size()
+	if err := chromedp.Do(tctx, chromedp.EmulateViewport(640, 360)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for size() == before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	after := size()
+	if after == before {
+		t.Fatalf("terminal still %s after the window shrank", before)
+	}
+	if err := chromedp.Do(tctx, typeLine("echo size=$(stty size)")); err != nil {
+		t.Fatal(err)
+	}
+	if text, err := waitText("size=" + after + "\n"); err != nil {
+		t.Fatalf("pty size is not the terminal's %s: %v; terminal text:\n%s", after, err, text)
+	}
 
 	err = chromedp.Do(tctx,
 		typeLine("exit 5"),

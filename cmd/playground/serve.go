@@ -70,7 +70,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	if err := runtime.Check(spec); err != nil {
 		return fmt.Errorf("cannot start containers with rootfs %q: %w", cfg.Rootfs, err)
 	}
-	log.Info().Str("rootfs", cfg.Rootfs).Dur("check", time.Since(t0)).Msg("containers work")
+	log.Info().Str("rootfs", cfg.Rootfs).Float64("check_ms", float64(time.Since(t0).Microseconds())/1000).Msg("containers work")
 
 	srv, err := server.New(server.Config{
 		AllowedOrigins: cfg.Origins,
