@@ -391,3 +391,17 @@ func TestNoFdLeaksIn(t *testing.T) {
 		t.Errorf("fds in the container: got %q (%v), want 0 1 2 and ls's own 3", got, st)
 	}
 }
+
+// TestInitReapsOrphans: processes orphaned inside the container are
+// reparented to init, which reaps them, so no zombie piles up.
+func TestInitReapsOrphans(t *testing.T) {
+	out, st := run(t, Spec{Args: sh(`for i in 1 2 3 4 5; do (true &); done; sleep 0.3; ps -e -o stat=,ppid=,comm=`)})
+	if st.Code != 0 {
+		t.Fatalf("%v: %s", st, out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "Z") {
+			t.Errorf("zombie left unreaped: %q\n%s", l, out)
+		}
+	}
+}
