@@ -317,7 +317,7 @@ func TestNothingLeftBehind(t *testing.T) {
 			if got := countFds(t); got != fds {
 				t.Errorf("open fds: got %d, want %d", got, fds)
 			}
-			if kids := children(t); len(kids) > 0 {
+			if kids := childPids(); len(kids) > 0 {
 				t.Errorf("child processes left: %v", kids)
 			}
 			left, _ := filepath.Glob(filepath.Join(state, "c-*"))
@@ -346,25 +346,6 @@ func countFds(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(es)
-}
-
-// children lists the processes whose parent is this test process.
-func children(t *testing.T) []string {
-	t.Helper()
-	es, _ := os.ReadDir("/proc")
-	var kids []string
-	for _, e := range es {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
-			kids = append(kids, e.Name()+" "+s[:strings.LastIndexByte(s, ')')+1])
-		}
-	}
-	return kids
 }
 
 func TestInitEntryRefusedOutsideAContainer(t *testing.T) {

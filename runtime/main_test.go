@@ -1,11 +1,71 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
+// TestMain makes the test binary the containers' init too, and fails the
+// run if the tests as a whole left an fd open or a child process behind.
 func TestMain(m *testing.M) {
 	MaybeInit() // this test binary is also the containers' init
-	os.Exit(m.Run())
+	// The Go runtime's poller opens its own fds on first use: let it, so
+	// they are in the baseline.
+	if r, w, err := os.Pipe(); err == nil {
+		_, _ = r.Close(), w.Close()
+	}
+	fds := openFds()
+	code := m.Run()
+	if code == 0 {
+		if err := checkLeaks(fds); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func checkLeaks(fds int) error {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		kids, n := childPids(), openFds()
+		if len(kids) == 0 && n <= fds {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("leak: %d fds open before the tests, %d after; child processes %v", fds, n, kids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func openFds() int {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0 // not Linux: nothing to compare
+	}
+	return len(es)
+}
+
+// childPids lists the processes whose parent is this process.
+func childPids() []string {
+	es, _ := os.ReadDir("/proc")
+	var kids []string
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range es {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me {
+			kids = append(kids, e.Name()+" "+s[:i+1])
+		}
+	}
+	return kids
 }
