@@ -13,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
@@ -228,8 +227,23 @@ func (c *Container) Read(p []byte) (int, error) {
 func (c *Container) Write(p []byte) (int, error) { return c.master.Write(p) }
 
 // Resize sets the terminal size; the program gets SIGWINCH.
+//
+// The ioctl goes through SyscallConn, not Fd, which may put a pollable
+// file in blocking mode, where Read holds a thread and Close no longer
+// wakes it.
 func (c *Container) Resize(cols, rows uint16) error {
-	return pty.Setsize(c.master, &pty.Winsize{Cols: cols, Rows: rows})
+	rc, err := c.master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
 }
 
 // Signal sends sig to the program through init, which forwards it.

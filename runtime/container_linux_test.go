@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestContainerIsRootInsideOnly(t *testing.T) {
@@ -249,6 +251,17 @@ func TestResize(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.waitFor(t, "43 132")
+	// Resize must leave the master non-blocking, or Read would hold an OS
+	// thread and Close would not wake it.
+	rc, err := c.master.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	_ = rc.Control(func(fd uintptr) { flags, err = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	if err != nil || flags&unix.O_NONBLOCK == 0 {
+		t.Errorf("pty master after Resize: flags %#x, %v; want O_NONBLOCK", flags, err)
+	}
 }
 
 func TestSetupErrors(t *testing.T) {

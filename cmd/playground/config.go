@@ -21,6 +21,7 @@ type serveConfig struct {
 	Origins      stringList
 	Credential   string
 	MaxSessions  int
+	Warm         int
 	WritableSize byteSize
 	StateDir     string
 	Grace        time.Duration
@@ -36,6 +37,7 @@ func defaultServeConfig() serveConfig {
 		WritableSize: 256 << 20,
 		StateDir:     runtime.DefaultStateDir(),
 		Grace:        10 * time.Second,
+		Warm:         2,
 	}
 }
 
@@ -62,6 +64,11 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 			return usagef("PLAYGROUND_MAX_SESSIONS=%q: not a number", v)
 		}
 	}
+	if v := getenv("PLAYGROUND_WARM"); v != "" {
+		if _, err := fmt.Sscan(v, &c.Warm); err != nil {
+			return usagef("PLAYGROUND_WARM=%q: not a number", v)
+		}
+	}
 	if v := getenv("PLAYGROUND_WRITABLE_SIZE"); v != "" {
 		if err := c.WritableSize.Set(v); err != nil {
 			return usagef("PLAYGROUND_WRITABLE_SIZE=%q: %v", v, err)
@@ -79,6 +86,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.Var(&c.Origins, "origin", "also allow WebSocket connections from this `origin` (https://host:port); repeatable; \"*\" allows any")
 	fs.StringVar(&c.Credential, "credential", c.Credential, "HTTP basic auth `user:pass`, as ttyd's -c; empty: no auth")
 	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once; more are refused with 1013 (0: no limit)")
+	fs.IntVar(&c.Warm, "warm", c.Warm, "containers kept started ahead of visitors, so a session starts at once (0: none)")
 	fs.Var(&c.WritableSize, "writable-size", "size limit of each container's writable layer (tmpfs), e.g. 256M")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the containers' mount points")
 	fs.DurationVar(&c.Grace, "shutdown-grace", c.Grace, "on SIGINT/SIGTERM, how long to wait for sessions to end")
@@ -103,6 +111,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.MaxSessions < 0 {
 		bad = append(bad, "--max-sessions must not be negative")
+	}
+	if c.Warm < 0 || c.Warm > 1000 {
+		bad = append(bad, "--warm must be 0 to 1000")
 	}
 	if c.WritableSize < 1<<20 {
 		bad = append(bad, "--writable-size must be at least 1M")

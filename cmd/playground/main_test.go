@@ -161,6 +161,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"unknown flag", []string{"serve", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 		{"unknown run flag", []string{"run", "--nope", "id"}, 2, "flag provided but not defined: -nope"},
 		{"bad log format", []string{"--log-format", "xml"}, 2, `--log-format "xml": want json or console`},
+		{"bad warm", []string{"--warm", "-1"}, 2, "--warm must be 0 to 1000"},
 		{"serve arguments", []string{"serve", "extra"}, 2, "serve takes no arguments"},
 		{"bad env", []string{"run", "--env", "NOEQUALS", "id"}, 2, `--env "NOEQUALS": want NAME=VALUE`},
 		{"bad size", []string{"run", "--writable-size", "lots", "id"}, 2, "want a size such as 256M"},

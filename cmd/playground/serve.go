@@ -72,13 +72,20 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	log.Info().Str("rootfs", cfg.Rootfs).Float64("check_ms", float64(time.Since(t0).Microseconds())/1000).Msg("containers work")
 
+	start := containerStarter(spec)
+	var pool *server.Pool
+	if cfg.Warm > 0 {
+		pool = server.NewPool(start, cfg.Warm, log)
+		defer pool.Close() // on every way out; idempotent
+		start = pool.Start
+	}
 	srv, err := server.New(server.Config{
 		AllowedOrigins: cfg.Origins,
 		Credential:     cfg.Credential,
 		MaxSessions:    cfg.MaxSessions,
 	}, server.Deps{
 		Log:    log,
-		Start:  containerStarter(spec),
+		Start:  start,
 		Static: static.FS(),
 	})
 	if err != nil {
@@ -110,6 +117,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		log.Warn().Err(err).Msg("sessions still open at the end of the grace period")
 	}
 	<-served
+	if pool != nil {
+		_ = pool.Close() // ends the warm containers; it reports nothing
+	}
 	log.Info().Msg("stopped")
 	return nil
 }
