@@ -22,15 +22,23 @@ import (
 // enter the init path.
 const initArg0 = "playground-init"
 
+// Sizes of the messages the parent reads: init's setup report (an error
+// text at most) and the exit status. A longer one fails to decode, which
+// is reported, never trusted.
+const (
+	startMessageSize = 4 << 10
+	exitMessageSize  = 256
+)
+
 // Container is a running container. Read and Write go to its pty; Wait,
 // Resize, Signal and Close may be called from any goroutine.
 type Container struct {
 	id     string
 	cmd    *exec.Cmd
-	sync   int      // parent's end of the sync socket
-	master *os.File // pty master, non-blocking so Close interrupts Read
-	dir    string   // per-container mount point on the host
-	ids    *idSlot  // uid range in root mode, or nil
+	sync   *syncConn // parent's end of the sync socket
+	master *os.File  // pty master, non-blocking so Close interrupts Read
+	dir    string    // per-container mount point on the host
+	ids    *idSlot   // uid range in root mode, or nil
 
 	done   chan struct{} // closed when init has been reaped
 	status ExitStatus
@@ -49,7 +57,7 @@ func Start(spec Spec) (*Container, error) {
 	if err := checkRootfs(spec.Rootfs); err != nil {
 		return nil, err
 	}
-	c := &Container{id: newID(), sync: -1, done: make(chan struct{})}
+	c := &Container{id: newID(), done: make(chan struct{})}
 	if err := c.start(spec); err != nil {
 		c.cleanup()
 		return nil, err
@@ -72,7 +80,11 @@ func (c *Container) start(spec Spec) error {
 	if err != nil {
 		return err
 	}
-	c.sync = parentEnd
+	c.sync, err = newSyncConn(parentEnd)
+	if err != nil {
+		_ = childEnd.Close() // not started: nobody else has it
+		return err
+	}
 	c.cmd = &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{initArg0},
@@ -122,12 +134,12 @@ func (c *Container) start(spec Spec) error {
 		cfg.MappedLower = true
 		send = append(send, fd)
 	}
-	if err := sendMsg(c.sync, cfg, send...); err != nil {
+	if err := c.sync.send(cfg, send...); err != nil {
 		return fmt.Errorf("release container init: %w", err)
 	}
 
 	var msg initMessage
-	fds, err := recvMsg(c.sync, &msg)
+	fds, err := c.sync.recv(&msg, startMessageSize)
 	switch {
 	case errors.Is(err, errEOF):
 		return fmt.Errorf("container init ended before it was ready: %s", c.reap())
@@ -169,7 +181,7 @@ func (c *Container) watch() {
 	defer close(c.done)
 	defer c.releaseHost()
 	var msg initMessage
-	fds, err := recvMsg(c.sync, &msg)
+	fds, err := c.sync.recv(&msg, exitMessageSize)
 	closeFds(fds)
 	if err == nil && msg.Kind == "exit" {
 		c.status = ExitStatus{Code: msg.Code, Signal: syscall.Signal(msg.Signal)}
@@ -297,9 +309,9 @@ func (c *Container) cleanup() {
 // once init has been reaped: its pid namespace, and with it every mount,
 // is gone by then.
 func (c *Container) releaseHost() {
-	if c.sync >= 0 {
-		_ = unix.Close(c.sync)
-		c.sync = -1
+	if c.sync != nil {
+		_ = c.sync.Close() // the container is gone; nothing more to say
+		c.sync = nil
 	}
 	if c.dir != "" {
 		// The mounts on it lived in the container's mount namespace, which

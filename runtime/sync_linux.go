@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,19 +55,24 @@ type setupError struct {
 func (e *setupError) Error() string { return e.Step + ": " + e.Err }
 
 func sendMsg(fd int, v any, files ...int) error {
-	b, err := json.Marshal(v)
+	b, oob, err := encodeMsg(v, files)
 	if err != nil {
 		return err
-	}
-	var oob []byte
-	if len(files) > 0 {
-		oob = unix.UnixRights(files...)
 	}
 	return unix.Sendmsg(fd, b, oob, nil, 0)
 }
 
+func encodeMsg(v any, files []int) (b, oob []byte, err error) {
+	b, err = json.Marshal(v)
+	if len(files) > 0 {
+		oob = unix.UnixRights(files...)
+	}
+	return b, oob, err
+}
+
 // recvMsg reads one message into v and returns the descriptors that came
-// with it. io.EOF means the other side closed its end.
+// with it; errEOF means the other side closed its end. It is init's: a
+// blocking read of fd.
 func recvMsg(fd int, v any) ([]int, error) {
 	buf := make([]byte, maxMessage)
 	oob := make([]byte, unix.CmsgSpace(4*4))
@@ -78,29 +84,104 @@ func recvMsg(fd int, v any) ([]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read sync socket: %w", err)
 		}
-		var fds []int
-		if oobn > 0 {
-			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-			if err != nil {
-				return nil, fmt.Errorf("parse control message: %w", err)
-			}
-			for _, m := range msgs {
-				got, err := unix.ParseUnixRights(&m)
-				if err == nil {
-					fds = append(fds, got...)
-				}
-			}
-		}
-		if n == 0 && oobn == 0 {
-			return nil, errEOF
-		}
-		if err := json.Unmarshal(buf[:n], v); err != nil {
-			closeFds(fds)
-			return nil, fmt.Errorf("decode sync message: %w", err)
-		}
-		return fds, nil
+		return decodeMsg(buf[:n], oob[:oobn], v)
 	}
 }
+
+func decodeMsg(b, oob []byte, v any) ([]int, error) {
+	var fds []int
+	if len(oob) > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob)
+		if err != nil {
+			return nil, fmt.Errorf("parse control message: %w", err)
+		}
+		for _, m := range msgs {
+			got, err := unix.ParseUnixRights(&m)
+			if err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	if len(b) == 0 && len(fds) == 0 {
+		return nil, errEOF
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		closeFds(fds)
+		return nil, fmt.Errorf("decode sync message: %w", err)
+	}
+	return fds, nil
+}
+
+// syncConn is the parent's end of the sync socket. It is non-blocking, so
+// that a container's wait for its exit message parks a goroutine in Go's
+// poller, not an OS thread in recvmsg, and its receive buffer exists only
+// while a message is being read: a thousand idle containers hold neither.
+// Close unblocks a waiting recv.
+type syncConn struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+func newSyncConn(fd int) (*syncConn, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd) // ours, unused
+		return nil, fmt.Errorf("sync socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "sync")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close() // ours, unused
+		return nil, fmt.Errorf("sync socket: %w", err)
+	}
+	return &syncConn{f: f, rc: rc}, nil
+}
+
+func (s *syncConn) send(v any, files ...int) error {
+	b, oob, err := encodeMsg(v, files)
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = s.rc.Write(func(fd uintptr) bool {
+		for {
+			serr = unix.Sendmsg(int(fd), b, oob, nil, 0)
+			if !errors.Is(serr, unix.EINTR) {
+				return !errors.Is(serr, unix.EAGAIN)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// recv reads one message of at most size bytes into v.
+func (s *syncConn) recv(v any, size int) ([]int, error) {
+	var (
+		buf, oob []byte
+		n, oobn  int
+		rerr     error
+	)
+	err := s.rc.Read(func(fd uintptr) bool {
+		buf, oob = make([]byte, size), make([]byte, unix.CmsgSpace(4*4))
+		for {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if !errors.Is(rerr, unix.EINTR) {
+				return !errors.Is(rerr, unix.EAGAIN)
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read sync socket: %w", err)
+	}
+	return decodeMsg(buf[:n], oob[:oobn], v)
+}
+
+func (s *syncConn) Close() error { return s.f.Close() }
 
 var errEOF = errors.New("sync socket closed")
 

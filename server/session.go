@@ -18,9 +18,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// outputChunk is the most pty output one OUTPUT frame carries: large enough
-// for throughput, small enough that PAUSE takes effect within one frame.
-const outputChunk = 32 << 10
+// outputChunk is the most pty output one OUTPUT frame carries. A pty read
+// returns at most the line discipline's 4 KiB buffer, so more would only
+// be held, idle, by every session; with the command byte the read buffer
+// is exactly 8 KiB, a size class of Go's allocator, so nothing is wasted
+// by rounding up.
+const outputChunk = 8<<10 - 1
 
 // handleWS is /ws: the handshake checks, then one session for the life of
 // the connection.
@@ -63,11 +66,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // session is one WebSocket and the terminal behind it, from the handshake
-// until handleWS returns. Three goroutines work on it: the handler's, which
-// reads the client and writes the terminal; the output pump, the only
-// writer of data frames; and the keepalive, which pings. end, callable from
-// any of them and from Shutdown, decides how the session ends; the handler
-// joins the other two before it returns.
+// until handleWS returns. Two goroutines work on it: the handler's, which
+// reads the client and writes the terminal, and the output pump, the only
+// writer of data frames; a timer pings (startKeepAlive). end, callable from
+// either, the ping and Shutdown, decides how the session ends; the handler
+// joins the pump and stops the ping before it returns.
 type session struct {
 	srv    *Server
 	cfg    *Config
@@ -80,6 +83,7 @@ type session struct {
 	flow   flowGate
 
 	bytesIn, bytesOut atomic.Int64
+	stopPing          func() // set by serve once the keepalive runs
 
 	mu     sync.Mutex
 	term   Terminal // nil until started
@@ -138,7 +142,7 @@ func (ss *session) serve(pumps *sync.WaitGroup) error {
 		return nil
 	})
 	pumps.Go(func() { ss.pumpOutput(term) })
-	pumps.Go(ss.keepAlive)
+	ss.stopPing = ss.startKeepAlive()
 	return ss.pumpInput(term)
 }
 
@@ -151,6 +155,9 @@ func (ss *session) finish(readErr error, pumps *sync.WaitGroup) {
 	_ = ss.conn.Close() // also unblocks an output pump stuck writing to a client that stopped reading
 	if pumps != nil {
 		pumps.Wait()
+	}
+	if ss.stopPing != nil {
+		ss.stopPing()
 	}
 	// end has closed it, or is closing it on another goroutine (Shutdown's):
 	// Close is idempotent, and returning only once it is closed is the
@@ -440,22 +447,35 @@ func (ss *session) write(msg []byte) bool {
 	return false
 }
 
-// keepAlive pings the client, so that dead connections are found (see the
-// pong handler) and proxies do not drop quiet ones.
-func (ss *session) keepAlive() {
-	t := time.NewTicker(ss.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ss.ctx.Done():
+// startKeepAlive pings the client every PingInterval until stopped, so that
+// dead connections are found (see the pong handler) and proxies do not
+// drop quiet ones. It runs from a timer rather than a goroutine of its own, so an idle session holds no
+// stack for it. A failed ping ends the session. stop waits for a ping in
+// flight, so nothing of it runs after stop returns.
+func (ss *session) startKeepAlive() (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	t = time.AfterFunc(ss.cfg.PingInterval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped || ss.ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		err := ss.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.cfg.WriteTimeout))
 		if err != nil {
 			ss.end(0, "", "client gone")
 			return
 		}
+		t.Reset(ss.cfg.PingInterval)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 

@@ -431,7 +431,12 @@ func TestCapacity(t *testing.T) {
 	s := newTestServer(t, Config{MaxSessions: 1})
 	first := s.open(t, "", nil)
 	first.waitOutput("$ ")
-	second := s.open(t, "", nil)
+	// Refused at once, before init: the client may not get to send it.
+	conn, resp, err := s.dial(nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	second := newTestClient(t, conn)
 	if code, text, _ := second.waitClose(); code != websocket.CloseTryAgainLater {
 		t.Errorf("second session: close %d %q, want %d", code, text, websocket.CloseTryAgainLater)
 	}

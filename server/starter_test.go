@@ -33,15 +33,7 @@ func testStart(t testing.TB) StartFunc {
 	if err := runtime.Check(spec); err != nil {
 		testenv.Skipf(t, "cannot start containers here: %v", err)
 	}
-	return func(_ context.Context, cols, rows uint16) (Terminal, error) {
-		s := spec
-		s.Cols, s.Rows = cols, rows
-		c, err := runtime.Start(s)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
+	return ContainerStart(spec)
 }
 
 // testStateDir is a state dir for a test's containers that a root-mode pool

@@ -38,3 +38,17 @@ type Terminal interface {
 // up then. The server Closes every terminal it got, so a terminal need not
 // watch ctx once started, but it may end itself when ctx is done.
 type StartFunc func(ctx context.Context, cols, rows uint16) (Terminal, error)
+
+// ContainerStart is the StartFunc that starts a container from spec for
+// each session, at the session's terminal size.
+func ContainerStart(spec runtime.Spec) StartFunc {
+	return func(_ context.Context, cols, rows uint16) (Terminal, error) {
+		s := spec
+		s.Cols, s.Rows = cols, rows
+		c, err := runtime.Start(s)
+		if err != nil {
+			return nil, err // a nil *Container must not become a non-nil Terminal
+		}
+		return c, nil
+	}
+}
