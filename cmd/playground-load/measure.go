@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// measure runs every chosen measurement on every chosen target, each on a
+// server started for it alone, and returns the report. Its error is for a
+// run that could not be made at all; a measurement that fails is recorded
+// in the report and the run goes on.
+func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	l, err := newLauncher(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
+	rep := newReport(cfg)
+	defer func() {
+		if err := l.cleanup(); err != nil {
+			fmt.Fprintln(progress, "playground-load: remove work dir:", err)
+		}
+	}()
+	t0 := time.Now()
+
+	// ready and throughput take the targets in turn, so that a noisy
+	// moment of the machine falls on all alike: every target's server runs
+	// meanwhile, idle when it is not its turn.
+	inTurn := func(m string, f func([]*target)) {
+		if !cfg.measures(m) {
+			return
+		}
+		var ts []*target
+		for _, name := range cfg.Targets {
+			if t := rep.start(ctx, l, name, m); t != nil {
+				ts = append(ts, t)
+			}
+		}
+		f(ts)
+		for _, t := range ts {
+			rep.stop(t, m)
+		}
+	}
+	inTurn("ready", func(ts []*target) {
+		fmt.Fprintf(progress, "ready: %d sequential sessions on each of %s, in turn\n", cfg.Ready, strings.Join(cfg.Targets, ", "))
+		for name, r := range measureReady(ctx, ts, cfg.Ready, progress) {
+			rep.get(name).Ready = r
+		}
+	})
+	each := func(m string, withRaw bool, f func(*target) string) {
+		if !cfg.measures(m) {
+			return
+		}
+		for _, name := range cfg.Targets {
+			if name == "raw" && !withRaw {
+				continue
+			}
+			if ctx.Err() != nil {
+				rep.get(name).fail(m, ctx.Err())
+				continue
+			}
+			if t := rep.start(ctx, l, name, m); t != nil {
+				line := f(t)
+				rep.stop(t, m)
+				fmt.Fprintf(progress, "%s %s: %s\n", m, name, line)
+			}
+		}
+	}
+	each("many", false, func(t *target) string {
+		fmt.Fprintf(progress, "many %s: %d sessions at once\n", t.name, cfg.Many)
+		r := measureMany(ctx, t, cfg.Many, progress)
+		rep.get(t.name).Many = r
+		return fmt.Sprintf("%d/%d answered in %.2f s, server %.1f KiB/session %s", r.Answered, r.Sessions, r.AllReadyS, r.ServerKiBPerSession, r.Error)
+	})
+	inTurn("throughput", func(ts []*target) {
+		fmt.Fprintf(progress, "throughput: %d bytes, %d rounds on each of %s, in turn\n", cfg.Bytes, cfg.Rounds, strings.Join(cfg.Targets, ", "))
+		for name, r := range measureThroughput(ctx, ts, cfg.Bytes, cfg.Rounds, progress) {
+			rep.get(name).Throughput = r
+		}
+	})
+	each("echo", true, func(t *target) string {
+		r := measureEcho(ctx, t, cfg.Echo, cfg.Flood)
+		rep.get(t.name).Echo = r
+		return fmt.Sprintf("p99 %.3f ms idle, %.3f ms under %d floods %s", r.IdleP99ms, r.FloodP99ms, r.Flood, r.Error)
+	})
+	each("churn", false, func(t *target) string {
+		r := measureChurn(ctx, t, cfg.Churn, progress)
+		rep.get(t.name).Churn = r
+		left := "n/a"
+		if r.Leftover != nil {
+			left = r.Leftover.String()
+		}
+		return fmt.Sprintf("%d cycles, leftover %s %s", r.Cycles, left, r.Error)
+	})
+	rep.Seconds = round(time.Since(t0).Seconds(), 1)
+	rep.evaluate()
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("the run was cut short: %w", err)
+	}
+	return rep, nil
+}
+
+// start starts a target for a measurement, or records why it could not.
+func (r *Report) start(ctx context.Context, l *launcher, name, m string) *target {
+	t, err := l.start(ctx, name)
+	if err != nil {
+		r.get(name).fail(m, err)
+		return nil
+	}
+	return t
+}
+
+// stop stops a target, recording a server that did not stop cleanly.
+func (r *Report) stop(t *target, m string) {
+	if err := t.stop(); err != nil {
+		tr := r.get(t.name)
+		tr.Errors = append(tr.Errors, fmt.Sprintf("%s: stop: %v", m, err))
+	}
+}
+
+// fail records that a measurement could not be made on a target.
+func (tr *TargetReport) fail(m string, err error) {
+	msg := err.Error()
+	switch m {
+	case "ready":
+		tr.Ready = &ReadyResult{Error: msg}
+	case "many":
+		tr.Many = &ManyResult{Error: msg}
+	case "throughput":
+		tr.Throughput = &ThroughputResult{Error: msg}
+	case "echo":
+		tr.Echo = &EchoResult{Error: msg}
+	case "churn":
+		tr.Churn = &ChurnResult{Error: msg}
+	}
+}
+
+// failures counts the measurements that could not be made at all, and
+// servers that did not stop cleanly. Sessions that failed within a
+// measurement that produced figures are findings, shown in the report.
+func (r *Report) failures() int {
+	n := 0
+	for _, t := range r.Targets {
+		if t.Ready != nil && t.Ready.Error != "" && t.Ready.P50ms == 0 {
+			n++
+		}
+		if t.Many != nil && t.Many.Error != "" && t.Many.Answered == 0 {
+			n++
+		}
+		if t.Throughput != nil && t.Throughput.Error != "" {
+			n++
+		}
+		if t.Echo != nil && t.Echo.Error != "" {
+			n++
+		}
+		if t.Churn != nil && t.Churn.Error != "" && t.Churn.Failed == t.Churn.Cycles {
+			n++
+		}
+		n += len(t.Errors)
+	}
+	return n
+}
+
+// get returns the report of a target, making it on first use.
+func (r *Report) get(name string) *TargetReport {
+	for _, t := range r.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	t := &TargetReport{Name: name, Description: describe[name]}
+	r.Targets = append(r.Targets, t)
+	slices.SortStableFunc(r.Targets, func(a, b *TargetReport) int {
+		return slices.Index(allTargets, a.Name) - slices.Index(allTargets, b.Name)
+	})
+	return t
+}

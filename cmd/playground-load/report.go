@@ -1,0 +1,559 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one run measured, in the form --json writes.
+type Report struct {
+	Machine Machine         `json:"machine"`
+	Command string          `json:"command"`
+	Date    string          `json:"date"`
+	Seconds float64         `json:"seconds"`
+	Sizes   Sizes           `json:"sizes"`
+	Targets []*TargetReport `json:"targets"`
+	Ratios  []Ratio         `json:"ratios"`
+	Goals   []Goal          `json:"goals"`
+}
+
+// Sizes are the run's N, B, K, M and C.
+type Sizes struct {
+	Ready  int   `json:"ready"`
+	Many   int   `json:"many"`
+	Bytes  int64 `json:"bytes"`
+	Rounds int   `json:"rounds"`
+	Echo   int   `json:"echo"`
+	Flood  int   `json:"flood"`
+	Churn  int   `json:"churn"`
+}
+
+// TargetReport is what was measured on one target. A nil result was not
+// measured; a result with Error could not be made, or was made with
+// failures.
+type TargetReport struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Ready       *ReadyResult      `json:"ready,omitempty"`
+	Many        *ManyResult       `json:"many,omitempty"`
+	Throughput  *ThroughputResult `json:"throughput,omitempty"`
+	Echo        *EchoResult       `json:"echo,omitempty"`
+	Churn       *ChurnResult      `json:"churn,omitempty"`
+	Errors      []string          `json:"errors,omitempty"` // servers that did not stop cleanly
+}
+
+// Ratio is one figure over its baseline from the same run.
+type Ratio struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+}
+
+// Goal is one of the project's targets and how this run did against it.
+type Goal struct {
+	Goal   string `json:"goal"`
+	Got    string `json:"got"`
+	Status string `json:"status"` // met, missed, or not measured
+}
+
+// Machine is where the run ran.
+type Machine struct {
+	CPUs      int     `json:"cpus"`
+	CPU       string  `json:"cpu"`
+	MemoryGiB float64 `json:"memory_gib"`
+	Kernel    string  `json:"kernel"`
+	OS        string  `json:"os"`
+	Go        string  `json:"go"`
+	User      string  `json:"user"`
+	Bwrap     string  `json:"bwrap,omitempty"`
+	TTYD      string  `json:"ttyd,omitempty"`
+}
+
+func newReport(cfg Config) *Report {
+	r := &Report{
+		Machine: machine(cfg),
+		Command: shellQuote(cfg.cmdline),
+		Date:    time.Now().UTC().Format(time.RFC3339),
+		Sizes:   Sizes{Ready: cfg.Ready, Many: cfg.Many, Bytes: cfg.Bytes, Rounds: cfg.Rounds, Echo: cfg.Echo, Flood: cfg.Flood, Churn: cfg.Churn},
+	}
+	for _, name := range cfg.Targets {
+		r.get(name)
+	}
+	return r
+}
+
+// evaluate works out the ratios and checks the goals.
+func (r *Report) evaluate() {
+	self, warm, plain, bwrap, raw, ttyd := r.find("self"), r.find("warm"), r.find("plain"), r.find("bwrap"), r.find("raw"), r.find("ttyd")
+	ratio := func(name string, a, b float64) {
+		if a > 0 && b > 0 {
+			r.Ratios = append(r.Ratios, Ratio{name, round(a/b, 2)})
+		}
+	}
+	p50 := func(t *TargetReport) float64 {
+		if t == nil || t.Ready == nil || t.Ready.Error != "" {
+			return 0
+		}
+		return t.Ready.P50ms
+	}
+	mbps := func(t *TargetReport) float64 {
+		if t == nil || t.Throughput == nil || t.Throughput.Error != "" {
+			return 0
+		}
+		return t.Throughput.MBps
+	}
+	ratio("ready p50: self / bwrap", p50(self), p50(bwrap))
+	ratio("ready p50: self / plain", p50(self), p50(plain))
+	ratio("ready p50: warm / plain", p50(warm), p50(plain))
+	ratio("ready p50: bwrap / plain", p50(bwrap), p50(plain))
+	ratio("ready p50: self / ttyd", p50(self), p50(ttyd))
+	ratio("throughput: self / raw pty", mbps(self), mbps(raw))
+	ratio("throughput: plain / raw pty", mbps(plain), mbps(raw))
+	ratio("throughput: bwrap / raw pty", mbps(bwrap), mbps(raw))
+	ratio("throughput: ttyd / raw pty", mbps(ttyd), mbps(raw))
+
+	goal := func(name string, measured bool, met bool, got string) {
+		g := Goal{Goal: name, Got: got, Status: "not measured"}
+		if measured {
+			g.Status = "missed"
+			if met {
+				g.Status = "met"
+			}
+		}
+		r.Goals = append(r.Goals, g)
+	}
+	{
+		s, b := p50(self), p50(bwrap)
+		goal("ready p50, full isolation, cold: no more than bwrap's", s > 0 && b > 0, s <= b,
+			fmt.Sprintf("self %.2f ms, bwrap %.2f ms", s, b))
+	}
+	{
+		w, p := p50(warm), p50(plain)
+		goal("ready p50 with the warm pool: no more than the unisolated shell's", w > 0 && p > 0, w <= p,
+			fmt.Sprintf("warm %.2f ms, plain %.2f ms", w, p))
+	}
+	{
+		s, w := mbps(self), mbps(raw)
+		got := fmt.Sprintf("self %.1f MB/s, raw pty %.1f MB/s", s, w)
+		if w > 0 {
+			got += fmt.Sprintf(" (%.0f%%)", 100*s/w)
+		}
+		goal("throughput at least 85% of the raw pty", s > 0 && w > 0, s >= 0.85*w, got)
+	}
+	echoOK := self != nil && self.Echo != nil && self.Echo.Error == ""
+	if echoOK {
+		goal("echo p99 idle under 0.3 ms", true, self.Echo.IdleP99ms < 0.3, fmt.Sprintf("%.3f ms", self.Echo.IdleP99ms))
+		goal("echo p99 under 1 ms while 8 neighbours flood", self.Echo.Flood >= 8, self.Echo.FloodP99ms < 1,
+			fmt.Sprintf("%.3f ms with %d flooding", self.Echo.FloodP99ms, self.Echo.Flood))
+	} else {
+		goal("echo p99 idle under 0.3 ms", false, false, "")
+		goal("echo p99 under 1 ms while 8 neighbours flood", false, false, "")
+	}
+	if self != nil && self.Many != nil && self.Many.Error == "" {
+		m := self.Many
+		goal("1,000 concurrent isolated sessions, all answering", m.Sessions >= 1000, m.Answered == m.Sessions,
+			fmt.Sprintf("%d of %d answered", m.Answered, m.Sessions))
+		goal("server memory under 64 KiB per idle session", m.Sessions >= 1000 && m.ServerRSSMiB > 0, m.ServerKiBPerSession < 64,
+			fmt.Sprintf("%.1f KiB per session over %d", m.ServerKiBPerSession, m.Answered))
+	} else {
+		goal("1,000 concurrent isolated sessions, all answering", false, false, "")
+		goal("server memory under 64 KiB per idle session", false, false, "")
+	}
+	if self != nil && self.Churn != nil && self.Churn.Leftover != nil {
+		c := self.Churn
+		goal("zero leftovers after 1,000 churn cycles", c.Cycles >= 1000, c.Failed == 0 && c.Leftover.zero(),
+			fmt.Sprintf("%d cycles, %d failed; leftover %s", c.Cycles, c.Failed, c.Leftover))
+	} else {
+		goal("zero leftovers after 1,000 churn cycles", false, false, "")
+	}
+}
+
+func (r *Report) find(name string) *TargetReport {
+	for _, t := range r.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// writeReport writes the report in the configured format.
+func writeReport(w io.Writer, r *Report, cfg Config) error {
+	switch cfg.Format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	case "markdown":
+		return writeMarkdown(w, r)
+	default:
+		return writeTable(w, r)
+	}
+}
+
+// figureTable is the report's figures as rows of cells, one column per
+// target, and the errors the cells refer to.
+func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
+	header = []string{""}
+	for _, t := range r.Targets {
+		header = append(header, t.Name)
+	}
+	row := func(label string, cell func(*TargetReport) string) {
+		cells := []string{label}
+		any := false
+		for _, t := range r.Targets {
+			c := cell(t)
+			any = any || c != ""
+			if c == "" {
+				c = "–"
+			}
+			cells = append(cells, c)
+		}
+		if any {
+			rows = append(rows, cells)
+		}
+	}
+	errCell := func(t *TargetReport, what, err string) string {
+		notes = append(notes, fmt.Sprintf("%s, %s: %s", t.Name, what, err))
+		return fmt.Sprintf("error [%d]", len(notes))
+	}
+	f := func(v float64, digits int) string { return fmt.Sprintf("%.*f", digits, v) }
+
+	s := r.Sizes
+	row(fmt.Sprintf("ready p50 / p90 / p99 (ms), %d sessions", s.Ready), func(t *TargetReport) string {
+		if t.Ready == nil {
+			return ""
+		}
+		if t.Ready.Error != "" && t.Ready.P50ms == 0 {
+			return errCell(t, "ready", t.Ready.Error)
+		}
+		c := fmt.Sprintf("%s / %s / %s", f(t.Ready.P50ms, 2), f(t.Ready.P90ms, 2), f(t.Ready.P99ms, 2))
+		if t.Ready.Error != "" {
+			c += " " + errCell(t, "ready", t.Ready.Error)
+		}
+		return c
+	})
+	row("ready: server's own start p50 (ms)", func(t *TargetReport) string {
+		if t.Ready == nil || t.Ready.StartP50ms == 0 {
+			return ""
+		}
+		return f(t.Ready.StartP50ms, 2)
+	})
+	many := func(label string, cell func(*ManyResult) string) {
+		row(label, func(t *TargetReport) string {
+			if t.Many == nil {
+				return ""
+			}
+			if t.Many.Error != "" && t.Many.Answered == 0 {
+				if label == "many: answered" {
+					return errCell(t, "many", t.Many.Error)
+				}
+				return ""
+			}
+			return cell(t.Many)
+		})
+	}
+	many("many: answered", func(m *ManyResult) string {
+		c := fmt.Sprintf("%d / %d", m.Answered, m.Sessions)
+		if len(m.Errors) > 0 {
+			c += " " + errCellMany(&notes, m)
+		}
+		return c
+	})
+	many("many: all ready (s)", func(m *ManyResult) string { return f(m.AllReadyS, 2) })
+	many("many: each ready p50 / p99 (ms)", func(m *ManyResult) string {
+		return f(m.ReadyP50, 1) + " / " + f(m.ReadyP99, 1)
+	})
+	many("many: server RSS idle → all open (MiB)", func(m *ManyResult) string {
+		if m.ServerRSSMiB == 0 {
+			return ""
+		}
+		return f(m.ServerRSSBeforeMiB, 1) + " → " + f(m.ServerRSSMiB, 1)
+	})
+	many("many: server KiB per session", func(m *ManyResult) string {
+		if m.ServerRSSMiB == 0 {
+			return ""
+		}
+		return f(m.ServerKiBPerSession, 1)
+	})
+	many("many: of it live heap, stacks (KiB per session)", func(m *ManyResult) string {
+		if m.HeapKiBPerSession == 0 && m.StackKiBPerSession == 0 {
+			return ""
+		}
+		return f(m.HeapKiBPerSession, 1) + ", " + f(m.StackKiBPerSession, 1)
+	})
+	many("many: server goroutines, fds", func(m *ManyResult) string {
+		if m.ServerRSSMiB == 0 {
+			return ""
+		}
+		g := "n/a"
+		if m.Goroutines > 0 {
+			g = fmt.Sprint(m.Goroutines)
+		}
+		return fmt.Sprintf("%s, %d", g, m.ServerFDs)
+	})
+	many("many: session processes, PSS KiB per session", func(m *ManyResult) string {
+		if m.ServerRSSMiB == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%d, %s", m.Processes, f(m.ProcessesKiBPerSession, 0))
+	})
+	many("many: host memory KiB per session", func(m *ManyResult) string {
+		if m.ServerRSSMiB == 0 {
+			return ""
+		}
+		return f(m.HostKiBPerSession, 0)
+	})
+	many("many: all closed (s)", func(m *ManyResult) string {
+		if m.CloseAllS == 0 {
+			return ""
+		}
+		return f(m.CloseAllS, 2)
+	})
+	row(fmt.Sprintf("throughput, median of %d (MB/s), %d MB", s.Rounds, s.Bytes/1_000_000), func(t *TargetReport) string {
+		if t.Throughput == nil {
+			return ""
+		}
+		if t.Throughput.Error != "" {
+			return errCell(t, "throughput", t.Throughput.Error)
+		}
+		return f(t.Throughput.MBps, 1)
+	})
+	row("throughput: mean bytes per frame (raw: per read)", func(t *TargetReport) string {
+		if t.Throughput == nil || t.Throughput.ChunkBytes == 0 {
+			return ""
+		}
+		return fmt.Sprint(t.Throughput.ChunkBytes)
+	})
+	row("throughput: server CPU (ms per MB)", func(t *TargetReport) string {
+		if t.Throughput == nil || t.Throughput.ServerCPUPerMB == 0 {
+			return ""
+		}
+		return f(t.Throughput.ServerCPUPerMB, 2)
+	})
+	row("throughput: machine CPU busy (%)", func(t *TargetReport) string {
+		if t.Throughput == nil || t.Throughput.HostBusyPct == 0 {
+			return ""
+		}
+		return f(t.Throughput.HostBusyPct, 0)
+	})
+	row(fmt.Sprintf("echo p50 / p99 idle (ms), %d round trips", s.Echo), func(t *TargetReport) string {
+		if t.Echo == nil {
+			return ""
+		}
+		if t.Echo.Error != "" && t.Echo.IdleP50ms == 0 {
+			return errCell(t, "echo", t.Echo.Error)
+		}
+		return f(t.Echo.IdleP50ms, 3) + " / " + f(t.Echo.IdleP99ms, 3)
+	})
+	if s.Flood > 0 {
+		row(fmt.Sprintf("echo p50 / p99, %d flooding (ms)", s.Flood), func(t *TargetReport) string {
+			if t.Echo == nil || t.Echo.IdleP50ms == 0 {
+				return ""
+			}
+			if t.Echo.Error != "" {
+				return errCell(t, "echo", t.Echo.Error)
+			}
+			return f(t.Echo.FloodP50ms, 3) + " / " + f(t.Echo.FloodP99ms, 3)
+		})
+		row("echo: the floods received (MB/s), machine CPU busy (%)", func(t *TargetReport) string {
+			if t.Echo == nil || t.Echo.FloodMBps == 0 {
+				return ""
+			}
+			return f(t.Echo.FloodMBps, 1) + ", " + f(t.Echo.FloodBusyPct, 0)
+		})
+	}
+	churn := func(label string, cell func(*ChurnResult) string) {
+		row(label, func(t *TargetReport) string {
+			if t.Churn == nil {
+				return ""
+			}
+			if t.Churn.Error != "" && label == "churn: cycles, failed" {
+				return fmt.Sprintf("%d, %d ", t.Churn.Cycles, t.Churn.Failed) + errCell(t, "churn", t.Churn.Error)
+			}
+			return cell(t.Churn)
+		})
+	}
+	churn("churn: cycles, failed", func(c *ChurnResult) string { return fmt.Sprintf("%d, %d", c.Cycles, c.Failed) })
+	churn("churn: cycle p50 / p99 (ms)", func(c *ChurnResult) string {
+		if c.CycleP50ms == 0 {
+			return ""
+		}
+		return f(c.CycleP50ms, 2) + " / " + f(c.CycleP99ms, 2)
+	})
+	left := func(label string, v func(*counts) int) {
+		churn("churn leftover: "+label, func(c *ChurnResult) string {
+			if c.Leftover == nil {
+				return ""
+			}
+			if n := v(c.Leftover); n != unknown {
+				return fmt.Sprint(n)
+			}
+			return "n/a"
+		})
+	}
+	left("processes", func(c *counts) int { return c.Processes })
+	left("mounts", func(c *counts) int { return c.Mounts })
+	left("fds", func(c *counts) int { return c.FDs })
+	left("goroutines", func(c *counts) int { return c.Goroutines })
+	left("container mount points", func(c *counts) int { return c.StateDirs })
+	churn("churn: server threads before → after", func(c *ChurnResult) string {
+		if c.Before == nil || c.After == nil {
+			return ""
+		}
+		return fmt.Sprintf("%d → %d", c.Before.Threads, c.After.Threads)
+	})
+	for _, t := range r.Targets {
+		for _, e := range t.Errors {
+			notes = append(notes, t.Name+", "+e)
+		}
+	}
+	return header, rows, notes
+}
+
+func errCellMany(notes *[]string, m *ManyResult) string {
+	*notes = append(*notes, "many: "+strings.Join(m.Errors, "; "))
+	return fmt.Sprintf("[%d]", len(*notes))
+}
+
+// writeTable writes the report for people at a terminal.
+func writeTable(w io.Writer, r *Report) error {
+	var b bytes.Buffer
+	m := r.Machine
+	fmt.Fprintf(&b, "%d CPUs (%s), %.0f GiB, Linux %s, %s, %s, as %s\n\n", m.CPUs, m.CPU, m.MemoryGiB, m.Kernel, m.OS, m.Go, m.User)
+	header, rows, notes := figureTable(r)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush() // writes to a bytes.Buffer
+	for i, n := range notes {
+		fmt.Fprintf(&b, "[%d] %s\n", i+1, n)
+	}
+	if len(r.Ratios) > 0 {
+		fmt.Fprintln(&b, "\nratios (same run):")
+		for _, x := range r.Ratios {
+			fmt.Fprintf(&b, "  %-32s %.2f\n", x.Name, x.Value)
+		}
+	}
+	fmt.Fprintln(&b, "\ngoals:")
+	for _, g := range r.Goals {
+		fmt.Fprintf(&b, "  %-12s %s: %s\n", g.Status, g.Goal, g.Got)
+	}
+	fmt.Fprintf(&b, "\n%s (%.0f s)\n", r.Command, r.Seconds)
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// analysis is BENCHMARKS.md's hand-written part: what the figures mean
+// and why goals are missed, from the investigation behind them.
+//
+//go:embed analysis.md
+var analysis string
+
+// writeMarkdown writes BENCHMARKS.md.
+func writeMarkdown(w io.Writer, r *Report) error {
+	var b bytes.Buffer
+	m := r.Machine
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Generated by `cmd/playground-load/bench.sh` (which runs `%s`) on %s. ", r.Command, r.Date)
+	fmt.Fprintf(&b, "Every figure below is measured in that one run, %.0f s long; nothing is copied from elsewhere. ", r.Seconds)
+	fmt.Fprintf(&b, "To regenerate: `cmd/playground-load/bench.sh` (as root for root mode, or as an ordinary user).\n\n")
+	fmt.Fprintf(&b, "## Machine\n\n")
+	fmt.Fprintf(&b, "| | |\n| --- | --- |\n")
+	fmt.Fprintf(&b, "| CPUs | %d (%s) |\n| memory | %.1f GiB |\n| kernel | Linux %s |\n| system | %s |\n| Go | %s |\n| ran as | %s |\n",
+		m.CPUs, m.CPU, m.MemoryGiB, m.Kernel, m.OS, m.Go, m.User)
+	if m.Bwrap != "" {
+		fmt.Fprintf(&b, "| bubblewrap | %s |\n", m.Bwrap)
+	}
+	if m.TTYD != "" {
+		fmt.Fprintf(&b, "| ttyd | %s |\n", m.TTYD)
+	}
+	fmt.Fprintf(&b, "\n## Targets\n\n")
+	for _, t := range r.Targets {
+		fmt.Fprintf(&b, "- **%s**: %s\n", t.Name, t.Description)
+	}
+	s := r.Sizes
+	fmt.Fprintf(&b, "\nEvery shell is `/bin/sh` (dash) with `PS1='$ '`. Each server is started afresh for each measurement, "+
+		"on 127.0.0.1, as a child process, so that /proc shows its figures alone. Sizes: ready N=%d, many N=%d, throughput B=%d bytes "+
+		"(median of %d rounds), echo K=%d with M=%d flooding, churn C=%d. MB is 10^6 bytes; KiB 1024 bytes.\n\n", s.Ready, s.Many, s.Bytes, s.Rounds, s.Echo, s.Flood, s.Churn)
+	fmt.Fprintf(&b, "## How to rerun\n\n")
+	fmt.Fprintf(&b, "    cmd/playground-load/bench.sh [--ttyd PATH]    # this file, a few minutes\n")
+	fmt.Fprintf(&b, "    go run ./cmd/playground-load                  # the same figures as a table, without ttyd\n")
+	fmt.Fprintf(&b, "    go run ./cmd/playground-load --short          # a quick look, seconds\n")
+	fmt.Fprintf(&b, "    go run ./cmd/playground-load --url ws://HOST:PORT/ws [--server-pid PID]   # any server that speaks ttyd's protocol\n\n")
+	fmt.Fprintf(&b, "## Figures\n\n")
+	header, rows, notes := figureTable(r)
+	fmt.Fprintf(&b, "| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat(" --- |", len(header)))
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(&b)
+		for i, n := range notes {
+			fmt.Fprintf(&b, "%d. %s\n", i+1, strings.ReplaceAll(n, "\n", " "))
+		}
+	}
+	if len(r.Ratios) > 0 {
+		fmt.Fprintf(&b, "\n## Ratios\n\nEach figure over its baseline from the same run.\n\n| ratio | value |\n| --- | --- |\n")
+		for _, x := range r.Ratios {
+			fmt.Fprintf(&b, "| %s | %.2f |\n", x.Name, x.Value)
+		}
+	}
+	fmt.Fprintf(&b, "\n## Goals\n\nFrom issue 3; a missed goal is a finding, explained under Analysis, never a reason to loosen the goal.\n\n| goal | this run | status |\n| --- | --- | --- |\n")
+	for _, g := range r.Goals {
+		fmt.Fprintf(&b, "| %s | %s | **%s** |\n", g.Goal, g.Got, g.Status)
+	}
+	fmt.Fprintf(&b, "\n%s", analysis)
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// machine describes this machine.
+func machine(cfg Config) Machine {
+	m := Machine{
+		CPUs:      numCPU(),
+		CPU:       cpuModel(),
+		MemoryGiB: round(float64(memTotal())/(1<<30), 1),
+		Kernel:    kernel(),
+		OS:        osName(),
+		Go:        goVersion(),
+		User:      fmt.Sprintf("uid %d", os.Getuid()),
+	}
+	if os.Getuid() == 0 {
+		m.User = "root (containers get a 65536-id range each)"
+	} else {
+		m.User = fmt.Sprintf("uid %d, an ordinary user (container root is that user)", os.Getuid())
+	}
+	if out, err := exec.Command("bwrap", "--version").Output(); err == nil {
+		m.Bwrap = strings.TrimSpace(string(out))
+	}
+	if p := cfg.ttydPath(); p != "" && slices.Contains(cfg.Targets, "ttyd") {
+		if out, err := exec.Command(p, "--version").Output(); err == nil {
+			m.TTYD = strings.TrimSpace(string(out))
+		}
+	}
+	return m
+}
+
+// shellQuote joins args into a command line a shell reads back as args.
+func shellQuote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=./:,") == "" {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
+}

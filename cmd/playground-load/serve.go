@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	goruntime "runtime"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/guntainer/playground/runtime"
+	"github.com/guntainer/playground/server"
+	"github.com/guntainer/playground/static"
+)
+
+// The servers this command measures run as its own children: the binary
+// re-executed under the name childArg0. A child serves one target on
+// 127.0.0.1, prints "listening ADDR" on stdout, logs to stderr, and on
+// SIGTERM ends its sessions and exits, as the playground server does.
+
+const childArg0 = "playground-load-server"
+
+// statsPath is where a child server reports what only it can see:
+// goroutines and open sessions. It is not part of the playground's API.
+const statsPath = "/load/stats"
+
+// serverStats is statsPath's answer. With ?gc=1 the server collects
+// garbage first, so the heap figure is what is live.
+type serverStats struct {
+	Goroutines int    `json:"goroutines"`
+	Sessions   int    `json:"sessions"`
+	Warm       int    `json:"warm"`        // warm containers waiting
+	WarmSize   int    `json:"warm_size"`   // the pool's size; 0 without one
+	HeapBytes  uint64 `json:"heap_bytes"`  // heap objects, bytes
+	StackBytes uint64 `json:"stack_bytes"` // goroutine stacks, bytes
+}
+
+// maybeServe runs the child server and exits when this process is one.
+func maybeServe() {
+	if filepath.Base(os.Args[0]) != childArg0 {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := serveChild(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, childArg0+":", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// childOptions say which server a child runs.
+type childOptions struct {
+	Kind     string // self, plain or bwrap
+	StateDir string // self: where containers' mount points go
+	Rootfs   string // self: the containers' root file system
+	Home     string // plain: the shells' HOME
+	Bwrap    string // bwrap: the bubblewrap binary
+}
+
+func (o childOptions) args() []string {
+	return []string{"--kind", o.Kind, "--state-dir", o.StateDir, "--rootfs", o.Rootfs, "--home", o.Home, "--bwrap", o.Bwrap}
+}
+
+func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o childOptions
+	fs := flag.NewFlagSet(childArg0, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Kind, "kind", "", "self, plain or bwrap")
+	fs.StringVar(&o.StateDir, "state-dir", "", "state dir of self's containers")
+	fs.StringVar(&o.Rootfs, "rootfs", runtime.HostRootfs, "rootfs of self's containers")
+	fs.StringVar(&o.Home, "home", os.TempDir(), "HOME of plain's shells")
+	fs.StringVar(&o.Bwrap, "bwrap", "bwrap", "bubblewrap binary")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	log := zerolog.New(stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	start, pool, err := starter(o, log)
+	if err != nil {
+		return err
+	}
+	if pool != nil {
+		defer pool.Close() // after the server's Shutdown: ends the warm containers
+	}
+	// The playground server as cmd/playground's serve builds it: default
+	// config, the embedded page, JSON logs at info.
+	srv, err := server.New(server.Config{}, server.Deps{Log: log, Start: start, Static: static.FS()})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", srv)
+	mux.HandleFunc("GET "+statsPath, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gc") == "1" {
+			goruntime.GC()
+		}
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		w.Header().Set("Content-Type", "application/json")
+		st := serverStats{
+			Goroutines: goruntime.NumGoroutine(),
+			Sessions:   srv.Sessions(),
+			HeapBytes:  ms.HeapAlloc,
+			StackBytes: ms.StackInuse,
+		}
+		if pool != nil {
+			st.Warm, st.WarmSize = pool.Warm(), warmPool
+		}
+		_ = json.NewEncoder(w).Encode(st) // the client left, if it fails
+	})
+	// For a closer look at a run: go tool pprof http://ADDR/debug/pprof/heap
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	fmt.Fprintln(stdout, "listening", ln.Addr())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx) // its only error is the deadline, which srv.Shutdown reports too
+	err = srv.Shutdown(sctx)
+	<-served
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// warmPool is the warm target's pool size.
+const warmPool = 4
+
+// starter is the StartFunc of a child's kind, and the warm target's pool.
+func starter(o childOptions, log zerolog.Logger) (server.StartFunc, *server.Pool, error) {
+	switch o.Kind {
+	case "self", "warm":
+		if o.StateDir == "" {
+			return nil, nil, errors.New(o.Kind + " needs --state-dir")
+		}
+		if n, err := runtime.CleanStateDir(o.StateDir); err != nil {
+			log.Warn().Err(err).Msg("clean state dir")
+		} else if n > 0 {
+			log.Info().Int("removed", n).Msg("removed what a previous server left")
+		}
+		spec := runtime.Spec{
+			Rootfs:       o.Rootfs,
+			Hostname:     "playground",
+			WritableSize: 256 << 20,
+			StateDir:     o.StateDir,
+			// The same shell and prompt as every baseline.
+			Args: []string{shell},
+			Env:  []string{"PS1=$ "},
+		}
+		if err := runtime.Check(spec); err != nil {
+			return nil, nil, fmt.Errorf("cannot start containers with rootfs %q: %w", o.Rootfs, err)
+		}
+		if o.Kind == "warm" {
+			pool := server.NewPool(server.ContainerStart(spec), warmPool, log)
+			return pool.Start, pool, nil
+		}
+		return server.ContainerStart(spec), nil, nil
+	case "plain":
+		return plainStarter(o.Home), nil, nil
+	case "bwrap":
+		return bwrapStarter(o.Bwrap), nil, nil
+	}
+	return nil, nil, fmt.Errorf("unknown kind %q", o.Kind)
+}
