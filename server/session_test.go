@@ -427,6 +427,22 @@ func TestStartTimeout(t *testing.T) {
 	}
 }
 
+// TestSlowStartIsNotTheClients: a start that takes longer than the init
+// timeout does not cut off a client that types while it waits.
+func TestSlowStartIsNotTheClients(t *testing.T) {
+	start := testStart(t)
+	s := newTestServer(t, Config{InitTimeout: 200 * time.Millisecond}, withStart(func(ctx context.Context, cols, rows uint16) (Terminal, error) {
+		time.Sleep(600 * time.Millisecond) // containers queued behind many others
+		return start(ctx, cols, rows)
+	}))
+	c := s.open(t, "", nil)
+	time.Sleep(400 * time.Millisecond) // past the init timeout, before the start ends
+	c.input("echo $((6*7))\r")
+	c.waitLine("42")
+	c.input("echo $((7*8))\r") // and the session goes on
+	c.waitLine("56")
+}
+
 func TestCapacity(t *testing.T) {
 	s := newTestServer(t, Config{MaxSessions: 1})
 	first := s.open(t, "", nil)

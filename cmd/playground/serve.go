@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	log.Info().Str("rootfs", cfg.Rootfs).Float64("check_ms", float64(time.Since(t0).Microseconds())/1000).Msg("containers work")
 
-	start := containerStarter(spec)
+	start := server.ContainerStart(spec)
 	var pool *server.Pool
 	if cfg.Warm > 0 {
 		pool = server.NewPool(start, cfg.Warm, log)
@@ -122,17 +122,4 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
-}
-
-// containerStarter starts one container per session.
-func containerStarter(spec runtime.Spec) server.StartFunc {
-	return func(ctx context.Context, cols, rows uint16) (server.Terminal, error) {
-		s := spec
-		s.Cols, s.Rows = cols, rows
-		c, err := runtime.Start(s)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
 }
