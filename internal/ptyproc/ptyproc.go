@@ -1,0 +1,133 @@
+// Package ptyproc runs a program on a plain pty of the host, with no
+// isolation at all: the baseline the playground's containers are measured
+// against (in benchmarks, the load command and tests), never a way to serve
+// visitors.
+package ptyproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/guntainer/playground/runtime"
+)
+
+// Terminal is a process on a pty of the host, unisolated, as a
+// server.Terminal: the baselines that show what isolation costs.
+// Read and Write may be used from one goroutine each; Resize, Wait and
+// Close from any.
+type Terminal struct {
+	cmd  *exec.Cmd
+	ptmx *os.File
+
+	closeOnce sync.Once
+	closeErr  error
+
+	waitOnce sync.Once
+	status   runtime.ExitStatus
+	waitErr  error
+}
+
+// Start starts cmd on a new pty of the given size, in its own session
+// with the pty as its controlling terminal, so that it gets job control and
+// Close can kill its process groups.
+func Start(cmd *exec.Cmd, cols, rows uint16) (*Terminal, error) {
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: cols, Rows: rows})
+	if err != nil {
+		return nil, fmt.Errorf("start %s on a pty: %w", cmd.Path, err)
+	}
+	t := &Terminal{cmd: cmd, ptmx: ptmx}
+	// creack/pty's ioctls go through Fd(), which leaves the master in
+	// blocking mode, where Close does not interrupt a Read. Back to
+	// non-blocking, so the runtime poller waits instead, Close wakes it and
+	// deadlines work.
+	if err := t.Control(func(fd int) error { return unix.SetNonblock(fd, true) }); err != nil {
+		_ = t.Close()
+		_, _ = t.Wait()
+		return nil, fmt.Errorf("pty non-blocking: %w", err)
+	}
+	return t, nil
+}
+
+// Control runs f on the master's descriptor without Fd()'s side effect.
+func (t *Terminal) Control(f func(fd int) error) error {
+	rc, err := t.ptmx.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// Master is the pty's master, for deadlines; its reads and writes are
+// Read's and Write's.
+func (t *Terminal) Master() *os.File { return t.ptmx }
+
+// Pid is the pid of the program started on the pty.
+func (t *Terminal) Pid() int { return t.cmd.Process.Pid }
+
+func (t *Terminal) Read(p []byte) (int, error)  { return t.ptmx.Read(p) }
+func (t *Terminal) Write(p []byte) (int, error) { return t.ptmx.Write(p) }
+
+// Resize sets the pty's window size.
+func (t *Terminal) Resize(cols, rows uint16) error {
+	return t.Control(func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
+	})
+}
+
+// Wait reaps the program and reports how it ended. Safe after Close, and
+// from several goroutines.
+func (t *Terminal) Wait() (runtime.ExitStatus, error) {
+	t.waitOnce.Do(func() {
+		err := t.cmd.Wait()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.waitErr = err
+			return
+		}
+		ws, ok := t.cmd.ProcessState.Sys().(syscall.WaitStatus)
+		switch {
+		case !ok:
+			t.waitErr = fmt.Errorf("unexpected process state %T", t.cmd.ProcessState.Sys())
+		case ws.Signaled():
+			t.status = runtime.ExitStatus{Code: -1, Signal: ws.Signal()}
+		default:
+			t.status = runtime.ExitStatus{Code: ws.ExitStatus()}
+		}
+	})
+	return t.status, t.waitErr
+}
+
+// Close kills the program's process group and the pty's foreground group
+// (a pipeline the shell runs has its own) and closes the master, which
+// unblocks Read and Write. Idempotent; it does not reap: Wait does.
+func (t *Terminal) Close() error {
+	t.closeOnce.Do(func() {
+		var fg int
+		err := t.Control(func(fd int) error {
+			var err error
+			fg, err = unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+			return err
+		})
+		if err == nil && fg > 0 && fg != t.cmd.Process.Pid {
+			_ = syscall.Kill(-fg, syscall.SIGKILL) // it may be gone already
+		}
+		if err := syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			t.closeErr = fmt.Errorf("kill process group: %w", err)
+		}
+		if err := t.ptmx.Close(); err != nil {
+			t.closeErr = errors.Join(t.closeErr, fmt.Errorf("close pty: %w", err))
+		}
+	})
+	return t.closeErr
+}
