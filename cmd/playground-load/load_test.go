@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -23,7 +22,7 @@ import (
 func TestMain(m *testing.M) {
 	runtime.MaybeInit()
 	maybeServe()
-	before := len(goroutines())
+	before := len(testenv.Goroutines())
 	code := m.Run()
 	if code == 0 {
 		if err := checkGoroutines(before); err != nil {
@@ -445,41 +444,9 @@ func openSession(t *testing.T, tg *target) session {
 	return s
 }
 
-// checkGoroutines waits a little for goroutines on their way out, then
-// reports any beyond the count from before the tests, with stacks.
+// checkGoroutines closes this package's idle HTTP connections, then checks.
 func checkGoroutines(before int) error {
 	http.DefaultClient.CloseIdleConnections()
 	statsClient.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		g := goroutines()
-		if len(g) <= before {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("goroutine leak: %d before the tests, %d after:\n\n%s", before, len(g), strings.Join(g, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// goroutines returns the stacks of all goroutines but os/signal's loop,
-// which lives for the rest of the process once started.
-func goroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := goruntime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var keep []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, "os/signal.signal_recv") {
-			keep = append(keep, g)
-		}
-	}
-	return keep
+	return testenv.CheckGoroutines(before)
 }
