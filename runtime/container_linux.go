@@ -235,6 +235,44 @@ func (c *Container) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadNow reads what output is there already, without waiting: 0 and no
+// error when there is none. A reader that just got a full read uses it to
+// gather more into one message.
+func (c *Container) ReadNow(p []byte) (int, error) {
+	if c.master == nil {
+		return 0, io.EOF
+	}
+	return readNow(c.master, p)
+}
+
+// readNow reads f's fd once, non-blocking, through its RawConn, so that
+// EAGAIN is "nothing yet" rather than a wait in the poller.
+func readNow(f *os.File, p []byte) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), p)
+		return true // never wait: EAGAIN is an answer here
+	})
+	switch {
+	case err != nil:
+		return 0, io.EOF // closed
+	case errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR):
+		return 0, nil
+	case errors.Is(rerr, unix.EIO):
+		return 0, io.EOF
+	case rerr != nil:
+		return 0, rerr
+	case n < 0:
+		return 0, nil
+	}
+	return n, nil
+}
+
 // Write writes input to the program's terminal.
 func (c *Container) Write(p []byte) (int, error) { return c.master.Write(p) }
 

@@ -358,6 +358,15 @@ func (t *recordedTerminal) Close() error {
 	return t.Terminal.Close()
 }
 
+// ReadNow passes the wrapped terminal's on, so the server gathers output
+// in tests as it does in production; 0 and no error where it has none.
+func (t *recordedTerminal) ReadNow(p []byte) (int, error) {
+	if now, ok := t.Terminal.(readNower); ok {
+		return now.ReadNow(p)
+	}
+	return 0, nil
+}
+
 // syncBuffer is a bytes.Buffer safe for the server's goroutines to log to.
 type syncBuffer struct {
 	mu  sync.Mutex

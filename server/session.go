@@ -18,12 +18,26 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// outputChunk is the most pty output one OUTPUT frame carries. A pty read
-// returns at most the line discipline's 4 KiB buffer, so more would only
-// be held, idle, by every session; with the command byte the read buffer
-// is exactly 8 KiB, a size class of Go's allocator, so nothing is wasted
-// by rounding up.
-const outputChunk = 8<<10 - 1
+// A pty read returns at most the line discipline's 4 KiB, so a session
+// waits for output with a buffer of readChunk (4 KiB with the command
+// byte: a size class of Go's allocator, nothing lost to rounding), which
+// is all an idle session holds. When a read comes back nearly full, output
+// is streaming: what else is there already is gathered, without waiting,
+// into a pooled buffer of up to outputChunk, so that a flood goes out in
+// frames of 32 KiB rather than 4 (fewer writes, less server CPU per byte).
+const (
+	readChunk   = 4<<10 - 1
+	outputChunk = 32<<10 - 1
+)
+
+// frameBufs lends streaming sessions their large frame buffer.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 1+outputChunk); return &b }}
+
+// readNower is a Terminal that can read what is there without waiting:
+// runtime.Container and the baselines' plain pty.
+type readNower interface {
+	ReadNow(p []byte) (int, error)
+}
 
 // handleWS is /ws: the handshake checks, then one session for the life of
 // the connection.
@@ -404,18 +418,31 @@ func (ss *session) pumpOutput(term Terminal) {
 // or end closed the terminal), the session ends while paused, or a send
 // fails; it reports false for the last.
 func (ss *session) copyOutput(term Terminal) bool {
-	buf := make([]byte, 1+outputChunk)
-	buf[0] = msgOutput
+	small := make([]byte, 1+readChunk)
+	small[0] = msgOutput
+	now, _ := term.(readNower)
 	for {
 		if !ss.flow.wait(ss.ctx.Done()) {
 			return true
 		}
-		n, err := term.Read(buf[1:])
-		if n > 0 {
-			if !ss.write(buf[:1+n]) {
-				return false
+		n, err := term.Read(small[1:])
+		frame, big := small[:1+n], (*[]byte)(nil)
+		if err == nil && now != nil && n > readChunk/2 {
+			big = frameBufs.Get().(*[]byte)
+			frame = append((*big)[:0], frame...)
+			frame, err = gather(now, frame)
+		}
+		ok := true
+		if len(frame) > 1 {
+			if ok = ss.write(frame); ok {
+				ss.bytesOut.Add(int64(len(frame) - 1))
 			}
-			ss.bytesOut.Add(int64(n))
+		}
+		if big != nil {
+			frameBufs.Put(big)
+		}
+		if !ok {
+			return false
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -424,6 +451,19 @@ func (ss *session) copyOutput(term Terminal) bool {
 			return true
 		}
 	}
+}
+
+// gather appends to frame what output is there already, while a whole pty
+// read still fits.
+func gather(now readNower, frame []byte) ([]byte, error) {
+	for cap(frame)-len(frame) > readChunk {
+		n, err := now.ReadNow(frame[len(frame):cap(frame)])
+		frame = frame[:len(frame)+n]
+		if err != nil || n == 0 {
+			return frame, err
+		}
+	}
+	return frame, nil
 }
 
 func (ss *session) send(cmd byte, payload []byte) bool { return ss.write(frame(cmd, payload)) }

@@ -599,3 +599,31 @@ func TestSessionLog(t *testing.T) {
 		t.Errorf("request log: /ws 101 seen %v, /healthz 200 seen %v; log:\n%s", sawWS, sawHealthz, logs.String())
 	}
 }
+
+// TestStreamingOutputIsGathered: when a program floods its terminal, the
+// server gathers what the pty holds into frames larger than one pty read
+// (4 KiB), and every byte arrives once.
+func TestStreamingOutputIsGathered(t *testing.T) {
+	s := newTestServer(t, Config{})
+	c := s.open(t, "", nil)
+	c.waitOutput("$ ")
+	const n = 4 << 20
+	c.input("head -c 4194304 /dev/zero | tr '\\000' '\\132'; exit\r") // Z, which the echoed line lacks
+	var xs, largest int
+	for {
+		m := c.next()
+		if m == nil || m[0] == msgExit {
+			break
+		}
+		if m[0] == msgOutput {
+			xs += bytes.Count(m[1:], []byte{'Z'})
+			largest = max(largest, len(m)-1)
+		}
+	}
+	if xs != n {
+		t.Errorf("got %d Z, want %d", xs, n)
+	}
+	if largest <= 4096 {
+		t.Errorf("largest OUTPUT frame %d bytes: output is not gathered beyond one pty read", largest)
+	}
+}

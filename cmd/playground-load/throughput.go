@@ -93,7 +93,7 @@ func throughputOnce(ctx context.Context, t *target, n int64) (float64, int64, er
 	defer s.close()
 	if r, ok := s.(*rawSession); ok {
 		// The raw pty is the physical limit: give it the best reader.
-		defer r.blocking(ctx)()
+		r.gather = true
 	}
 	t0 := time.Now()
 	if err := s.input(ctx, throughputCommand(n)); err != nil {

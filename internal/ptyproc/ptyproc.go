@@ -78,6 +78,28 @@ func (t *Terminal) Pid() int { return t.cmd.Process.Pid }
 func (t *Terminal) Read(p []byte) (int, error)  { return t.ptmx.Read(p) }
 func (t *Terminal) Write(p []byte) (int, error) { return t.ptmx.Write(p) }
 
+// ReadNow reads what output is there already, without waiting: 0 and no
+// error when there is none.
+func (t *Terminal) ReadNow(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := t.Control(func(fd int) error {
+		n, rerr = unix.Read(fd, p)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR):
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	case n < 0:
+		return 0, nil
+	}
+	return n, nil
+}
+
 // Resize sets the pty's window size.
 func (t *Terminal) Resize(cols, rows uint16) error {
 	return t.Control(func(fd int) error {
