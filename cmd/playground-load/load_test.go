@@ -138,21 +138,27 @@ func checkRaw(t *testing.T, rep *Report) {
 	}
 }
 
-// TestRawIsTheLimit checks that the raw pty, the physical limit of the
-// throughput figure, delivers more than the same shell behind the server:
-// otherwise it is not measuring what it says. A pty's speed swings by a
-// fifth from one round to the next on a 2-core machine, and a single round
-// of the server beats a single round of the raw pty about one time in
-// seven; the medians of nine rounds taken in turn do not cross.
+// TestRawIsTheLimit checks that the raw pty is the physical limit of the
+// throughput figure: nothing between the pty and its reader, and a reader
+// that takes what the pty holds in as few reads as the server does. Since
+// the server gathers streaming output the same way, the shell behind the
+// server reaches the same limit, and the two medians of nine rounds taken
+// in turn land within the run's noise of each other (a pty's speed swings
+// by a fifth from one round to the next on a 2-core machine). So the raw
+// figure must not fall below the server's by more than a tenth, and its
+// reads must be gathered ones, larger than one 4 KiB pty read.
 func TestRawIsTheLimit(t *testing.T) {
 	rep := runShort(t, "--targets", "plain,raw", "--measure", "throughput", "--rounds", "9")
 	raw, plain := rep.find("raw").Throughput, rep.find("plain").Throughput
 	if raw == nil || plain == nil || raw.Error != "" || plain.Error != "" {
 		t.Fatalf("throughput: raw %+v, plain %+v", raw, plain)
 	}
-	if raw.MBps <= plain.MBps {
-		t.Errorf("raw pty %.1f MB/s (rounds %v) <= through the server %.1f MB/s (rounds %v): the raw baseline is not the limit it should be",
+	if raw.MBps < 0.9*plain.MBps {
+		t.Errorf("raw pty %.1f MB/s (rounds %v) < 0.9 x through the server %.1f MB/s (rounds %v): the raw baseline is not the limit it should be",
 			raw.MBps, raw.RunMBps, plain.MBps, plain.RunMBps)
+	}
+	if raw.ChunkBytes <= 4096 {
+		t.Errorf("raw pty: %d bytes per read: the baseline does not gather what the pty holds", raw.ChunkBytes)
 	}
 	if raw.ServerCPUPerMB != 0 || plain.ServerCPUPerMB <= 0 {
 		t.Errorf("server CPU per MB: raw %.2f (has no server), plain %.2f (has one)", raw.ServerCPUPerMB, plain.ServerCPUPerMB)
