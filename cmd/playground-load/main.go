@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command playground-load measures a playground server like its users would:
 // from the outside, through the public WebSocket protocol only (the ttyd
 // core of PROTOCOL.md), so it measures any server that speaks it, ttyd
