@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -238,24 +239,7 @@ func (c *testClient) next() []byte {
 // and returns that output. Other frames are skipped.
 func (c *testClient) waitOutput(want string) string {
 	c.t.Helper()
-	deadline := time.After(waitTimeout)
-	var out []byte
-	for {
-		select {
-		case m, ok := <-c.msgs:
-			if !ok {
-				c.t.Fatalf("connection ended (%v) before output %q; got %q", c.err, want, out)
-			}
-			if len(m) > 0 && m[0] == msgOutput {
-				out = append(out, m[1:]...)
-				if bytes.Contains(out, []byte(want)) {
-					return string(out)
-				}
-			}
-		case <-deadline:
-			c.t.Fatalf("no output %q within %v; got %q", want, waitTimeout, out)
-		}
-	}
+	return c.waitFor(fmt.Sprintf("output %q", want), func(out []byte) bool { return bytes.Contains(out, []byte(want)) })
 }
 
 // waitLine reads frames until the output read by this call has a line
@@ -264,22 +248,29 @@ func (c *testClient) waitOutput(want string) string {
 // follow "$ " on the echo's next line. Other frames are skipped.
 func (c *testClient) waitLine(want string) string {
 	c.t.Helper()
+	return c.waitFor(fmt.Sprintf("a line %q", want), func(out []byte) bool { return hasLine(out, want) })
+}
+
+// waitFor reads frames until the OUTPUT read by this call satisfies done,
+// and returns that output; what names it in a failure.
+func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
+	c.t.Helper()
 	deadline := time.After(waitTimeout)
 	var out []byte
 	for {
 		select {
 		case m, ok := <-c.msgs:
 			if !ok {
-				c.t.Fatalf("connection ended (%v) before a line %q; got %q", c.err, want, out)
+				c.t.Fatalf("connection ended (%v) before %s; got %q", c.err, what, out)
 			}
 			if len(m) > 0 && m[0] == msgOutput {
 				out = append(out, m[1:]...)
-				if hasLine(out, want) {
+				if done(out) {
 					return string(out)
 				}
 			}
 		case <-deadline:
-			c.t.Fatalf("no line %q within %v; got %q", want, waitTimeout, out)
+			c.t.Fatalf("no %s within %v; got %q", what, waitTimeout, out)
 		}
 	}
 }
