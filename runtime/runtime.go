@@ -62,6 +62,10 @@ type ExitStatus struct {
 	Code int
 	// Signal is the signal that ended the program, or 0.
 	Signal syscall.Signal
+	// Reason says why the runtime ended the program, when it did: a limit
+	// it hit ("memory limit 512 MiB reached"). Empty when the program
+	// ended on its own or was ended from outside (Close, a signal).
+	Reason string
 }
 
 // Signaled reports whether a signal ended the program.

@@ -1,6 +1,6 @@
 package server
 
-// The wire protocol of PROTOCOL.md: ttyd's, byte for byte, plus extensions a
+// The wire protocol of docs/PROTOCOL.md: ttyd's, byte for byte, plus extensions a
 // ttyd client ignores. Everything here is pure decoding and encoding, so the
 // fuzzers can reach it without a network.
 

@@ -1,5 +1,5 @@
 // Package server is the playground's HTTP and WebSocket front: it serves the
-// terminal page, speaks the ttyd-compatible protocol of PROTOCOL.md on /ws,
+// terminal page, speaks the ttyd-compatible protocol of docs/PROTOCOL.md on /ws,
 // and runs one session per WebSocket, pumping bytes between the client and a
 // Terminal it gets from a StartFunc (a container in production, a plain
 // shell in tests). It checks origins and credentials, bounds every buffer
@@ -112,7 +112,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP serves the playground's endpoints (PROTOCOL.md).
+// ServeHTTP serves the playground's endpoints (docs/PROTOCOL.md).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.inflight++

@@ -1,4 +1,4 @@
-// The playground page: one xterm.js terminal on one /ws connection (PROTOCOL.md), and a
+// The playground page: one xterm.js terminal on one /ws connection (docs/PROTOCOL.md), and a
 // status bar outside the terminal grid that says what the connection is doing.
 //
 // Tests drive the page through window.playground (see the Playground interface).

@@ -1,4 +1,4 @@
-// The wire protocol of /ws, as written in PROTOCOL.md: ttyd 1.7's protocol byte for
+// The wire protocol of /ws, as written in docs/PROTOCOL.md: ttyd 1.7's protocol byte for
 // byte, plus the playground's extensions (SESSION, EXIT, NOTICE and the optional init
 // fields). Every frame is one command byte followed by its payload.
 
@@ -111,7 +111,7 @@ export function exitText(exit: ExitInfo): string {
   return `Session ended (exit code ${exit.code}` + (exit.reason ? `: ${exit.reason}` : '') + ')';
 }
 
-// Plain words for the close codes of PROTOCOL.md, used when the server gave no reason.
+// Plain words for the close codes of docs/PROTOCOL.md, used when the server gave no reason.
 const closeHints: Record<number, string> = {
   1001: 'server shutting down',
   1002: 'protocol error',
