@@ -23,5 +23,3 @@ func TestDebianRootfs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-
