@@ -3,13 +3,16 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -45,6 +48,14 @@ func withLog(w *syncBuffer) serverOption {
 
 func newTestServer(t testing.TB, cfg Config, opts ...serverOption) *testServer {
 	t.Helper()
+	// Every test client comes from 127.0.0.1: the per-client limits are
+	// off unless a test is about them.
+	if cfg.ConnRate == 0 {
+		cfg.ConnRate = -1
+	}
+	if cfg.MaxSessionsPerClient == 0 {
+		cfg.MaxSessionsPerClient = -1
+	}
 	deps := Deps{
 		Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
 		Start:  testStart(t),
@@ -141,6 +152,22 @@ func (s *testServer) waitSessions(t testing.TB, n int) {
 	}
 }
 
+// waitDetached waits until the server has n detached sessions.
+func (s *testServer) waitDetached(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		d, _ := s.srv.attachCounts()
+		if d == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d detached sessions after %v, want %d", d, waitTimeout, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // checkWorks runs a fresh session to the end: the server is still healthy.
 func (s *testServer) checkWorks(t testing.TB) {
 	t.Helper()
@@ -170,6 +197,10 @@ type testClient struct {
 	err  error         // why reading ended; set before msgs is closed
 	stop chan struct{} // closed by cleanup: stop delivering
 	done chan struct{} // closed when the reading goroutine has returned
+
+	mu       sync.Mutex
+	notices  []string // the text of every NOTICE so far
+	sessions []sessionInfo
 }
 
 func newTestClient(t testing.TB, conn *websocket.Conn) *testClient {
@@ -196,11 +227,84 @@ func (c *testClient) readLoop() {
 			c.err = err
 			return
 		}
+		if len(m) > 0 && (m[0] == msgNotice || m[0] == msgSession) {
+			c.mu.Lock()
+			if m[0] == msgNotice {
+				var n struct{ Level, Text string }
+				_ = json.Unmarshal(m[1:], &n) // a bad one shows as ""
+				c.notices = append(c.notices, n.Level+": "+n.Text)
+			} else {
+				var si sessionInfo
+				_ = json.Unmarshal(m[1:], &si)
+				c.sessions = append(c.sessions, si)
+			}
+			c.mu.Unlock()
+		}
 		select {
 		case c.msgs <- m:
 		case <-c.stop:
 			c.err = errors.New("test client stopped")
 			return
+		}
+	}
+}
+
+// hasNotice reports whether a NOTICE containing text has come.
+func (c *testClient) hasNotice(text string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.notices {
+		if strings.Contains(n, text) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitNotice reads frames until a NOTICE containing text has come.
+func (c *testClient) waitNotice(text string) {
+	c.t.Helper()
+	deadline := time.After(waitTimeout)
+	for !c.hasNotice(text) {
+		select {
+		case _, ok := <-c.msgs:
+			if !ok && !c.hasNotice(text) {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				c.t.Fatalf("connection ended (%v) before a NOTICE %q; notices %q", c.err, text, c.notices)
+			}
+		case <-deadline:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.t.Fatalf("no NOTICE %q within %v; notices %q", text, waitTimeout, c.notices)
+		}
+	}
+}
+
+// session waits for the first SESSION message and returns it.
+func (c *testClient) session() sessionInfo {
+	c.t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		c.mu.Lock()
+		if len(c.sessions) > 0 {
+			si := c.sessions[0]
+			c.mu.Unlock()
+			return si
+		}
+		c.mu.Unlock()
+		select {
+		case _, ok := <-c.msgs:
+			if !ok {
+				c.mu.Lock()
+				n := len(c.sessions)
+				c.mu.Unlock()
+				if n == 0 {
+					c.t.Fatalf("connection ended (%v) before SESSION", c.err)
+				}
+			}
+		case <-deadline:
+			c.t.Fatalf("no SESSION within %v", waitTimeout)
 		}
 	}
 }
@@ -261,7 +365,7 @@ func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
 		select {
 		case m, ok := <-c.msgs:
 			if !ok {
-				c.t.Fatalf("connection ended (%v) before %s; got %q", c.err, what, out)
+				c.t.Fatalf("connection ended (%v) before %s; got %q", c.err, what, tail(out))
 			}
 			if len(m) > 0 && m[0] == msgOutput {
 				out = append(out, m[1:]...)
@@ -270,7 +374,7 @@ func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
 				}
 			}
 		case <-deadline:
-			c.t.Fatalf("no %s within %v; got %q", what, waitTimeout, out)
+			c.t.Fatalf("no %s within %v; got %q", what, waitTimeout, tail(out))
 		}
 	}
 }
@@ -320,9 +424,9 @@ type startRecorder struct {
 	terms []*recordedTerminal
 }
 
-func (r *startRecorder) Start(ctx context.Context, cols, rows uint16) (Terminal, error) {
+func (r *startRecorder) Start(ctx context.Context, req StartRequest) (Terminal, error) {
 	r.calls.Add(1)
-	term, err := r.start(ctx, cols, rows)
+	term, err := r.start(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +446,45 @@ func (r *startRecorder) terminals() []*recordedTerminal {
 type recordedTerminal struct {
 	Terminal
 	closed atomic.Bool
+	mu     sync.Mutex
+	sizes  []string // "COLSxROWS" of every Resize
+}
+
+func (t *recordedTerminal) Resize(cols, rows uint16) error {
+	t.mu.Lock()
+	t.sizes = append(t.sizes, fmt.Sprintf("%dx%d", cols, rows))
+	t.mu.Unlock()
+	return t.Terminal.Resize(cols, rows)
+}
+
+// waitResized waits until the terminal was resized to size ("COLSxROWS").
+func (t *recordedTerminal) waitResized(tb testing.TB, size string) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		t.mu.Lock()
+		ok := slices.Contains(t.sizes, size)
+		sizes := slices.Clone(t.sizes)
+		t.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("terminal not resized to %s within %v; resizes %q", size, waitTimeout, sizes)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ID, Done and SignalForeground pass the wrapped terminal's on, as the
+// server looks for them.
+func (t *recordedTerminal) ID() string { return terminalID(t.Terminal) }
+
+func (t *recordedTerminal) SignalForeground(sig syscall.Signal) error {
+	if fs, ok := t.Terminal.(foregroundSignaler); ok {
+		return fs.SignalForeground(sig)
+	}
+	return errors.ErrUnsupported
 }
 
 func (t *recordedTerminal) Close() error {
@@ -374,4 +517,48 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// dialWithHost dials url sending host as the Host header, as a browser
+// does for a rebound name.
+func dialWithHost(d *websocket.Dialer, url, host string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	h = h.Clone()
+	h.Set("Host", host)
+	return d.Dial(url, h)
+}
+
+// tail is the end of out, for failure messages.
+func tail(out []byte) string {
+	const n = 400
+	if len(out) > n {
+		return fmt.Sprintf("[%d bytes before] %s", len(out)-n, out[len(out)-n:])
+	}
+	return string(out)
+}
+
+// only returns the one session the server has.
+func (s *testServer) only(t testing.TB) *session {
+	t.Helper()
+	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	if len(s.srv.sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(s.srv.sessions))
+	}
+	for _, ss := range s.srv.sessions {
+		return ss
+	}
+	return nil
+}
+
+// waitInputBlocked waits until the session's input writer has been stuck
+// on one write for longer than a Ctrl-C waits for it.
+func waitInputBlocked(t testing.TB, ss *session) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !ss.input.blocked(interruptAfter) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the input writer is not blocked after %v", waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
