@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
+
+	"github.com/guntainer/playground/server/vt"
 )
 
 // waitTimeout is the watchdog on every wait in these tests: a hang becomes
@@ -476,6 +479,15 @@ func (t *recordedTerminal) waitResized(tb testing.TB, size string) {
 	}
 }
 
+// Stats passes the wrapped terminal's on, in a struct of the same fields.
+func (t *recordedTerminal) Stats() (fakeStats, error) {
+	p, m, ok := terminalStats(t.Terminal)
+	if !ok {
+		return fakeStats{}, errors.ErrUnsupported
+	}
+	return fakeStats{Processes: p, MemoryBytes: m}, nil
+}
+
 // ID, Done and SignalForeground pass the wrapped terminal's on, as the
 // server looks for them.
 func (t *recordedTerminal) ID() string { return terminalID(t.Terminal) }
@@ -561,4 +573,135 @@ func waitInputBlocked(t testing.TB, ss *session) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// screen reads OUTPUT frames into a terminal emulator of cols x rows
+// until done says the screen is as wanted, and returns it. The emulator
+// is the server's own (package vt): it stands in for the browser's
+// xterm.js, to read what a client would show.
+func (c *testClient) screen(cols, rows int, what string, done func(s *vt.Screen) bool) *vt.Screen {
+	c.t.Helper()
+	s := vt.New(cols, rows, 1000, 1<<20)
+	deadline := time.After(waitTimeout)
+	for !done(s) {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("connection ended (%v) before %s; screen:\n%s", c.err, what, strings.Join(s.Lines(), "\n"))
+			}
+			if len(m) > 0 && m[0] == msgOutput {
+				_, _ = s.Write(m[1:])
+			}
+		case <-deadline:
+			c.t.Fatalf("no %s within %v; screen:\n%s", what, waitTimeout, strings.Join(s.Lines(), "\n"))
+		}
+	}
+	return s
+}
+
+// screenHas reports whether a row of the screen is want, alone or after
+// the prompt.
+func screenHas(s *vt.Screen, want string) bool {
+	for _, l := range s.Lines() {
+		if l == want || strings.TrimPrefix(l, "$ ") == want {
+			return true
+		}
+	}
+	return false
+}
+
+// lastRow is the screen's last non-empty row.
+func lastRow(s *vt.Screen) string {
+	lines := s.Lines()
+	for i := len(lines) - 1; i >= 0; i-- {
+		if lines[i] != "" {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// initWith is an init frame of 80x24 with one extension field.
+func initWith(field, value string) string {
+	b, _ := json.Marshal(map[string]any{"AuthToken": "", "columns": 80, "rows": 24, field: value})
+	return string(b)
+}
+
+// apiGet fetches an admin API path with the admin token and decodes its
+// JSON into v; it returns the status.
+func (s *testServer) apiGet(t testing.TB, path, admin string, v any) int {
+	t.Helper()
+	return s.api(t, http.MethodGet, path, admin, "", v)
+}
+
+func (s *testServer) api(t testing.TB, method, path, admin, body string, v any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, s.ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin != "" {
+		req.Header.Set("Authorization", "Bearer "+admin)
+	}
+	resp, err := s.ts.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type %q, want JSON", method, path, ct)
+	}
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// metrics scrapes /metrics and returns its samples by name with labels,
+// as "name{label=\"v\"}".
+func (s *testServer) metrics(t testing.TB) map[string]float64 {
+	t.Helper()
+	code, _, body := s.get(t, "/metrics", "", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	out := make(map[string]float64)
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(strings.TrimSpace(line[i+1:]), &v); err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func (s *testServer) metricValue(t testing.TB, name string) float64 {
+	t.Helper()
+	m := s.metrics(t)
+	v, ok := m[name]
+	if !ok {
+		t.Errorf("no metric %s", name)
+	}
+	return v
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func readDirNames(dir string) ([]string, error) {
+	es, err := os.ReadDir(dir)
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names, err
 }

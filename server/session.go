@@ -530,12 +530,15 @@ func (ss *session) output(f *outFrame) {
 		refs++
 	}
 	f.refs.Store(int32(refs + 1)) // one for this function
+	var slowWatchers []*wsConn
 	for _, w := range watchers {
 		if !w.offer(f) {
 			f.release()
-			ss.l().Info().Str("watcher", w.client).Msg("watcher too slow: dropped")
-			w.end(websocket.ClosePolicyViolation, "too slow to follow the session", "watcher too slow", false)
+			slowWatchers = append(slowWatchers, w)
 		}
+	}
+	if slowWatchers != nil {
+		ss.dropWatchers(slowWatchers)
 	}
 	if owner != nil && !owner.send(f, ss.ctx.Done()) {
 		f.release()
@@ -543,6 +546,18 @@ func (ss *session) output(f *outFrame) {
 	f.release()
 	if owner == nil && slow != nil {
 		_ = slow.WaitN(ss.ctx, min(len(data), detachedBurst)) // fails only when the session ends
+	}
+}
+
+// dropWatchers takes watchers that fell behind off the session and closes
+// their connections: nothing is kept for them.
+func (ss *session) dropWatchers(ws []*wsConn) {
+	ss.mu.Lock()
+	ss.watchers = slices.DeleteFunc(slices.Clone(ss.watchers), func(w *wsConn) bool { return slices.Contains(ws, w) })
+	ss.mu.Unlock()
+	for _, w := range ws {
+		ss.l().Info().Str("watcher", w.client).Msg("watcher too slow: dropped")
+		w.end(websocket.ClosePolicyViolation, "too slow to follow the session", "watcher too slow", false)
 	}
 }
 
