@@ -30,13 +30,14 @@ type Pool struct {
 
 	room atomic.Pointer[func() int] // how many terminals may be held now; nil: size
 
-	warm   chan Terminal
-	refill chan struct{} // a token: wake the filler
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
-	closed atomic.Bool
+	warm      chan Terminal
+	refill    chan struct{} // a token: wake the filler
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{}
+	abandoned sync.WaitGroup // refill starts Close gave up on, still closing their terminal
+	once      sync.Once
+	closed    atomic.Bool
 }
 
 // ErrPoolClosed is Start's error after Close.
@@ -58,6 +59,7 @@ func NewPool(start StartFunc, size int, log zerolog.Logger) *Pool {
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
+	p.ctx = withAbandonGroup(ctx, &p.abandoned)
 	go p.fill()
 	return p
 }
@@ -112,12 +114,14 @@ func (p *Pool) Warm() int { return len(p.warm) }
 func (p *Pool) Size() int { return p.size }
 
 // Close stops refilling and ends every warm terminal. A start the filler
-// has running is abandoned: its terminal is closed when it arrives.
+// has running is abandoned, and Close waits until its terminal, when it
+// comes, is closed too.
 func (p *Pool) Close() error {
 	p.once.Do(func() {
 		p.closed.Store(true)
 		p.cancel()
 		<-p.done
+		p.abandoned.Wait()
 		for {
 			select {
 			case t := <-p.warm:

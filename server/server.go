@@ -74,15 +74,16 @@ type Server struct {
 	prefs    []byte // Config.Preferences as JSON
 	metrics  *metrics
 
-	mu       sync.Mutex
-	sessions map[string]*session
-	ended    *endedIDs
-	draining bool          // Drain or Shutdown was called: no new sessions
-	closing  bool          // Shutdown was called: no new connections
-	inflight int           // requests inside ServeHTTP
-	drained  chan struct{} // closed when closing and inflight is 0
-	isClosed bool          // drained is closed
-	runs     sync.WaitGroup
+	mu        sync.Mutex
+	sessions  map[string]*session
+	ended     *endedIDs
+	draining  bool          // Drain or Shutdown was called: no new sessions
+	closing   bool          // Shutdown was called: no new connections
+	inflight  int           // requests inside ServeHTTP
+	drained   chan struct{} // closed when closing and inflight is 0
+	isClosed  bool          // drained is closed
+	runs      sync.WaitGroup
+	abandoned sync.WaitGroup // starts given up on, closing what they start
 }
 
 // New builds a server. It fails on a bad config or a missing dependency.
@@ -224,6 +225,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	runs := make(chan struct{})
 	go func() {
 		s.runs.Wait()
+		s.abandoned.Wait() // no session runs, so none adds to it
 		close(runs)
 	}()
 	for _, ch := range []chan struct{}{runs, s.drained} {
@@ -235,6 +237,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MaxSessions is the session limit in force (Config.MaxSessions, or the
+// machine's default).
+func (s *Server) MaxSessions() int { return s.cfg.MaxSessions }
 
 // Sessions returns the number of open sessions, detached ones included.
 func (s *Server) Sessions() int {

@@ -191,7 +191,7 @@ func (ss *session) run(req StartRequest) {
 // start starts the terminal, or records why not and returns nil.
 func (ss *session) start(req StartRequest) Terminal {
 	cfg := &ss.srv.cfg
-	ctx, cancel := context.WithTimeoutCause(ss.ctx, cfg.StartTimeout, errStartTimeout)
+	ctx, cancel := context.WithTimeoutCause(withAbandonGroup(ss.ctx, &ss.srv.abandoned), cfg.StartTimeout, errStartTimeout)
 	defer cancel()
 	info := &startInfo{}
 	req.info = info

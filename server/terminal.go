@@ -104,11 +104,14 @@ func ContainerStart(spec runtime.Spec) StartFunc {
 // StartAbandonable runs start, which cannot be canceled, on its own
 // goroutine. It returns start's result, or ctx's error as soon as ctx is
 // done; a terminal that start returns after that is closed and reaped by
-// that goroutine, which ends when start does.
+// that goroutine, which ends when start does. The Server and the Pool
+// wait for such goroutines when they shut down (they mark the contexts
+// they start with), so that no container outlives them.
 func StartAbandonable(ctx context.Context, start func() (Terminal, error)) (Terminal, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
+
 	type result struct {
 		t   Terminal
 		err error
@@ -118,7 +121,15 @@ func StartAbandonable(ctx context.Context, start func() (Terminal, error)) (Term
 		abandoned bool
 		ch        = make(chan result, 1)
 	)
+	var wg *sync.WaitGroup
+	if w, _ := ctx.Value(abandonKey{}).(*sync.WaitGroup); w != nil {
+		wg = w
+		wg.Add(1)
+	}
 	go func() {
+		if wg != nil {
+			defer wg.Done()
+		}
 		t, err := start()
 		mu.Lock()
 		gone := abandoned
@@ -150,6 +161,14 @@ func StartAbandonable(ctx context.Context, start func() (Terminal, error)) (Term
 		}
 		return nil, context.Cause(ctx)
 	}
+}
+
+// abandonKey marks a context with the WaitGroup that StartAbandonable's
+// goroutines join.
+type abandonKey struct{}
+
+func withAbandonGroup(ctx context.Context, wg *sync.WaitGroup) context.Context {
+	return context.WithValue(ctx, abandonKey{}, wg)
 }
 
 // Optional Terminal methods.
