@@ -19,13 +19,14 @@ import (
 	"github.com/guntainer/playground/runtime"
 )
 
-// A pty read returns at most the line discipline's 4 KiB, so a session
-// waits for output with a buffer of readChunk, which is all an idle
-// session holds for it. When a read comes back nearly full, output is
-// streaming: what else is there already is gathered, without waiting, into
-// a frame of up to outputChunk, so that a flood goes out in frames of
-// 32 KiB rather than 4 (fewer writes, less server CPU per byte).
+// A session waits for output with a buffer of idleReadBuf, which is all
+// an idle session holds for it. When a read fills it, output is
+// streaming: what else is there already is gathered, without waiting,
+// into a frame of up to outputChunk, so that a flood goes out in frames
+// of 32 KiB rather than a pty read's 4 (fewer writes, less server CPU per
+// byte). readChunk is a pty read's most: the line discipline's 4 KiB.
 const (
+	idleReadBuf = 1 << 10
 	readChunk   = 4<<10 - 1
 	outputChunk = 32<<10 - 1
 )
@@ -132,7 +133,6 @@ func newSession(s *Server, c *wsConn, in initMsg, env string) *session {
 	}
 	log := s.log.With().Str("session", id).Str("client", c.client).Str("user", c.user).Str("env", env).Logger()
 	ss.logp.Store(&log)
-	ss.input.ready = make(chan struct{}, 1)
 	ss.lastInput.Store(time.Now().UnixNano())
 	ss.screen = newTermState(int(in.Cols), int(in.Rows), ss.l, ss.goStart)
 	return ss
@@ -165,7 +165,7 @@ func (ss *session) run(req StartRequest) {
 	if term != nil {
 		stop := context.AfterFunc(ss.ctx, func() { _ = term.Close() }) // any end ends the program
 		if ss.announce() {
-			ss.goStart(func() { ss.writeInput(term) })
+			ss.kickInput() // what was typed while it started
 			ss.pump(term)
 		} else {
 			_ = term.Close()
@@ -471,7 +471,10 @@ func (ss *session) finish(term Terminal, st runtime.ExitStatus) {
 // pump sends the terminal's output to the clients until Read fails (the
 // program has ended, or the session ended and closed the terminal).
 func (ss *session) pump(term Terminal) {
-	small := make([]byte, readChunk)
+	// An idle session waits in Read with this small buffer; a read that
+	// fills it means output is streaming, and the rest is gathered into a
+	// large frame.
+	small := make([]byte, idleReadBuf)
 	now, _ := term.(readNower)
 	for {
 		if !ss.flow.wait(ss.ctx.Done()) {
@@ -481,7 +484,7 @@ func (ss *session) pump(term Terminal) {
 		if n > 0 {
 			data := small[:n]
 			var f *outFrame
-			if err == nil && now != nil && n > readChunk/2 {
+			if err == nil && now != nil && n == len(small) {
 				f = bigFrames.Get().(*outFrame)
 				f.pool = &bigFrames
 				f.b = append(append(f.b[:0], msgOutput), data...)
@@ -561,32 +564,44 @@ func (ss *session) dropWatchers(ws []*wsConn) {
 	}
 }
 
+// kickInput starts the input writer if there is input and none runs. The
+// writer is a goroutine only while there is input to write, so an idle
+// session holds no stack for it.
+func (ss *session) kickInput() {
+	ss.mu.Lock()
+	term := ss.term
+	ss.mu.Unlock()
+	if term == nil {
+		return // run kicks it once the terminal is up
+	}
+	if ss.input.claimWriter() && !ss.goStart(func() { ss.writeInput(term) }) {
+		ss.input.releaseWriter()
+	}
+}
+
 // writeInput writes what the owner types to the terminal, from the input
 // queue, so that a program that does not read its input holds up only
 // this goroutine: the client's frames (RESUME, RESIZE, Ctrl-C) are read
-// on, and a full queue refuses input with a NOTICE.
+// on, and a full queue refuses input with a NOTICE. It returns when the
+// queue is empty.
 func (ss *session) writeInput(term Terminal) {
 	for {
-		select {
-		case <-ss.input.ready:
-		case <-ss.ctx.Done():
+		p := ss.input.popOrRelease()
+		if p == nil {
 			return
 		}
-		for {
-			p := ss.input.pop()
-			if p == nil {
-				break
-			}
-			n, err := term.Write(p)
-			ss.input.written()
-			ss.bytesIn.Add(int64(n))
-			ss.srv.metrics.bytesIn.Add(float64(n))
-			if err != nil {
-				// The program is gone or going; the pump sees that too and
-				// ends the session with the exit status.
-				ss.l().Debug().Err(err).Msg("write to terminal")
-				return
-			}
+		n, err := term.Write(p)
+		ss.input.written()
+		ss.bytesIn.Add(int64(n))
+		ss.srv.metrics.bytesIn.Add(float64(n))
+		if err != nil {
+			// The program is gone or going; the pump sees that too and
+			// ends the session with the exit status. What is queued goes
+			// nowhere.
+			ss.l().Debug().Err(err).Msg("write to terminal")
+			ss.input.clear()
+			ss.input.releaseWriter()
+			return
 		}
 	}
 }
@@ -615,7 +630,9 @@ func (ss *session) typed(c *wsConn, p []byte) {
 			}
 		}
 	}
-	switch dropped, flushed := ss.input.push(p, interrupt); {
+	dropped, flushed := ss.input.push(p, interrupt)
+	ss.kickInput()
+	switch {
 	case dropped:
 		ss.srv.metrics.inputDropped.Add(float64(len(p)))
 		if last := ss.lastNotice.Load(); time.Since(time.Unix(0, last)) > noticeEvery && ss.lastNotice.CompareAndSwap(last, time.Now().UnixNano()) {
@@ -785,7 +802,42 @@ type inputQueue struct {
 	frames [][]byte
 	bytes  int
 	busy   time.Time // when the writer took the frame it is writing; zero when idle
-	ready  chan struct{}
+	writer bool      // a writer goroutine runs
+}
+
+// claimWriter reports whether the caller should start a writer: there is
+// input and none runs.
+func (q *inputQueue) claimWriter() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.writer || len(q.frames) == 0 {
+		return false
+	}
+	q.writer = true
+	return true
+}
+
+func (q *inputQueue) releaseWriter() {
+	q.mu.Lock()
+	q.writer = false
+	q.mu.Unlock()
+}
+
+// popOrRelease returns the next frame, or nil, and the writer's end, when
+// the queue is empty.
+func (q *inputQueue) popOrRelease() []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.frames) == 0 {
+		q.writer = false
+		return nil
+	}
+	p := q.frames[0]
+	q.frames[0] = nil
+	q.frames = q.frames[1:]
+	q.bytes -= len(p)
+	q.busy = time.Now()
+	return p
 }
 
 // push queues p. An interrupt (Ctrl-C) goes in front of what is queued,
@@ -805,25 +857,7 @@ func (q *inputQueue) push(p []byte, interrupt bool) (dropped bool, flushed int) 
 	q.frames = append(q.frames, p)
 	q.bytes += len(p)
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
 	return false, flushed
-}
-
-func (q *inputQueue) pop() []byte {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.frames) == 0 {
-		return nil
-	}
-	p := q.frames[0]
-	q.frames[0] = nil
-	q.frames = q.frames[1:]
-	q.bytes -= len(p)
-	q.busy = time.Now()
-	return p
 }
 
 func (q *inputQueue) written() {

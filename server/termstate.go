@@ -189,7 +189,7 @@ func (st *termState) feedOnce() bool {
 		copy(chunk[c:], st.ring[:k-c])
 		st.dropLocked(k)
 	}
-	if st.n == 0 && len(st.ring) > minRing {
+	if st.n == 0 {
 		st.ring, st.head = nil, 0 // an idle session holds no ring
 	}
 	empty := k == 0 && len(pre) == 0
