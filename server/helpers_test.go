@@ -387,7 +387,10 @@ func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
 func hasLine(out []byte, want string) bool {
 	for line := range bytes.Lines(out) {
 		line, complete := bytes.CutSuffix(line, []byte("\r\n"))
-		if complete && string(bytes.TrimPrefix(line, []byte("$ "))) == want {
+		for bytes.HasPrefix(line, []byte("$ ")) {
+			line = line[2:]
+		}
+		if complete && string(line) == want {
 			return true
 		}
 	}
@@ -600,10 +603,14 @@ func (c *testClient) screen(cols, rows int, what string, done func(s *vt.Screen)
 }
 
 // screenHas reports whether a row of the screen is want, alone or after
-// the prompt.
+// prompts (the shell may print its prompts before the terminal echoes
+// what was typed ahead).
 func screenHas(s *vt.Screen, want string) bool {
 	for _, l := range s.Lines() {
-		if l == want || strings.TrimPrefix(l, "$ ") == want {
+		for strings.HasPrefix(l, "$ ") {
+			l = l[2:]
+		}
+		if l == want {
 			return true
 		}
 	}
