@@ -260,3 +260,37 @@ func rss() int64 {
 	}
 	return 0
 }
+
+// BenchmarkThroughput: a program floods its terminal (64 MB of Z); the
+// server sends it to a client reading as fast as it can. The shell is a
+// plain pty, so the figure is the server's own cost.
+func BenchmarkThroughput(b *testing.B) {
+	s := newTestServer(b, Config{}, withStart(plainStart(b)), func(d *Deps) { d.Log = zerolog.Nop() })
+	const size = 64 << 20
+	for b.Loop() {
+		conn, err := newUntilPrompt(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := fmt.Sprintf("0head -c %d /dev/zero | tr '\\000' '\\132'; exit\r", size)
+		if err := conn.WriteMessage(websocket.BinaryMessage, []byte(cmd)); err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			_, m, err := conn.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m[0] == msgOutput {
+				got += strings.Count(string(m[1:]), "Z")
+			}
+		}
+		if got != size {
+			b.Fatalf("got %d bytes", got)
+		}
+		_ = conn.Close()
+	}
+	b.SetBytes(size)
+}

@@ -491,7 +491,7 @@ func (t *recordedTerminal) Stats() (fakeStats, error) {
 	return fakeStats{Processes: p, MemoryBytes: m}, nil
 }
 
-// ID, Done and SignalForeground pass the wrapped terminal's on, as the
+// ID and SignalForeground pass the wrapped terminal's on, as the
 // server looks for them.
 func (t *recordedTerminal) ID() string { return terminalID(t.Terminal) }
 

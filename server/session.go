@@ -184,6 +184,7 @@ func (ss *session) run(req StartRequest) {
 	ss.goMu.Lock()
 	ss.goClosed = true
 	ss.goMu.Unlock()
+	ss.screen.stop()
 	ss.wg.Wait()
 	ss.finish(term, st)
 }

@@ -15,11 +15,13 @@ import (
 // rebuilt, rather than a replay of old output.
 //
 // The output pump only copies output into a bounded ring (append); the
-// emulator (package vt) is fed from the ring off the pump's path: by a
-// goroutine started when enough has piled up, at detach, and at a
-// snapshot. When output comes faster than the emulator takes it, the
-// oldest unfed output is dropped and the emulator goes on from what is
-// left: a screen is mostly made of recent output. A panic in the emulator
+// emulator (package vt) is fed from the ring off the pump's path, by a
+// goroutine started when the output pauses (quietAfter), at most once a
+// second while it floods, at detach, and at a snapshot. Output that
+// floods past the ring between two feeds is dropped unseen, the oldest
+// first, and the emulator goes on from what is left: a screen is mostly
+// made of recent output, and a flood costs the emulator a ring's worth a
+// second, not its every byte. A panic in the emulator
 // resets it (logged), and a snapshot's catching up is bounded in time, so
 // the screen can be wrong, but the session never stalls or crashes.
 type termState struct {
@@ -34,6 +36,10 @@ type termState struct {
 	events  []sizeEvent
 	gap     bool // output was dropped before the unfed bytes
 	feeding bool // a feeder goroutine runs
+
+	lastAppend time.Time
+	lastFeed   time.Time   // when a feeder last started
+	quiet      *time.Timer // feeds once output pauses; nil when not armed
 
 	vmu     sync.Mutex
 	screen  *vt.Screen
@@ -51,7 +57,9 @@ const (
 	minRing        = 4 << 10
 	maxRing        = 512 << 10
 	feedChunk      = 32 << 10
-	feedThreshold  = 64 << 10 // unfed bytes that start a feeder
+	floodFeed      = maxRing / 2 // unfed bytes that start a feeder, at most every floodFeedEvery
+	floodFeedEvery = time.Second
+	quietAfter     = 50 * time.Millisecond
 	maxEvents      = 64
 	snapshotBudget = time.Second
 )
@@ -88,16 +96,61 @@ func (st *termState) append(p []byte) {
 	copy(st.ring, p[k:])
 	st.n += len(p)
 	st.total += uint64(len(p))
-	start := st.n >= feedThreshold && !st.feeding
-	if start {
-		st.feeding = true
+	now := time.Now()
+	st.lastAppend = now
+	start := false
+	if !st.feeding {
+		if st.n >= floodFeed && now.Sub(st.lastFeed) >= floodFeedEvery {
+			start = true
+			st.feeding, st.lastFeed = true, now
+		} else if st.quiet == nil {
+			st.quiet = time.AfterFunc(quietAfter, st.onQuiet)
+		}
 	}
+	until := st.total
 	st.rmu.Unlock()
-	if start && !st.spawn(st.feeder) {
+	// A flood's feeder digests what is there now, not what comes while it
+	// works: a ring's worth a second, whatever the program prints.
+	if start && !st.spawn(func() { st.feeder(until, false) }) {
 		st.rmu.Lock()
 		st.feeding = false
 		st.rmu.Unlock()
 	}
+}
+
+// onQuiet starts a feeder once output has paused for quietAfter.
+func (st *termState) onQuiet() {
+	st.rmu.Lock()
+	if st.quiet == nil {
+		st.rmu.Unlock()
+		return // stopped
+	}
+	if wait := quietAfter - time.Since(st.lastAppend); wait > 0 {
+		st.quiet.Reset(wait)
+		st.rmu.Unlock()
+		return
+	}
+	st.quiet = nil
+	start := !st.feeding && (st.n > 0 || len(st.events) > 0)
+	if start {
+		st.feeding, st.lastFeed = true, time.Now()
+	}
+	st.rmu.Unlock()
+	if start && !st.spawn(func() { st.feeder(0, true) }) {
+		st.rmu.Lock()
+		st.feeding = false
+		st.rmu.Unlock()
+	}
+}
+
+// stop stops the quiet timer: the session has ended.
+func (st *termState) stop() {
+	st.rmu.Lock()
+	if st.quiet != nil {
+		st.quiet.Stop()
+		st.quiet = nil
+	}
+	st.rmu.Unlock()
 }
 
 func (st *termState) growLocked(need int) {
@@ -145,17 +198,19 @@ func (st *termState) kick() {
 		st.feeding = true
 	}
 	st.rmu.Unlock()
-	if start && !st.spawn(st.feeder) {
+	if start && !st.spawn(func() { st.feeder(0, true) }) {
 		st.rmu.Lock()
 		st.feeding = false
 		st.rmu.Unlock()
 	}
 }
 
-func (st *termState) feeder() {
+// feeder feeds the emulator up to the stream offset until (0: all there
+// is), then ends its turn; release lets the ring go once it is empty.
+func (st *termState) feeder(until uint64, release bool) {
 	for {
 		st.vmu.Lock()
-		more := st.feedOnce()
+		more := st.feedOnce(until, release)
 		st.vmu.Unlock()
 		if !more {
 			return
@@ -163,10 +218,11 @@ func (st *termState) feeder() {
 	}
 }
 
-// feedOnce feeds the emulator the next chunk of output and what resizes
-// come before it; vmu is held. It reports false, and ends the feeder's
-// turn, when there was nothing left.
-func (st *termState) feedOnce() bool {
+// feedOnce feeds the emulator the next chunk of output (up to the offset
+// until, unless 0) and what resizes come before it; vmu is held. It
+// reports false, and ends the feeder's turn, when there was nothing left.
+// With release, an emptied ring is let go: an idle session holds none.
+func (st *termState) feedOnce(until uint64, release bool) bool {
 	st.rmu.Lock()
 	start := st.total - uint64(st.n)
 	gap := st.gap
@@ -180,6 +236,9 @@ func (st *termState) feedOnce() bool {
 	if len(st.events) > 0 {
 		k = min(k, int(st.events[0].at-start))
 	}
+	if until > 0 {
+		k = min(k, int(max(until, start)-start))
+	}
 	if cap(st.scratch) < k {
 		st.scratch = make([]byte, feedChunk)
 	}
@@ -189,7 +248,7 @@ func (st *termState) feedOnce() bool {
 		copy(chunk[c:], st.ring[:k-c])
 		st.dropLocked(k)
 	}
-	if st.n == 0 {
+	if st.n == 0 && release {
 		st.ring, st.head = nil, 0 // an idle session holds no ring
 	}
 	empty := k == 0 && len(pre) == 0
@@ -229,7 +288,7 @@ func (st *termState) snapshot() (out []byte) {
 	st.vmu.Lock()
 	defer st.vmu.Unlock()
 	deadline := time.Now().Add(snapshotBudget)
-	for st.feedOnce() {
+	for st.feedOnce(0, true) {
 		if time.Now().After(deadline) {
 			st.rmu.Lock()
 			st.dropLocked(st.n)

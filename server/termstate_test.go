@@ -20,7 +20,10 @@ func newTestTermState(t testing.TB, cols, rows int) (*termState, *sync.WaitGroup
 		wg.Go(f)
 		return true
 	})
-	t.Cleanup(wg.Wait)
+	t.Cleanup(func() {
+		st.stop()
+		wg.Wait()
+	})
 	return st, &wg
 }
 
