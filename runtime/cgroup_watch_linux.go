@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,9 +24,14 @@ import (
 //   - v1 has no memory.events: an eventfd registered for memory.oom_control
 //     through cgroup.event_control fires when the cgroup runs out of
 //     memory. v1's OOM killer kills one process, not the group, so the
-//     session learns of it here and ends itself, as oom.group does on v2.
+//     session learns of it here and ends itself, as oom.group does on v2;
+//   - v1's pids.events counts refused forks but never notifies (the kernel
+//     notifies a pids.events.local that v1 does not have), so a timer
+//     reads it for v1 sessions, four times a second: a few hundred small
+//     reads a second for a full server.
 type cgroupWatcher struct {
-	epfd, inotify, wake int
+	epfd, inotify, wake, timer int
+	polled                     int // registrations that need the timer
 
 	mu   sync.Mutex
 	byWD map[int32]*cgroupEvents // inotify watch → session
@@ -40,11 +46,14 @@ type cgroupEvents struct {
 	c        *Cgroup
 	onLimit  func(string)
 	wds      []int32
-	efd, ofd int // v1: the oom eventfd and memory.oom_control, or -1
+	efd, ofd int  // v1: the oom eventfd and memory.oom_control, or -1
+	poll     bool // v1: pids.events is read on the timer
 }
 
+const cgroupPollInterval = 250 * time.Millisecond
+
 func newCgroupWatcher() (*cgroupWatcher, error) {
-	w := &cgroupWatcher{epfd: -1, inotify: -1, wake: -1, byWD: map[int32]*cgroupEvents{}, byFD: map[int32]*cgroupEvents{}, regs: map[*Cgroup]*cgroupEvents{}, done: make(chan struct{})}
+	w := &cgroupWatcher{epfd: -1, inotify: -1, wake: -1, timer: -1, byWD: map[int32]*cgroupEvents{}, byFD: map[int32]*cgroupEvents{}, regs: map[*Cgroup]*cgroupEvents{}, done: make(chan struct{})}
 	var err error
 	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("cgroup watcher: epoll: %w", err)
@@ -57,7 +66,11 @@ func newCgroupWatcher() (*cgroupWatcher, error) {
 		w.closeFds()
 		return nil, fmt.Errorf("cgroup watcher: eventfd: %w", err)
 	}
-	for _, fd := range []int{w.inotify, w.wake} {
+	if w.timer, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK); err != nil {
+		w.closeFds()
+		return nil, fmt.Errorf("cgroup watcher: timerfd: %w", err)
+	}
+	for _, fd := range []int{w.inotify, w.wake, w.timer} {
 		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
 			w.closeFds()
 			return nil, fmt.Errorf("cgroup watcher: epoll_ctl: %w", err)
@@ -68,7 +81,7 @@ func newCgroupWatcher() (*cgroupWatcher, error) {
 }
 
 func (w *cgroupWatcher) closeFds() {
-	for _, fd := range []int{w.epfd, w.inotify, w.wake} {
+	for _, fd := range []int{w.epfd, w.inotify, w.wake, w.timer} {
 		if fd >= 0 {
 			_ = unix.Close(fd) // ours; nothing to report
 		}
@@ -105,8 +118,8 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		if c.m.has("pids") {
 			files = append(files, filepath.Join(c.dir, "pids.events"))
 		}
-	} else if d, ok := c.dirs["pids"]; ok {
-		files = append(files, filepath.Join(d, "pids.events"))
+	} else if _, ok := c.dirs["pids"]; ok {
+		r.poll = true
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -139,8 +152,20 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		}
 		w.byFD[int32(r.efd)] = r
 	}
+	if r.poll {
+		w.polled++
+		if w.polled == 1 {
+			w.armTimer(cgroupPollInterval)
+		}
+	}
 	w.regs[c] = r
 	return nil
+}
+
+// armTimer starts (d > 0) or stops (d == 0) the poll timer.
+func (w *cgroupWatcher) armTimer(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.TimerfdSettime(w.timer, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil) // valid arguments cannot fail
 }
 
 // remove stops watching c: before its cgroup is removed.
@@ -156,6 +181,12 @@ func (w *cgroupWatcher) unregisterLocked(c *Cgroup) {
 		return
 	}
 	delete(w.regs, c)
+	if r.poll {
+		w.polled--
+		if w.polled == 0 {
+			w.armTimer(0)
+		}
+	}
 	for _, wd := range r.wds {
 		delete(w.byWD, wd)
 		_, _ = unix.InotifyRmWatch(w.inotify, uint32(wd)) // gone with its cgroup already is fine
@@ -184,15 +215,25 @@ func (w *cgroupWatcher) loop() {
 			return
 		}
 		var fired []*cgroupEvents
-		var memory []bool
+		var kinds []int // what fired: 0 a v2 events file, 1 v1 OOM, 2 the v1 poll
 		for _, ev := range events[:n] {
 			switch ev.Fd {
 			case int32(w.wake):
 				return
 			case int32(w.inotify):
 				for _, r := range w.readInotify(buf) {
-					fired, memory = append(fired, r), append(memory, false)
+					fired, kinds = append(fired, r), append(kinds, 0)
 				}
+			case int32(w.timer):
+				var cnt [8]byte
+				_, _ = unix.Read(w.timer, cnt[:]) // the expiry count; EAGAIN if raced
+				w.mu.Lock()
+				for _, r := range w.regs {
+					if r.poll {
+						fired, kinds = append(fired, r), append(kinds, 2)
+					}
+				}
+				w.mu.Unlock()
 			default:
 				var cnt [8]byte
 				_, _ = unix.Read(int(ev.Fd), cnt[:]) // resets the eventfd; EAGAIN if raced
@@ -200,15 +241,22 @@ func (w *cgroupWatcher) loop() {
 				r := w.byFD[ev.Fd]
 				w.mu.Unlock()
 				if r != nil {
-					fired, memory = append(fired, r), append(memory, true)
+					fired, kinds = append(fired, r), append(kinds, 1)
 				}
 			}
 		}
 		for i, r := range fired {
-			reason := r.c.limitHit()
-			if memory[i] {
+			var reason string
+			switch kinds[i] {
+			case 0:
+				reason = r.c.limitHit()
+			case 1:
 				// v1's OOM notice comes before its kill is counted.
 				reason = r.c.limits.MemoryReason()
+			case 2:
+				if readKeyed(filepath.Join(r.c.dirs["pids"], "pids.events"))["max"] > 0 {
+					reason = r.c.limits.PidsReason()
+				}
 			}
 			if reason != "" && r.c.limitReached(reason) {
 				r.onLimit(reason)
