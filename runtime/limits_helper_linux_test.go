@@ -41,6 +41,7 @@ var helpers = map[string]func() int{
 		}
 	},
 	"cgserver": helperCgroupServer,
+	"become":   helperBecomeRoot,
 }
 
 func runHelper(name string) int {
