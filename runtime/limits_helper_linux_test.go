@@ -40,8 +40,10 @@ var helpers = map[string]func() int{
 			keep = append(keep, b)
 		}
 	},
-	"cgserver": helperCgroupServer,
-	"become":   helperBecomeRoot,
+	"cgserver":   helperCgroupServer,
+	"become":     helperBecomeRoot,
+	"netoutside": helperNetOutside,
+	"netinside":  helperNetInside,
 }
 
 func runHelper(name string) int {
