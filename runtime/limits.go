@@ -112,10 +112,14 @@ func (l Limits) Validate() error {
 		// config that asks for it has probably mistaken the unit.
 		bad("cpus %v: this machine has only %v CPUs (the range is %.2f to %.2f)", l.CPUs, n, minCPUs, n)
 	}
-	if l.Disk != 0 && l.Disk < minDisk {
+	if l.Disk < 0 {
+		bad("disk %d: the session's files live in memory, so disk always has a limit", l.Disk)
+	} else if l.Disk != 0 && l.Disk < minDisk {
 		bad("disk %s: below the minimum of %s", FormatSize(l.Disk), FormatSize(minDisk))
 	}
-	if l.NoFile != 0 && l.NoFile < minNoFile {
+	if l.NoFile < 0 {
+		bad("nofile %d: open files always have a limit", l.NoFile)
+	} else if l.NoFile != 0 && l.NoFile < minNoFile {
 		bad("nofile %d: below the minimum of %d", l.NoFile, minNoFile)
 	}
 	return errors.Join(errs...)

@@ -44,6 +44,8 @@ var helpers = map[string]func() int{
 	"become":     helperBecomeRoot,
 	"netoutside": helperNetOutside,
 	"netinside":  helperNetInside,
+	"rlimits":    helperRlimits,
+	"disk":       helperDisk,
 }
 
 func runHelper(name string) int {

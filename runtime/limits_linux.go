@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -57,9 +57,10 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 		{Name: "nofile", Cur: uint64(l.NoFile), Max: uint64(l.NoFile)},
 		{Name: "fsize", Cur: uint64(l.Disk), Max: uint64(l.Disk)},
 		{Name: "rtprio", Cur: 0, Max: 0},
-		// RLIMIT_NICE n allows a nice value down to 20-n: 20-SessionNice
-		// allows exactly SessionNice and above.
-		{Name: "nice", Cur: 20 - SessionNice, Max: 20 - SessionNice},
+		// RLIMIT_NICE n allows lowering one's nice value down to 20-n:
+		// 0 allows no lowering at all (a session at SessionNice stays
+		// there), and is what most hosts give anyway.
+		{Name: "nice", Cur: 0, Max: 0},
 	}
 	if l.Pids > 0 {
 		rl = append(rl, Rlimit{Name: "nproc", Cur: uint64(l.Pids), Max: uint64(l.Pids)})
@@ -139,28 +140,34 @@ func CheckNproc(sessions int, l Limits) error {
 	return nil
 }
 
-// applySessionPriority lowers the CPU priority of every thread of init,
-// and so of every process it starts, to nice; batch also makes them
-// SCHED_BATCH (the scheduler then takes them for CPU hogs: no wakeup
-// preemption). Both are per thread in Linux, and Go's init has several
-// threads, any of which may fork the program: AllThreadsSyscall runs the
-// call on each. Lowering one's own priority needs no privilege; raising it
-// back is what RLIMIT_NICE (RlimitsFor) forbids.
-func applySessionPriority(nice int, batch bool) error {
+// withSessionPriority runs start, which starts the session's program, on a
+// thread of its own whose CPU priority is lowered to nice (and, with
+// batch, whose policy is SCHED_BATCH: the scheduler takes it for a CPU
+// hog, no wakeup preemption). Priority and policy are per thread in Linux,
+// and a child inherits its forking thread's: Go's os/exec and
+// syscall.ForkExec fork on the calling goroutine's thread, which is locked
+// here, so the program and all it starts run at that priority. Lowering
+// one's own priority needs no privilege; raising it back is what
+// RLIMIT_NICE (RlimitsFor) forbids. The thread is not handed back to
+// other goroutines afterwards: it ends with start's goroutine.
+func withSessionPriority(nice int, batch bool, start func() error) error {
+	runtime.LockOSThread()
+	// No UnlockOSThread: the thread keeps the lower priority and dies
+	// with this goroutine's lock, rather than serving init's other
+	// goroutines.
 	if nice != 0 {
-		_, _, e := syscall.AllThreadsSyscall(syscall.SYS_SETPRIORITY, uintptr(unix.PRIO_PROCESS), 0, uintptr(nice))
-		if e != 0 {
-			return fmt.Errorf("setpriority %d: %w", nice, e)
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
+			return fmt.Errorf("setpriority %d: %w", nice, err)
 		}
 	}
 	if batch {
 		var param [1]int32 // struct sched_param: priority 0
-		_, _, e := syscall.AllThreadsSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, uintptr(unix.SCHED_BATCH), uintptr(unsafe.Pointer(&param[0])))
+		_, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, uintptr(unix.SCHED_BATCH), uintptr(unsafe.Pointer(&param[0])))
 		if e != 0 {
 			return fmt.Errorf("sched_setscheduler SCHED_BATCH: %w", e)
 		}
 	}
-	return nil
+	return start()
 }
 
 // LimitsModeLine is the one line the server logs at start about how it
