@@ -154,6 +154,23 @@ func (l Limits) PidsReason() string {
 	return "process limit " + strconv.Itoa(l.WithDefaults().Pids) + " reached"
 }
 
+// Rlimit is one resource limit init sets on itself, and so on every
+// process of the session, before the program starts. Name is the
+// lower-case name of RLIMIT_*: "nproc", "nofile".
+type Rlimit struct {
+	Name string `json:"name"`
+	Cur  uint64 `json:"cur"`
+	Max  uint64 `json:"max"`
+}
+
+// SessionNice is the nice value of every process of a session whose CPU
+// no cgroup shares (LimitsMode without cpu): the server, at 0, then gets
+// about ten times the CPU of any one session process (weights 1024 to
+// 110), so it keeps pumping a typing session's echo while neighbours
+// flood. RLIMIT_NICE pins it: no session process can raise its priority
+// back.
+const SessionNice = 10
+
 // Stats is what a running session uses now.
 type Stats struct {
 	// Processes is the number of processes of the session (its network

@@ -12,27 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Rlimit is one resource limit init sets on itself, and so on every
-// process of the session, before the program starts. Name is the
-// lower-case name of RLIMIT_*: "nproc", "nofile".
-type Rlimit struct {
-	Name string `json:"name"`
-	Cur  uint64 `json:"cur"`
-	Max  uint64 `json:"max"`
-}
-
 var rlimitResources = map[string]int{
 	"as": unix.RLIMIT_AS, "core": unix.RLIMIT_CORE, "data": unix.RLIMIT_DATA, "fsize": unix.RLIMIT_FSIZE,
 	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "nice": unix.RLIMIT_NICE, "rtprio": unix.RLIMIT_RTPRIO,
 }
-
-// SessionNice is the nice value of every process of a session whose CPU
-// no cgroup shares (LimitsMode without cpu): the server, at 0, then gets
-// about ten times the CPU of any one session process (weights 1024 to
-// 110), so it keeps pumping a typing session's echo while neighbours
-// flood. RLIMIT_NICE pins it: no session process can raise its priority
-// back.
-const SessionNice = 10
 
 // RlimitsFor is what init sets for l. Always: no core dumps (they would
 // land in the session's small disk, or worse, be piped to the host's
