@@ -29,7 +29,10 @@ var rlimitResources = map[string]int{
 // NPROC counts the processes of one uid inside the session's user
 // namespace, and also (Linux 5.14 on, ucounts) charges every one of them
 // to the uid that created the namespace, the server's, whatever the id map
-// is (checked: TestNprocIsChargedToTheServer). So with N sessions the
+// is (kernel/ucount.c, inc_rlimit_ucounts; seen here on Linux 6.18 with a
+// subuid map: processes running as host uid 100000 in a namespace made by
+// uid 1001 stopped uid 1001's own forks at its limit; not yet a test). So
+// with N sessions the
 // server's own RLIMIT_NPROC must exceed N × Pids plus its own threads, or
 // a fork bomb stops the server from starting containers: see
 // CheckNproc.
