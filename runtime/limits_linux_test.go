@@ -230,3 +230,59 @@ func helperDisk() int {
 	}
 	return 0
 }
+
+// TestProcStats counts a real pid namespace's processes: init and the two
+// it starts.
+func TestProcStats(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started; read x")
+	u, g := singleMap()
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+		UidMappings: u, GidMappings: g,
+		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		testenv.Skipf(t, "no user and pid namespaces here: %v", err)
+	}
+	defer func() { _ = in.Close(); _ = cmd.Wait() }() // init's end kills the sleeps
+	b := make([]byte, 8)
+	if _, err := out.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ProcStats(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Processes != 3 || st.MemoryBytes <= 0 {
+		t.Errorf("ProcStats: %+v, want 3 processes and some memory", st)
+	}
+}
+
+func TestHostChecks(t *testing.T) {
+	var nofile unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile); err != nil {
+		t.Fatal(err)
+	}
+	if nofile.Max < 1<<30 {
+		err := CheckRlimits(Limits{NoFile: int(nofile.Max) + 1})
+		if err == nil || !strings.Contains(err.Error(), "above the server's own hard limit") {
+			t.Errorf("CheckRlimits with nofile above the hard limit %d: got %v", nofile.Max, err)
+		}
+	}
+	if err := CheckRlimits(Limits{NoFile: 64}); err != nil {
+		t.Errorf("CheckRlimits with small limits: %v", err)
+	}
+	err := CheckNproc(1<<20, Limits{Pids: 256})
+	if os.Getuid() == 0 && err != nil {
+		t.Errorf("CheckNproc as root: %v", err)
+	}
+	if os.Getuid() != 0 && (err == nil || !strings.Contains(err.Error(), "need RLIMIT_NPROC of at least")) {
+		t.Errorf("CheckNproc of a million sessions as uid %d: got %v", os.Getuid(), err)
+	}
+	if err := CheckNproc(1, Limits{Pids: 8}); err != nil {
+		t.Errorf("CheckNproc of one small session: %v", err)
+	}
+}
