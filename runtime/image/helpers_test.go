@@ -33,9 +33,11 @@ type ent struct {
 	size       int64 // when set, the header's size, whatever the body
 }
 
-func file(name, body string) ent   { return ent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
-func dir(name string) ent          { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, to string) ent  { return ent{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777} }
+func file(name, body string) ent { return ent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
+func dir(name string) ent        { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
+func symlink(name, to string) ent {
+	return ent{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777}
+}
 func hardlink(name, to string) ent { return ent{name: name, typ: tar.TypeLink, link: to, mode: 0o644} }
 
 var testTime = time.Date(2024, 4, 25, 12, 0, 0, 0, time.UTC)
