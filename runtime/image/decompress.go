@@ -3,7 +3,6 @@ package image
 import (
 	"bufio"
 	"bytes"
-	"compress/bzip2"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -18,11 +17,10 @@ import (
 type Compression string
 
 const (
-	None  Compression = "none"
-	Gzip  Compression = "gzip"
-	Xz    Compression = "xz"
-	Zstd  Compression = "zstd"
-	Bzip2 Compression = "bzip2"
+	None Compression = "none"
+	Gzip Compression = "gzip"
+	Xz   Compression = "xz"
+	Zstd Compression = "zstd"
 )
 
 var magics = []struct {
@@ -32,7 +30,6 @@ var magics = []struct {
 	{Gzip, []byte{0x1f, 0x8b}},
 	{Xz, []byte{0xfd, '7', 'z', 'X', 'Z', 0}},
 	{Zstd, []byte{0x28, 0xb5, 0x2f, 0xfd}},
-	{Bzip2, []byte("BZh")},
 }
 
 // decompressor is a decompressed stream and what it must free.
@@ -77,8 +74,6 @@ func decompress(r io.Reader) (*decompressor, error) {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
 		d.Reader, d.close = z, z.Close
-	case Bzip2:
-		d.Reader = bzip2.NewReader(br)
 	default:
 		d.Reader = br
 	}

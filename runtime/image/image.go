@@ -103,6 +103,7 @@ func (c *Cache) prepare(ctx context.Context, src Source, progress ProgressFunc, 
 			progress(p)
 		}
 	}
+	report(PhasePreparing)
 	var img *Image
 	var err error
 	switch src.Kind {

@@ -15,6 +15,7 @@ type Phase string
 
 const (
 	PhaseQueued      Phase = "queued"      // not started yet
+	PhasePreparing   Phase = "preparing"   // started; nothing to count yet
 	PhaseWaiting     Phase = "waiting"     // for another process preparing the same source (the cache's lock)
 	PhaseResolving   Phase = "resolving"   // looking up an image's manifest
 	PhaseDownloading Phase = "downloading" // a tarball: Done and Total are its bytes

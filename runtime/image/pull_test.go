@@ -145,7 +145,7 @@ func TestPull(t *testing.T) {
 	if got := unpacks.Load() - unpacked; got != 3 {
 		t.Errorf("%d layers unpacked, want 3", got)
 	}
-	if got, want := ph.String(), "resolving pulling finishing ready"; got != want {
+	if got, want := ph.String(), "preparing resolving pulling finishing ready"; got != want {
 		t.Errorf("phases %q, want %q", got, want)
 	}
 	if img.Digest != digest {

@@ -145,7 +145,7 @@ func imageName(r name.Reference) string {
 // any archive extension.
 func pathName(p string) string {
 	b := filepath.Base(p)
-	for _, ext := range []string{".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.bz2", ".tar"} {
+	for _, ext := range []string{".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar"} {
 		if strings.HasSuffix(strings.ToLower(b), ext) {
 			b = b[:len(b)-len(ext)]
 			break

@@ -154,7 +154,7 @@ func TestUbuntuDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer img.Close()
-	if got, want := ph.String(), "downloading verifying unpacking finishing ready"; got != want {
+	if got, want := ph.String(), "preparing downloading verifying unpacking finishing ready"; got != want {
 		t.Errorf("phases %q, want %q", got, want)
 	}
 	if d := ph.last[PhaseDownloading]; d.Done != int64(len(m.data)) || d.Total != int64(len(m.data)) {
@@ -192,7 +192,7 @@ func TestUbuntuDownload(t *testing.T) {
 	if m.requests.Load() != requests || unpacks.Load() != unpacked {
 		t.Fatalf("second start: %d requests, %d unpacks; want none", m.requests.Load()-requests, unpacks.Load()-unpacked)
 	}
-	if img2.Dir != img.Dir || ph2.String() != "ready" {
+	if img2.Dir != img.Dir || ph2.String() != "preparing ready" {
 		t.Fatalf("second start: dir %s (first %s), phases %q", img2.Dir, img.Dir, ph2.String())
 	}
 }
