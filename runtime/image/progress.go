@@ -162,6 +162,7 @@ type reportState struct {
 	started   time.Time
 	lastLog   time.Time
 	startDone int64
+	last      Progress
 }
 
 // NewReporter makes a Reporter; tty says whether w is a terminal (the
@@ -182,15 +183,23 @@ func (r *Reporter) Report(p Progress) {
 	st := r.state[p.Env]
 	changed := st == nil || st.phase != p.Phase
 	if changed {
+		if st != nil && st.last.Done > 0 && !r.barOwner(p.Env) {
+			r.logDone(st, now)
+		}
 		st = &reportState{phase: p.Phase, started: now, startDone: p.Done}
 		r.state[p.Env] = st
 	}
-	if r.tty && (r.owner == "" || r.owner == p.Env) && p.Phase != PhaseReady && p.Phase != PhaseFailed && p.Phase != PhaseQueued {
+	st.last = p
+	counted := p.Phase == PhaseDownloading || p.Phase == PhaseVerifying || p.Phase == PhaseUnpacking || p.Phase == PhasePulling
+	if r.tty && counted && (r.owner == "" || r.owner == p.Env) {
 		r.drawBar(p, changed)
 		return
 	}
 	if r.owner == p.Env {
 		r.finishBar(p.Phase != PhaseFailed)
+	}
+	if r.tty && (p.Phase == PhasePreparing || p.Phase == PhaseFinishing) {
+		return // a person at a terminal needs no line for these
 	}
 	if !changed && now.Sub(st.lastLog) < r.interval {
 		return
@@ -211,6 +220,21 @@ func (r *Reporter) Report(p Progress) {
 		ev = ev.Str("rate", HumanRate(p.Done-st.startDone, now.Sub(st.started)))
 	}
 	ev.Msg("environment " + string(p.Phase))
+}
+
+func (r *Reporter) barOwner(env string) bool { return r.tty && r.owner == env }
+
+// logDone logs the last figure of a phase that ended, with its rate.
+func (r *Reporter) logDone(st *reportState, now time.Time) {
+	p := st.last
+	ev := r.log.Info().Str("env", p.Env).Str("source", p.Source).Str("phase", string(p.Phase)).Str("done", HumanBytes(p.Done))
+	if p.Total > 0 {
+		ev = ev.Str("total", HumanBytes(p.Total)).Int("percent", p.Percent())
+	}
+	if p.Done > st.startDone {
+		ev = ev.Str("rate", HumanRate(p.Done-st.startDone, now.Sub(st.started)))
+	}
+	ev.Str("took", now.Sub(st.started).Round(time.Millisecond).String()).Msg("environment " + string(p.Phase) + " done")
 }
 
 func (r *Reporter) drawBar(p Progress, changed bool) {
