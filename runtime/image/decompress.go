@@ -40,8 +40,11 @@ type decompressor struct {
 }
 
 // decompress sniffs r's compression and returns the decompressed stream.
-// Close it to free a zstd decoder's goroutines.
-func decompress(r io.Reader) (*decompressor, error) {
+// Close it to free a zstd decoder's goroutines. An image layer may only
+// be gzip, zstd or plain, its media types: xz, whose decoder takes the
+// dictionary size a stream asks for (up to GiBs), is for archives the
+// operator names.
+func decompress(r io.Reader, layer bool) (*decompressor, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(6)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -53,6 +56,9 @@ func decompress(r io.Reader) (*decompressor, error) {
 			c = m.c
 			break
 		}
+	}
+	if layer && c == Xz {
+		return nil, errors.New("an xz-compressed layer (OCI layers are gzip, zstd or plain tar)")
 	}
 	d := &decompressor{c: c, close: func() {}}
 	switch c {

@@ -148,7 +148,7 @@ func (c *Cache) unpackLayer(ctx context.Context, u *unpacker, l v1.Layer, archiv
 	}
 	defer rc.Close()
 	cr := &countingReader{r: rc, m: m}
-	d, err := decompress(cr)
+	d, err := decompress(cr, true)
 	if err != nil {
 		return &UnpackError{Archive: archive, Err: err}
 	}

@@ -54,7 +54,7 @@ func (c *Cache) unpackFile(ctx context.Context, file, archive, key, digest strin
 	m := newMeter(progress, base, PhaseUnpacking, fi.Size())
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(f, h), m: m}
-	d, err := decompress(cr)
+	d, err := decompress(cr, false)
 	if err != nil {
 		return nil, &UnpackError{Archive: archive, Err: err}
 	}

@@ -91,7 +91,7 @@ func (m *mirror) rangesSeen() []string {
 }
 
 // serveMirror starts the mirror and points c's pinned table at it.
-func serveMirror(t *testing.T, c *Cache, m *mirror, sha string) *httptest.Server {
+func serveMirror(t testing.TB, c *Cache, m *mirror, sha string) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
