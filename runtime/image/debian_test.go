@@ -101,6 +101,18 @@ func TestDebianRootfs(t *testing.T) {
 		t.Fatalf("dpkg lists no package:\n%s", out)
 	}
 
+	// Owners and setuid bits, as the container sees them: kept as root
+	// (through the id-mapped mount), the container root's own and no
+	// setuid as an ordinary user.
+	out, code = runIn(t, img.Dir, `stat -c '%n %U:%G %a' /etc/shadow /usr/bin/passwd`)
+	want := "/etc/shadow root:shadow 640\n/usr/bin/passwd root:root 4755"
+	if c.Owners == OwnEntries {
+		want = "/etc/shadow root:root 640\n/usr/bin/passwd root:root 755"
+	}
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("owners in the container: exit %d:\n%s\nwant:\n%s", code, out, want)
+	}
+
 	// apt's file method runs as the sandbox user: a local repository
 	// updates with the setting, whatever the id map.
 	repo := `mkdir -p /tmp/repo /tmp/parts && : > /tmp/repo/Packages &&
