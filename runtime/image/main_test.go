@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/guntainer/playground/internal/testenv"
@@ -21,6 +22,9 @@ func TestMain(m *testing.M) {
 	}
 	before := len(testenv.Goroutines())
 	code := m.Run()
+	if stateDir != "" {
+		_ = os.RemoveAll(filepath.Dir(stateDir)) // the containers' mount points, all gone by now
+	}
 	if code == 0 {
 		if err := testenv.CheckGoroutines(before); err != nil {
 			fmt.Fprintln(os.Stderr, err)
