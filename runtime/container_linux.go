@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/guntainer/playground/runtime/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,6 +68,18 @@ func Start(spec Spec) (*Container, error) {
 }
 
 func (c *Container) start(spec Spec) error {
+	uid, gid, err := parseUser(spec.User)
+	if err != nil {
+		return err
+	}
+	exe, err := sealedExecutable()
+	if err != nil {
+		return err
+	}
+	filter, err := seccomp.Compiled()
+	if err != nil {
+		return err
+	}
 	ids, err := chooseIDs(spec.StateDir)
 	if err != nil {
 		return err
@@ -86,22 +99,11 @@ func (c *Container) start(spec Spec) error {
 		return err
 	}
 	c.cmd = &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initArg0},
-		Env:        []string{},
-		ExtraFiles: []*os.File{childEnd},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
-			UidMappings:                ids.uidMap,
-			GidMappings:                ids.gidMap,
-			GidMappingsEnableSetgroups: ids.setgroups,
-			// Become container root before exec: as host root, the process
-			// starts as an unmapped uid, and exec would drop its capabilities.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !ids.setgroups},
-			// The container must not outlive the server that started it.
-			Pdeathsig: syscall.SIGKILL,
-		},
+		Path:        execPath(exe),
+		Args:        []string{initArg0},
+		Env:         []string{},
+		ExtraFiles:  []*os.File{childEnd},
+		SysProcAttr: initProcAttr(ids),
 	}
 	err = c.cmd.Start()
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
@@ -109,7 +111,16 @@ func (c *Container) start(spec Spec) error {
 		c.cmd = nil
 		return fmt.Errorf("create namespaces: %w%s", err, namespaceHint(err))
 	}
+	// The id range is this container's until init has been reaped, also
+	// for a server that starts after this one died: see idSlot.
+	if err := c.ids.claim(c.cmd.Process.Pid); err != nil {
+		return err
+	}
 
+	// Between start and release, the parent prepares what init needs
+	// before it runs. (limits: newuidmap/newgidmap, and placing init in its
+	// cgroup v1 by writing its pid to cgroup.procs, go here; cgroup v2 uses
+	// SysProcAttr.UseCgroupFD in initProcAttr instead.)
 	cfg := initConfig{
 		Rootfs:       spec.Rootfs,
 		Hostname:     spec.Hostname,
@@ -119,10 +130,14 @@ func (c *Container) start(spec Spec) error {
 		Cols:         spec.Cols,
 		Rows:         spec.Rows,
 		WritableSize: spec.WritableSize,
+		ScratchSize:  spec.WritableSize,
 		MountPoint:   c.dir,
 		ResolvConf:   hostResolvConf(),
 		IDRange:      ids.slot != nil,
 		Check:        spec.check,
+		UID:          uid,
+		GID:          gid,
+		Seccomp:      filter.Bytes(),
 	}
 	var send []int
 	if ids.slot != nil && spec.Rootfs != HostRootfs {
@@ -161,6 +176,26 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.master = os.NewFile(uintptr(fds[0]), "ptmx")
 	return nil
+}
+
+// initProcAttr is how init is started: in its new namespaces, as
+// container root.
+func initProcAttr(ids idPlan) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
+		UidMappings:                ids.uidMap,
+		GidMappings:                ids.gidMap,
+		GidMappingsEnableSetgroups: ids.setgroups,
+		// Become container root before exec: as host root, the process
+		// starts as an unmapped uid, and exec would drop its capabilities.
+		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !ids.setgroups},
+		// A second line behind init's watch of the sync socket: it fires
+		// when the thread that started init exits, which for a parent that
+		// dies is soon enough, and for a live one never happens (Go does
+		// not end threads of goroutines that did not lock them).
+		Pdeathsig: syscall.SIGKILL,
+	}
 }
 
 // Check builds a container as Start would, finds its program, and ends it

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/creack/pty"
+	"github.com/guntainer/playground/runtime/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +27,16 @@ const syncFd = 3
 // is PID 1 of its pid namespace, and fd 3 is the sync socket. A process
 // named playground-init that is not all three is refused, so no flag or
 // environment variable alone can make the server's binary skip to init.
+//
+// Outside a container, it marks every fd from 3 on close-on-exec: fds this
+// process inherited (from a shell, a supervisor) must not pass on to a
+// container's init or anything else it runs.
 func MaybeInit() {
 	if filepath.Base(os.Args[0]) != initArg0 {
+		if err := closeOnExecFrom(3); err != nil {
+			fmt.Fprintln(os.Stderr, "playground: mark inherited fds close-on-exec:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	typ, err := unix.GetsockoptInt(syncFd, unix.SOL_SOCKET, unix.SO_TYPE)
@@ -61,6 +70,14 @@ func initMain() int {
 	if err != nil {
 		return 1 // the parent is gone or broken: nobody to report to
 	}
+	// Released: the parent has written the id maps (and placed init in its
+	// cgroup). From here on no one but root of the container's user
+	// namespace with CAP_SYS_PTRACE (which the program never has) may
+	// ptrace init, read its memory or take its fds, and /proc/1/* is root's.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "make init non-dumpable", Err: err.Error()})
+		return 1
+	}
 	lower := -1
 	if cfg.MappedLower && len(fds) == 1 {
 		lower = fds[0]
@@ -86,6 +103,7 @@ func initMain() int {
 		return 1
 	}
 	_ = master.Close() // the parent holds it now; init must not keep the pty alive
+	go endWithParent()
 
 	status := reapUntil(shell)
 	_ = sendMsg(syncFd, status) // best effort: the parent falls back to init's status
@@ -107,6 +125,29 @@ func errText(err error) string {
 		return se.Err.Error()
 	}
 	return err.Error()
+}
+
+// endWithParent waits for the parent's end of the sync socket to close,
+// which happens when the parent dies however it dies (SIGKILL included;
+// Go's Pdeathsig fires on the exit of the parent's thread that started
+// init, not of the parent, golang/go#27505), and then ends the container:
+// it kills every other process of the pid namespace and exits, which
+// leaves the namespace empty. The parent itself never closes its end
+// before init has exited.
+func endWithParent() {
+	buf := make([]byte, 1)
+	for {
+		n, _, err := unix.Recvfrom(syncFd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n > 0 {
+			continue // nothing is sent after the start; ignore, keep waiting
+		}
+		break
+	}
+	_ = syscall.Kill(-1, syscall.SIGKILL) // every process of the namespace but init
+	os.Exit(128 + int(syscall.SIGKILL))
 }
 
 // reapUntil is PID 1's loop: it forwards signals to the program, reaps every
@@ -159,7 +200,11 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		return nil, 0, err
 	}
 
-	env := containerEnv(cfg)
+	user, err := lookupUser(cfg.UID)
+	if err != nil {
+		return nil, 0, err
+	}
+	env := containerEnv(cfg, user)
 	args := cfg.Args
 	if len(args) == 0 {
 		sh, err := defaultShell()
@@ -179,7 +224,13 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	dir := cfg.Dir
 	if dir == "" {
 		dir = envValue(env, "HOME")
-		_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
+		if cfg.UID < 0 {
+			_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
+		}
+	}
+	filter, err := seccomp.FromBytes(cfg.Seccomp)
+	if err != nil {
+		return nil, 0, step("seccomp filter", err)
 	}
 
 	// Nothing of init's may reach the program: not the sync socket, and
@@ -197,15 +248,22 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		_ = master.Close()
 		return nil, 0, step("set terminal size", err)
 	}
-	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   env,
-		Files: []uintptr{tty.Fd(), tty.Fd(), tty.Fd()},
-		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
+	if cfg.UID >= 0 {
+		// The user's own terminal, as login makes it: programs that open
+		// /dev/tty (less, ssh, sudo) need it.
+		if err := step("chown terminal", tty.Chown(cfg.UID, cfg.GID)); err != nil {
+			_ = master.Close()
+			return nil, 0, err
+		}
+	}
+	// limits: rlimits for the program are set here, before the last step.
+	pid, err := startProgram(program{
+		path: path, args: args, env: env, dir: dir, tty: tty.Fd(),
+		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter,
 	})
 	if err != nil {
 		_ = master.Close()
-		return nil, 0, step("exec "+path, err)
+		return nil, 0, err
 	}
 	return master, pid, nil
 }
@@ -269,13 +327,41 @@ func executable(p string) error {
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-func containerEnv(cfg *initConfig) []string {
+// account is a user of the container as its /etc/passwd tells.
+type account struct{ name, home string }
+
+// lookupUser finds uid in the container's /etc/passwd; root (uid < 0) is
+// root at /root whatever the file says, and a uid the file does not name
+// is "uid" + number at /.
+func lookupUser(uid int) (account, error) {
+	if uid < 0 {
+		return account{"root", "/root"}, nil
+	}
+	a := account{"uid" + strconv.Itoa(uid), "/"}
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return a, nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 6 && f[2] == strconv.Itoa(uid) {
+			a.name = f[0]
+			if fi, err := os.Stat(f[5]); err == nil && fi.IsDir() {
+				a.home = f[5]
+			}
+			return a, nil
+		}
+	}
+	return a, nil
+}
+
+func containerEnv(cfg *initConfig, user account) []string {
 	env := []string{
 		"TERM=xterm-256color",
-		"HOME=/root",
+		"HOME=" + user.home,
 		"PATH=" + defaultPath,
-		"USER=root",
-		"LOGNAME=root",
+		"USER=" + user.name,
+		"LOGNAME=" + user.name,
 		"HOSTNAME=" + cfg.Hostname,
 		"LANG=C.UTF-8",
 		`PS1=\u@\h:\w\$ `,

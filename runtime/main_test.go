@@ -18,6 +18,11 @@ func TestMain(m *testing.M) {
 	if r, w, err := os.Pipe(); err == nil {
 		_, _ = r.Close(), w.Close()
 	}
+	// The sealed copy of the binary is made once and kept for good.
+	if _, err := sealedExecutable(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	fds := openFds()
 	code := m.Run()
 	if code == 0 {

@@ -33,6 +33,17 @@ type initConfig struct {
 	IDRange      bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
 	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs comes with this message
 	Check        bool     `json:"check"`       // stop once the program is found; report "checked"
+	// UID and GID are Spec.User's; UID -1 is root, as init is.
+	UID     int    `json:"uid"`
+	GID     int    `json:"gid"`
+	Seccomp []byte `json:"seccomp"` // the program's filter, compiled once by the parent (seccomp.Filter.Bytes)
+	// ScratchSize is the size of /tmp and /dev/shm, each. (limits: a --disk
+	// that covers the writable layer, /tmp and /dev/shm together sets
+	// these three from one budget.)
+	ScratchSize int64 `json:"scratchSize"`
+	// limits: rlimits for the program, and whether the id maps were
+	// written by newuidmap (then init itself must setresuid/setresgid to
+	// container root once released), are added here.
 }
 
 // initMessage is what init sends back: one error, or ready (with the pty
