@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 		_, _ = r.Close(), w.Close()
 	}
 	// The sealed copy of the binary is made once and kept for good.
-	if _, err := sealedExecutable(); err != nil {
+	if err := beforeTests(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
