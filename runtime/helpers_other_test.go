@@ -3,3 +3,5 @@
 package runtime
 
 func beforeTests() error { return nil }
+
+func maybeAttacker() {}

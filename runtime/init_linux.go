@@ -200,6 +200,9 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		return nil, 0, err
 	}
 
+	if err := checkMapped(cfg.UID, cfg.GID); err != nil {
+		return nil, 0, err
+	}
 	user, err := lookupUser(cfg.UID)
 	if err != nil {
 		return nil, 0, err
@@ -326,6 +329,34 @@ func executable(p string) error {
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// checkMapped fails clearly for a Spec.User whose ids this container's
+// user namespace does not map (uid < 0 is root, always mapped).
+func checkMapped(uid, gid int) error {
+	if uid < 0 {
+		return nil
+	}
+	for _, m := range []struct {
+		file string
+		id   int
+	}{{"/proc/self/uid_map", uid}, {"/proc/self/gid_map", gid}} {
+		b, err := os.ReadFile(m.file)
+		if err != nil {
+			return step("read "+m.file, err)
+		}
+		mapped := false
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var in, out, n int
+			if _, err := fmt.Sscanf(line, "%d %d %d", &in, &out, &n); err == nil && m.id >= in && m.id < in+n {
+				mapped = true
+			}
+		}
+		if !mapped {
+			return step(fmt.Sprintf("user %d:%d", uid, gid), fmt.Errorf("id %d is not mapped in this container: only root is, unless the server runs as root", m.id))
+		}
+	}
+	return nil
+}
 
 // account is a user of the container as its /etc/passwd tells.
 type account struct{ name, home string }

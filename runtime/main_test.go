@@ -12,7 +12,8 @@ import (
 // TestMain makes the test binary the containers' init too, and fails the
 // run if the tests as a whole left an fd open or a child process behind.
 func TestMain(m *testing.M) {
-	MaybeInit() // this test binary is also the containers' init
+	MaybeInit()     // this test binary is also the containers' init
+	maybeAttacker() // and the escape suite's attacker inside them
 	// The Go runtime's poller opens its own fds on first use: let it, so
 	// they are in the baseline.
 	if r, w, err := os.Pipe(); err == nil {

@@ -73,7 +73,7 @@ func buildRoot(cfg *initConfig, lower int) error {
 			defer unix.Close(fd)
 			lowerDir = "/proc/self/fd/" + strconv.Itoa(fd)
 		}
-		o := "lowerdir=" + lowerDir + ",upperdir=upper,workdir=work"
+		o := "lowerdir=" + lowerDir + ",upperdir=upper,workdir=work,userxattr"
 		err := unix.Mount("overlay", "root", "overlay", unix.MS_NOSUID|unix.MS_NODEV, o)
 		if errors.Is(err, unix.ENODEV) {
 			err = fmt.Errorf("%w (no overlayfs in this kernel; --rootfs host needs none)", err)
@@ -387,6 +387,8 @@ func bindReadOnly(src, dst string, dir bool) error {
 	return remountReadOnly(dst)
 }
 
+const aptConfDir = "/etc/apt/apt.conf.d"
+
 // writeEtc gives the container its own hostname, hosts and resolv.conf,
 // written into its writable layer (a symlink the rootfs has there is
 // replaced, never followed).
@@ -398,6 +400,12 @@ func writeEtc(cfg *initConfig) error {
 		"/etc/hostname":    cfg.Hostname + "\n",
 		"/etc/hosts":       "127.0.0.1\tlocalhost\n127.0.1.1\t" + cfg.Hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"/etc/resolv.conf": cfg.ResolvConf,
+	}
+	if fi, err := os.Lstat(aptConfDir); err == nil && fi.IsDir() && !cfg.IDRange {
+		// Only container root is mapped: apt cannot drop to its _apt
+		// user (setgroups and setresuid to an unmapped id fail), so it
+		// is told to stay root.
+		files[aptConfDir+"/00playground-sandbox"] = "// playground: only root is mapped in this container\nAPT::Sandbox::User \"root\";\n"
 	}
 	for p, content := range files {
 		if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
