@@ -41,6 +41,7 @@ type Container struct {
 	dir    string    // per-container mount point on the host
 	ids    *idSlot   // uid range in root mode, or nil
 
+	phases []phase       // when the start's phases ended, the parent's and init's
 	done   chan struct{} // closed when init has been reaped
 	status ExitStatus
 	werr   error
@@ -98,6 +99,7 @@ func (c *Container) start(spec Spec) error {
 		_ = childEnd.Close() // not started: nobody else has it
 		return err
 	}
+	c.phases = append(c.phases, phase{"begin", monotonic()})
 	c.cmd = &exec.Cmd{
 		Path:        execPath(exe),
 		Args:        []string{initArg0},
@@ -109,8 +111,14 @@ func (c *Container) start(spec Spec) error {
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if err != nil {
 		c.cmd = nil
+		// Without the path, which is the sealed copy's fd, of no help.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return fmt.Errorf("create namespaces: %w%s", err, namespaceHint(err))
 	}
+	c.phases = append(c.phases, phase{"namespaces, exec of init", monotonic()})
 	// The id range is this container's until init has been reaped, also
 	// for a server that starts after this one died: see idSlot.
 	if err := c.ids.claim(c.cmd.Process.Pid); err != nil {
@@ -175,6 +183,8 @@ func (c *Container) start(spec Spec) error {
 		return fmt.Errorf("pty master: %w", err)
 	}
 	c.master = os.NewFile(uintptr(fds[0]), "ptmx")
+	c.phases = append(c.phases, msg.Phases...)
+	c.phases = append(c.phases, phase{"ready", monotonic()})
 	return nil
 }
 

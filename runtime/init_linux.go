@@ -63,6 +63,7 @@ func step(name string, err error) error {
 }
 
 func initMain() int {
+	mark("init running")
 	// "exe" is all ps would show otherwise.
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(initArg0 + "\x00")[0])), 0, 0, 0) // cosmetic
 	var cfg initConfig
@@ -85,6 +86,7 @@ func initMain() int {
 		closeFds(fds)
 	}
 
+	mark("released")
 	master, shell, err := setup(&cfg, lower)
 	if err == nil && cfg.Check {
 		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
@@ -99,7 +101,7 @@ func initMain() int {
 		_ = sendMsg(syncFd, msg) // if the parent is gone, there is nobody to tell
 		return 1
 	}
-	if err := sendMsg(syncFd, initMessage{Kind: "ready"}, int(master.Fd())); err != nil {
+	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, int(master.Fd())); err != nil {
 		return 1
 	}
 	_ = master.Close() // the parent holds it now; init must not keep the pty alive
@@ -190,6 +192,7 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	if err := buildRoot(cfg, lower); err != nil {
 		return nil, 0, err
 	}
+	mark("root and mounts")
 	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
 		return nil, 0, err
 	}
@@ -231,6 +234,7 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 			_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
 		}
 	}
+	mark("etc, hostname, lo")
 	filter, err := seccomp.FromBytes(cfg.Seccomp)
 	if err != nil {
 		return nil, 0, step("seccomp filter", err)
@@ -259,6 +263,7 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 			return nil, 0, err
 		}
 	}
+	mark("pty")
 	// limits: rlimits for the program are set here, before the last step.
 	pid, err := startProgram(program{
 		path: path, args: args, env: env, dir: dir, tty: tty.Fd(),

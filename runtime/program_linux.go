@@ -68,15 +68,18 @@ func lastStep(p program) (int, error) {
 		}
 		return 0, step("new session keyring", err)
 	}
+	mark("cgroup namespace, keyring")
 	if err := step("drop capabilities", dropCapabilities()); err != nil {
 		return 0, err
 	}
+	mark("capabilities")
 	if err := step("set no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); err != nil {
 		return 0, err
 	}
 	if err := step("install seccomp filter", p.filter.Install()); err != nil {
 		return 0, err
 	}
+	mark("no_new_privs, seccomp")
 	sys := &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if p.uid >= 0 {
 		// Leaving uid 0 clears the permitted and effective sets.
@@ -94,5 +97,6 @@ func lastStep(p program) (int, error) {
 		}
 		return 0, step("exec "+p.path, err)
 	}
+	mark("fork and exec the program")
 	return pid, nil
 }

@@ -49,11 +49,12 @@ type initConfig struct {
 // initMessage is what init sends back: one error, or ready (with the pty
 // master), and at the end the program's exit status.
 type initMessage struct {
-	Kind   string `json:"kind"` // "error", "ready", "checked", "exit"
-	Step   string `json:"step,omitempty"`
-	Err    string `json:"err,omitempty"`
-	Code   int    `json:"code,omitempty"`
-	Signal int    `json:"signal,omitempty"`
+	Kind   string  `json:"kind"` // "error", "ready", "checked", "exit"
+	Step   string  `json:"step,omitempty"`
+	Err    string  `json:"err,omitempty"`
+	Code   int     `json:"code,omitempty"`
+	Signal int     `json:"signal,omitempty"`
+	Phases []phase `json:"phases,omitempty"` // with "ready": when init's phases ended
 }
 
 // setupError is a failed setup step inside the container, as reported by
