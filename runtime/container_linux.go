@@ -85,10 +85,17 @@ func (c *Container) start(spec Spec) error {
 	if err != nil {
 		return err
 	}
+
 	c.ids = ids.slot
 	c.dir, err = makeMountPoint(spec.StateDir, c.id, ids.hostUID, ids.hostGID)
 	if err != nil {
 		return err
+	}
+	lowerDir := spec.Rootfs
+	if spec.Rootfs == HostRootfs {
+		if lowerDir, err = preparedHostRoot(spec.StateDir); err != nil {
+			return err
+		}
 	}
 	parentEnd, childEnd, err := socketPair()
 	if err != nil {
@@ -147,9 +154,12 @@ func (c *Container) start(spec Spec) error {
 		GID:          gid,
 		Seccomp:      filter.Bytes(),
 	}
+	if spec.Rootfs == HostRootfs {
+		cfg.HostLower = lowerDir
+	}
 	var send []int
-	if ids.slot != nil && spec.Rootfs != HostRootfs {
-		fd, err := idmappedTree(spec.Rootfs, c.cmd.Process.Pid)
+	if ids.slot != nil {
+		fd, err := idmappedTree(lowerDir, c.cmd.Process.Pid)
 		if err != nil {
 			return err
 		}

@@ -290,6 +290,18 @@ func CleanStateDir(stateDir string) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "h-") {
+			// A dead server's prepared host root: a tree of copies.
+			f := strings.Split(strings.TrimPrefix(e.Name(), "h-"), "-")
+			if len(f) == 2 {
+				pid, _ := strconv.Atoi(f[0])
+				start, err := strconv.ParseUint(f[1], 10, 64)
+				if err == nil && pid > 0 && !processAlive(pid, start) && os.RemoveAll(filepath.Join(stateDir, e.Name())) == nil {
+					n++
+				}
+			}
+			continue
+		}
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), "c-") {
 			continue
 		}

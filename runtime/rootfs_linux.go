@@ -52,11 +52,7 @@ func buildRoot(cfg *initConfig, lower int) error {
 			return err
 		}
 	}
-	if cfg.Rootfs == HostRootfs {
-		if err := step("bind root", unix.Mount(root, root, "", unix.MS_BIND, "")); err != nil {
-			return err
-		}
-	} else {
+	{
 		lowerDir := "lower"
 		if lower >= 0 {
 			err := unix.MoveMount(lower, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH)
@@ -66,7 +62,11 @@ func buildRoot(cfg *initConfig, lower int) error {
 			}
 		} else {
 			// The rootfs by an fd: "/proc/self/fd/N" is all mountinfo shows.
-			fd, err := unix.Open(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			src := cfg.Rootfs
+			if src == HostRootfs {
+				src = cfg.HostLower
+			}
+			fd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			if err := step("open rootfs", err); err != nil {
 				return err
 			}
@@ -308,63 +308,34 @@ func mask() error {
 	return nil
 }
 
-// hostSkeleton lays out a HostRootfs root: the host's system directories
-// read-only (or the same symlinks where the host has merged /usr), and an
-// /etc of its own.
-func hostSkeleton() error {
-	for _, d := range hostDirs {
-		fi, err := os.Lstat(oldRoot + d)
-		if err != nil {
-			continue // this host has no such directory
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			target, err := os.Readlink(oldRoot + d)
-			if err != nil {
-				return step("readlink "+d, err)
-			}
-			if err := step("symlink "+d, os.Symlink(target, d)); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := bindReadOnly(oldRoot+d, d, true); err != nil {
-			return err
-		}
-	}
-	for _, d := range []string{"/etc", "/root", "/home", "/var/tmp", "/run", "/mnt", "/opt", "/srv"} {
-		if err := step("mkdir "+d, os.MkdirAll(d, 0o755)); err != nil {
-			return err
-		}
-	}
-	_ = os.Chmod("/root", 0o700)
-	_ = os.Chmod("/var/tmp", 0o1777)
-	for _, name := range hostEtc {
-		src, dst := oldRoot+"/etc/"+name, "/etc/"+name
-		fi, err := os.Stat(src)
-		if err != nil {
-			continue
-		}
-		if err := bindReadOnly(src, dst, fi.IsDir()); err != nil {
-			return err
-		}
-	}
-	files := map[string]string{
-		"/etc/passwd":        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-		"/etc/group":         "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
-		"/etc/shells":        "/bin/sh\n/bin/bash\n",
-		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
-		"/etc/profile": `# playground: a login shell's profile, synthesised for the host rootfs
+// hostEtcFiles are the files of a HostRootfs container's own /etc, beside
+// the host's hostEtc.
+var hostEtcFiles = map[string]string{
+	"etc/passwd":        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+	"etc/group":         "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
+	"etc/shells":        "/bin/sh\n/bin/bash\n",
+	"etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
+	"etc/profile": `# playground: a login shell's profile, synthesised for the host rootfs
 export PATH=` + defaultPath + `
 if [ -n "$BASH_VERSION" ] && [ -f /etc/bash.bashrc ]; then . /etc/bash.bashrc; fi
 `,
-		"/etc/bash.bashrc": `# playground: interactive bash settings, synthesised for the host rootfs
+	"etc/bash.bashrc": `# playground: interactive bash settings, synthesised for the host rootfs
 [ -z "$PS1" ] && return
 PS1='\[\e[1;32m\]\u@\h\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ '
 alias ls='ls --color=auto'
 `,
-	}
-	for p, content := range files {
-		if err := step("write "+p, os.WriteFile(p, []byte(content), 0o644)); err != nil {
+}
+
+// hostSkeleton binds the host's system directories read-only into a
+// HostRootfs root (the prepared lower layer has the symlinks of a
+// merged-/usr host and the rest).
+func hostSkeleton() error {
+	for _, d := range hostDirs {
+		fi, err := os.Lstat(oldRoot + d)
+		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+			continue // none on this host, or a symlink the lower layer has too
+		}
+		if err := bindReadOnly(oldRoot+d, d, true); err != nil {
 			return err
 		}
 	}

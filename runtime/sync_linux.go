@@ -31,7 +31,8 @@ type initConfig struct {
 	MountPoint   string   `json:"mountPoint"`  // empty host directory for the container's tmpfs
 	ResolvConf   string   `json:"resolvConf"`  // contents for /etc/resolv.conf
 	IDRange      bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
-	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs comes with this message
+	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs (or HostLower) comes with this message
+	HostLower    string   `json:"hostLower"`   // for HostRootfs: the prepared lower layer (preparedHostRoot)
 	Check        bool     `json:"check"`       // stop once the program is found; report "checked"
 	// UID and GID are Spec.User's; UID -1 is root, as init is.
 	UID     int    `json:"uid"`
