@@ -22,6 +22,13 @@ func beforeTests() error {
 	return err
 }
 
+// afterTests removes the tests' state dir, with its prepared host root.
+func afterTests() {
+	if stateDir != "" {
+		_ = os.RemoveAll(filepath.Dir(stateDir)) // best effort: a temporary directory
+	}
+}
+
 // start starts a container for a test and closes it at the end, skipping
 // (or failing under PLAYGROUND_TEST_STRICT=1) where the machine cannot make
 // user namespaces.

@@ -5,3 +5,5 @@ package runtime
 func beforeTests() error { return nil }
 
 func maybeAttacker() {}
+
+func afterTests() {}

@@ -290,9 +290,9 @@ func CleanStateDir(stateDir string) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "h-") {
-			// A dead server's prepared host root: a tree of copies.
-			f := strings.Split(strings.TrimPrefix(e.Name(), "h-"), "-")
+		if e.IsDir() && strings.HasPrefix(e.Name(), "h-tmp-") {
+			// A prepared host root a dead process was still making.
+			f := strings.Split(strings.TrimPrefix(e.Name(), "h-tmp-"), "-")
 			if len(f) == 2 {
 				pid, _ := strconv.Atoi(f[0])
 				start, err := strconv.ParseUint(f[1], 10, 64)

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	afterTests()
 	os.Exit(code)
 }
 
