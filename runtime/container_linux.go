@@ -13,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/guntainer/playground/runtime/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,7 +76,7 @@ func (c *Container) start(spec Spec) error {
 	if err != nil {
 		return err
 	}
-	filter, err := seccomp.Compiled()
+	filter, err := programFilter()
 	if err != nil {
 		return err
 	}

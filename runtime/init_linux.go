@@ -12,7 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/creack/pty"
-	"github.com/guntainer/playground/runtime/seccomp"
+	"github.com/guntainer/playground/runtime/seccomp/filter"
 	"golang.org/x/sys/unix"
 )
 
@@ -235,7 +235,7 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		}
 	}
 	mark("etc, hostname, lo")
-	filter, err := seccomp.FromBytes(cfg.Seccomp)
+	filter, err := filter.FromBytes(cfg.Seccomp)
 	if err != nil {
 		return nil, 0, step("seccomp filter", err)
 	}

@@ -6,7 +6,7 @@ import (
 	goruntime "runtime"
 	"syscall"
 
-	"github.com/guntainer/playground/runtime/seccomp"
+	"github.com/guntainer/playground/runtime/seccomp/filter"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +22,7 @@ type program struct {
 	// setgroups: the user namespace allows setgroups (a full id range is
 	// mapped), so the program's supplementary groups are cleared.
 	setgroups bool
-	filter    seccomp.Filter
+	filter    filter.Program
 }
 
 // startProgram is init's last step. Capabilities, no_new_privs, the seccomp

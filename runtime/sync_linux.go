@@ -37,7 +37,7 @@ type initConfig struct {
 	// UID and GID are Spec.User's; UID -1 is root, as init is.
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
-	Seccomp []byte `json:"seccomp"` // the program's filter, compiled once by the parent (seccomp.Filter.Bytes)
+	Seccomp []byte `json:"seccomp"` // the program's seccomp filter, from the parent (filter.Program.Bytes)
 	// ScratchSize is the size of /tmp and /dev/shm, each. (limits: a --disk
 	// that covers the writable layer, /tmp and /dev/shm together sets
 	// these three from one budget.)

@@ -1,23 +1,22 @@
 package seccomp
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
-	"unsafe"
 
 	elastic "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/guntainer/playground/runtime/seccomp/filter"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
 // Filter is a compiled seccomp BPF program.
-type Filter []unix.SockFilter
+type Filter = filter.Program
 
 var compiled struct {
 	once sync.Once
@@ -25,8 +24,8 @@ var compiled struct {
 	err  error
 }
 
-// Compiled returns the filter for this machine's architecture, compiled on
-// first use and shared by every later caller (it is never modified).
+// Compiled returns Compile's filter, compiled on first use and shared by
+// every later caller (it is never modified).
 func Compiled() (Filter, error) {
 	compiled.once.Do(func() { compiled.f, compiled.err = Compile() })
 	return compiled.f, compiled.err
@@ -208,45 +207,4 @@ func conditions(args []specs.LinuxSeccompArg) (elastic.ArgumentConditions, error
 		cs = append(cs, c)
 	}
 	return cs, nil
-}
-
-// Install installs f on the calling OS thread only (no TSYNC): the caller
-// has locked its goroutine to the thread and set no_new_privs on it (or
-// holds CAP_SYS_ADMIN). Threads and processes it creates afterwards
-// inherit the filter; it cannot be removed.
-func (f Filter) Install() error {
-	if len(f) == 0 {
-		return errors.New("seccomp: empty filter")
-	}
-	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
-	_, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog)))
-	if e != 0 {
-		return fmt.Errorf("seccomp: install filter: %w", e)
-	}
-	return nil
-}
-
-// Bytes encodes f as the kernel lays it out, 8 bytes an instruction, to
-// pass it to another process.
-func (f Filter) Bytes() []byte {
-	b := make([]byte, 0, 8*len(f))
-	for _, i := range f {
-		b = binary.NativeEndian.AppendUint16(b, i.Code)
-		b = append(b, i.Jt, i.Jf)
-		b = binary.NativeEndian.AppendUint32(b, i.K)
-	}
-	return b
-}
-
-// FromBytes decodes what Bytes encoded.
-func FromBytes(b []byte) (Filter, error) {
-	if len(b) == 0 || len(b)%8 != 0 || len(b)/8 > unix.BPF_MAXINSNS {
-		return nil, fmt.Errorf("seccomp: filter of %d bytes", len(b))
-	}
-	f := make(Filter, len(b)/8)
-	for i := range f {
-		c := b[8*i:]
-		f[i] = unix.SockFilter{Code: binary.NativeEndian.Uint16(c), Jt: c[2], Jf: c[3], K: binary.NativeEndian.Uint32(c[4:])}
-	}
-	return f, nil
 }

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/creack/pty"
+	"github.com/guntainer/playground/runtime/seccomp/filter"
 	"golang.org/x/sys/unix"
 )
 
@@ -263,7 +264,7 @@ func TestFilterBytesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := FromBytes(f.Bytes())
+	g, err := filter.FromBytes(f.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func TestFilterBytesRoundTrip(t *testing.T) {
 			t.Fatalf("instruction %d: got %+v, want %+v", i, g[i], f[i])
 		}
 	}
-	if _, err := FromBytes(make([]byte, 7)); err == nil {
+	if _, err := filter.FromBytes(make([]byte, 7)); err == nil {
 		t.Error("7 bytes decoded")
 	}
 }
