@@ -86,6 +86,9 @@ func initMain() int {
 		closeFds(fds)
 	}
 
+	// limits: where newuidmap/newgidmap wrote the id maps, init started as
+	// an unmapped uid (Go's Credential{Uid: 0} needs the maps before exec)
+	// and becomes container root here, with setresgid and setresuid.
 	mark("released")
 	master, shell, err := setup(&cfg, lower)
 	if err == nil && cfg.Check {
@@ -199,6 +202,9 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	if err := step("bring up lo", loopbackUp()); err != nil {
 		return nil, 0, err
 	}
+	// limits: network setup inside the container's net namespace (the
+	// container's end of an outbound link) goes here, while init still
+	// has CAP_NET_ADMIN in it.
 	if err := writeEtc(cfg); err != nil {
 		return nil, 0, err
 	}
