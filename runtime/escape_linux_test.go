@@ -208,14 +208,16 @@ func TestEscapes(t *testing.T) {
 		other.check(t)
 	})
 
-	t.Run("host tools: strace -p 1, keyctl", func(t *testing.T) {
+	t.Run("host tools: strace -p 1, keyctl, unshare", func(t *testing.T) {
 		testenv.NeedCommand(t, "strace")
 		testenv.NeedCommand(t, "keyctl")
 		script := fmt.Sprintf(`strace -p 1 -e trace=none 2>&1 | head -1; echo "strace=$?"
 keyctl print %d 2>&1; echo "print=$?"
-keyctl show @s 2>&1 | head -2; keyctl padd user k @s </dev/null 2>&1; echo "padd=$?"`, key)
+keyctl show @s 2>&1 | head -2; keyctl padd user k @s </dev/null 2>&1; echo "padd=$?"
+unshare -U -r true 2>&1; echo "unshare-user=$?"; unshare -n true 2>&1; echo "unshare-net=$?"`, key)
 		out, _ := run(t, Spec{Args: sh(script)})
-		for _, bad := range []string{"the server's secret", "print=0", "padd=0"} {
+		testenv.NeedCommand(t, "unshare")
+		for _, bad := range []string{"the server's secret", "print=0", "padd=0", "unshare-user=0", "unshare-net=0"} {
 			if strings.Contains(out, bad) {
 				t.Errorf("got %q:\n%s", bad, out)
 			}
