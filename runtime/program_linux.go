@@ -5,6 +5,7 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"syscall"
+	"unsafe"
 
 	"github.com/guntainer/playground/runtime/seccomp/filter"
 	"golang.org/x/sys/unix"
@@ -60,13 +61,8 @@ func lastStep(p program) (int, error) {
 	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
 		return 0, err
 	}
-	// NULL name: a new anonymous keyring, never one joined by name.
-	if _, _, e := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 {
-		var err error = e
-		if errors.Is(e, unix.EDQUOT) {
-			err = fmt.Errorf("%w (every container has one: sysctl kernel.keys.maxkeys)", e)
-		}
-		return 0, step("new session keyring", err)
+	if err := step("new session keyring", joinSessionKeyring()); err != nil {
+		return 0, err
 	}
 	mark("cgroup namespace, keyring")
 	if err := step("drop capabilities", dropCapabilities()); err != nil {
@@ -99,4 +95,27 @@ func lastStep(p program) (int, error) {
 	}
 	mark("fork and exec the program")
 	return pid, nil
+}
+
+// sharedKeyring is the session keyring containers share when their user's
+// key quota is spent.
+var sharedKeyring = []byte("playground-sessions\x00")
+
+// joinSessionKeyring gives the calling thread a new, empty, anonymous
+// session keyring, so the program inherits none of the server's. Every
+// keyring counts against its owner's key quota (kernel.keys.maxkeys, 200
+// by default for users other than root), and as an ordinary user every
+// container's root is that one user: when the quota is spent, the thread
+// joins one keyring all such containers share instead, which is empty as
+// well and stays so, since the program can neither add nor read a key
+// (keyctl, add_key and request_key are refused by the seccomp filter).
+func joinSessionKeyring() error {
+	_, _, e := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0) // NULL name: a new keyring
+	if e == unix.EDQUOT {
+		_, _, e = unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, uintptr(unsafe.Pointer(&sharedKeyring[0])), 0)
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
 }
