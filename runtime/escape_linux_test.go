@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -42,12 +43,70 @@ func attackRootfs(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
+	copyLibraries(t, "/proc/self/exe", dir)
 	if os.Getuid() == 0 {
 		if err := os.Chmod(filepath.Join(dir, "bin/suid-attacker"), 0o4755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
+}
+
+// copyLibraries copies into root what the executable bin needs to run
+// there when it is dynamically linked (a test binary is when a package it
+// links uses cgo, as package net does): its ELF interpreter and the shared
+// libraries it names, at the host's paths.
+func copyLibraries(t *testing.T, bin, root string) {
+	t.Helper()
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var need []string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				t.Fatal(err)
+			}
+			need = append(need, strings.TrimRight(string(b), "\x00"))
+		}
+	}
+	if len(need) == 0 {
+		return // static
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lib := range libs {
+		found := false
+		for _, d := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+			"/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
+			if _, err := os.Stat(filepath.Join(d, lib)); err == nil {
+				need = append(need, filepath.Join(d, lib))
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("%s needs %s, not found on this host", bin, lib)
+		}
+	}
+	for _, p := range need {
+		b, err := os.ReadFile(p) // through symlinks: the file itself
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // fileState is a file's hash and mode, to see that nothing changed it.

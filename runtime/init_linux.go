@@ -90,6 +90,8 @@ func initMain() int {
 	// an unmapped uid (Go's Credential{Uid: 0} needs the maps before exec)
 	// and becomes container root here, with setresgid and setresuid.
 	mark("released")
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs) // before the program starts; forwarded to it by reapUntil
 	master, shell, err := setup(&cfg, lower)
 	if err == nil && cfg.Check {
 		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
@@ -110,7 +112,7 @@ func initMain() int {
 	_ = master.Close() // the parent holds it now; init must not keep the pty alive
 	go endWithParent()
 
-	status := reapUntil(shell)
+	status := reapUntil(shell, sigs)
 	_ = sendMsg(syncFd, status) // best effort: the parent falls back to init's status
 	if status.Signal != 0 {
 		return 128 + status.Signal
@@ -158,9 +160,11 @@ func endWithParent() {
 // reapUntil is PID 1's loop: it forwards signals to the program, reaps every
 // orphan that the kernel hands it, and returns when the program has exited.
 // Init then exits, and the kernel kills what is left of the pid namespace.
-func reapUntil(pid int) initMessage {
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs)
+//
+// sigs has been catching every signal since before the program started: a
+// SIGTERM sent as soon as the program shows it runs must reach it, not
+// end init by Go's default.
+func reapUntil(pid int, sigs chan os.Signal) initMessage {
 	go func() {
 		for s := range sigs {
 			sig, ok := s.(syscall.Signal)
