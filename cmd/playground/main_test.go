@@ -358,7 +358,7 @@ func TestNoUserNamespaces(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Fatalf("%v: got %v, want exit code 1; stderr:\n%s", args, err, stderr.String())
 		}
-		want := "create namespaces: fork/exec /proc/self/exe: no space left on device (the user namespace limit is reached: sysctl user.max_user_namespaces)"
+		want := "create namespaces: no space left on device (the user namespace limit is reached: sysctl user.max_user_namespaces)"
 		if got := strings.TrimSpace(stderr.String()); !strings.HasSuffix(got, want) || strings.Count(got, "\n") != 0 {
 			t.Errorf("%v: stderr: want one line ending in %q, got\n%s", args, want, got)
 		}
