@@ -12,9 +12,8 @@
 export function installCspShims(doc: Document): void {
   const create = doc.createElement.bind(doc) as (tag: string, options?: ElementCreationOptions) => HTMLElement;
   (doc as { createElement: unknown }).createElement = (tag: string, options?: ElementCreationOptions): HTMLElement => {
-    const el = create(tag, options);
-    if (tag.toLowerCase() === 'style') adoptStyleElement(doc, el as HTMLStyleElement);
-    return el;
+    if (tag.toLowerCase() === 'style') return styleStandIn(doc, create);
+    return create(tag, options);
   };
 
   const setAttribute = Element.prototype.setAttribute;
@@ -27,10 +26,13 @@ export function installCspShims(doc: Document): void {
   };
 }
 
-// adoptStyleElement makes a <style> element's textContent land in a constructable style
-// sheet adopted by doc; the element itself stays empty, so the policy has nothing to
-// block. Removing the element drops the sheet.
-function adoptStyleElement(doc: Document, el: HTMLStyleElement): void {
+// styleStandIn returns what xterm gets for a <style> element: an inert <template> (even an
+// empty <style> is reported as a violation when it enters the document) whose
+// textContent lands in a constructable style sheet adopted by doc. xterm only appends
+// it, sets its textContent and removes it; removing it drops the sheet.
+function styleStandIn(doc: Document, create: (tag: string) => HTMLElement): HTMLElement {
+  const el = create('template');
+  el.dataset.xtermStyle = '';
   const sheet = new CSSStyleSheet();
   let text = '';
   Object.defineProperty(el, 'textContent', {
@@ -47,4 +49,5 @@ function adoptStyleElement(doc: Document, el: HTMLStyleElement): void {
     doc.adoptedStyleSheets = doc.adoptedStyleSheets.filter((s) => s !== sheet);
     remove();
   };
+  return el;
 }

@@ -69,8 +69,11 @@ export interface State {
   watching: boolean;
   /** The text the status bar shows. */
   status: string;
-  /** Which renderer draws the terminal. */
+  /** Which renderer draws the terminal, and whether the choice is made (WebGL loads on demand). */
   renderer: 'webgl' | 'dom';
+  rendererReady: boolean;
+  /** OUTPUT bytes received over all connections. */
+  bytesOut: number;
   /** Connections opened so far, and how many of them reattached with a resume key. */
   connections: number;
   resumes: number;
@@ -194,6 +197,8 @@ const state: State = {
   watching: watchKey !== '',
   status: 'Connecting…',
   renderer: 'dom',
+  rendererReady: false,
+  bytesOut: 0,
   connections: 0,
   resumes: 0,
   attempt: 0,
@@ -263,6 +268,7 @@ async function useWebGL(): Promise<void> {
     console.info('playground: WebGL renderer unavailable, using the DOM renderer:', err);
     state.renderer = 'dom';
   }
+  state.rendererReady = true;
 }
 void useWebGL();
 
@@ -319,10 +325,11 @@ let requestedEnv = ''; // the env this connection's init asked for
 // same bytes and draws them again, so the line shows twice. Bash prints its prompt only
 // after readline has taken the terminal, so input sent after the first output is echoed
 // once, by readline. (The server could do the same for every client; see the report.)
-let held: Uint8Array[] | null = null;
+// Keys typed while the page is still connecting are held the same way.
+let held: Uint8Array[] | null = [];
 let holdTimer: ReturnType<typeof setTimeout> | undefined;
 function holdInput(): void {
-  held = [];
+  held ??= [];
   clearTimeout(holdTimer);
   holdTimer = setTimeout(releaseInput, HOLD_INPUT_MS);
 }
@@ -330,6 +337,7 @@ function releaseInput(): void {
   clearTimeout(holdTimer);
   const frames = held;
   held = null;
+  heldBytes = 0;
   if (frames) for (const f of frames) send(f);
 }
 
@@ -339,13 +347,19 @@ function send(data: Uint8Array): void {
 }
 
 let ctrlArmed = false; // the key bar's sticky Ctrl
+const MAX_HELD = 4 << 20; // bytes; a paste beyond it while connecting is cut here
+let heldBytes = 0;
 function sendInput(frames: Uint8Array[]): void {
-  if (state.watching || !state.connected) return;
+  if (state.watching) return;
   if (held) {
-    held.push(...frames);
+    for (const f of frames) {
+      if (heldBytes + f.length > MAX_HELD) break;
+      heldBytes += f.length;
+      held.push(f);
+    }
     return;
   }
-  for (const f of frames) send(f);
+  if (state.connected) for (const f of frames) send(f);
 }
 
 // Probes of echoProbe waiting for their text in the output.
@@ -361,6 +375,7 @@ const latin1 = new TextDecoder('latin1');
 function writeOutput(ws: WebSocket, data: Uint8Array): void {
   const n = data.length;
   pending += n;
+  state.bytesOut += n;
   let done: Probe[] = [];
   if (probes.size > 0) {
     const text = latin1.decode(data);
@@ -509,6 +524,7 @@ function onClose(ws: WebSocket, ev: CloseEvent): void {
 function releaseInputDropped(): void {
   clearTimeout(holdTimer);
   held = null; // typed into a connection that is gone; a reconnect must not replay it
+  heldBytes = 0;
 }
 
 function resumeKey(): string {
