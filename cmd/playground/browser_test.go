@@ -45,9 +45,24 @@ func TestBrowser(t *testing.T) {
 		if strings.Count(text, "echo answer=$((6*7))") != 1 || strings.Count(text, prompt) != 2 {
 			t.Errorf("the terminal does not show the line typed once and a new prompt:\n%s", text)
 		}
-		tab.do(typeLine(`printf '\033[1;32mgreen\033[0m \033[38;2;255;100;0mtruecolor\033[0m 漢字 😀|\n'`))
-		tab.waitText("truecolor 漢字 😀|")
+		tab.do(typeLine(`printf '\033[1;32mgreen\033[0m \033[38;2;255;100;0mtruecolor\033[0m done\n'`))
+		tab.waitText("truecolor done")
 		tab.screenshot("browser-desktop.png")
+		// Wide characters take two cells (unicode11): the bar after them is in column 6.
+		tab.do(typeLine(`printf '漢字😀|\n'`))
+		tab.waitText("\n漢字😀|")
+		col := eval[int](tab, `(() => {
+			const buf = window.playground.term.buffer.active;
+			for (let y = buf.length - 1; y >= 0; y--) {
+				const line = buf.getLine(y);
+				if (!line.translateToString(true).startsWith('漢')) continue;
+				for (let x = 0; x < line.length; x++) if (line.getCell(x).getChars() === '|') return x;
+			}
+			return -1;
+		})()`)
+		if col != 6 {
+			t.Errorf("after 漢字😀 the next character is in column %d, want 6 (two cells each)", col)
+		}
 	})
 
 	t.Run("resize reaches the pty, clamped to the server's limit", func(t *testing.T) {
@@ -219,7 +234,8 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("WebGL renderer, and the DOM renderer after a lost context", func(t *testing.T) {
-		tab := b.open(t, srvURL)
+		// Forced: on a machine without a GPU the page picks the DOM renderer itself.
+		tab := b.open(t, srvURL+"?renderer=webgl")
 		tab.waitPrompt()
 		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.rendererReady`)))
 		if !eval[bool](tab, `!!document.createElement('canvas').getContext('webgl2')`) {
@@ -328,7 +344,7 @@ type testBrowser struct {
 	ctx context.Context
 }
 
-func newBrowser(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption) *testBrowser {
+func newBrowser(t testing.TB, exe string, extra ...chromedp.ExecAllocatorOption) *testBrowser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
@@ -357,7 +373,7 @@ func newBrowser(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption)
 	return &testBrowser{ctx: ctx}
 }
 
-func (b *testBrowser) grantClipboard(t *testing.T, origin string) {
+func (b *testBrowser) grantClipboard(t testing.TB, origin string) {
 	t.Helper()
 	u, err := url.Parse(origin)
 	if err != nil {
@@ -380,22 +396,23 @@ const cspRecorder = `window.__csp = [];
 document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || '')));`
 
 // open opens url in a new tab of b, for the life of the subtest t.
-func (b *testBrowser) open(t *testing.T, url string) *tab {
+func (b *testBrowser) open(t testing.TB, url string) *tab {
 	return b.openWith(t, url)
 }
 
-func (b *testBrowser) openWith(t *testing.T, url string, setup ...chromedp.Action[chromedp.Void]) *tab {
+func (b *testBrowser) openWith(t testing.TB, url string, setup ...chromedp.Action[chromedp.Void]) *tab {
 	t.Helper()
 	ctx, cancelTab := chromedp.NewContext(b.ctx)
 	tctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	tb := &tab{t: t, ctx: tctx, name: strings.NewReplacer(" ", "-", "/", "-").Replace(t.Name())}
-	t.Cleanup(func() {
+	tb.close = sync.OnceFunc(func() {
 		if v, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`window.__csp || []`)); err == nil && len(v) > 0 {
 			t.Errorf("Content-Security-Policy violations: %q", v)
 		}
 		cancel()
 		cancelTab()
 	})
+	t.Cleanup(tb.close)
 	addRecorder := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspRecorder})
 		return err
@@ -406,9 +423,10 @@ func (b *testBrowser) openWith(t *testing.T, url string, setup ...chromedp.Actio
 
 // tab is one page under test.
 type tab struct {
-	t    *testing.T
-	ctx  context.Context
-	name string
+	t     testing.TB
+	ctx   context.Context
+	name  string
+	close func() // checks for CSP violations and closes the tab; idempotent
 }
 
 func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
@@ -638,7 +656,7 @@ func (p *cutProxy) cut() {
 // saveArtifact keeps a file for people to look at: in
 // $PLAYGROUND_TEST_ARTIFACTS, or a directory of this user's in the
 // system's temp dir.
-func saveArtifact(t *testing.T, name string, b []byte) {
+func saveArtifact(t testing.TB, name string, b []byte) {
 	t.Helper()
 	dir := os.Getenv("PLAYGROUND_TEST_ARTIFACTS")
 	if dir == "" {

@@ -111,6 +111,9 @@ installCspShims(document);
 const params = new URLSearchParams(location.search);
 if (params.has('token')) history.replaceState(history.state, '', withoutParams(location.href, ['token']));
 
+// The first connection's token is fetched at once, while the terminal is being built.
+let firstToken: Promise<string> | null = fetchToken();
+
 // Flow control, ttyd-like: count the bytes handed to term.write that xterm has not yet
 // parsed. Above HIGH_WATER the page asks the server to PAUSE, which stops it reading
 // the pty, so a program that prints without end blocks instead of filling the
@@ -253,8 +256,42 @@ term.open(terminalBox);
 fit.fit();
 
 // The WebGL renderer is faster under heavy output; it loads on demand, and the DOM
-// renderer (xterm's own) stays when WebGL is missing or its context is lost.
+// renderer (xterm's own) stays when WebGL is missing or its context is lost. It is
+// loaded once the first output is drawn (or after a second without any): its code and
+// its GL context take a few hundred milliseconds of the main thread on a slow machine,
+// which are better spent after the prompt is there than before.
+let webglQueued = false;
+function queueWebGL(): void {
+  if (webglQueued) return;
+  webglQueued = true;
+  setTimeout(() => void useWebGL(), 0);
+}
+setTimeout(queueWebGL, 1000);
+// softwareWebGL reports whether WebGL here is drawn by the CPU (SwiftShader, llvmpipe:
+// a machine or VM without a GPU). There the DOM renderer is much faster: measured in
+// headless chromium, it drew 6 MB/s of output with a keystroke's echo in 6 ms, where
+// software WebGL drew 1.4 MB/s with echoes of seconds (BenchmarkPageEchoUnderOutput).
+function softwareWebGL(): boolean {
+  try {
+    const gl = document.createElement('canvas').getContext('webgl2');
+    if (!gl) return false; // no WebGL2 at all: the addon will say so
+    const info = gl.getExtension('WEBGL_debug_renderer_info');
+    const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return /swiftshader|llvmpipe|softpipe|software/i.test(renderer);
+  } catch {
+    return false;
+  }
+}
+
 async function useWebGL(): Promise<void> {
+  // ?renderer=dom or ?renderer=webgl overrides the choice (tests, odd GPUs).
+  const want = params.get('renderer');
+  if (want === 'dom' || (want !== 'webgl' && softwareWebGL())) {
+    state.renderer = 'dom';
+    state.rendererReady = true;
+    return;
+  }
   try {
     const { WebglAddon } = await import('@xterm/addon-webgl');
     const webgl = new WebglAddon();
@@ -270,7 +307,6 @@ async function useWebGL(): Promise<void> {
   }
   state.rendererReady = true;
 }
-void useWebGL();
 
 // ---- the bar: status, notices, buttons ----
 
@@ -387,7 +423,10 @@ function writeOutput(ws: WebSocket, data: Uint8Array): void {
   }
   term.write(data, () => {
     pending -= n;
-    if (state.firstOutputAt === null) state.firstOutputAt = performance.now();
+    if (state.firstOutputAt === null) {
+      state.firstOutputAt = performance.now();
+      queueWebGL();
+    }
     for (const p of done) p.resolve(performance.now() - p.t0);
     done = [];
     if (state.paused && pending < LOW_WATER && ws === socket) {
@@ -617,7 +656,8 @@ async function connect(): Promise<void> {
   const old = socket;
   socket = null; // late events of the old socket are ignored from here on
   old?.close();
-  const token = await fetchToken();
+  const token = await (firstToken ?? fetchToken());
+  firstToken = null;
   // Relative to the page, so the playground also works mounted under a path prefix.
   const url = new URL('ws', location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
