@@ -68,7 +68,9 @@ func TestBrowser(t *testing.T) {
 	t.Run("resize reaches the pty, clamped to the server's limit", func(t *testing.T) {
 		tab := b.open(t, srvURL)
 		tab.waitPrompt()
-		size := func() string { return eval[string](tab, `window.playground.term.rows + " " + window.playground.term.cols`) }
+		size := func() string {
+			return eval[string](tab, `window.playground.term.rows + " " + window.playground.term.cols`)
+		}
 		before := size()
 		tab.do(chromedp.EmulateViewport(640, 360))
 		after := tab.waitChange(size, before)
