@@ -300,10 +300,14 @@ func TestBrowserNoWebGL(t *testing.T) {
 	}
 	tab.do(typeLine(`printf '\033[38;2;255;0;0mRED\033[0m\n'`))
 	tab.waitText("\nRED\n")
-	color := eval[string](tab, `(() => {
+	// The DOM renderer draws on the next animation frame: wait for the span.
+	color, err := chromedp.Run(tab.ctx, chromedp.Poll[string](`(() => {
 		for (const s of document.querySelectorAll('.xterm-rows span')) if (s.textContent === 'RED') return getComputedStyle(s).color;
-		return 'not drawn';
-	})()`)
+		return '';
+	})()`, chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("RED not drawn in the DOM: %v", err)
+	}
 	if color != "rgb(255, 0, 0)" {
 		t.Errorf("RED drawn in %q, want rgb(255, 0, 0)", color)
 	}
