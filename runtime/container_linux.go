@@ -40,6 +40,7 @@ type Container struct {
 	dir    string    // per-container mount point on the host
 	ids    *idSlot   // uid range in root mode, or nil
 
+	phases []phase       // when the start's phases ended, the parent's and init's
 	done   chan struct{} // closed when init has been reaped
 	status ExitStatus
 	werr   error
@@ -67,14 +68,33 @@ func Start(spec Spec) (*Container, error) {
 }
 
 func (c *Container) start(spec Spec) error {
+	uid, gid, err := parseUser(spec.User)
+	if err != nil {
+		return err
+	}
+	exe, err := sealedExecutable()
+	if err != nil {
+		return err
+	}
+	filter, err := programFilter()
+	if err != nil {
+		return err
+	}
 	ids, err := chooseIDs(spec.StateDir)
 	if err != nil {
 		return err
 	}
+
 	c.ids = ids.slot
 	c.dir, err = makeMountPoint(spec.StateDir, c.id, ids.hostUID, ids.hostGID)
 	if err != nil {
 		return err
+	}
+	lowerDir := spec.Rootfs
+	if spec.Rootfs == HostRootfs {
+		if lowerDir, err = preparedHostRoot(spec.StateDir); err != nil {
+			return err
+		}
 	}
 	parentEnd, childEnd, err := socketPair()
 	if err != nil {
@@ -85,31 +105,36 @@ func (c *Container) start(spec Spec) error {
 		_ = childEnd.Close() // not started: nobody else has it
 		return err
 	}
+	c.phases = append(c.phases, phase{"begin", monotonic()})
 	c.cmd = &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initArg0},
-		Env:        []string{},
-		ExtraFiles: []*os.File{childEnd},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
-			UidMappings:                ids.uidMap,
-			GidMappings:                ids.gidMap,
-			GidMappingsEnableSetgroups: ids.setgroups,
-			// Become container root before exec: as host root, the process
-			// starts as an unmapped uid, and exec would drop its capabilities.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !ids.setgroups},
-			// The container must not outlive the server that started it.
-			Pdeathsig: syscall.SIGKILL,
-		},
+		Path:        execPath(exe),
+		Args:        []string{initArg0},
+		Env:         []string{},
+		ExtraFiles:  []*os.File{childEnd},
+		SysProcAttr: initProcAttr(ids),
 	}
 	err = c.cmd.Start()
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if err != nil {
 		c.cmd = nil
+		// Without the path, which is the sealed copy's fd, of no help.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return fmt.Errorf("create namespaces: %w%s", err, namespaceHint(err))
 	}
+	c.phases = append(c.phases, phase{"namespaces, exec of init", monotonic()})
+	// The id range is this container's until init has been reaped, also
+	// for a server that starts after this one died: see idSlot.
+	if err := c.ids.claim(c.cmd.Process.Pid); err != nil {
+		return err
+	}
 
+	// Between start and release, the parent prepares what init needs
+	// before it runs. (limits: newuidmap/newgidmap, and placing init in its
+	// cgroup v1 by writing its pid to cgroup.procs, go here; cgroup v2 uses
+	// SysProcAttr.UseCgroupFD in initProcAttr instead.)
 	cfg := initConfig{
 		Rootfs:       spec.Rootfs,
 		Hostname:     spec.Hostname,
@@ -119,14 +144,21 @@ func (c *Container) start(spec Spec) error {
 		Cols:         spec.Cols,
 		Rows:         spec.Rows,
 		WritableSize: spec.WritableSize,
+		ScratchSize:  spec.WritableSize,
 		MountPoint:   c.dir,
 		ResolvConf:   hostResolvConf(),
 		IDRange:      ids.slot != nil,
 		Check:        spec.check,
+		UID:          uid,
+		GID:          gid,
+		Seccomp:      filter.Bytes(),
+	}
+	if spec.Rootfs == HostRootfs {
+		cfg.HostLower = lowerDir
 	}
 	var send []int
-	if ids.slot != nil && spec.Rootfs != HostRootfs {
-		fd, err := idmappedTree(spec.Rootfs, c.cmd.Process.Pid)
+	if ids.slot != nil {
+		fd, err := idmappedTree(lowerDir, c.cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
@@ -160,7 +192,29 @@ func (c *Container) start(spec Spec) error {
 		return fmt.Errorf("pty master: %w", err)
 	}
 	c.master = os.NewFile(uintptr(fds[0]), "ptmx")
+	c.phases = append(c.phases, msg.Phases...)
+	c.phases = append(c.phases, phase{"ready", monotonic()})
 	return nil
+}
+
+// initProcAttr is how init is started: in its new namespaces, as
+// container root.
+func initProcAttr(ids idPlan) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
+		UidMappings:                ids.uidMap,
+		GidMappings:                ids.gidMap,
+		GidMappingsEnableSetgroups: ids.setgroups,
+		// Become container root before exec: as host root, the process
+		// starts as an unmapped uid, and exec would drop its capabilities.
+		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !ids.setgroups},
+		// A second line behind init's watch of the sync socket: it fires
+		// when the thread that started init exits, which for a parent that
+		// dies is soon enough, and for a live one never happens (Go does
+		// not end threads of goroutines that did not lock them).
+		Pdeathsig: syscall.SIGKILL,
+	}
 }
 
 // Check builds a container as Start would, finds its program, and ends it

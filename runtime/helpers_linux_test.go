@@ -15,6 +15,20 @@ import (
 	"github.com/guntainer/playground/internal/testenv"
 )
 
+// beforeTests makes what the runtime keeps for the whole process, so that
+// the leak check's baseline has it.
+func beforeTests() error {
+	_, err := sealedExecutable()
+	return err
+}
+
+// afterTests removes the tests' state dir, with its prepared host root.
+func afterTests() {
+	if stateDir != "" {
+		_ = os.RemoveAll(filepath.Dir(stateDir)) // best effort: a temporary directory
+	}
+}
+
 // start starts a container for a test and closes it at the end, skipping
 // (or failing under PLAYGROUND_TEST_STRICT=1) where the machine cannot make
 // user namespaces.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -71,8 +72,15 @@ func initialUserNS() bool {
 }
 
 // idSlot is one range of the root-mode pool, held by an flock on its lock
-// file so that several servers on one host never share a range, and a
-// crashed server's ranges are free again at once.
+// file so that several servers on one host never share a range. The flock
+// goes with the server, but a dead server's containers may outlive it for
+// a moment (until their inits see the sync socket close and end them), so
+// the lock file also names the container's init (pid and start time): a
+// range is free only when its flock is and that init no longer exists. An
+// init exists until it is reaped, and the kernel lets it be reaped only
+// after every other process of its pid namespace is gone (the exit of a
+// namespace's init kills the rest and waits for them,
+// zap_pid_ns_processes), so a gone init means a range with no process.
 type idSlot struct {
 	n    int
 	lock *os.File
@@ -90,15 +98,67 @@ func acquireSlot(dir string) (*idSlot, error) {
 			return nil, fmt.Errorf("id pool: %w", err)
 		}
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
+		if err == nil && !slotInitAlive(f) {
 			return &idSlot{n: n, lock: f}, nil
 		}
-		_ = f.Close() // held by another container
+		_ = f.Close() // held by another container, or by a dying one
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("id pool: lock: %w", err)
 		}
 	}
 	return nil, fmt.Errorf("id pool: all %d uid ranges are in use", poolSlots)
+}
+
+// slotInitAlive reports whether the init a lock file names still exists.
+func slotInitAlive(f *os.File) bool {
+	b := make([]byte, 64)
+	n, _ := f.ReadAt(b, 0) // short or empty: names nobody
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscanf(string(b[:n]), "%d %d", &pid, &start); err != nil {
+		return false
+	}
+	return processAlive(pid, start)
+}
+
+// claim names the container's init in the lock file.
+func (s *idSlot) claim(pid int) error {
+	if s == nil {
+		return nil
+	}
+	start, err := processStart(pid)
+	if err == nil {
+		err = s.lock.Truncate(0)
+	}
+	if err == nil {
+		_, err = s.lock.WriteAt([]byte(fmt.Sprintf("%d %d\n", pid, start)), 0)
+	}
+	if err != nil {
+		return fmt.Errorf("id pool: %w", err)
+	}
+	return nil
+}
+
+// processStart is a process's start time in clock ticks since boot: with
+// its pid, it names one process, never a later one that reuses the pid.
+func processStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// processAlive reports whether the process pid that started at start
+// still exists (a zombie too).
+func processAlive(pid int, start uint64) bool {
+	got, err := processStart(pid)
+	return err == nil && got == start
 }
 
 func (s *idSlot) release() {
@@ -171,7 +231,7 @@ func makeMountPoint(stateDir, id string, uid, gid int) (string, error) {
 			return "", err
 		}
 	}
-	dir := filepath.Join(stateDir, fmt.Sprintf("c-%d-%s", os.Getpid(), id))
+	dir := filepath.Join(stateDir, fmt.Sprintf("c-%s-%s", selfName(), id))
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("mount point: %w", err)
 	}
@@ -205,12 +265,21 @@ func searchableByOthers(dir string) error {
 	}
 }
 
+// selfName is "PID-START" of this process, which the names of its mount
+// points begin with, so that CleanStateDir can tell when it has gone.
+var selfName = sync.OnceValue(func() string {
+	start, _ := processStart(os.Getpid()) // /proc/self/stat of a live process
+	return fmt.Sprintf("%d-%d", os.Getpid(), start)
+})
+
 // CleanStateDir removes the mount points that a crashed predecessor left in
 // stateDir: empty directories, since their mounts died with their mount
-// namespaces. A mount point is named for the pid of the server that made it,
-// and only those of servers no longer running are touched: removing a
-// living container's mount point would detach its mounts. It returns how
-// many it removed.
+// namespaces. A mount point is named for the pid and start time of the
+// process that made it, and only those of processes no longer running are
+// touched (a pid alone could be a new process's): removing a living
+// container's mount point would detach its mounts. A dead server's
+// containers end as soon as their inits see it gone. It returns how many
+// it removed.
 func CleanStateDir(stateDir string) (int, error) {
 	entries, err := os.ReadDir(stateDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -221,15 +290,32 @@ func CleanStateDir(stateDir string) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
-		var pid int
-		var id string
-		if !e.IsDir() {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "h-tmp-") {
+			// A prepared host root a dead process was still making.
+			f := strings.Split(strings.TrimPrefix(e.Name(), "h-tmp-"), "-")
+			if len(f) == 2 {
+				pid, _ := strconv.Atoi(f[0])
+				start, err := strconv.ParseUint(f[1], 10, 64)
+				if err == nil && pid > 0 && !processAlive(pid, start) && os.RemoveAll(filepath.Join(stateDir, e.Name())) == nil {
+					n++
+				}
+			}
 			continue
 		}
-		if _, err := fmt.Sscanf(e.Name(), "c-%d-%s", &pid, &id); err != nil || pid <= 0 {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "c-") {
 			continue
 		}
-		if pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+		f := strings.Split(strings.TrimPrefix(e.Name(), "c-"), "-")
+		pid, err := strconv.Atoi(f[0])
+		if err != nil || pid <= 0 || len(f) < 2 || len(f) > 3 {
+			continue // not ours
+		}
+		if len(f) == 2 {
+			// c-PID-ID, as earlier versions named them: the pid alone.
+			if unix.Kill(pid, 0) != unix.ESRCH {
+				continue
+			}
+		} else if start, err := strconv.ParseUint(f[1], 10, 64); err != nil || processAlive(pid, start) {
 			continue
 		}
 		if os.Remove(filepath.Join(stateDir, e.Name())) == nil {

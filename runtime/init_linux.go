@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/creack/pty"
+	"github.com/guntainer/playground/runtime/seccomp/filter"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +27,16 @@ const syncFd = 3
 // is PID 1 of its pid namespace, and fd 3 is the sync socket. A process
 // named playground-init that is not all three is refused, so no flag or
 // environment variable alone can make the server's binary skip to init.
+//
+// Outside a container, it marks every fd from 3 on close-on-exec: fds this
+// process inherited (from a shell, a supervisor) must not pass on to a
+// container's init or anything else it runs.
 func MaybeInit() {
 	if filepath.Base(os.Args[0]) != initArg0 {
+		if err := closeOnExecFrom(3); err != nil {
+			fmt.Fprintln(os.Stderr, "playground: mark inherited fds close-on-exec:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	typ, err := unix.GetsockoptInt(syncFd, unix.SOL_SOCKET, unix.SO_TYPE)
@@ -54,12 +63,21 @@ func step(name string, err error) error {
 }
 
 func initMain() int {
+	mark("init running")
 	// "exe" is all ps would show otherwise.
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(initArg0 + "\x00")[0])), 0, 0, 0) // cosmetic
 	var cfg initConfig
 	fds, err := recvMsg(syncFd, &cfg)
 	if err != nil {
 		return 1 // the parent is gone or broken: nobody to report to
+	}
+	// Released: the parent has written the id maps (and placed init in its
+	// cgroup). From here on no one but root of the container's user
+	// namespace with CAP_SYS_PTRACE (which the program never has) may
+	// ptrace init, read its memory or take its fds, and /proc/1/* is root's.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "make init non-dumpable", Err: err.Error()})
+		return 1
 	}
 	lower := -1
 	if cfg.MappedLower && len(fds) == 1 {
@@ -68,6 +86,12 @@ func initMain() int {
 		closeFds(fds)
 	}
 
+	// limits: where newuidmap/newgidmap wrote the id maps, init started as
+	// an unmapped uid (Go's Credential{Uid: 0} needs the maps before exec)
+	// and becomes container root here, with setresgid and setresuid.
+	mark("released")
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs) // before the program starts; forwarded to it by reapUntil
 	master, shell, err := setup(&cfg, lower)
 	if err == nil && cfg.Check {
 		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
@@ -82,12 +106,13 @@ func initMain() int {
 		_ = sendMsg(syncFd, msg) // if the parent is gone, there is nobody to tell
 		return 1
 	}
-	if err := sendMsg(syncFd, initMessage{Kind: "ready"}, int(master.Fd())); err != nil {
+	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, int(master.Fd())); err != nil {
 		return 1
 	}
 	_ = master.Close() // the parent holds it now; init must not keep the pty alive
+	go endWithParent()
 
-	status := reapUntil(shell)
+	status := reapUntil(shell, sigs)
 	_ = sendMsg(syncFd, status) // best effort: the parent falls back to init's status
 	if status.Signal != 0 {
 		return 128 + status.Signal
@@ -109,12 +134,37 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// endWithParent waits for the parent's end of the sync socket to close,
+// which happens when the parent dies however it dies (SIGKILL included;
+// Go's Pdeathsig fires on the exit of the parent's thread that started
+// init, not of the parent, golang/go#27505), and then ends the container:
+// it kills every other process of the pid namespace and exits, which
+// leaves the namespace empty. The parent itself never closes its end
+// before init has exited.
+func endWithParent() {
+	buf := make([]byte, 1)
+	for {
+		n, _, err := unix.Recvfrom(syncFd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n > 0 {
+			continue // nothing is sent after the start; ignore, keep waiting
+		}
+		break
+	}
+	_ = syscall.Kill(-1, syscall.SIGKILL) // every process of the namespace but init
+	os.Exit(128 + int(syscall.SIGKILL))
+}
+
 // reapUntil is PID 1's loop: it forwards signals to the program, reaps every
 // orphan that the kernel hands it, and returns when the program has exited.
 // Init then exits, and the kernel kills what is left of the pid namespace.
-func reapUntil(pid int) initMessage {
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs)
+//
+// sigs has been catching every signal since before the program started: a
+// SIGTERM sent as soon as the program shows it runs must reach it, not
+// end init by Go's default.
+func reapUntil(pid int, sigs chan os.Signal) initMessage {
 	go func() {
 		for s := range sigs {
 			sig, ok := s.(syscall.Signal)
@@ -149,17 +199,28 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	if err := buildRoot(cfg, lower); err != nil {
 		return nil, 0, err
 	}
+	mark("root and mounts")
 	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
 		return nil, 0, err
 	}
 	if err := step("bring up lo", loopbackUp()); err != nil {
 		return nil, 0, err
 	}
+	// limits: network setup inside the container's net namespace (the
+	// container's end of an outbound link) goes here, while init still
+	// has CAP_NET_ADMIN in it.
 	if err := writeEtc(cfg); err != nil {
 		return nil, 0, err
 	}
 
-	env := containerEnv(cfg)
+	if err := checkMapped(cfg.UID, cfg.GID); err != nil {
+		return nil, 0, err
+	}
+	user, err := lookupUser(cfg.UID)
+	if err != nil {
+		return nil, 0, err
+	}
+	env := containerEnv(cfg, user)
 	args := cfg.Args
 	if len(args) == 0 {
 		sh, err := defaultShell()
@@ -179,7 +240,14 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	dir := cfg.Dir
 	if dir == "" {
 		dir = envValue(env, "HOME")
-		_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
+		if cfg.UID < 0 {
+			_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
+		}
+	}
+	mark("etc, hostname, lo")
+	filter, err := filter.FromBytes(cfg.Seccomp)
+	if err != nil {
+		return nil, 0, step("seccomp filter", err)
 	}
 
 	// Nothing of init's may reach the program: not the sync socket, and
@@ -197,15 +265,23 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 		_ = master.Close()
 		return nil, 0, step("set terminal size", err)
 	}
-	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   env,
-		Files: []uintptr{tty.Fd(), tty.Fd(), tty.Fd()},
-		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
+	if cfg.UID >= 0 {
+		// The user's own terminal, as login makes it: programs that open
+		// /dev/tty (less, ssh, sudo) need it.
+		if err := step("chown terminal", tty.Chown(cfg.UID, cfg.GID)); err != nil {
+			_ = master.Close()
+			return nil, 0, err
+		}
+	}
+	mark("pty")
+	// limits: rlimits for the program are set here, before the last step.
+	pid, err := startProgram(program{
+		path: path, args: args, env: env, dir: dir, tty: tty.Fd(),
+		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter,
 	})
 	if err != nil {
 		_ = master.Close()
-		return nil, 0, step("exec "+path, err)
+		return nil, 0, err
 	}
 	return master, pid, nil
 }
@@ -269,13 +345,69 @@ func executable(p string) error {
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-func containerEnv(cfg *initConfig) []string {
+// checkMapped fails clearly for a Spec.User whose ids this container's
+// user namespace does not map (uid < 0 is root, always mapped).
+func checkMapped(uid, gid int) error {
+	if uid < 0 {
+		return nil
+	}
+	for _, m := range []struct {
+		file string
+		id   int
+	}{{"/proc/self/uid_map", uid}, {"/proc/self/gid_map", gid}} {
+		b, err := os.ReadFile(m.file)
+		if err != nil {
+			return step("read "+m.file, err)
+		}
+		mapped := false
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var in, out, n int
+			if _, err := fmt.Sscanf(line, "%d %d %d", &in, &out, &n); err == nil && m.id >= in && m.id < in+n {
+				mapped = true
+			}
+		}
+		if !mapped {
+			return step(fmt.Sprintf("user %d:%d", uid, gid), fmt.Errorf("id %d is not mapped in this container: only root is, unless the server runs as root", m.id))
+		}
+	}
+	return nil
+}
+
+// account is a user of the container as its /etc/passwd tells.
+type account struct{ name, home string }
+
+// lookupUser finds uid in the container's /etc/passwd; root (uid < 0) is
+// root at /root whatever the file says, and a uid the file does not name
+// is "uid" + number at /.
+func lookupUser(uid int) (account, error) {
+	if uid < 0 {
+		return account{"root", "/root"}, nil
+	}
+	a := account{"uid" + strconv.Itoa(uid), "/"}
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return a, nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 6 && f[2] == strconv.Itoa(uid) {
+			a.name = f[0]
+			if fi, err := os.Stat(f[5]); err == nil && fi.IsDir() {
+				a.home = f[5]
+			}
+			return a, nil
+		}
+	}
+	return a, nil
+}
+
+func containerEnv(cfg *initConfig, user account) []string {
 	env := []string{
 		"TERM=xterm-256color",
-		"HOME=/root",
+		"HOME=" + user.home,
 		"PATH=" + defaultPath,
-		"USER=root",
-		"LOGNAME=root",
+		"USER=" + user.name,
+		"LOGNAME=" + user.name,
 		"HOSTNAME=" + cfg.Hostname,
 		"LANG=C.UTF-8",
 		`PS1=\u@\h:\w\$ `,

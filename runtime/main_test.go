@@ -12,11 +12,17 @@ import (
 // TestMain makes the test binary the containers' init too, and fails the
 // run if the tests as a whole left an fd open or a child process behind.
 func TestMain(m *testing.M) {
-	MaybeInit() // this test binary is also the containers' init
+	MaybeInit()     // this test binary is also the containers' init
+	maybeAttacker() // and the escape suite's attacker inside them
 	// The Go runtime's poller opens its own fds on first use: let it, so
 	// they are in the baseline.
 	if r, w, err := os.Pipe(); err == nil {
 		_, _ = r.Close(), w.Close()
+	}
+	// The sealed copy of the binary is made once and kept for good.
+	if err := beforeTests(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	fds := openFds()
 	code := m.Run()
@@ -26,6 +32,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	afterTests()
 	os.Exit(code)
 }
 

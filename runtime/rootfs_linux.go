@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,8 +37,13 @@ func buildRoot(cfg *initConfig, lower int) error {
 	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
 		return err
 	}
-	opts := fmt.Sprintf("size=%d,mode=0755", cfg.WritableSize)
+	opts := tmpfsOptions(cfg.WritableSize, "0755")
 	if err := step("mount tmpfs on "+mp, unix.Mount("tmpfs", mp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)); err != nil {
+		return err
+	}
+	// Relative to the tmpfs from here, so that the overlay's options in
+	// the container's mountinfo name no host path.
+	if err := step("chdir to "+mp, os.Chdir(mp)); err != nil {
 		return err
 	}
 	root := filepath.Join(mp, "root")
@@ -46,22 +52,29 @@ func buildRoot(cfg *initConfig, lower int) error {
 			return err
 		}
 	}
-	if cfg.Rootfs == HostRootfs {
-		if err := step("bind root", unix.Mount(root, root, "", unix.MS_BIND, "")); err != nil {
-			return err
-		}
-	} else {
-		lowerDir := cfg.Rootfs
+	{
+		lowerDir := "lower"
 		if lower >= 0 {
-			lowerDir = filepath.Join(mp, "lower")
 			err := unix.MoveMount(lower, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH)
 			_ = unix.Close(lower)
 			if err := step("attach id-mapped rootfs", err); err != nil {
 				return err
 			}
+		} else {
+			// The rootfs by an fd: "/proc/self/fd/N" is all mountinfo shows.
+			src := cfg.Rootfs
+			if src == HostRootfs {
+				src = cfg.HostLower
+			}
+			fd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err := step("open rootfs", err); err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			lowerDir = "/proc/self/fd/" + strconv.Itoa(fd)
 		}
-		o := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerDir, filepath.Join(mp, "upper"), filepath.Join(mp, "work"))
-		err := unix.Mount("overlay", root, "overlay", 0, o)
+		o := "lowerdir=" + lowerDir + ",upperdir=upper,workdir=work,userxattr"
+		err := unix.Mount("overlay", "root", "overlay", unix.MS_NOSUID|unix.MS_NODEV, o)
 		if errors.Is(err, unix.ENODEV) {
 			err = fmt.Errorf("%w (no overlayfs in this kernel; --rootfs host needs none)", err)
 		} else if errors.Is(err, unix.EPERM) {
@@ -114,22 +127,56 @@ func mkdirReal(p string) error {
 	return step("mkdir "+p, os.MkdirAll(p, 0o755))
 }
 
-func mountSystem(cfg *initConfig) error {
-	type m struct {
-		target, fstype, data string
-		flags                uintptr
+// tmpfsOptions are a tmpfs's options with a size limit and an inode limit
+// to match (one inode per 4 KiB, as a page each): without one, a tmpfs in
+// a user namespace allows half the host's RAM in inodes.
+func tmpfsOptions(size int64, mode string) string {
+	return fmt.Sprintf("size=%d,nr_inodes=%d,mode=%s", size, max(size/4096, 1024), mode)
+}
+
+// Every mount after pivot_root goes onto a target that was opened inside
+// the new root without following a symlink (openat2 RESOLVE_IN_ROOT and
+// RESOLVE_NO_SYMLINKS), and is made on exactly what was opened, through
+// its /proc/self/fd path in the host's /proc, which stays reachable under
+// the old root until the very end: a rootfs that ships /proc -> /, /tmp ->
+// /etc or dev/null -> /proc/sys/x cannot redirect a mount.
+const oldProcFd = oldRoot + "/proc/self/fd/"
+
+// mountOn mounts src (of fstype, with flags and data) on p inside the root.
+func mountOn(src, p, fstype string, flags uintptr, data string) error {
+	fd, err := unix.Openat2(unix.AT_FDCWD, "."+p, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("open %s in the root: %w", p, err)
 	}
-	const nosuid = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	for _, x := range []m{
-		{"/proc", "proc", "", nosuid},
-		{"/dev", "tmpfs", "mode=0755,size=65536", unix.MS_NOSUID | unix.MS_NOEXEC},
-	} {
-		if err := mkdirReal(x.target); err != nil {
-			return err
-		}
-		if err := step("mount "+x.fstype+" on "+x.target, unix.Mount(x.fstype, x.target, x.fstype, x.flags, x.data)); err != nil {
-			return err
-		}
+	defer unix.Close(fd)
+	return unix.Mount(src, oldProcFd+strconv.Itoa(fd), fstype, flags, data)
+}
+
+// The paths runc masks and makes read-only by default, and more: what
+// tells about the host's hardware and kernel, or acts on it.
+var (
+	maskedFiles = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/latency_stats", "/proc/sysrq-trigger", "/proc/interrupts"}
+	maskedDirs   = []string{"/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}
+	readOnlyDirs = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"}
+)
+
+func mountSystem(cfg *initConfig) error {
+	const noexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := mkdirReal("/proc"); err != nil {
+		return err
+	}
+	if err := step("mount proc on /proc", mountOn("proc", "/proc", "proc", noexec, "")); err != nil {
+		return err
+	}
+	if err := mkdirReal("/dev"); err != nil {
+		return err
+	}
+	if err := step("mount tmpfs on /dev", mountOn("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=65536,nr_inodes=1024")); err != nil {
+		return err
 	}
 	if err := mountSys(); err != nil {
 		return err
@@ -140,10 +187,10 @@ func mountSystem(cfg *initConfig) error {
 	if err := mkdirReal("/tmp"); err != nil {
 		return err
 	}
-	if err := step("mount tmpfs on /tmp", unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")); err != nil {
+	if err := step("mount tmpfs on /tmp", mountOn("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(cfg.ScratchSize, "1777"))); err != nil {
 		return err
 	}
-	return maskProc()
+	return mask()
 }
 
 // mountSys mounts a fresh read-only sysfs, which the kernel allows in a
@@ -155,10 +202,10 @@ func mountSys() error {
 		return err
 	}
 	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-	if unix.Mount("sysfs", "/sys", "sysfs", flags, "") == nil {
+	if mountOn("sysfs", "/sys", "sysfs", flags, "") == nil {
 		return nil
 	}
-	if err := step("bind /sys", unix.Mount(oldRoot+"/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+	if err := step("bind /sys", mountOn(oldRoot+"/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
 		return err
 	}
 	return remountReadOnly("/sys")
@@ -181,7 +228,7 @@ func remountReadOnly(p string) error {
 			flags |= f.ms
 		}
 	}
-	return step("remount "+p+" read-only", unix.Mount("", p, "", flags, ""))
+	return step("remount "+p+" read-only", mountOn("", p, "", flags, ""))
 }
 
 // populateDev fills the /dev tmpfs. Device nodes cannot be made in a user
@@ -189,12 +236,12 @@ func remountReadOnly(p string) error {
 func populateDev(cfg *initConfig) error {
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		p := "/dev/" + d
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o666)
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW, 0o666)
 		if err != nil {
 			return step("create "+p, err)
 		}
 		_ = f.Close() // empty file, only a mount point
-		if err := step("bind "+p, unix.Mount(oldRoot+p, p, "", unix.MS_BIND, "")); err != nil {
+		if err := step("bind "+p, mountOn(oldRoot+p, p, "", unix.MS_BIND, "")); err != nil {
 			return err
 		}
 	}
@@ -205,13 +252,13 @@ func populateDev(cfg *initConfig) error {
 	if cfg.IDRange {
 		ptsOpts += ",gid=5" // tty group, mapped only when a full range is
 	}
-	if err := step("mount devpts", unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsOpts)); err != nil {
+	if err := step("mount devpts", mountOn("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsOpts)); err != nil {
 		return err
 	}
 	if err := step("mkdir /dev/shm", os.Mkdir("/dev/shm", 0o1777)); err != nil {
 		return err
 	}
-	if err := step("mount /dev/shm", unix.Mount("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=67108864")); err != nil {
+	if err := step("mount /dev/shm", mountOn("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, tmpfsOptions(cfg.ScratchSize, "1777"))); err != nil {
 		return err
 	}
 	for link, target := range map[string]string{
@@ -225,30 +272,33 @@ func populateDev(cfg *initConfig) error {
 	return nil
 }
 
-// maskProc hides the /proc files that tell about or act on the host, as
-// runc's default masked and read-only paths do.
-func maskProc() error {
-	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/sysrq-trigger"} {
-		if _, err := os.Lstat(p); err != nil {
+// mask hides the /proc and /sys files that tell about or act on the host:
+// files under /dev/null, directories under an empty read-only tmpfs, and
+// makes the rest of /proc's host-wide knobs read-only. The program can
+// undo none of it: it has no CAP_SYS_ADMIN and the seccomp filter refuses
+// every mount call.
+func mask() error {
+	for _, p := range maskedFiles {
+		if fi, err := os.Lstat(p); err != nil || fi.IsDir() {
 			continue // not in this kernel
 		}
-		if err := step("mask "+p, unix.Mount("/dev/null", p, "", unix.MS_BIND, "")); err != nil {
+		if err := step("mask "+p, mountOn("/dev/null", p, "", unix.MS_BIND, "")); err != nil {
 			return err
 		}
 	}
-	for _, p := range []string{"/proc/acpi", "/proc/scsi"} {
+	for _, p := range maskedDirs {
 		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := step("mask "+p, unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")); err != nil {
+		if err := step("mask "+p, mountOn("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,nr_inodes=1")); err != nil {
 			return err
 		}
 	}
-	for _, p := range []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"} {
+	for _, p := range readOnlyDirs {
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}
-		if err := step("bind "+p, unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+		if err := step("bind "+p, mountOn(p, p, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
 			return err
 		}
 		if err := remountReadOnly(p); err != nil {
@@ -258,63 +308,34 @@ func maskProc() error {
 	return nil
 }
 
-// hostSkeleton lays out a HostRootfs root: the host's system directories
-// read-only (or the same symlinks where the host has merged /usr), and an
-// /etc of its own.
-func hostSkeleton() error {
-	for _, d := range hostDirs {
-		fi, err := os.Lstat(oldRoot + d)
-		if err != nil {
-			continue // this host has no such directory
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			target, err := os.Readlink(oldRoot + d)
-			if err != nil {
-				return step("readlink "+d, err)
-			}
-			if err := step("symlink "+d, os.Symlink(target, d)); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := bindReadOnly(oldRoot+d, d, true); err != nil {
-			return err
-		}
-	}
-	for _, d := range []string{"/etc", "/root", "/home", "/var/tmp", "/run", "/mnt", "/opt", "/srv"} {
-		if err := step("mkdir "+d, os.MkdirAll(d, 0o755)); err != nil {
-			return err
-		}
-	}
-	_ = os.Chmod("/root", 0o700)
-	_ = os.Chmod("/var/tmp", 0o1777)
-	for _, name := range hostEtc {
-		src, dst := oldRoot+"/etc/"+name, "/etc/"+name
-		fi, err := os.Stat(src)
-		if err != nil {
-			continue
-		}
-		if err := bindReadOnly(src, dst, fi.IsDir()); err != nil {
-			return err
-		}
-	}
-	files := map[string]string{
-		"/etc/passwd":        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-		"/etc/group":         "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
-		"/etc/shells":        "/bin/sh\n/bin/bash\n",
-		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
-		"/etc/profile": `# playground: a login shell's profile, synthesised for the host rootfs
+// hostEtcFiles are the files of a HostRootfs container's own /etc, beside
+// the host's hostEtc.
+var hostEtcFiles = map[string]string{
+	"etc/passwd":        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+	"etc/group":         "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
+	"etc/shells":        "/bin/sh\n/bin/bash\n",
+	"etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
+	"etc/profile": `# playground: a login shell's profile, synthesised for the host rootfs
 export PATH=` + defaultPath + `
 if [ -n "$BASH_VERSION" ] && [ -f /etc/bash.bashrc ]; then . /etc/bash.bashrc; fi
 `,
-		"/etc/bash.bashrc": `# playground: interactive bash settings, synthesised for the host rootfs
+	"etc/bash.bashrc": `# playground: interactive bash settings, synthesised for the host rootfs
 [ -z "$PS1" ] && return
 PS1='\[\e[1;32m\]\u@\h\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ '
 alias ls='ls --color=auto'
 `,
-	}
-	for p, content := range files {
-		if err := step("write "+p, os.WriteFile(p, []byte(content), 0o644)); err != nil {
+}
+
+// hostSkeleton binds the host's system directories read-only into a
+// HostRootfs root (the prepared lower layer has the symlinks of a
+// merged-/usr host and the rest).
+func hostSkeleton() error {
+	for _, d := range hostDirs {
+		fi, err := os.Lstat(oldRoot + d)
+		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+			continue // none on this host, or a symlink the lower layer has too
+		}
+		if err := bindReadOnly(oldRoot+d, d, true); err != nil {
 			return err
 		}
 	}
@@ -331,11 +352,13 @@ func bindReadOnly(src, dst string, dir bool) error {
 			return err
 		}
 	}
-	if err := step("bind "+dst, unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
+	if err := step("bind "+dst, mountOn(src, dst, "", unix.MS_BIND|unix.MS_REC, "")); err != nil {
 		return err
 	}
 	return remountReadOnly(dst)
 }
+
+const aptConfDir = "/etc/apt/apt.conf.d"
 
 // writeEtc gives the container its own hostname, hosts and resolv.conf,
 // written into its writable layer (a symlink the rootfs has there is
@@ -348,6 +371,12 @@ func writeEtc(cfg *initConfig) error {
 		"/etc/hostname":    cfg.Hostname + "\n",
 		"/etc/hosts":       "127.0.0.1\tlocalhost\n127.0.1.1\t" + cfg.Hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"/etc/resolv.conf": cfg.ResolvConf,
+	}
+	if fi, err := os.Lstat(aptConfDir); err == nil && fi.IsDir() && !cfg.IDRange {
+		// Only container root is mapped: apt cannot drop to its _apt
+		// user (setgroups and setresuid to an unmapped id fail), so it
+		// is told to stay root.
+		files[aptConfDir+"/00playground-sandbox"] = "// playground: only root is mapped in this container\nAPT::Sandbox::User \"root\";\n"
 	}
 	for p, content := range files {
 		if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {

@@ -1,14 +1,18 @@
 // Package runtime starts and ends isolated containers.
 //
-// A container is the runtime's own binary re-executed into new user, pid,
-// mount, uts, ipc and net namespaces. Its init (PID 1 of the new pid
-// namespace) builds a root from a read-only root file system and a
-// per-container writable layer on a size-limited tmpfs, pivot_roots into it,
-// opens a pty from the container's own devpts, hands the pty master to the
-// parent and runs the program on the pty's slave side as its controlling
-// terminal. When the program exits, init exits and the kernel ends every
-// other process of the pid namespace; every mount of the container lives in
-// its own mount namespace and goes with it.
+// A container is the runtime's own binary, from a sealed in-memory copy,
+// re-executed into new user, pid, mount, uts, ipc and net namespaces. Its
+// init (PID 1 of the new pid namespace, not dumpable) builds a root from a
+// read-only root file system and a per-container writable layer on a
+// size-limited tmpfs, pivot_roots into it, opens a pty from the container's
+// own devpts, hands the pty master to the parent and starts the program on
+// the pty's slave side as its controlling terminal, through a last step that
+// gives it a cgroup namespace and a session keyring of its own, a short
+// list of capabilities, no_new_privs and a seccomp filter. When the program
+// exits, init exits and the kernel ends every other process of the pid
+// namespace; every mount of the container lives in its own mount namespace
+// and goes with it. When the process that started it dies, init sees its
+// end of the sync socket close and ends the container too.
 //
 // Programs that embed the runtime must call MaybeInit first thing in main
 // (and in TestMain of tests that start containers): it is the entry point of
@@ -18,6 +22,8 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -43,6 +49,11 @@ type Spec struct {
 	Env []string
 	// Dir is the working directory inside the container; HOME when empty.
 	Dir string
+	// User is who the program runs as inside the container, "UID[:GID]"
+	// in numbers (GID defaults to UID); empty means root. A user other
+	// than root exists only where a full id range is mapped (the server
+	// runs as root); the program then has no capabilities at all.
+	User string
 	// Cols and Rows are the terminal size; 80x24 when zero.
 	Cols, Rows uint16
 	// WritableSize is the size limit, in bytes, of the tmpfs holding the
@@ -66,6 +77,36 @@ type ExitStatus struct {
 	// it hit ("memory limit 512 MiB reached"). Empty when the program
 	// ended on its own or was ended from outside (Close, a signal).
 	Reason string
+}
+
+// parseUser parses Spec.User: "" is root (-1, -1), "UID" is UID:UID.
+func parseUser(s string) (uid, gid int, err error) {
+	if s == "" {
+		return -1, -1, nil
+	}
+	u, g, hasGID := strings.Cut(s, ":")
+	uid, err = parseID(u)
+	if err == nil {
+		gid = uid
+		if hasGID {
+			gid, err = parseID(g)
+		}
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("user %q: want UID or UID:GID, in numbers", s)
+	}
+	if uid == 0 && gid == 0 {
+		return -1, -1, nil
+	}
+	return uid, gid, nil
+}
+
+func parseID(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return 0, errors.New("bad id")
+	}
+	return int(n), nil
 }
 
 // Signaled reports whether a signal ended the program.

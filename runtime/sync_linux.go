@@ -31,18 +31,31 @@ type initConfig struct {
 	MountPoint   string   `json:"mountPoint"`  // empty host directory for the container's tmpfs
 	ResolvConf   string   `json:"resolvConf"`  // contents for /etc/resolv.conf
 	IDRange      bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
-	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs comes with this message
+	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs (or HostLower) comes with this message
+	HostLower    string   `json:"hostLower"`   // for HostRootfs: the prepared lower layer (preparedHostRoot)
 	Check        bool     `json:"check"`       // stop once the program is found; report "checked"
+	// UID and GID are Spec.User's; UID -1 is root, as init is.
+	UID     int    `json:"uid"`
+	GID     int    `json:"gid"`
+	Seccomp []byte `json:"seccomp"` // the program's seccomp filter, from the parent (filter.Program.Bytes)
+	// ScratchSize is the size of /tmp and /dev/shm, each. (limits: a --disk
+	// that covers the writable layer, /tmp and /dev/shm together sets
+	// these three from one budget.)
+	ScratchSize int64 `json:"scratchSize"`
+	// limits: rlimits for the program, and whether the id maps were
+	// written by newuidmap (then init itself must setresuid/setresgid to
+	// container root once released), are added here.
 }
 
 // initMessage is what init sends back: one error, or ready (with the pty
 // master), and at the end the program's exit status.
 type initMessage struct {
-	Kind   string `json:"kind"` // "error", "ready", "checked", "exit"
-	Step   string `json:"step,omitempty"`
-	Err    string `json:"err,omitempty"`
-	Code   int    `json:"code,omitempty"`
-	Signal int    `json:"signal,omitempty"`
+	Kind   string  `json:"kind"` // "error", "ready", "checked", "exit"
+	Step   string  `json:"step,omitempty"`
+	Err    string  `json:"err,omitempty"`
+	Code   int     `json:"code,omitempty"`
+	Signal int     `json:"signal,omitempty"`
+	Phases []phase `json:"phases,omitempty"` // with "ready": when init's phases ended
 }
 
 // setupError is a failed setup step inside the container, as reported by

@@ -20,9 +20,9 @@ import (
 // come back at RESUME, a RESIZE must reach the terminal at once, and a
 // Ctrl-C must stop the program. Pasted lines fill the line discipline's
 // buffer, after which no write to the pty gets through, a ^C included:
-// there the input writer waits alone, input beyond its queue is refused
-// with a NOTICE, and a terminal that can signal its foreground job gets
-// the ^C as SIGINT.
+// there the input writer waits alone, input beyond its queue (1 MiB; the
+// "overflow" cases paste 80 frames) is refused with a NOTICE, and a
+// terminal that can signal its foreground job gets the ^C as SIGINT.
 func TestFrozenPaste(t *testing.T) {
 	lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
 	flat := strings.Repeat("x", 16<<10) // the line discipline drops what does not fit
@@ -30,12 +30,15 @@ func TestFrozenPaste(t *testing.T) {
 		name      string
 		start     func(testing.TB) StartFunc
 		paste     string
+		frames    int
 		interrupt bool // Ctrl-C can stop yes
 		refused   bool // the queue overflows
 	}{
-		{"container, paste without newlines", testStart, flat, true, false},
-		{"container, paste of lines", testStart, lines, false, true},
-		{"pty that signals, paste of lines", signalingStart, lines, true, true},
+		{"container, paste without newlines", testStart, flat, 16, true, false},
+		{"container, paste of lines", testStart, lines, 16, false, false},
+		{"container, paste of lines, overflow", testStart, lines, 80, false, true},
+		{"pty that signals, paste of lines", signalingStart, lines, 16, true, false},
+		{"pty that signals, paste of lines, overflow", signalingStart, lines, 80, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,7 +47,7 @@ func TestFrozenPaste(t *testing.T) {
 			c.waitOutput("$ ")
 			c.send("2") // PAUSE
 			c.input("yes\r")
-			for range 16 {
+			for range tt.frames {
 				c.input(tt.paste)
 			}
 			c.send(`1{"columns": 100, "rows": 30}`)
@@ -57,7 +60,7 @@ func TestFrozenPaste(t *testing.T) {
 			if !tt.interrupt {
 				return
 			}
-			if tt.refused {
+			if tt.frames > 16 || !strings.Contains(tt.name, "without") {
 				waitInputBlocked(t, s.only(t))
 			}
 			c.input("\x03")

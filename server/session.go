@@ -33,7 +33,11 @@ const (
 
 // Bounds on a session's input and output.
 const (
-	maxInputQueue = 64 << 10 // bytes typed or pasted that the program has not read yet
+	// Bytes typed or pasted that the program has not read yet: a paste
+	// comes in frames faster than a pty takes them (the page sends any
+	// size, 16 KiB a frame), so this holds a big one; beyond it input is
+	// refused with a NOTICE.
+	maxInputQueue = 1 << 20
 	// While no owner is attached, the program's output is read at most at
 	// this rate: enough for a build log to go on, little for `yes`.
 	detachedRate  = 256 << 10

@@ -57,6 +57,10 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 			spec.Cols, spec.Rows = cols, rows
 		}
 	}
+	// What a killed earlier run or server left: their mount points.
+	if _, err := runtime.CleanStateDir(runtime.DefaultStateDir()); err != nil {
+		fmt.Fprintln(stderr, "playground: clean state dir:", err)
+	}
 	c, err := runtime.Start(spec)
 	if err != nil {
 		return err

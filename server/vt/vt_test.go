@@ -250,3 +250,17 @@ func diff(a, b *Screen) string {
 	}
 	return strings.Join(d, "; ")
 }
+
+func TestWidth(t *testing.T) {
+	for _, tt := range []struct {
+		r    rune
+		want int
+	}{
+		{'a', 1}, {'é', 1}, {'\u0301', 0}, {'世', 2}, {'가', 2}, {'ｱ', 1}, {'Ａ', 2},
+		{'😀', 2}, {'\u200b', 0}, {'\u00ad', 1}, {'─', 1}, {0x1f1e6, 1}, {0x20000, 2}, {0xe0100, 0},
+	} {
+		if got := width(tt.r); got != tt.want {
+			t.Errorf("width(%U) = %d, want %d", tt.r, got, tt.want)
+		}
+	}
+}

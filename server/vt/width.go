@@ -1,32 +1,46 @@
 package vt
 
-import "unicode"
+import "slices"
 
-// width is how many cells r takes, as xterm.js reckons by default (its
-// Unicode 6 table, after Markus Kuhn's wcwidth): 0 for combining marks and
-// format characters, 2 for East Asian wide and full-width ones, else 1.
-// Matching the browser's count matters more than matching Unicode's newest:
-// the screen is rebuilt in the browser from these positions.
+// width is how many cells r takes, as the page's xterm.js counts with its
+// Unicode 11 addon (the tables in width_table.go are that addon's): 0 for
+// combining marks and format characters, 2 for East Asian wide and
+// full-width characters and emoji, else 1. Matching the browser matters
+// more than matching Unicode's newest: the screen is rebuilt in the
+// browser from these positions.
 func width(r rune) int {
 	switch {
-	case r < 0x300:
-		if r == 0xad {
-			return 1 // soft hyphen: Cf, yet shown
+	case r < 0x7f:
+		return 1 // printable ASCII; controls never reach here
+	case r < 0xa0:
+		return 0
+	case r < 0x10000:
+		if inTable(r, bmpWide[:]) {
+			return 2
+		}
+		if inTable(r, bmpCombining[:]) {
+			return 0
 		}
 		return 1
-	case r >= 0x1160 && r <= 0x11ff, r == 0x200b:
+	case inTable(r, highCombining[:]):
 		return 0
-	case unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf):
-		return 0
-	case r >= 0x1100 && r <= 0x115f, r == 0x2329, r == 0x232a,
-		r >= 0x2e80 && r <= 0xa4cf && r != 0x303f,
-		r >= 0xac00 && r <= 0xd7a3, r >= 0xf900 && r <= 0xfaff,
-		r >= 0xfe10 && r <= 0xfe19, r >= 0xfe30 && r <= 0xfe6f,
-		r >= 0xff00 && r <= 0xff60, r >= 0xffe0 && r <= 0xffe6,
-		r >= 0x20000 && r <= 0x2fffd, r >= 0x30000 && r <= 0x3fffd:
+	case inTable(r, highWide[:]):
 		return 2
 	}
 	return 1
+}
+
+func inTable(r rune, t [][2]rune) bool {
+	_, ok := slices.BinarySearchFunc(t, r, func(e [2]rune, r rune) int {
+		switch {
+		case e[1] < r:
+			return -1
+		case e[0] > r:
+			return 1
+		}
+		return 0
+	})
+	return ok
 }
 
 // decSpecial maps the DEC special graphics set (ESC ( 0) to Unicode, as

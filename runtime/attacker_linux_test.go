@@ -1,0 +1,391 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The attacker is this test binary again, copied into a container's root
+// file system as /bin/attacker and run there with one attempt per call:
+// a test binary is what the ordinary-user CI run has (no Go toolchain, no
+// source), and it is static. An attempt prints what happened and exits 0
+// when it was refused, or 10 when it got through.
+
+const attackerName = "attacker"
+
+// maybeAttacker runs an attack and exits when this process is the attacker.
+func maybeAttacker() {
+	maybeServerlike()
+	if filepath.Base(os.Args[0]) != attackerName && filepath.Base(os.Args[0]) != "suid-attacker" {
+		return
+	}
+	if len(os.Args) < 2 {
+		fmt.Println("usage: attacker ATTEMPT [ARGS]")
+		os.Exit(2)
+	}
+	a, ok := attacks[os.Args[1]]
+	if !ok {
+		fmt.Println("no attempt", os.Args[1])
+		os.Exit(2)
+	}
+	if err := a(os.Args[2:]); err != nil {
+		fmt.Println("ESCAPED:", err)
+		os.Exit(10)
+	}
+	fmt.Println("refused")
+	os.Exit(0)
+}
+
+// escaped is what an attempt returns when it got through.
+func escaped(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// refused prints why an attempt failed, for the log, and returns nil.
+func refused(what string, err error) error {
+	fmt.Printf("%s: %v\n", what, err)
+	return nil
+}
+
+// mustFail runs the calls in order; each must fail, or the attempt got through.
+func mustFail(steps ...struct {
+	what string
+	err  error
+}) error {
+	for _, s := range steps {
+		if s.err == nil {
+			return escaped("%s succeeded", s.what)
+		}
+		fmt.Printf("%s: %v\n", s.what, s.err)
+	}
+	return nil
+}
+
+type try = struct {
+	what string
+	err  error
+}
+
+func sysErr(_, _ uintptr, e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func statusField(pid, name string) string {
+	b, _ := os.ReadFile("/proc/" + pid + "/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+var attacks = map[string]func(args []string) error{
+	"raise-caps": func([]string) error {
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		data := [2]unix.CapUserData{{Effective: ^uint32(0), Permitted: ^uint32(0)}, {Effective: ^uint32(0), Permitted: ^uint32(0)}}
+		return mustFail(
+			try{"capset all", unix.Capset(&hdr, &data[0])},
+			try{"ambient raise SYS_ADMIN", unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, unix.CAP_SYS_ADMIN, 0, 0)},
+		)
+	},
+	"umount-mask": func([]string) error {
+		return mustFail(
+			try{"umount /proc/timer_list", unix.Unmount("/proc/timer_list", 0)},
+			try{"umount -l /proc/keys", unix.Unmount("/proc/keys", unix.MNT_DETACH)},
+			try{"umount /sys/firmware", unix.Unmount("/sys/firmware", 0)},
+		)
+	},
+	"remount-rw": func([]string) error {
+		return mustFail(
+			try{"remount /proc/sys rw", unix.Mount("", "/proc/sys", "", unix.MS_REMOUNT|unix.MS_BIND, "")},
+			try{"remount,bind,rw /usr", unix.Mount("", "/usr", "", unix.MS_REMOUNT|unix.MS_BIND, "")},
+			try{"remount /sys rw", unix.Mount("", "/sys", "", unix.MS_REMOUNT, "")},
+			try{"write /proc/sys/kernel/hostname", os.WriteFile("/proc/sys/kernel/hostname", []byte("x"), 0)},
+			try{"write into /usr", os.WriteFile("/usr/escaped", []byte("x"), 0o644)},
+		)
+	},
+	"fresh-mounts": func([]string) error {
+		_ = os.MkdirAll("/tmp/m", 0o755)
+		fd, err := unix.Fsopen("proc", 0)
+		if err == nil {
+			_ = unix.Close(fd)
+		}
+		return mustFail(
+			try{"mount -t proc", unix.Mount("proc", "/tmp/m", "proc", 0, "")},
+			try{"mount -t sysfs", unix.Mount("sysfs", "/tmp/m", "sysfs", 0, "")},
+			try{"mount -t tmpfs", unix.Mount("tmpfs", "/tmp/m", "tmpfs", 0, "")},
+			try{"bind /proc/sys", unix.Mount("/proc/sys", "/tmp/m", "", unix.MS_BIND, "")},
+			try{"fsopen proc", err},
+			try{"open_tree /proc", func() error {
+				fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc", unix.OPEN_TREE_CLONE)
+				if err == nil {
+					_ = unix.Close(fd)
+				}
+				return err
+			}()},
+			try{"mount cgroup v1 (release_agent)", unix.Mount("cgroup", "/tmp/m", "cgroup", 0, "memory")},
+		)
+	},
+	"init-fds": func([]string) error {
+		pidfd, err := unix.PidfdOpen(1, 0)
+		var getfd error = err
+		if err == nil {
+			var fd int
+			fd, getfd = unix.PidfdGetfd(pidfd, 3, 0)
+			if getfd == nil {
+				_ = unix.Close(fd)
+			}
+		}
+		_, lerr := os.Readlink("/proc/1/fd/3")
+		// Listing shows fd numbers at most; none may be opened.
+		es, derr := os.ReadDir("/proc/1/fd")
+		fmt.Printf("list /proc/1/fd: %d entries, %v\n", len(es), derr)
+		for _, e := range es {
+			if f, err := os.Open("/proc/1/fd/" + e.Name()); err == nil {
+				f.Close()
+				return escaped("opened /proc/1/fd/%s", e.Name())
+			}
+		}
+		f, oerr := os.OpenFile("/proc/1/fd/3", os.O_RDWR, 0)
+		if oerr == nil {
+			// The sync socket: a forged exit status.
+			_, _ = f.Write([]byte(`{"kind":"exit","code":42}`))
+			_ = f.Close()
+		}
+		_, merr := os.ReadFile("/proc/1/environ")
+		return mustFail(try{"pidfd_getfd(1, 3)", getfd}, try{"readlink /proc/1/fd/3", lerr},
+			try{"open /proc/1/fd/3", oerr}, try{"read /proc/1/environ", merr})
+	},
+	"ptrace-init": func([]string) error {
+		err := unix.PtraceAttach(1)
+		if err == nil {
+			_ = unix.PtraceDetach(1)
+		}
+		_, merr := os.ReadFile("/proc/1/mem")
+		return mustFail(try{"ptrace attach 1", err}, try{"read /proc/1/mem", merr},
+			try{"process_vm_readv 1", sysErr(unix.Syscall6(unix.SYS_PROCESS_VM_READV, 1, 0, 0, 0, 0, 0))})
+	},
+	"init-exe": func([]string) error {
+		_, lerr := os.Readlink("/proc/1/exe")
+		f, oerr := os.OpenFile("/proc/1/exe", os.O_WRONLY, 0)
+		if oerr == nil {
+			_, oerr = f.Write([]byte("#!/bin/sh\n"))
+			_ = f.Close()
+		}
+		return mustFail(
+			try{"readlink /proc/1/exe", lerr},
+			try{"write /proc/1/exe", oerr},
+			try{"chmod 04777 /proc/1/exe", os.Chmod("/proc/1/exe", 0o4777)},
+			try{"setxattr /proc/1/exe", unix.Setxattr("/proc/1/exe", "user.x", []byte("x"), 0)},
+			try{"truncate /proc/1/exe", os.Truncate("/proc/1/exe", 0)},
+		)
+	},
+	// self-exe tries everything on its own binary; the test checks that the
+	// host's file is unchanged, whatever the container's own layer took.
+	"self-exe": func([]string) error {
+		f, err := os.OpenFile("/proc/self/exe", os.O_WRONLY, 0)
+		if err == nil {
+			_, _ = f.Write([]byte("#!/bin/sh\n"))
+			_ = f.Close()
+		}
+		fmt.Println("write /proc/self/exe:", err)
+		fmt.Println("chmod /proc/self/exe:", os.Chmod("/proc/self/exe", 0o4777))
+		fmt.Println("setxattr /proc/self/exe:", unix.Setxattr("/proc/self/exe", "user.x", []byte("x"), 0))
+		return nil
+	},
+	// keyring ID: the server's key, by its serial; then our own session
+	// keyring and a key of our own for the next container.
+	"keyring": func(args []string) error {
+		id, _ := strconv.Atoi(args[0])
+		buf := make([]byte, 256)
+		_, rerr := unix.KeyctlBuffer(unix.KEYCTL_READ, id, buf, 0)
+		_, serr := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, false)
+		_, aerr := unix.AddKey("user", "left-by-a-container", []byte("secret"), unix.KEY_SPEC_SESSION_KEYRING)
+		_, uerr := unix.AddKey("user", "left-by-a-container", []byte("secret"), unix.KEY_SPEC_USER_KEYRING)
+		_, qerr := unix.RequestKey("user", "playground-test-key", "", 0)
+		b, _ := os.ReadFile("/proc/keys")
+		var kerr error
+		if len(b) > 0 {
+			kerr = nil
+		} else {
+			kerr = errors.New("empty")
+		}
+		return mustFail(try{"read the server's key", rerr}, try{"session keyring id", serr},
+			try{"add a key to the session keyring", aerr}, try{"add a key to the user keyring", uerr},
+			try{"request_key", qerr}, try{"read /proc/keys", kerr})
+	},
+	"namespaces": func([]string) error {
+		return mustFail(
+			try{"unshare user", unix.Unshare(unix.CLONE_NEWUSER)},
+			try{"unshare net", unix.Unshare(unix.CLONE_NEWNET)},
+			try{"unshare mount", unix.Unshare(unix.CLONE_NEWNS)},
+			try{"unshare cgroup", unix.Unshare(unix.CLONE_NEWCGROUP)},
+			try{"clone user", sysErr(unix.RawSyscall(unix.SYS_CLONE, unix.CLONE_NEWUSER|uintptr(syscall.SIGCHLD), 0, 0))},
+			try{"setns /proc/1/ns/net", func() error {
+				f, err := os.Open("/proc/1/ns/net")
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				return unix.Setns(int(f.Fd()), 0)
+			}()},
+		)
+	},
+	"posture": func(args []string) error {
+		if v := statusField("self", "NoNewPrivs"); v != "1" {
+			return escaped("NoNewPrivs %q", v)
+		}
+		if v := statusField("self", "Seccomp"); v != "2" {
+			return escaped("Seccomp %q", v)
+		}
+		if v := statusField("self", "CapBnd"); v != fmt.Sprintf("%016x", keptMask()) {
+			return escaped("CapBnd %s", v)
+		}
+		b, err := os.ReadFile("/proc/self/cgroup")
+		if err != nil {
+			return escaped("read /proc/self/cgroup: %v", err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if !strings.HasSuffix(l, ":/") {
+				return escaped("/proc/self/cgroup names a host cgroup: %q", l)
+			}
+		}
+		es, _ := os.ReadDir("/sys/firmware")
+		if len(es) > 0 {
+			return escaped("/sys/firmware has %d entries", len(es))
+		}
+		mi, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return escaped("read mountinfo: %v", err)
+		}
+		for _, s := range args {
+			if strings.Contains(string(mi), s) {
+				return escaped("mountinfo names the host path %s:\n%s", s, mi)
+			}
+		}
+		return nil
+	},
+	"proc-files": func([]string) error {
+		for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"} {
+			b, err := os.ReadFile(p)
+			if err == nil && len(b) > 0 {
+				return escaped("%s: %d bytes", p, len(b))
+			}
+			fmt.Printf("read %s: %d bytes, %v\n", p, len(b), err)
+		}
+		return mustFail(
+			try{"write /proc/sysrq-trigger", os.WriteFile("/proc/sysrq-trigger", []byte("h"), 0)},
+			try{"write core_pattern", os.WriteFile("/proc/sys/kernel/core_pattern", []byte("|/tmp/x"), 0)},
+			try{"write /sys/kernel/uevent_helper", os.WriteFile("/sys/kernel/uevent_helper", []byte("/tmp/x"), 0)},
+			try{"write /sys/class/net/lo/mtu", os.WriteFile("/sys/class/net/lo/mtu", []byte("1280"), 0)},
+			try{"write release_agent", os.WriteFile("/sys/fs/cgroup/release_agent", []byte("/tmp/x"), 0o644)},
+			try{"write drop_caches", os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)},
+		)
+	},
+	// connect "HOST PORT"...: host loopback services must be out of reach.
+	// (No package net here: it would make this binary need libc.)
+	"connect": func(args []string) error {
+		for _, a := range args {
+			host, port, _ := strings.Cut(a, " ")
+			n, _ := strconv.Atoi(port)
+			var sa unix.Sockaddr = &unix.SockaddrInet4{Port: n, Addr: [4]byte{127, 0, 0, 1}}
+			family := unix.AF_INET
+			if host == "::1" {
+				sa, family = &unix.SockaddrInet6{Port: n, Addr: [16]byte{15: 1}}, unix.AF_INET6
+			}
+			fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err == nil {
+				err = unix.Connect(fd, sa)
+				_ = unix.Close(fd)
+			}
+			if err == nil {
+				return escaped("connected to %s", a)
+			}
+			fmt.Printf("connect %s: %v\n", a, err)
+		}
+		return nil
+	},
+	// kill-all: kill -9 -1 ends every process of the container but init
+	// and the caller (Linux spares it); a child shows that it happened.
+	"kill-all": func([]string) error {
+		pid, err := syscall.ForkExec("/bin/sleep", []string{"sleep", "100"}, &syscall.ProcAttr{})
+		if err != nil {
+			return escaped("start sleep: %v", err)
+		}
+		fmt.Println("kill -9 -1:", unix.Kill(-1, unix.SIGKILL))
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.Signal() != syscall.SIGKILL {
+			return escaped("the container's own sleep: %v, %v", ws, err)
+		}
+		return nil
+	},
+	"tiocsti": func([]string) error {
+		c := byte('x')
+		return mustFail(
+			try{"TIOCSTI", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&c))))},
+			try{"TIOCSTI | 1<<32", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI|1<<32, uintptr(unsafe.Pointer(&c))))},
+			try{"TIOCLINUX", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCLINUX, uintptr(unsafe.Pointer(&c))))},
+		)
+	},
+	"mknod": func([]string) error {
+		return mustFail(
+			try{"mknod char 1:3", unix.Mknod("/tmp/null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))},
+			try{"mknod block 254:0", unix.Mknod("/tmp/disk", unix.S_IFBLK|0o666, int(unix.Mkdev(254, 0)))},
+			try{"open a host disk", func() error {
+				f, err := os.Open("/dev/vda")
+				if err == nil {
+					f.Close()
+				}
+				return err
+			}()},
+		)
+	},
+	// setuid: run as a user other than root; the named setuid-root
+	// program must not make it root.
+	"whoami": func([]string) error {
+		fmt.Printf("uid %d euid %d caps %s\n", os.Getuid(), os.Geteuid(), statusField("self", "CapEff"))
+		if os.Geteuid() == 0 && os.Getuid() != 0 {
+			return escaped("euid 0 from a setuid binary")
+		}
+		if os.Getuid() != 0 && statusField("self", "CapEff") != "0000000000000000" {
+			return escaped("a user other than root has capabilities")
+		}
+		return nil
+	},
+	"setfcap": func([]string) error {
+		// A v2 security.capability granting CAP_SYS_ADMIN, effective.
+		v := make([]byte, 20)
+		putLE := func(b []byte, x uint32) { b[0], b[1], b[2], b[3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24) }
+		putLE(v[0:], 0x02000001) // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+		putLE(v[4:], 1<<unix.CAP_SYS_ADMIN)
+		_ = os.WriteFile("/tmp/capfile", []byte("x"), 0o755)
+		return mustFail(try{"setcap cap_sys_admin", unix.Setxattr("/tmp/capfile", "security.capability", v, 0)})
+	},
+	"kernel-interfaces": func([]string) error {
+		return mustFail(
+			try{"perf_event_open", sysErr(unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0))},
+			try{"bpf", sysErr(unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, 0, 0))},
+			try{"io_uring_setup", sysErr(unix.Syscall(unix.SYS_IO_URING_SETUP, 1, 0, 0))},
+			try{"userfaultfd", sysErr(unix.Syscall(unix.SYS_USERFAULTFD, 0, 0, 0))},
+			try{"kexec_load", sysErr(unix.Syscall6(unix.SYS_KEXEC_LOAD, 0, 0, 0, 0, 0, 0))},
+			try{"init_module", sysErr(unix.Syscall(unix.SYS_INIT_MODULE, 0, 0, 0))},
+		)
+	},
+	// wait: print the marker and wait for input, for the posture test.
+	"wait": func([]string) error {
+		fmt.Println("waiting")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return nil
+	},
+}

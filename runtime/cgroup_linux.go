@@ -1,0 +1,1002 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Cgroups for sessions, written as plain cgroupfs files.
+//
+// Not github.com/opencontainers/cgroups: its root package pulls in
+// godbus/dbus, coreos/go-systemd and logrus (the Cgroup type carries systemd
+// properties) into a binary that has none of them, logs through logrus,
+// and has no call for what sessions need most: cgroup.kill, pids.events,
+// a directory fd for CLONE_INTO_CGROUP, moving the server out of its own
+// cgroup for v2 delegation, and the two-level layout below. What it would
+// do for us is write a dozen files, which is what this file does.
+//
+// The layout, measured to keep typing crisp while neighbours flood (issue
+// 7): one parent cgroup for all sessions, each session in its own child of
+// equal weight, and the server outside with its full weight:
+//
+//	OWN/                      the server's own cgroup (/proc/self/cgroup)
+//	  playground-PID/         all sessions of the server with pid PID
+//	    ID/                   one session: memory, pids, cpu limits
+//	  playground-PID-server/  v2 only: the server itself, when it had to
+//	                          leave OWN to let OWN delegate controllers
+//
+// Nothing is ever created outside OWN. A server that starts removes the
+// playground-PID cgroups of servers no longer running, killing what is
+// still in them.
+
+const cgroupPrefix = "playground-"
+
+// cgroupV1Controllers are the v1 hierarchies used, when mounted: memory
+// and pids are required, cpu and freezer are used when there.
+var cgroupV1Controllers = []string{"memory", "pids", "cpu", "freezer"}
+
+// Cgroups is the parent cgroup of all sessions of this server. Its methods
+// are safe for concurrent use. Close removes it.
+type Cgroups struct {
+	version int
+	// v2: the parent's directory; v1: per controller.
+	dir  string
+	dirs map[string]string
+	// ctrls are the controllers limits are set with: memory, pids, cpu.
+	ctrls     []string
+	serverDir string // v2: the leaf the server moved itself into, or ""
+	watch     *cgroupWatcher
+}
+
+// CgroupOptions tune NewCgroups; the zero value is what a server wants.
+type CgroupOptions struct {
+	// Version forces cgroup v1 or v2; 0 picks v2 when it has the
+	// controllers, else v1.
+	Version int
+	// Name of the parent cgroup; "playground-PID" when empty. Tests use
+	// their own.
+	Name string
+	// NoControllers accepts a hierarchy without memory and pids (a v2
+	// mount without controllers): only tests, to exercise what works
+	// without them (entering, killing, removing).
+	NoControllers bool
+}
+
+// ErrNoCgroup wraps why sessions cannot have cgroups here; the server then
+// uses rlimits (RlimitsFor) and says so at start.
+var ErrNoCgroup = errors.New("no cgroup for sessions")
+
+// NewCgroups makes the parent cgroup of the sessions below the server's
+// own cgroup, after removing what crashed predecessors left there. It
+// returns an error wrapping ErrNoCgroup, with the reason, where this
+// process does not own a cgroup it can use (an ordinary user without a
+// delegated v2 subtree).
+func NewCgroups(opts CgroupOptions) (*Cgroups, error) {
+	own, err := parseProcCgroup("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoCgroup, err)
+	}
+	mounts, err := cgroupMounts("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoCgroup, err)
+	}
+	name := opts.Name
+	if name == "" {
+		name = cgroupPrefix + strconv.Itoa(os.Getpid())
+	}
+	var errs []error
+	for _, v := range []int{2, 1} {
+		if opts.Version != 0 && opts.Version != v {
+			continue
+		}
+		var cg *Cgroups
+		if v == 2 {
+			cg, err = openCgroupsV2(own, mounts, name, opts.NoControllers)
+		} else {
+			cg, err = openCgroupsV1(own, mounts, name)
+		}
+		if err == nil {
+			cg.watch, err = newCgroupWatcher()
+			if err != nil {
+				_ = cg.removeParent() // just made, empty
+				return nil, err
+			}
+			return cg, nil
+		}
+		errs = append(errs, fmt.Errorf("cgroup v%d: %w", v, err))
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoCgroup, errors.Join(errs...))
+}
+
+// Version is 1 or 2.
+func (m *Cgroups) Version() int { return m.version }
+
+// Controllers are the controllers that limit sessions: memory, pids and,
+// where available, cpu.
+func (m *Cgroups) Controllers() []string { return slices.Clone(m.ctrls) }
+
+// Dir is the sessions' parent cgroup directory (v1: of the memory
+// hierarchy).
+func (m *Cgroups) Dir() string {
+	if m.version == 2 {
+		return m.dir
+	}
+	return m.dirs["memory"]
+}
+
+// Close removes the parent cgroup, killing any session still in it, and
+// moves the server back where it was (v2). It is idempotent.
+func (m *Cgroups) Close() error {
+	if m.watch != nil {
+		m.watch.close()
+	}
+	err := removeCgroupTree(m.version, m.parentDirs())
+	if m.serverDir != "" {
+		// Back to the cgroup we came from, so it can be removed.
+		_ = writeCgroupFile(filepath.Join(filepath.Dir(m.serverDir), "cgroup.procs"), strconv.Itoa(os.Getpid()))
+		if rmdirCgroup(m.serverDir) == nil {
+			m.serverDir = ""
+		}
+	}
+	return err
+}
+
+func (m *Cgroups) parentDirs() []string {
+	if m.version == 2 {
+		return []string{m.dir}
+	}
+	var ds []string
+	for _, c := range cgroupV1Controllers {
+		if d, ok := m.dirs[c]; ok {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+func (m *Cgroups) removeParent() error {
+	var errs []error
+	for _, d := range m.parentDirs() {
+		errs = append(errs, rmdirCgroup(d))
+	}
+	return errors.Join(errs...)
+}
+
+// Cgroup is one session's cgroup. Its methods are safe for concurrent use;
+// Remove ends it.
+type Cgroup struct {
+	m      *Cgroups
+	id     string
+	limits Limits
+	dir    string            // v2
+	dirs   map[string]string // v1: per controller
+	events *cgroupEvents     // registration with the watcher, or nil
+
+	mu      sync.Mutex
+	removed bool
+	reason  string // the first limit hit, as ExitStatus.Reason says it
+}
+
+var cgroupIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// New makes the cgroup of session id with limits l. onLimit, when not
+// nil, is called once, from the watcher's goroutine, when the session hits
+// its memory limit (an OOM kill) or its process limit (a fork refused),
+// with the reason ("memory limit 512 MiB reached"); the caller ends the
+// session (Kill) and reports the reason. It must not block.
+func (m *Cgroups) New(id string, l Limits, onLimit func(reason string)) (*Cgroup, error) {
+	if !cgroupIDPattern.MatchString(id) || strings.HasPrefix(id, ".") {
+		return nil, fmt.Errorf("cgroup: bad session id %q", id)
+	}
+	l = l.WithDefaults()
+	c := &Cgroup{m: m, id: id, limits: l}
+	var err error
+	if m.version == 2 {
+		c.dir = filepath.Join(m.dir, id)
+		err = c.createV2()
+	} else {
+		c.dirs = map[string]string{}
+		err = c.createV1()
+	}
+	if err != nil {
+		_ = c.rmdirs() // whatever was made, empty
+		return nil, fmt.Errorf("cgroup for session %s: %w", id, err)
+	}
+	if err := m.watch.add(c, onLimit); err != nil {
+		_ = c.rmdirs()
+		return nil, fmt.Errorf("cgroup for session %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func (c *Cgroup) createV2() error {
+	if err := os.Mkdir(c.dir, 0o755); err != nil {
+		return err
+	}
+	l, set := c.limits, c.m.has
+	var files [][2]string
+	if set("memory") {
+		files = append(files, [2]string{"memory.max", maxOr(l.Memory)}, [2]string{"memory.swap.max", "0"}, [2]string{"memory.oom.group", "1"})
+	}
+	if set("pids") {
+		files = append(files, [2]string{"pids.max", maxOr(int64(l.Pids))})
+	}
+	if set("cpu") {
+		files = append(files, [2]string{"cpu.weight", "100"}, [2]string{"cpu.max", cpuMax(l.CPUs)})
+	}
+	for _, f := range files {
+		err := writeCgroupFile(filepath.Join(c.dir, f[0]), f[1])
+		if errors.Is(err, os.ErrNotExist) && f[0] == "memory.swap.max" {
+			continue // no swap accounting in this kernel: no swap to turn off
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cgroup) createV1() error {
+	l := c.limits
+	for ctrl, parent := range c.m.dirs {
+		d := filepath.Join(parent, c.id)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+		c.dirs[ctrl] = d
+	}
+	type kv = [2]string
+	var files []kv
+	if l.Memory > 0 {
+		files = append(files, kv{"memory/memory.limit_in_bytes", strconv.FormatInt(l.Memory, 10)},
+			kv{"memory/memory.memsw.limit_in_bytes", strconv.FormatInt(l.Memory, 10)})
+	}
+	files = append(files, kv{"pids/pids.max", maxOr(int64(l.Pids))})
+	if c.m.has("cpu") {
+		files = append(files, kv{"cpu/cpu.shares", "1024"}, kv{"cpu/cpu.cfs_period_us", "100000"}, kv{"cpu/cpu.cfs_quota_us", cpuQuotaV1(l.CPUs)})
+	}
+	for _, f := range files {
+		ctrl, name, _ := strings.Cut(f[0], "/")
+		err := writeCgroupFile(filepath.Join(c.dirs[ctrl], name), f[1])
+		if errors.Is(err, os.ErrNotExist) && name == "memory.memsw.limit_in_bytes" {
+			continue // no swap accounting (swapaccount=0): no swap to turn off
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Cgroups) has(ctrl string) bool { return slices.Contains(m.ctrls, ctrl) }
+
+func maxOr(n int64) string {
+	if n <= 0 {
+		return "max"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+const cpuPeriod = 100000 // µs, the kernel's default
+
+func cpuMax(cpus float64) string {
+	if cpus <= 0 {
+		return "max " + strconv.Itoa(cpuPeriod)
+	}
+	return strconv.FormatInt(int64(math.Ceil(cpus*cpuPeriod)), 10) + " " + strconv.Itoa(cpuPeriod)
+}
+
+func cpuQuotaV1(cpus float64) string {
+	if cpus <= 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(int64(math.Ceil(cpus*cpuPeriod)), 10)
+}
+
+// ID is the session id the cgroup is named for.
+func (c *Cgroup) ID() string { return c.id }
+
+// Dir is the session's cgroup directory (v1: of the memory hierarchy).
+func (c *Cgroup) Dir() string {
+	if c.m.version == 2 {
+		return c.dir
+	}
+	return c.dirs["memory"]
+}
+
+// CloneInto opens the session's v2 cgroup for CLONE_INTO_CGROUP and sets
+// attr to start the child there: it is in its cgroup from its first
+// instruction, before it can fork. The caller closes the returned fd once
+// the child has started (or failed to). On v1 it returns -1 and leaves
+// attr alone: the parent calls Enter(pid) before it releases the child.
+func (c *Cgroup) CloneInto(attr *syscall.SysProcAttr) (fd int, err error) {
+	if c.m.version != 2 {
+		return -1, nil
+	}
+	fd, err = unix.Open(c.dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open cgroup %s: %w", c.dir, err)
+	}
+	attr.UseCgroupFD = true
+	attr.CgroupFD = fd
+	return fd, nil
+}
+
+// Enter moves process pid (all its threads) into the session's cgroup, in
+// every hierarchy. On v1 the parent calls it after starting the container
+// and before releasing it over the sync socket: the child is waiting for
+// its config then, has not forked, and so nothing escapes. On v2 it is the
+// fallback where clone3 with CLONE_INTO_CGROUP is refused (Linux < 5.7).
+func (c *Cgroup) Enter(pid int) error {
+	for _, d := range c.dirList() {
+		if err := writeCgroupFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("enter cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func (c *Cgroup) dirList() []string {
+	if c.m.version == 2 {
+		return []string{c.dir}
+	}
+	var ds []string
+	for _, ctrl := range cgroupV1Controllers {
+		if d, ok := c.dirs[ctrl]; ok {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+// Reason says which limit ended the session, or "" when none was hit: the
+// first one the watcher saw, else what the cgroup's event counters say now
+// (an OOM kill, a fork refused at the process limit).
+func (c *Cgroup) Reason() string {
+	c.mu.Lock()
+	r := c.reason
+	c.mu.Unlock()
+	if r != "" {
+		return r
+	}
+	return c.limitHit()
+}
+
+// limitHit reads the cgroup's counters: memory first, since running out of
+// memory also makes forks fail.
+func (c *Cgroup) limitHit() string {
+	if c.m.version == 2 {
+		if c.m.has("memory") {
+			ev := readKeyed(filepath.Join(c.dir, "memory.events"))
+			if ev["oom_kill"] > 0 || ev["oom_group_kill"] > 0 {
+				return c.limits.MemoryReason()
+			}
+		}
+		if c.m.has("pids") && readKeyed(filepath.Join(c.dir, "pids.events"))["max"] > 0 {
+			return c.limits.PidsReason()
+		}
+		return ""
+	}
+	if d, ok := c.dirs["memory"]; ok {
+		if oc := readKeyed(filepath.Join(d, "memory.oom_control")); oc["oom_kill"] > 0 || oc["under_oom"] > 0 {
+			return c.limits.MemoryReason()
+		}
+	}
+	if d, ok := c.dirs["pids"]; ok && readKeyed(filepath.Join(d, "pids.events"))["max"] > 0 {
+		return c.limits.PidsReason()
+	}
+	return ""
+}
+
+// Stats reads how many processes the session has and how much memory it
+// uses, its files in tmpfs included.
+func (c *Cgroup) Stats() (Stats, error) {
+	var st Stats
+	procsDir, memFile := c.dir, filepath.Join(c.dir, "memory.current")
+	if c.m.version == 1 {
+		procsDir = c.dirs["memory"]
+		memFile = filepath.Join(procsDir, "memory.usage_in_bytes")
+	}
+	pids, err := readPids(filepath.Join(procsDir, "cgroup.procs"))
+	if err != nil {
+		return st, err
+	}
+	st.Processes = len(pids)
+	if c.m.version == 1 || c.m.has("memory") {
+		b, err := os.ReadFile(memFile)
+		if err != nil {
+			return st, err
+		}
+		st.MemoryBytes, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	return st, nil
+}
+
+// Kill kills every process of the session at once: cgroup.kill on v2
+// (Linux 5.14), else freeze, kill each process, thaw; v1 the same with the
+// freezer hierarchy where there is one. A process forked while the list
+// was read is frozen too, so nothing escapes.
+func (c *Cgroup) Kill() error {
+	return killCgroup(c.m.version, c.dirList())
+}
+
+// Remove kills what is left in the session's cgroup and removes it. It is
+// idempotent; the cgroup is gone when it returns nil.
+func (c *Cgroup) Remove() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.removed {
+		return nil
+	}
+	c.m.watch.remove(c)
+	err := removeCgroupTree(c.m.version, c.dirList())
+	if err == nil {
+		c.removed = true
+	}
+	return err
+}
+
+func (c *Cgroup) rmdirs() error {
+	var errs []error
+	for _, d := range c.dirList() {
+		errs = append(errs, rmdirCgroup(d))
+	}
+	return errors.Join(errs...)
+}
+
+// limitReached records the first limit the watcher saw and tells whether
+// it is new.
+func (c *Cgroup) limitReached(reason string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason != "" || c.removed {
+		return false
+	}
+	c.reason = reason
+	return true
+}
+
+// killCgroup kills every process in the cgroup dirs (one per hierarchy).
+func killCgroup(version int, dirs []string) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	if version == 2 {
+		err := writeCgroupFile(filepath.Join(dirs[0], "cgroup.kill"), "1")
+		if err == nil || errors.Is(err, os.ErrNotExist) && !exists(dirs[0]) {
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("kill cgroup %s: %w", dirs[0], err)
+		}
+		// Before Linux 5.14: freeze, kill, thaw.
+		return freezeKill(dirs[0], filepath.Join(dirs[0], "cgroup.freeze"), "1", "0", dirs[0])
+	}
+	var freezer string
+	for _, d := range dirs {
+		if exists(filepath.Join(d, "freezer.state")) {
+			freezer = d
+		}
+	}
+	if freezer == "" {
+		return killLoop(dirs[0])
+	}
+	return freezeKill(freezer, filepath.Join(freezer, "freezer.state"), "FROZEN", "THAWED", freezer)
+}
+
+// freezeKill freezes the cgroup, SIGKILLs every process in it, thaws it (a
+// frozen process cannot die), and repeats until it is empty.
+func freezeKill(dir, stateFile, frozen, thawed, procsDir string) error {
+	for range 50 {
+		pids, err := readPids(filepath.Join(procsDir, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) || err == nil && len(pids) == 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := writeCgroupFile(stateFile, frozen); err != nil {
+			return fmt.Errorf("freeze %s: %w", dir, err)
+		}
+		waitFrozen(dir, stateFile, frozen)
+		pids, _ = readPids(filepath.Join(procsDir, "cgroup.procs")) // the complete list, now that none can fork
+		for _, p := range pids {
+			_ = unix.Kill(p, unix.SIGKILL) // gone already is fine
+		}
+		if err := writeCgroupFile(stateFile, thawed); err != nil {
+			return fmt.Errorf("thaw %s: %w", dir, err)
+		}
+		if waitEmpty(procsDir) {
+			return nil
+		}
+	}
+	return fmt.Errorf("kill cgroup %s: processes keep appearing", dir)
+}
+
+// waitFrozen waits (boundedly) for the freeze to complete: v1's
+// freezer.state reads FREEZING until every task stopped, v2's cgroup.events
+// says "frozen 1".
+func waitFrozen(dir, stateFile, frozen string) {
+	for i := range 200 {
+		if strings.HasSuffix(stateFile, "freezer.state") {
+			b, err := os.ReadFile(stateFile)
+			if err != nil || strings.TrimSpace(string(b)) == frozen {
+				return
+			}
+		} else if readKeyed(filepath.Join(dir, "cgroup.events"))["frozen"] == 1 {
+			return
+		}
+		time.Sleep(time.Duration(i+1) * 100 * time.Microsecond)
+	}
+}
+
+// killLoop kills what cgroup.procs lists until it lists nothing (no
+// freezer: a fork bomb may take a few rounds).
+func killLoop(dir string) error {
+	for range 1000 {
+		pids, err := readPids(filepath.Join(dir, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) || err == nil && len(pids) == 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, p := range pids {
+			_ = unix.Kill(p, unix.SIGKILL) // gone already is fine
+		}
+		if waitEmpty(dir) {
+			return nil
+		}
+	}
+	return fmt.Errorf("kill cgroup %s: processes keep appearing", dir)
+}
+
+// waitEmpty waits (boundedly) until killed processes have left the cgroup.
+func waitEmpty(dir string) bool {
+	for i := range 100 {
+		pids, err := readPids(filepath.Join(dir, "cgroup.procs"))
+		if err != nil || len(pids) == 0 {
+			return true
+		}
+		time.Sleep(time.Duration(i+1) * 100 * time.Microsecond)
+	}
+	return false
+}
+
+// removeCgroupTree kills everything in the cgroup (one dir per hierarchy:
+// v1 has a tree per controller, with the same names) and its children, and
+// removes them, deepest first.
+func removeCgroupTree(version int, dirs []string) error {
+	var errs []error
+	if version == 2 {
+		// cgroup.kill kills the whole subtree at once.
+		if err := killCgroup(2, dirs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	children := map[string][]string{}
+	var names []string
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			if _, ok := children[e.Name()]; !ok {
+				names = append(names, e.Name())
+			}
+			children[e.Name()] = append(children[e.Name()], filepath.Join(d, e.Name()))
+		}
+	}
+	for _, n := range names {
+		errs = append(errs, removeCgroupTree(version, children[n]))
+	}
+	if version == 1 {
+		if err := killCgroup(1, dirs); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		for _, d := range dirs {
+			waitEmpty(d) // killed processes leave shortly
+		}
+	}
+	for _, d := range dirs {
+		errs = append(errs, rmdirCgroup(d))
+	}
+	return errors.Join(errs...)
+}
+
+// rmdirCgroup removes an empty cgroup, waiting (boundedly) for killed
+// processes to leave it; a missing one is fine.
+func rmdirCgroup(dir string) error {
+	var err error
+	for i := range 100 {
+		err = unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(time.Duration(i+1) * 200 * time.Microsecond)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", dir, err)
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func writeCgroupFile(p, v string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(v)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s to %s: %w", strings.TrimSpace(v), p, err)
+	}
+	return nil
+}
+
+// readKeyed reads a flat keyed file ("oom_kill 3\nmax 0\n"); a missing or
+// unreadable file reads as empty.
+func readKeyed(p string) map[string]int64 {
+	m := map[string]int64{}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return m
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				m[f[0]] = n
+			}
+		}
+	}
+	return m
+}
+
+func readPids(p string) ([]int, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids, nil
+}
+
+// procCgroup is one line of /proc/self/cgroup.
+type procCgroup struct {
+	controllers []string // empty for the v2 line
+	path        string
+}
+
+func parseProcCgroup(p string) ([]procCgroup, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var out []procCgroup
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		var ctrls []string
+		if f[1] != "" {
+			ctrls = strings.Split(f[1], ",")
+		}
+		out = append(out, procCgroup{controllers: ctrls, path: f[2]})
+	}
+	return out, nil
+}
+
+// cgroupMount is a cgroup file system mount of /proc/self/mountinfo.
+type cgroupMount struct {
+	point, root string
+	v2          bool
+	options     []string // super options: the v1 controllers
+}
+
+func cgroupMounts(p string) ([]cgroupMount, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []cgroupMount
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
+			continue
+		}
+		out = append(out, cgroupMount{point: unescapeMount(a[4]), root: unescapeMount(a[3]), v2: b[0] == "cgroup2", options: strings.Split(b[2], ",")})
+	}
+	return out, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b bytes.Buffer
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// cgroupDir is where a cgroup path (as /proc/self/cgroup says it) is in a
+// mount whose root may be a sub-path of the hierarchy (a container's bind
+// mount); ok is false when the path is not visible there.
+func cgroupDir(m cgroupMount, path string) (string, bool) {
+	rel := path
+	if m.root != "/" {
+		r, ok := strings.CutPrefix(path, m.root)
+		if !ok || r != "" && r[0] != '/' {
+			return "", false
+		}
+		rel = r
+	}
+	return filepath.Join(m.point, rel), true
+}
+
+func openCgroupsV2(own []procCgroup, mounts []cgroupMount, name string, noControllers bool) (*Cgroups, error) {
+	var path string
+	found := false
+	for _, pc := range own {
+		if len(pc.controllers) == 0 {
+			path, found = pc.path, true
+		}
+	}
+	if !found {
+		return nil, errors.New("this process is in no v2 cgroup")
+	}
+	var ownDir string
+	for _, m := range mounts {
+		if d, ok := cgroupDir(m, path); ok && m.v2 {
+			ownDir = d
+			break
+		}
+	}
+	if ownDir == "" {
+		return nil, fmt.Errorf("no cgroup2 mount shows this process's cgroup %s", path)
+	}
+	avail := strings.Fields(readString(filepath.Join(ownDir, "cgroup.controllers")))
+	var ctrls []string
+	for _, c := range []string{"memory", "pids", "cpu"} {
+		if slices.Contains(avail, c) {
+			ctrls = append(ctrls, c)
+		}
+	}
+	if !noControllers && (!slices.Contains(ctrls, "memory") || !slices.Contains(ctrls, "pids")) {
+		return nil, fmt.Errorf("%s has controllers %q; sessions need memory and pids (delegate them: systemd Delegate=yes)", ownDir, strings.Join(avail, " "))
+	}
+	if noControllers {
+		ctrls = nil
+	}
+	if err := unix.Access(filepath.Join(ownDir, "cgroup.procs"), unix.W_OK); err != nil {
+		return nil, fmt.Errorf("%s is not writable by uid %d: %w (run as root, or delegate it: systemd Delegate=yes)", ownDir, os.Getuid(), err)
+	}
+	m := &Cgroups{version: 2, dir: filepath.Join(ownDir, name), ctrls: ctrls}
+	cleanCgroupLeftovers(2, []string{ownDir})
+	if len(ctrls) > 0 {
+		if err := m.delegate(ownDir, name); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Mkdir(m.dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create %s: %w", m.dir, err)
+	}
+	if len(ctrls) > 0 {
+		if err := writeCgroupFile(filepath.Join(m.dir, "cgroup.subtree_control"), plusList(ctrls)); err != nil {
+			_ = rmdirCgroup(m.dir)
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// delegate enables the controllers in the server's own cgroup for its
+// children. A v2 cgroup with processes cannot (the "no internal processes"
+// rule, except at the root), so the server first moves itself into a leaf
+// of its own, as systemd's Delegate= documentation asks: playground-PID-server.
+func (m *Cgroups) delegate(ownDir, name string) error {
+	ctl := filepath.Join(ownDir, "cgroup.subtree_control")
+	enabled := strings.Fields(readString(ctl))
+	var need []string
+	for _, c := range m.ctrls {
+		if !slices.Contains(enabled, c) {
+			need = append(need, c)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	err := writeCgroupFile(ctl, plusList(need))
+	if err == nil || !errors.Is(err, unix.EBUSY) {
+		return err
+	}
+	leaf := filepath.Join(ownDir, name+"-server")
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create %s: %w", leaf, err)
+	}
+	if err := writeCgroupFile(filepath.Join(leaf, "cgroup.procs"), strconv.Itoa(os.Getpid())); err != nil {
+		_ = rmdirCgroup(leaf)
+		return fmt.Errorf("move the server into %s: %w", leaf, err)
+	}
+	m.serverDir = leaf
+	if err := writeCgroupFile(ctl, plusList(need)); err != nil {
+		others, _ := readPids(filepath.Join(ownDir, "cgroup.procs"))
+		_ = writeCgroupFile(filepath.Join(ownDir, "cgroup.procs"), strconv.Itoa(os.Getpid()))
+		_ = rmdirCgroup(leaf)
+		m.serverDir = ""
+		return fmt.Errorf("%w (other processes %v share the server's cgroup %s: give the server one of its own, systemd Delegate=yes)", err, others, ownDir)
+	}
+	return nil
+}
+
+func plusList(ctrls []string) string {
+	s := make([]string, len(ctrls))
+	for i, c := range ctrls {
+		s[i] = "+" + c
+	}
+	return strings.Join(s, " ")
+}
+
+func readString(p string) string {
+	b, _ := os.ReadFile(p) // missing reads as empty
+	return strings.TrimSpace(string(b))
+}
+
+func openCgroupsV1(own []procCgroup, mounts []cgroupMount, name string) (*Cgroups, error) {
+	m := &Cgroups{version: 1, dirs: map[string]string{}}
+	owns := map[string]string{}
+	for _, ctrl := range cgroupV1Controllers {
+		var path string
+		found := false
+		for _, pc := range own {
+			if slices.Contains(pc.controllers, ctrl) {
+				path, found = pc.path, true
+			}
+		}
+		if !found {
+			continue
+		}
+		for _, mt := range mounts {
+			if mt.v2 || !slices.Contains(mt.options, ctrl) {
+				continue
+			}
+			if d, ok := cgroupDir(mt, path); ok {
+				owns[ctrl] = d
+				break
+			}
+		}
+	}
+	if owns["memory"] == "" || owns["pids"] == "" {
+		return nil, fmt.Errorf("memory and pids hierarchies are not both mounted (found %v)", keys(owns))
+	}
+	var dirs []string
+	for _, ctrl := range cgroupV1Controllers {
+		d, ok := owns[ctrl]
+		if !ok {
+			continue
+		}
+		if err := unix.Access(filepath.Join(d, "cgroup.procs"), unix.W_OK); err != nil {
+			return nil, fmt.Errorf("%s is not writable by uid %d: %w (run as root)", d, os.Getuid(), err)
+		}
+		dirs = append(dirs, d)
+		m.dirs[ctrl] = filepath.Join(d, name)
+	}
+	cleanCgroupLeftovers(1, dirs)
+	for _, ctrl := range cgroupV1Controllers {
+		d, ok := m.dirs[ctrl]
+		if !ok {
+			continue
+		}
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			_ = m.removeParent()
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+		if ctrl != "freezer" {
+			m.ctrls = append(m.ctrls, ctrl)
+		}
+	}
+	return m, nil
+}
+
+func keys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+var leftoverPattern = regexp.MustCompile(`^` + cgroupPrefix + `(\d+)(-server)?$`)
+
+// cleanCgroupLeftovers removes, below each own dir, the playground-PID
+// cgroups of servers that no longer run: it kills what is still in them
+// (a container that outlived a SIGKILLed server) and removes them. It
+// returns how many it removed.
+func cleanCgroupLeftovers(version int, ownDirs []string) int {
+	byName := map[string][]string{}
+	for _, own := range ownDirs {
+		entries, err := os.ReadDir(own)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			sm := leftoverPattern.FindStringSubmatch(e.Name())
+			if !e.IsDir() || sm == nil {
+				continue
+			}
+			pid, _ := strconv.Atoi(sm[1])
+			if pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+				continue // a living server's (or a reused pid: left for later)
+			}
+			byName[e.Name()] = append(byName[e.Name()], filepath.Join(own, e.Name()))
+		}
+	}
+	n := 0
+	for _, dirs := range byName {
+		if version == 2 {
+			for _, d := range dirs {
+				if removeCgroupTree(2, []string{d}) == nil {
+					n++
+				}
+			}
+			continue
+		}
+		if removeCgroupTree(1, dirs) == nil {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,539 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// untestableHere are the modes README.md lists as not testable on the CI
+// machine; a test of one of them skips with exactly this reason, and that
+// skip is no failure under PLAYGROUND_TEST_STRICT=1 (TestUntestableListed
+// keeps README.md and this list together).
+var untestableHere = []string{
+	"cgroup v2 limits: not testable on the CI machine (no v2 controllers)",
+}
+
+func skipUntestable(t *testing.T, reason string) {
+	t.Helper()
+	if !slices.Contains(untestableHere, reason) {
+		testenv.Skipf(t, "%s", reason)
+	}
+	t.Skip(reason)
+}
+
+func TestUntestableListedInREADME(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if errors.Is(err, os.ErrNotExist) {
+		// The ordinary-user run of CI runs the test binary from /tmp:
+		// go test, in the source tree, checks this.
+		t.Log("README.md not here (test binary run outside the source tree); checked in the run from the source tree")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range untestableHere {
+		if !strings.Contains(string(b), r) {
+			t.Errorf("README.md does not list %q as untestable here", r)
+		}
+	}
+}
+
+func TestParseCgroupFiles(t *testing.T) {
+	dir := t.TempDir()
+	procCg := filepath.Join(dir, "cgroup")
+	mi := filepath.Join(dir, "mountinfo")
+	writeFile(t, procCg, "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/a/b\n0::/user.slice/x.service\n")
+	writeFile(t, mi, `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 /process_api /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/my\040unified rw,relatime - cgroup2 cgroup2 rw
+`)
+	own, err := parseProcCgroup(procCg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := cgroupMounts(mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) != 4 {
+		t.Fatalf("cgroup mounts: got %d, want 4: %+v", len(mounts), mounts)
+	}
+	tests := []struct {
+		name  string
+		mount int
+		path  string
+		want  string
+		ok    bool
+	}{
+		{"v1 at the root", 2, "/", "/sys/fs/cgroup/pids", true},
+		{"v1 co-mounted", 0, "/a/b", "/sys/fs/cgroup/cpu,cpuacct/a/b", true},
+		{"v1 mount of a sub-path", 1, "/process_api/abc", "/sys/fs/cgroup/memory/abc", true},
+		{"path outside the sub-path", 1, "/other/abc", "", false},
+		{"prefix is not a parent", 1, "/process_apix", "", false},
+		{"v2, escaped mount point", 3, "/user.slice/x.service", "/sys/fs/cgroup/my unified/user.slice/x.service", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := cgroupDir(mounts[tt.mount], tt.path)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("cgroupDir(%+v, %q): -want %q %v +got %q %v", mounts[tt.mount], tt.path, tt.want, tt.ok, got, ok)
+			}
+		})
+	}
+	if len(own) != 5 || own[4].path != "/user.slice/x.service" || len(own[4].controllers) != 0 || !slices.Equal(own[3].controllers, []string{"cpu", "cpuacct"}) {
+		t.Errorf("parseProcCgroup: got %+v", own)
+	}
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openCgroups opens the test's cgroups of version v, failing the test
+// when root cannot, and returning nil for an ordinary user, after
+// checking that it is refused with a reason.
+func openCgroups(t *testing.T, v int, noControllers bool) *Cgroups {
+	t.Helper()
+	m, err := NewCgroups(CgroupOptions{Version: v, NoControllers: noControllers})
+	if os.Getuid() != 0 {
+		// An ordinary user owns no cgroup on this machine (no systemd,
+		// nothing delegated): sessions fall back to rlimits, and the
+		// reason says why.
+		if err == nil {
+			_ = m.Close()
+			t.Fatalf("cgroup v%d: an ordinary user without delegation got cgroups", v)
+		}
+		if !errors.Is(err, ErrNoCgroup) || !strings.Contains(err.Error(), "not writable") {
+			t.Fatalf("cgroup v%d as uid %d: got %v, want ErrNoCgroup saying what is not writable", v, os.Getuid(), err)
+		}
+		line := LimitsModeLine(nil, err)
+		if !strings.HasPrefix(line, "limits: rlimits only: memory and process counts are per process, CPU is not shared fairly") {
+			t.Errorf("mode line: %q", line)
+		}
+		t.Logf("as uid %d: %s", os.Getuid(), line)
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("cgroup v%d as root: %v", v, err)
+	}
+	t.Cleanup(func() {
+		dirs := m.parentDirs()
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		for _, d := range dirs {
+			if exists(d) {
+				t.Errorf("cgroup %s left after Close", d)
+			}
+		}
+	})
+	return m
+}
+
+// ownCgroupDirs are the directories of this process's own cgroups: the
+// only place the tests may create cgroups.
+func ownCgroupDirs(t *testing.T) []string {
+	own, err := parseProcCgroup("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := cgroupMounts("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, pc := range own {
+		for _, m := range mounts {
+			if m.v2 != (len(pc.controllers) == 0) {
+				continue
+			}
+			if !m.v2 && !slices.ContainsFunc(pc.controllers, func(c string) bool { return slices.Contains(m.options, c) }) {
+				continue
+			}
+			if d, ok := cgroupDir(m, pc.path); ok {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	return dirs
+}
+
+func TestCgroupV1Limits(t *testing.T) {
+	if !hasV1("memory") || !hasV1("pids") {
+		testenv.Skipf(t, "cgroup v1 memory and pids are not mounted here")
+	}
+	m := openCgroups(t, 1, false)
+	if m == nil {
+		return
+	}
+	if got := LimitsModeLine(m, nil); got != "limits: cgroup v1 (memory, pids, cpu)" {
+		t.Errorf("mode line: got %q", got)
+	}
+	// Every cgroup made is below this process's own cgroup, in each
+	// hierarchy (memory is at a sub-path on this machine).
+	for ctrl, d := range m.dirs {
+		if !slices.ContainsFunc(ownCgroupDirs(t), func(own string) bool { return filepath.Dir(d) == own }) {
+			t.Errorf("%s parent %s is not directly below an own cgroup %v", ctrl, d, ownCgroupDirs(t))
+		}
+	}
+
+	t.Run("files", func(t *testing.T) {
+		c := newCgroup(t, m, Limits{Memory: 64 << 20, Pids: 16, CPUs: 0.5}, nil)
+		want := map[string]string{
+			"memory/memory.limit_in_bytes": "67108864",
+			"pids/pids.max":                "16",
+			"cpu/cpu.cfs_quota_us":         "50000",
+			"cpu/cpu.cfs_period_us":        "100000",
+			"cpu/cpu.shares":               "1024",
+		}
+		if exists(filepath.Join(c.dirs["memory"], "memory.memsw.limit_in_bytes")) {
+			want["memory/memory.memsw.limit_in_bytes"] = "67108864" // swap off
+		}
+		for f, w := range want {
+			ctrl, name, _ := strings.Cut(f, "/")
+			if got := readString(filepath.Join(c.dirs[ctrl], name)); got != w {
+				t.Errorf("%s: -want %s +got %s", f, w, got)
+			}
+		}
+		// The server's side keeps its full weight: the sessions' parent
+		// is one group of default weight beside it.
+		if got := readString(filepath.Join(m.dirs["cpu"], "cpu.shares")); got != "1024" {
+			t.Errorf("parent cpu.shares: got %s, want 1024", got)
+		}
+	})
+
+	t.Run("memory hog", func(t *testing.T) {
+		limits := Limits{Memory: 48 << 20}
+		hit := make(chan string, 2)
+		c := newCgroup(t, m, limits, func(r string) { hit <- r })
+		cmd := startIn(t, c, helperCmd(t, "hog", nil))
+		var reason string
+		select {
+		case reason = <-hit:
+		case <-time.After(time.Minute):
+			t.Fatal("no limit reported within a minute of starting a memory hog")
+		}
+		if want := "memory limit 48 MiB reached"; reason != want || c.Reason() != want {
+			t.Errorf("reason: got %q and Reason() %q, want %q", reason, c.Reason(), want)
+		}
+		// v1's OOM killer took the hog; the session would now be ended.
+		if err := c.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Errorf("hog: got %v, want killed by SIGKILL", err)
+		}
+		if oc := readKeyed(filepath.Join(c.dirs["memory"], "memory.oom_control")); oc["oom_kill"] < 1 {
+			t.Errorf("memory.oom_control: no oom_kill counted: %v", oc)
+		}
+	})
+
+	t.Run("fork bomb", func(t *testing.T) {
+		hit := make(chan string, 2)
+		c := newCgroup(t, m, Limits{Pids: 16, CPUs: 0.5}, func(r string) { hit <- r })
+		bomb := exec.Command("/bin/sh", "-c", "read go; while :; do sleep 1000 & done")
+		bomb.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd := startIn(t, c, bomb)
+		select {
+		case r := <-hit:
+			if want := "process limit 16 reached"; r != want || c.Reason() != want {
+				t.Errorf("reason: got %q and Reason() %q, want %q", r, c.Reason(), want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("no limit reported within a minute of starting a fork bomb")
+		}
+		st, err := c.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Processes < 2 || st.Processes > 16 || st.MemoryBytes <= 0 {
+			t.Errorf("stats of a contained fork bomb: %+v, want 2 to 16 processes and some memory", st)
+		}
+		pids, _ := readPids(filepath.Join(c.dirs["pids"], "cgroup.procs"))
+		if err := c.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait() // killed
+		for _, p := range pids {
+			if alive(p) {
+				t.Errorf("process %d of the fork bomb is alive after Remove", p)
+			}
+		}
+		for _, d := range c.dirs {
+			if exists(d) {
+				t.Errorf("%s left after Remove", d)
+			}
+		}
+	})
+}
+
+// alive reports whether pid runs (a zombie waiting for its parent does
+// not).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+func hasV1(ctrl string) bool {
+	ms, err := cgroupMounts("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(ms, func(m cgroupMount) bool { return !m.v2 && slices.Contains(m.options, ctrl) })
+}
+
+func newCgroup(t *testing.T, m *Cgroups, l Limits, onLimit func(string)) *Cgroup {
+	t.Helper()
+	c, err := m.New(newID(), l, onLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Remove(); err != nil {
+			t.Errorf("Remove: %v", err)
+		}
+	})
+	return c
+}
+
+// startIn starts cmd, which waits for a line on stdin before it does
+// anything, puts it in c (at clone on v2, by pid on v1) and lets it go.
+func startIn(t *testing.T, c *Cgroup, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := c.CloneInto(cmd.SysProcAttr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Start()
+	if fd >= 0 {
+		_ = unix.Close(fd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	if c.m.version == 1 {
+		if err := c.Enter(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := io.WriteString(in, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func TestCgroupV2EnterKillRemove(t *testing.T) {
+	// This machine's cgroup2 has no controllers: what works without them
+	// (entering at clone, cgroup.kill, removal, leftovers) is tested for
+	// real; the limits themselves in TestCgroupV2Limits.
+	m := openCgroups(t, 2, true)
+	if m == nil {
+		return
+	}
+	c := newCgroup(t, m, Limits{}, nil)
+	cmd := helperCmd(t, "wait", nil)
+	cmd = startIn(t, c, cmd)
+	pid := cmd.Process.Pid
+	// In its cgroup from clone on: /proc/PID/cgroup says so.
+	rel := "/" + filepath.Base(m.dir) + "/" + c.id
+	if got := procCgroupV2(t, pid); !strings.HasSuffix(got, rel) {
+		t.Errorf("/proc/%d/cgroup v2 line: got %q, want it to end in %q", pid, got, rel)
+	}
+	st, err := c.Stats()
+	if err != nil || st.Processes != 1 {
+		t.Errorf("Stats: %+v, %v; want 1 process", st, err)
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("after Kill: got %v, want killed by SIGKILL", err)
+	}
+	if err := c.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if exists(c.dir) {
+		t.Errorf("%s left after Remove", c.dir)
+	}
+}
+
+func procCgroupV2(t *testing.T, pid int) string {
+	t.Helper()
+	pcs, err := parseProcCgroup(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pc := range pcs {
+		if len(pc.controllers) == 0 {
+			return pc.path
+		}
+	}
+	return ""
+}
+
+func TestCgroupV2Limits(t *testing.T) {
+	m, err := NewCgroups(CgroupOptions{Version: 2})
+	if err != nil && strings.Contains(err.Error(), "sessions need memory and pids") {
+		skipUntestable(t, "cgroup v2 limits: not testable on the CI machine (no v2 controllers)")
+	}
+	if err != nil && os.Getuid() != 0 && strings.Contains(err.Error(), "not writable") {
+		// An ordinary user without a delegated subtree: the rlimits mode,
+		// tested in TestCgroupV1Limits's ordinary-user run and the
+		// rlimits tests.
+		t.Logf("as uid %d: %v", os.Getuid(), err)
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	hit := make(chan string, 4)
+	c := newCgroup(t, m, Limits{Memory: 48 << 20, Pids: 16, CPUs: 0.5}, func(r string) { hit <- r })
+	for f, w := range map[string]string{"memory.max": "50331648", "memory.oom.group": "1", "pids.max": "16", "cpu.max": "50000 100000", "cpu.weight": "100"} {
+		if got := readString(filepath.Join(c.dir, f)); got != w {
+			t.Errorf("%s: -want %s +got %s", f, w, got)
+		}
+	}
+	cmd := startIn(t, c, helperCmd(t, "hog", nil))
+	select {
+	case r := <-hit:
+		if want := "memory limit 48 MiB reached"; r != want {
+			t.Errorf("reason: got %q, want %q", r, want)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no limit reported within a minute of starting a memory hog")
+	}
+	_ = cmd.Wait() // oom.group killed it
+}
+
+// TestCgroupLeftoversCleaned: a server killed with SIGKILL leaves its
+// sessions' cgroups, and in them a process that outlived it; the next
+// server kills it and removes them.
+func TestCgroupLeftoversCleaned(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Log("ordinary user: no cgroups to leave behind (see TestCgroupV1Limits)")
+		return
+	}
+	v := 1
+	if !hasV1("memory") {
+		v = 2
+	}
+	server := helperCmd(t, "cgserver", map[string]int{"version": v})
+	out, err := server.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.Stderr = os.Stderr
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	var orphan int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == "dir" {
+			dirs = append(dirs, f[1])
+		}
+		if len(f) == 2 && f[0] == "pid" {
+			orphan, _ = strconv.Atoi(f[1])
+			break
+		}
+	}
+	if orphan == 0 || len(dirs) == 0 {
+		_ = server.Process.Kill()
+		_ = server.Wait()
+		t.Fatalf("the helper server did not make its cgroup: %v", sc.Err())
+	}
+	_ = server.Process.Kill()
+	_ = server.Wait()
+	t.Cleanup(func() { _ = unix.Kill(orphan, unix.SIGKILL) })
+	if !alive(orphan) {
+		t.Fatalf("the session process %d did not outlive its server: nothing to clean", orphan)
+	}
+	for _, d := range dirs {
+		if !exists(d) {
+			t.Fatalf("%s is gone with its server: nothing to clean", d)
+		}
+	}
+	m := openCgroups(t, v, v == 2)
+	_ = m
+	for _, d := range dirs {
+		if exists(d) {
+			t.Errorf("%s left by a killed server is still there", d)
+		}
+	}
+	if alive(orphan) {
+		t.Errorf("process %d left in a killed server's cgroup is alive", orphan)
+	}
+}
+
+// helperCgroupServer is a server that makes a session cgroup with a
+// process in it, says where, and waits to be killed.
+func helperCgroupServer() int {
+	{
+		var arg struct{ Version int }
+		helperArg(&arg)
+		m, err := NewCgroups(CgroupOptions{Version: arg.Version, NoControllers: arg.Version == 2})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c, err := m.New("s1", Limits{}, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for _, d := range c.dirList() {
+			fmt.Println("dir", filepath.Dir(d))
+		}
+		sleep := exec.Command("/bin/sleep", "1000") // no Pdeathsig: it outlives us
+		if err := sleep.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := c.Enter(sleep.Process.Pid); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("pid", sleep.Process.Pid)
+		select {} // until killed
+	}
+}

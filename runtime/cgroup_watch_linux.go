@@ -1,0 +1,291 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// cgroupWatcher tells sessions when they hit a limit, with one goroutine
+// and one epoll set for all sessions of the server, so an idle session
+// costs a few fds and no goroutine:
+//
+//   - pids.events (v1 and v2) and memory.events (v2) change when a fork is
+//     refused at pids.max or the OOM killer acts: the kernel signals that
+//     as an inotify IN_MODIFY; the watcher then reads the counters;
+//   - v1 has no memory.events: an eventfd registered for memory.oom_control
+//     through cgroup.event_control fires when the cgroup runs out of
+//     memory. v1's OOM killer kills one process, not the group, so the
+//     session learns of it here and ends itself, as oom.group does on v2;
+//   - v1's pids.events counts refused forks but never notifies (the kernel
+//     notifies a pids.events.local that v1 does not have), so a timer
+//     reads it for v1 sessions, four times a second: a few hundred small
+//     reads a second for a full server.
+type cgroupWatcher struct {
+	epfd, inotify, wake, timer int
+	polled                     int // registrations that need the timer
+
+	mu   sync.Mutex
+	byWD map[int32]*cgroupEvents // inotify watch → session
+	byFD map[int32]*cgroupEvents // v1 oom eventfd → session
+	regs map[*Cgroup]*cgroupEvents
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type cgroupEvents struct {
+	c        *Cgroup
+	onLimit  func(string)
+	wds      []int32
+	efd, ofd int  // v1: the oom eventfd and memory.oom_control, or -1
+	poll     bool // v1: pids.events is read on the timer
+}
+
+const cgroupPollInterval = 250 * time.Millisecond
+
+func newCgroupWatcher() (*cgroupWatcher, error) {
+	w := &cgroupWatcher{epfd: -1, inotify: -1, wake: -1, timer: -1, byWD: map[int32]*cgroupEvents{}, byFD: map[int32]*cgroupEvents{}, regs: map[*Cgroup]*cgroupEvents{}, done: make(chan struct{})}
+	var err error
+	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("cgroup watcher: epoll: %w", err)
+	}
+	if w.inotify, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err != nil {
+		w.closeFds()
+		return nil, fmt.Errorf("cgroup watcher: inotify: %w", err)
+	}
+	if w.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		w.closeFds()
+		return nil, fmt.Errorf("cgroup watcher: eventfd: %w", err)
+	}
+	if w.timer, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK); err != nil {
+		w.closeFds()
+		return nil, fmt.Errorf("cgroup watcher: timerfd: %w", err)
+	}
+	for _, fd := range []int{w.inotify, w.wake, w.timer} {
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+			w.closeFds()
+			return nil, fmt.Errorf("cgroup watcher: epoll_ctl: %w", err)
+		}
+	}
+	go w.loop()
+	return w, nil
+}
+
+func (w *cgroupWatcher) closeFds() {
+	for _, fd := range []int{w.epfd, w.inotify, w.wake, w.timer} {
+		if fd >= 0 {
+			_ = unix.Close(fd) // ours; nothing to report
+		}
+	}
+}
+
+// close stops the watcher's goroutine and waits for it. Idempotent.
+func (w *cgroupWatcher) close() {
+	w.closeOnce.Do(func() {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		_, _ = unix.Write(w.wake, one[:]) // cannot fail: the counter is far from full
+		<-w.done
+		w.mu.Lock()
+		for c := range w.regs {
+			w.unregisterLocked(c)
+		}
+		w.mu.Unlock()
+		w.closeFds()
+	})
+}
+
+// add watches c's event files and calls onLimit once when a limit is hit.
+func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
+	if onLimit == nil {
+		return nil
+	}
+	r := &cgroupEvents{c: c, onLimit: onLimit, efd: -1, ofd: -1}
+	var files []string
+	if c.m.version == 2 {
+		if c.m.has("memory") {
+			files = append(files, filepath.Join(c.dir, "memory.events"))
+		}
+		if c.m.has("pids") {
+			files = append(files, filepath.Join(c.dir, "pids.events"))
+		}
+	} else if _, ok := c.dirs["pids"]; ok {
+		r.poll = true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fail := func(err error) error {
+		w.regs[c] = r
+		w.unregisterLocked(c)
+		return err
+	}
+	for _, f := range files {
+		wd, err := unix.InotifyAddWatch(w.inotify, f, unix.IN_MODIFY)
+		if err != nil {
+			return fail(fmt.Errorf("watch %s: %w", f, err))
+		}
+		r.wds = append(r.wds, int32(wd))
+		w.byWD[int32(wd)] = r
+	}
+	if d, ok := c.dirs["memory"]; ok && c.m.version == 1 {
+		var err error
+		if r.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+			return fail(fmt.Errorf("eventfd: %w", err))
+		}
+		if r.ofd, err = unix.Open(filepath.Join(d, "memory.oom_control"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return fail(err)
+		}
+		if err := writeCgroupFile(filepath.Join(d, "cgroup.event_control"), strconv.Itoa(r.efd)+" "+strconv.Itoa(r.ofd)); err != nil {
+			return fail(err)
+		}
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, r.efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.efd)}); err != nil {
+			return fail(fmt.Errorf("epoll_ctl: %w", err))
+		}
+		w.byFD[int32(r.efd)] = r
+	}
+	if r.poll {
+		w.polled++
+		if w.polled == 1 {
+			w.armTimer(cgroupPollInterval)
+		}
+	}
+	w.regs[c] = r
+	return nil
+}
+
+// armTimer starts (d > 0) or stops (d == 0) the poll timer.
+func (w *cgroupWatcher) armTimer(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.TimerfdSettime(w.timer, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil) // valid arguments cannot fail
+}
+
+// remove stops watching c: before its cgroup is removed.
+func (w *cgroupWatcher) remove(c *Cgroup) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.unregisterLocked(c)
+}
+
+func (w *cgroupWatcher) unregisterLocked(c *Cgroup) {
+	r, ok := w.regs[c]
+	if !ok {
+		return
+	}
+	delete(w.regs, c)
+	if r.poll {
+		w.polled--
+		if w.polled == 0 {
+			w.armTimer(0)
+		}
+	}
+	for _, wd := range r.wds {
+		delete(w.byWD, wd)
+		_, _ = unix.InotifyRmWatch(w.inotify, uint32(wd)) // gone with its cgroup already is fine
+	}
+	if r.efd >= 0 {
+		delete(w.byFD, int32(r.efd))
+		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, r.efd, nil) // closing removes it anyway
+		_ = unix.Close(r.efd)                                     // closing also ends the kernel's registration
+	}
+	if r.ofd >= 0 {
+		_ = unix.Close(r.ofd)
+	}
+}
+
+func (w *cgroupWatcher) loop() {
+	defer close(w.done)
+	events := make([]unix.EpollEvent, 16)
+	buf := make([]byte, 16*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	for {
+		n, err := unix.EpollWait(w.epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "playground: cgroup watcher stopped: %v\n", err)
+			return
+		}
+		var fired []*cgroupEvents
+		var kinds []int // what fired: 0 a v2 events file, 1 v1 OOM, 2 the v1 poll
+		for _, ev := range events[:n] {
+			switch ev.Fd {
+			case int32(w.wake):
+				return
+			case int32(w.inotify):
+				for _, r := range w.readInotify(buf) {
+					fired, kinds = append(fired, r), append(kinds, 0)
+				}
+			case int32(w.timer):
+				var cnt [8]byte
+				_, _ = unix.Read(w.timer, cnt[:]) // the expiry count; EAGAIN if raced
+				w.mu.Lock()
+				for _, r := range w.regs {
+					if r.poll {
+						fired, kinds = append(fired, r), append(kinds, 2)
+					}
+				}
+				w.mu.Unlock()
+			default:
+				var cnt [8]byte
+				_, _ = unix.Read(int(ev.Fd), cnt[:]) // resets the eventfd; EAGAIN if raced
+				w.mu.Lock()
+				r := w.byFD[ev.Fd]
+				w.mu.Unlock()
+				if r != nil {
+					fired, kinds = append(fired, r), append(kinds, 1)
+				}
+			}
+		}
+		for i, r := range fired {
+			var reason string
+			switch kinds[i] {
+			case 0:
+				reason = r.c.limitHit()
+			case 1:
+				// v1's OOM notice comes before its kill is counted.
+				reason = r.c.limits.MemoryReason()
+			case 2:
+				if readKeyed(filepath.Join(r.c.dirs["pids"], "pids.events"))["max"] > 0 {
+					reason = r.c.limits.PidsReason()
+				}
+			}
+			if reason != "" && r.c.limitReached(reason) {
+				r.onLimit(reason)
+			}
+		}
+	}
+}
+
+// readInotify drains the inotify fd and returns the sessions whose files
+// changed.
+func (w *cgroupWatcher) readInotify(buf []byte) []*cgroupEvents {
+	var out []*cgroupEvents
+	for {
+		n, err := unix.Read(w.inotify, buf)
+		if n <= 0 || err != nil {
+			return out
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			if ev.Mask&unix.IN_MODIFY == 0 {
+				continue
+			}
+			w.mu.Lock()
+			r := w.byWD[ev.Wd]
+			w.mu.Unlock()
+			if r != nil {
+				out = append(out, r)
+			}
+		}
+	}
+}

@@ -1,0 +1,625 @@
+package runtime
+
+import (
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// attackRootfs is a busybox root file system with the attacker in it
+// (/bin/attacker, this test binary), the two foreign-ABI programs
+// (/bin/int80, /bin/x32) and, as root, a setuid-root copy of the attacker
+// (/bin/suid-attacker).
+func attackRootfs(t *testing.T) string {
+	t.Helper()
+	dir := busyboxRootfs(t)
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"bin/attacker": self}
+	if os.Getuid() == 0 {
+		files["bin/suid-attacker"] = self
+	}
+	for _, abi := range []string{"int80", "x32"} {
+		files["bin/"+abi] = foreignABIProgram(t, abi)
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyLibraries(t, "/proc/self/exe", dir)
+	if os.Getuid() == 0 {
+		if err := os.Chmod(filepath.Join(dir, "bin/suid-attacker"), 0o4755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// copyLibraries copies into root what the executable bin needs to run
+// there when it is dynamically linked (a test binary is when a package it
+// links uses cgo, as package net does): its ELF interpreter and the shared
+// libraries it names, at the host's paths.
+func copyLibraries(t *testing.T, bin, root string) {
+	t.Helper()
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var need []string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				t.Fatal(err)
+			}
+			need = append(need, strings.TrimRight(string(b), "\x00"))
+		}
+	}
+	if len(need) == 0 {
+		return // static
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lib := range libs {
+		found := false
+		for _, d := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+			"/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
+			if _, err := os.Stat(filepath.Join(d, lib)); err == nil {
+				need = append(need, filepath.Join(d, lib))
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("%s needs %s, not found on this host", bin, lib)
+		}
+	}
+	for _, p := range need {
+		b, err := os.ReadFile(p) // through symlinks: the file itself
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fileState is a file's hash and mode, to see that nothing changed it.
+func fileState(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s %v", hex.EncodeToString(h.Sum(nil)), fi.Mode())
+}
+
+// bystander is a second container that must keep answering whatever the
+// attacker does.
+type bystander struct {
+	c *Container
+	o *output
+	n int
+}
+
+func newBystander(t *testing.T, rootfs string) *bystander {
+	c := start(t, Spec{Rootfs: rootfs, Args: []string{"/bin/sh"}})
+	return &bystander{c: c, o: readAll(c)}
+}
+
+func (b *bystander) check(t *testing.T) {
+	t.Helper()
+	b.n++
+	if _, err := fmt.Fprintf(b.c, "echo alive-$((%d+1))\n", b.n-1); err != nil {
+		t.Fatalf("the other container: %v", err)
+	}
+	b.o.waitFor(t, fmt.Sprintf("alive-%d", b.n))
+}
+
+// TestEscapes tries, from inside a real container, what an attacker did to
+// the namespaces-only containers of before: each attempt must be refused,
+// and afterwards a container started before it and one started after it
+// must both still work, and the host's binaries must be unchanged.
+func TestEscapes(t *testing.T) {
+	rootfs := attackRootfs(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostFiles := []string{self, filepath.Join(rootfs, "bin/attacker")}
+	before := map[string]string{}
+	for _, p := range hostFiles {
+		before[p] = fileState(t, p)
+	}
+
+	// A service on the host's loopback, as the server's own port is
+	// (listening is enough: connect completes in the kernel's backlog).
+	port := loopbackListener(t)
+	// A key in this process's (the server's) session keyring.
+	key, err := unix.AddKey("user", "playground-test-key", []byte("the server's secret"), unix.KEY_SPEC_SESSION_KEYRING)
+	if err != nil {
+		t.Fatalf("add a key to the test's session keyring: %v", err)
+	}
+	defer unix.KeyctlInt(unix.KEYCTL_INVALIDATE, key, 0, 0, 0)
+
+	other := newBystander(t, rootfs)
+	other.check(t)
+	state := testStateDir(t)
+
+	tests := []struct {
+		name string
+		args []string
+		spec Spec
+	}{
+		{name: "capabilities cannot be raised", args: []string{"raise-caps"}},
+		{name: "masks cannot be unmounted", args: []string{"umount-mask"}},
+		{name: "read-only mounts stay read-only", args: []string{"remount-rw"}},
+		{name: "no fresh proc, sysfs, tmpfs, bind or cgroup mounts", args: []string{"fresh-mounts"}},
+		{name: "init's fds are out of reach", args: []string{"init-fds"}},
+		{name: "init cannot be traced", args: []string{"ptrace-init"}},
+		{name: "init's executable cannot be changed", args: []string{"init-exe"}},
+		{name: "own executable", args: []string{"self-exe"}},
+		{name: "keyrings", args: []string{"keyring", strconv.Itoa(key)}},
+		{name: "no new namespaces", args: []string{"namespaces"}},
+		{name: "posture from inside", args: []string{"posture", state, rootfs}},
+		{name: "host's proc and sys files", args: []string{"proc-files"}},
+		{name: "host loopback services", args: []string{"connect", "127.0.0.1 " + port, "127.0.0.1 22", "::1 " + port}},
+		{name: "terminal input injection", args: []string{"tiocsti"}},
+		{name: "device nodes", args: []string{"mknod"}},
+		{name: "file capabilities", args: []string{"setfcap"}},
+		{name: "perf, bpf, io_uring, userfaultfd, kexec, modules", args: []string{"kernel-interfaces"}},
+		{name: "kill -9 -1", args: []string{"kill-all"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := tt.spec
+			spec.Rootfs = rootfs
+			spec.Args = append([]string{"/bin/attacker"}, tt.args...)
+			out, st := run(t, spec)
+			switch {
+			case strings.Contains(out, "ESCAPED"):
+				t.Errorf("got through:\n%s", out)
+			case st.Code != 0 || !strings.Contains(out, "refused"):
+				t.Errorf("%v:\n%s", st, out)
+			}
+			t.Logf("%s", out)
+			other.check(t)
+			if after, _ := run(t, Spec{Rootfs: rootfs, Args: sh("echo fresh")}); after != "fresh\n" {
+				t.Errorf("a new container after it: %q", after)
+			}
+			for _, p := range hostFiles {
+				if got := fileState(t, p); got != before[p] {
+					t.Errorf("host file %s changed: %s, was %s", p, got, before[p])
+				}
+			}
+		})
+	}
+
+	t.Run("foreign ABIs", func(t *testing.T) {
+		for _, abi := range []string{"int80", "x32"} {
+			_, st := run(t, Spec{Rootfs: rootfs, Args: []string{"/bin/" + abi}})
+			// The program exits with the errno of unshare(CLONE_NEWUSER).
+			if st.Code == 0 || st.Signaled() {
+				t.Errorf("%s: unshare(CLONE_NEWUSER) %v, want an errno", abi, st)
+			}
+			t.Logf("%s in the container: errno %d", abi, st.Code)
+		}
+		// The same int 0x80 program outside works, so the refusal inside is
+		// the container's.
+		p := filepath.Join(t.TempDir(), "int80")
+		if err := os.WriteFile(p, foreignABIProgram(t, "int80"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := exec.Command(p).Run(); err != nil {
+			t.Errorf("int80 on the host: %v, want unshare to work there", err)
+		}
+		other.check(t)
+	})
+
+	t.Run("setuid", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			// Only container root is mapped as an ordinary user: no other
+			// user to run as, and a clear error for asking.
+			_, err := Start(Spec{Rootfs: rootfs, User: "1000", Args: []string{"/bin/attacker", "whoami"}, StateDir: state})
+			if err == nil || !strings.Contains(err.Error(), "not mapped") {
+				t.Errorf("Start as user 1000 with a single-id map: %v, want a clear error", err)
+			}
+			return
+		}
+		out, st := run(t, Spec{Rootfs: rootfs, User: "1000:1000", Args: []string{"/bin/suid-attacker", "whoami"}})
+		if st.Code != 0 || !strings.Contains(out, "uid 1000 euid 1000 caps 0000000000000000") {
+			t.Errorf("setuid-root binary as user 1000: %v:\n%s", st, out)
+		}
+		other.check(t)
+	})
+
+	t.Run("host tools: strace -p 1, keyctl, unshare", func(t *testing.T) {
+		testenv.NeedCommand(t, "strace")
+		testenv.NeedCommand(t, "keyctl")
+		script := fmt.Sprintf(`strace -p 1 -e trace=none 2>&1 | head -1; echo "strace=$?"
+keyctl print %d 2>&1; echo "print=$?"
+keyctl show @s 2>&1 | head -2; keyctl padd user k @s </dev/null 2>&1; echo "padd=$?"
+unshare -U -r true 2>&1; echo "unshare-user=$?"; unshare -n true 2>&1; echo "unshare-net=$?"`, key)
+		out, _ := run(t, Spec{Args: sh(script)})
+		testenv.NeedCommand(t, "unshare")
+		for _, bad := range []string{"the server's secret", "print=0", "padd=0", "unshare-user=0", "unshare-net=0"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("got %q:\n%s", bad, out)
+			}
+		}
+		if !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("want refusals:\n%s", out)
+		}
+		t.Logf("%s", out)
+		other.check(t)
+	})
+}
+
+// loopbackListener listens on the host's 127.0.0.1 and ::1 on one port,
+// without package net, which would make this test binary (the attacker
+// too) need libc, and returns the port.
+func loopbackListener(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 16); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := sa.(*unix.SockaddrInet4).Port
+	if fd6, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err == nil {
+		t.Cleanup(func() { _ = unix.Close(fd6) })
+		if unix.Bind(fd6, &unix.SockaddrInet6{Port: port, Addr: [16]byte{15: 1}}) == nil {
+			_ = unix.Listen(fd6, 16)
+		}
+	}
+	return strconv.Itoa(port)
+}
+
+// programPid is the host pid of a container's program: init's child.
+func programPid(t *testing.T, c *Container) int {
+	t.Helper()
+	want := strconv.Itoa(c.Pid())
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == want {
+			return pid
+		}
+	}
+	t.Fatalf("no child of init %s", want)
+	return 0
+}
+
+// TestPosture reads, from the host, what a live container's program holds,
+// and compares it with what it should.
+func TestPosture(t *testing.T) {
+	rootfs := attackRootfs(t)
+	c := start(t, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", "wait"}})
+	o := readAll(c)
+	o.waitFor(t, "waiting")
+	pid := strconv.Itoa(programPid(t, c))
+
+	got, want := map[string]string{}, map[string]string{}
+	mask := fmt.Sprintf("%016x", keptMask())
+	for k, v := range map[string]string{"CapInh": "0000000000000000", "CapPrm": mask, "CapEff": mask, "CapBnd": mask,
+		"CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2", "Seccomp_filters": "1"} {
+		want["status "+k] = v
+		got["status "+k] = statusField(pid, k)
+	}
+	for _, ns := range []string{"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"} {
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		in, err := os.Readlink("/proc/" + pid + "/ns/" + ns)
+		want["ns "+ns] = "own"
+		got["ns "+ns] = "own"
+		if err != nil || in == host {
+			got["ns "+ns] = fmt.Sprintf("%s (the host's %s): %v", in, host, err)
+		}
+	}
+	fds, err := os.ReadDir("/proc/" + pid + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range fds {
+		l, _ := os.Readlink("/proc/" + pid + "/fd/" + f.Name())
+		names = append(names, f.Name()+"="+l)
+	}
+	want["fds"] = "0=/dev/pts/0 1=/dev/pts/0 2=/dev/pts/0"
+	got["fds"] = strings.Join(names, " ")
+	uidMap := strings.Join(strings.Fields(readFile(t, "/proc/"+pid+"/uid_map")), " ")
+	want["uid_map"] = fmt.Sprintf("0 %d 1", os.Getuid())
+	if os.Getuid() == 0 {
+		want["uid_map"] = fmt.Sprintf("0 %d %d", hostUID(t, c.Pid()), rangeSize)
+	}
+	got["uid_map"] = uidMap
+	mi := readFile(t, "/proc/"+pid+"/mountinfo")
+	for _, host := range []string{testStateDir(t), rootfs} {
+		want["mountinfo names "+host] = "false"
+		got["mountinfo names "+host] = strconv.FormatBool(strings.Contains(mi, host))
+	}
+	for _, line := range strings.Split(strings.TrimSpace(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == "/proc/sys" || f[4] == "/usr" || f[4] == "/sys") {
+			want["mount "+f[4]] = "ro"
+			got["mount "+f[4]] = strings.Split(f[5], ",")[0]
+		}
+	}
+	cg := readFile(t, "/proc/"+pid+"/cgroup")
+	_ = cg // the host sees the host path; inside it is "/" (the attacker's posture attempt)
+
+	var diff []string
+	for k, w := range want {
+		if got[k] != w {
+			diff = append(diff, fmt.Sprintf("%s:\n\t-%s\n\t+%s", k, w, got[k]))
+		}
+	}
+	if len(diff) > 0 {
+		t.Errorf("posture of the program (pid %s), -want +got:\n%s", pid, strings.Join(diff, "\n"))
+	}
+	_, _ = c.Write([]byte("\n"))
+}
+
+// TestToolsStillWork: the hardening must leave a shell's usual tools
+// working: the host's python3, cc and git, and apt-get and dpkg on a real
+// Debian root file system.
+func TestToolsStillWork(t *testing.T) {
+	t.Run("python3, cc, git", func(t *testing.T) {
+		// The container sees the host's /usr, not this process's PATH.
+		for _, c := range []string{"python3", "cc", "git"} {
+			if _, err := os.Stat("/usr/bin/" + c); err != nil {
+				testenv.Skipf(t, "%s is not installed in the host's /usr/bin (Debian packages python3, gcc, git): %v", c, err)
+			}
+		}
+		script := `set -e
+python3 -c 'import os, subprocess, multiprocessing, threading; print("py", sum(range(10)), subprocess.run(["true"]).returncode)'
+cd /tmp && printf '#include <stdio.h>\nint main(void){printf("cc %%d\\n", 6*7);return 0;}\n' > h.c && cc -o h h.c && ./h
+git init -q /tmp/r && cd /tmp/r && echo x > f && git add f && git -c user.name=a -c user.email=a@b commit -qm m && git log --oneline | wc -l | sed 's/^/git /'`
+		out, st := run(t, Spec{Args: sh(script)})
+		if st.Code != 0 || !strings.Contains(out, "py 45 0") || !strings.Contains(out, "cc 42") || !strings.Contains(out, "git 1") {
+			t.Errorf("%v:\n%s", st, out)
+		}
+	})
+	t.Run("apt-get and dpkg on Debian", func(t *testing.T) {
+		rootfs := testenv.DebianRootfs(t)
+		deb := buildDeb(t)
+		c := start(t, Spec{Rootfs: rootfs, Args: []string{"/bin/bash"}})
+		o := readAll(c)
+		// The .deb goes in through the terminal, as a user could paste it.
+		script := "stty -echo; base64 -d > /tmp/hello.deb <<'EOF'\n" + deb + "\nEOF\n" +
+			"apt-get --version | head -1; dpkg -i /tmp/hello.deb >/dev/null && hello-playground; " +
+			"dpkg -r hello-playground >/dev/null; apt-get install -y /tmp/hello.deb >/tmp/apt.log 2>&1; echo apt=$?; tail -3 /tmp/apt.log; hello-playground; exit\n"
+		if _, err := c.Write([]byte(script)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-o.done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("timed out:\n%s", o.String())
+		}
+		out := o.String()
+		if !strings.Contains(out, "apt ") || strings.Count(out, "hello from a package") != 2 || !strings.Contains(out, "apt=0") {
+			t.Errorf("apt-get, dpkg:\n%s", out)
+		}
+	})
+}
+
+// buildDeb builds a small package with dpkg-deb and returns it in base64.
+func buildDeb(t *testing.T) string {
+	t.Helper()
+	testenv.NeedCommand(t, "dpkg-deb")
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "pkg")
+	for p, c := range map[string]string{
+		"DEBIAN/control":             "Package: hello-playground\nVersion: 1.0\nArchitecture: all\nMaintainer: test <t@example.org>\nDescription: a test package\n",
+		"usr/bin/hello-playground":   "#!/bin/sh\necho hello from a package\n",
+		"usr/share/doc/hello/README": "test\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(pkg, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pkg, p), []byte(c), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", pkg, filepath.Join(dir, "hello.deb")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dpkg-deb: %v\n%s", err, out)
+	}
+	b, err := exec.Command("base64", filepath.Join(dir, "hello.deb")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestMountTargetsStayInTheRoot: a root file system whose /proc, /sys,
+// /tmp and /dev are symlinks (to /, /etc, a dir with null -> /proc/sys/...)
+// must not redirect a mount.
+func TestMountTargetsStayInTheRoot(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	for _, d := range []string{"proc", "sys", "tmp", "dev"} {
+		if err := os.RemoveAll(filepath.Join(rootfs, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"proc": "/", "sys": "/", "tmp": "/etc"} {
+		if err := os.Symlink(target, filepath.Join(rootfs, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(rootfs, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/proc/sys/kernel/hostname", filepath.Join(rootfs, "dev/null")); err != nil {
+		t.Fatal(err)
+	}
+	out, st := run(t, Spec{Rootfs: rootfs, Args: sh(`stat -f -c '%T' /proc /sys /tmp /dev; ls /etc/passwd; ls -ld /proc/1 | cut -c1; echo x > /dev/null && hostname`)})
+	want := "proc\nsysfs\ntmpfs\ntmpfs\n/etc/passwd\nd\nplayground\n"
+	if st.Code != 0 || out != want {
+		t.Errorf("%v: -want +got\n-%q\n+%q", st, want, out)
+	}
+}
+
+// TestNothingOutlivesAServer: a server-like process that started
+// containers is killed with SIGKILL; every process of their pid
+// namespaces must end, and the next start must remove their mount points.
+func TestNothingOutlivesAServer(t *testing.T) {
+	state := filepath.Join(filepath.Dir(testStateDir(t)), "serverlike-"+strconv.Itoa(int(time.Now().UnixNano()%1e6)))
+	if _, err := os.Stat("/bin/sleep"); err != nil {
+		testenv.Skipf(t, "no /bin/sleep on the host: %v", err)
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{serverlikeName, state}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		b := make([]byte, 256)
+		n, _ := io.ReadAtLeast(stdout, b, 1)
+		line <- string(b[:n])
+	}()
+	var inits []string
+	select {
+	case l := <-line:
+		f := strings.Fields(l)
+		if len(f) != 3 || f[0] != "inits" {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("server-like child said %q", l)
+		}
+		inits = f[1:]
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("server-like child started no containers")
+	}
+	var nss []string
+	for _, pid := range inits {
+		ns, err := os.Readlink("/proc/" + pid + "/ns/pid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nss = append(nss, ns)
+	}
+	if left, _ := filepath.Glob(filepath.Join(state, "c-*")); len(left) != 2 {
+		t.Fatalf("mount points while it runs: %v", left)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // killed, as it should be
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var alive []string
+		es, _ := os.ReadDir("/proc")
+		for _, e := range es {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue
+			}
+			ns, _ := os.Readlink("/proc/" + e.Name() + "/ns/pid")
+			for _, n := range nss {
+				if ns == n {
+					alive = append(alive, e.Name())
+				}
+			}
+		}
+		if len(alive) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes of the dead server's containers still run: %v", alive)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n, err := CleanStateDir(state)
+	if err != nil || n != 2 {
+		t.Errorf("CleanStateDir: removed %d, %v; want the 2 mount points", n, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(state, "c-*")); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+	_ = os.RemoveAll(state)
+}
+
+const serverlikeName = "serverlike"
+
+// maybeServerlike is the server-like child of TestNothingOutlivesAServer:
+// it starts two containers, says their inits' pids and waits to be killed.
+func maybeServerlike() {
+	if filepath.Base(os.Args[0]) != serverlikeName {
+		return
+	}
+	var pids []string
+	var mu sync.Mutex
+	for range 2 {
+		c, err := Start(Spec{Args: []string{"/bin/sleep", "1000"}, StateDir: os.Args[1]})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		mu.Lock()
+		pids = append(pids, strconv.Itoa(c.Pid()))
+		mu.Unlock()
+	}
+	fmt.Println("inits", strings.Join(pids, " "))
+	select {}
+}

@@ -1,0 +1,268 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+)
+
+// Limits bound what one session may use. The zero value of a field means
+// its default (DefaultLimits); NoLimit (-1) turns a limit off.
+//
+// Where the server owns a cgroup, Memory, Pids and CPUs are the session's
+// cgroup limits: for the whole session, all its processes together. Without
+// one they become rlimits of each process (see RlimitsFor), which bound a
+// process, not a session, and CPUs has no equivalent at all: the server
+// says so once at start (LimitsMode.Warning).
+type Limits struct {
+	// Memory in bytes: RAM for the whole session, swap off. In cgroup mode
+	// the session's files (Disk) live in RAM and count here too.
+	Memory int64
+	// Pids is the most processes (tasks) the session may have at once.
+	Pids int
+	// CPUs is the CPU time the session may use, in CPUs (1.5 = one and a
+	// half), enforced as a cgroup CPU quota. Between busy sessions CPU is
+	// shared by equal weight, whatever CPUs is.
+	CPUs float64
+	// Disk in bytes is the session's writable storage: its writable layer,
+	// /tmp and /dev/shm together, one tmpfs (see DiskLayout).
+	Disk int64
+	// NoFile is RLIMIT_NOFILE, soft and hard, of every process.
+	NoFile int
+}
+
+// NoLimit turns one limit off.
+const NoLimit = -1
+
+// Defaults for a class of a few hundred sessions on one machine: each
+// session gets enough for apt-get, a compiler and an editor, and a hostile
+// one cannot take more than its share.
+const (
+	DefaultMemory = 512 << 20
+	DefaultPids   = 256
+	DefaultCPUs   = 1.0
+	DefaultDisk   = 1 << 30
+	DefaultNoFile = 4096
+)
+
+// Smallest values Validate accepts: below them a shell cannot start.
+const (
+	minMemory = 32 << 20
+	minPids   = 8
+	minCPUs   = 0.01
+	minDisk   = 8 << 20
+	minNoFile = 64
+)
+
+// DefaultLimits are the limits of a session when nothing is configured.
+func DefaultLimits() Limits {
+	return Limits{Memory: DefaultMemory, Pids: DefaultPids, CPUs: DefaultCPUs, Disk: DefaultDisk, NoFile: DefaultNoFile}
+}
+
+// WithDefaults fills every zero field with its default.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits()
+	if l.Memory == 0 {
+		l.Memory = d.Memory
+	}
+	if l.Pids == 0 {
+		l.Pids = d.Pids
+	}
+	if l.CPUs == 0 {
+		l.CPUs = d.CPUs
+	}
+	if l.Disk == 0 {
+		l.Disk = d.Disk
+	}
+	if l.NoFile == 0 {
+		l.NoFile = d.NoFile
+	}
+	return l
+}
+
+// Validate reports every limit that cannot work, in one error. Zero fields
+// are valid (they mean the default); NoLimit is valid for every field but
+// Disk and NoFile, which always have a bound.
+func (l Limits) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if l.Memory != 0 && l.Memory != NoLimit && l.Memory < minMemory {
+		bad("memory %s: below the minimum of %s", FormatSize(l.Memory), FormatSize(minMemory))
+	}
+	if l.Memory < NoLimit {
+		bad("memory %d: negative", l.Memory)
+	}
+	if l.Pids != 0 && l.Pids != NoLimit && l.Pids < minPids {
+		bad("pids %d: below the minimum of %d", l.Pids, minPids)
+	}
+	if l.Pids < NoLimit {
+		bad("pids %d: negative", l.Pids)
+	}
+	switch n := float64(goruntime.NumCPU()); {
+	case math.IsNaN(l.CPUs) || math.IsInf(l.CPUs, 0):
+		bad("cpus %v: not a number", l.CPUs)
+	case l.CPUs == 0 || l.CPUs == NoLimit:
+	case l.CPUs < minCPUs:
+		bad("cpus %v: the range is %.2f to %.2f", l.CPUs, minCPUs, n)
+	case l.CPUs > n:
+		// As docker says: a quota above the machine never bites, and a
+		// config that asks for it has probably mistaken the unit.
+		bad("cpus %v: this machine has only %v CPUs (the range is %.2f to %.2f)", l.CPUs, n, minCPUs, n)
+	}
+	if l.Disk < 0 {
+		bad("disk %d: the session's files live in memory, so disk always has a limit", l.Disk)
+	} else if l.Disk != 0 && l.Disk < minDisk {
+		bad("disk %s: below the minimum of %s", FormatSize(l.Disk), FormatSize(minDisk))
+	}
+	if l.NoFile < 0 {
+		bad("nofile %d: open files always have a limit", l.NoFile)
+	} else if l.NoFile != 0 && l.NoFile < minNoFile {
+		bad("nofile %d: below the minimum of %d", l.NoFile, minNoFile)
+	}
+	return errors.Join(errs...)
+}
+
+// String is the limits as the server logs them: "memory 512 MiB, pids 256,
+// cpus 1, disk 1 GiB, nofile 4096".
+func (l Limits) String() string {
+	l = l.WithDefaults()
+	mem, pids, cpus := "none", "none", "none"
+	if l.Memory > 0 {
+		mem = FormatSize(l.Memory)
+	}
+	if l.Pids > 0 {
+		pids = strconv.Itoa(l.Pids)
+	}
+	if l.CPUs > 0 {
+		cpus = strconv.FormatFloat(l.CPUs, 'f', -1, 64)
+	}
+	return fmt.Sprintf("memory %s, pids %s, cpus %s, disk %s, nofile %d", mem, pids, cpus, FormatSize(l.Disk), l.NoFile)
+}
+
+// MemoryReason is ExitStatus.Reason for a session ended at its memory
+// limit.
+func (l Limits) MemoryReason() string {
+	return "memory limit " + FormatSize(l.WithDefaults().Memory) + " reached"
+}
+
+// PidsReason is ExitStatus.Reason for a session ended at its process
+// limit.
+func (l Limits) PidsReason() string {
+	return "process limit " + strconv.Itoa(l.WithDefaults().Pids) + " reached"
+}
+
+// Rlimit is one resource limit init sets on itself, and so on every
+// process of the session, before the program starts. Name is the
+// lower-case name of RLIMIT_*: "nproc", "nofile".
+type Rlimit struct {
+	Name string `json:"name"`
+	Cur  uint64 `json:"cur"`
+	Max  uint64 `json:"max"`
+}
+
+// SessionNice is the nice value of every process of a session whose CPU
+// no cgroup shares (LimitsMode without cpu): the server, at 0, then gets
+// about ten times the CPU of any one session process (weights 1024 to
+// 110), so it keeps pumping a typing session's echo while neighbours
+// flood. RLIMIT_NICE pins it: no session process can raise its priority
+// back.
+const SessionNice = 10
+
+// Stats is what a running session uses now.
+type Stats struct {
+	// Processes is the number of processes of the session (its network
+	// helper included when it has one).
+	Processes int
+	// MemoryBytes is the session's memory: with a cgroup, all its memory
+	// (files in its tmpfs included); without one, the sum of its
+	// processes' resident sets (shared pages counted once per process).
+	MemoryBytes int64
+}
+
+// DiskLayout is how Limits.Disk holds the writable layer, /tmp and /dev/shm
+// together: one tmpfs of Disk bytes and DiskInodes inodes, mounted by init
+// on the container's mount point, holding
+//
+//	upper/ work/   the overlay's writable layer
+//	lower/         the id-mapped rootfs (root mode)
+//	root/          the overlay, the new root
+//	tmp/           bound onto /tmp     (mode 1777)
+//	shm/           bound onto /dev/shm (mode 1777)
+//
+// Separate tmpfs mounts with a size each would let a session use the sum;
+// binds of one tmpfs share its one size and inode count. See
+// mountSessionDisk and bindSessionDir.
+var DiskLayout = []string{"upper", "work", "lower", "root", "tmp", "shm"}
+
+// DiskInodes is the inode limit (nr_inodes) of the session's tmpfs: one
+// per 16 KiB of Disk, at least 4096. An inode costs the kernel about 1 KiB,
+// so a million empty files cannot stand in for the bytes Disk allows.
+func (l Limits) DiskInodes() int64 {
+	n := l.WithDefaults().Disk / (16 << 10)
+	if n < 4096 {
+		n = 4096
+	}
+	return n
+}
+
+// ParseSize parses a size as the flags take it: a number of bytes with an
+// optional unit K, M, G or T (powers of 1024; "KiB", "MB", "m" are the
+// same), as in --memory 512M. "none" or "-1" is NoLimit.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "none" || t == "-1" {
+		return NoLimit, nil
+	}
+	num := strings.TrimRight(t, "KMGTkmgtiIbB")
+	unit := strings.ToUpper(strings.TrimSpace(t[len(num):]))
+	num = strings.TrimSpace(num)
+	shift := 0
+	switch strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I") {
+	case "":
+		if unit != "" && unit != "B" {
+			return 0, fmt.Errorf("size %q: unknown unit %q (use K, M, G or T)", s, t[len(num):])
+		}
+	case "K":
+		shift = 10
+	case "M":
+		shift = 20
+	case "G":
+		shift = 30
+	case "T":
+		shift = 40
+	default:
+		return 0, fmt.Errorf("size %q: unknown unit %q (use K, M, G or T)", s, t[len(num):])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("size %q: not a number of bytes with an optional unit K, M, G or T", s)
+	}
+	if f < 0 {
+		return 0, fmt.Errorf("size %q: negative", s)
+	}
+	v := f * float64(int64(1)<<shift)
+	if v >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	return int64(v), nil
+}
+
+// FormatSize is n in the largest binary unit that keeps it readable:
+// "512 MiB", "1.5 GiB", "100 bytes".
+func FormatSize(n int64) string {
+	units := []string{"KiB", "MiB", "GiB", "TiB"}
+	if n < 1024 && n > -1024 {
+		return strconv.FormatInt(n, 10) + " bytes"
+	}
+	v, u := float64(n), ""
+	for _, u = range units {
+		v /= 1024
+		if math.Abs(v) < 1024 {
+			break
+		}
+	}
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + " " + u
+}

@@ -1,0 +1,208 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+var rlimitResources = map[string]int{
+	"as": unix.RLIMIT_AS, "core": unix.RLIMIT_CORE, "data": unix.RLIMIT_DATA, "fsize": unix.RLIMIT_FSIZE,
+	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "nice": unix.RLIMIT_NICE, "rtprio": unix.RLIMIT_RTPRIO,
+}
+
+// RlimitsFor is what init sets for l. Always: no core dumps (they would
+// land in the session's small disk, or worse, be piped to the host's
+// core_pattern helper), NOFILE, FSIZE at Disk (no single file larger than
+// the whole disk), NPROC at Pids, no real-time priority, and no raising of
+// the nice value. Without a cgroup (cgroup false) also DATA at Memory: per
+// process, so a session of N processes may hold N times as much; DATA
+// rather than AS, since AS counts reservations that are never touched and
+// breaks Go, Java and V8 programs at a few hundred MiB.
+//
+// NPROC counts the processes of one uid inside the session's user
+// namespace, and also (Linux 5.14 on, ucounts) charges every one of them
+// to the uid that created the namespace, the server's, whatever the id map
+// is (kernel/ucount.c, inc_rlimit_ucounts; seen here on Linux 6.18 with a
+// subuid map: processes running as host uid 100000 in a namespace made by
+// uid 1001 stopped uid 1001's own forks at its limit; not yet a test). So
+// with N sessions the
+// server's own RLIMIT_NPROC must exceed N × Pids plus its own threads, or
+// a fork bomb stops the server from starting containers: see
+// CheckNproc.
+func RlimitsFor(l Limits, cgroup bool) []Rlimit {
+	l = l.WithDefaults()
+	rl := []Rlimit{
+		{Name: "core", Cur: 0, Max: 0},
+		{Name: "nofile", Cur: uint64(l.NoFile), Max: uint64(l.NoFile)},
+		{Name: "fsize", Cur: uint64(l.Disk), Max: uint64(l.Disk)},
+		{Name: "rtprio", Cur: 0, Max: 0},
+		// RLIMIT_NICE n allows lowering one's nice value down to 20-n:
+		// 0 allows no lowering at all (a session at SessionNice stays
+		// there), and is what most hosts give anyway.
+		{Name: "nice", Cur: 0, Max: 0},
+	}
+	if l.Pids > 0 {
+		rl = append(rl, Rlimit{Name: "nproc", Cur: uint64(l.Pids), Max: uint64(l.Pids)})
+	}
+	if !cgroup && l.Memory > 0 {
+		rl = append(rl, Rlimit{Name: "data", Cur: uint64(l.Memory), Max: uint64(l.Memory)})
+	}
+	return rl
+}
+
+// applyRlimits sets the limits on init itself, so that every process of
+// the session inherits them. It runs inside the container, after the user
+// namespace is set up and before the program starts. A limit can only be
+// lowered there (raising a hard limit needs CAP_SYS_RESOURCE in the host's
+// user namespace): one above the server's own hard limit is clamped to it
+// (CheckRlimits refuses such a configuration at server start).
+func applyRlimits(rl []Rlimit) error {
+	for _, r := range rl {
+		res, ok := rlimitResources[r.Name]
+		if !ok {
+			return fmt.Errorf("rlimit %q: unknown", r.Name)
+		}
+		var old unix.Rlimit
+		if err := unix.Getrlimit(res, &old); err != nil {
+			return fmt.Errorf("getrlimit %s: %w", r.Name, err)
+		}
+		nl := unix.Rlimit{Cur: min(r.Cur, old.Max), Max: min(r.Max, old.Max)}
+		nl.Cur = min(nl.Cur, nl.Max)
+		if err := unix.Setrlimit(res, &nl); err != nil {
+			return fmt.Errorf("setrlimit %s %d:%d: %w", r.Name, nl.Cur, nl.Max, err)
+		}
+	}
+	return nil
+}
+
+// CheckRlimits fails, at server start, for limits that the container's
+// init could not set because they exceed the server's own hard limits.
+func CheckRlimits(l Limits) error {
+	var errs []error
+	for _, r := range RlimitsFor(l, false) {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(rlimitResources[r.Name], &cur); err != nil {
+			return err
+		}
+		if r.Max > cur.Max {
+			errs = append(errs, fmt.Errorf("rlimit %s %d is above the server's own hard limit %d (raise it: ulimit, or LimitNOFILE= in the systemd unit)", r.Name, r.Max, cur.Max))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckNproc says whether sessions sessions of Limits l can all reach
+// their process limit while the server still forks: it returns an error
+// naming the numbers when they cannot. As root it always passes
+// (RLIMIT_NPROC does not bind root); a pids cgroup does not lift it for
+// an ordinary user, whose containers' processes all count against its
+// RLIMIT_NPROC. It raises the server's soft limit to the hard one first.
+func CheckNproc(sessions int, l Limits) error {
+	if os.Geteuid() == 0 && initialUserNS() {
+		return nil
+	}
+	l = l.WithDefaults()
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &r); err != nil {
+		return err
+	}
+	if r.Cur < r.Max {
+		r.Cur = r.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NPROC, &r) // best effort: the check below says what holds
+	}
+	const headroom = 256 // the server's own threads and helpers
+	need := uint64(sessions)*uint64(max(l.Pids, 0)) + headroom
+	if l.Pids > 0 && r.Cur != unix.RLIM_INFINITY && need > r.Cur {
+		return fmt.Errorf("%d sessions of up to %d processes need RLIMIT_NPROC of at least %d for uid %d, which has %d: a fork bomb in full sessions could stop the server from starting containers (raise it: ulimit -u, LimitNPROC= in the systemd unit; or lower --pids or --max-sessions)",
+			sessions, l.Pids, need, os.Getuid(), r.Cur)
+	}
+	return nil
+}
+
+// withSessionPriority runs start, which starts the session's program, on a
+// thread of its own whose CPU priority is lowered to nice (and, with
+// batch, whose policy is SCHED_BATCH: the scheduler takes it for a CPU
+// hog, no wakeup preemption). Priority and policy are per thread in Linux,
+// and a child inherits its forking thread's: Go's os/exec and
+// syscall.ForkExec fork on the calling goroutine's thread, which is locked
+// here, so the program and all it starts run at that priority. Lowering
+// one's own priority needs no privilege; raising it back is what
+// RLIMIT_NICE (RlimitsFor) forbids. The thread is not handed back to
+// other goroutines afterwards: it ends with start's goroutine.
+func withSessionPriority(nice int, batch bool, start func() error) error {
+	runtime.LockOSThread()
+	// No UnlockOSThread: the thread keeps the lower priority and dies
+	// with this goroutine's lock, rather than serving init's other
+	// goroutines.
+	if nice != 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
+			return fmt.Errorf("setpriority %d: %w", nice, err)
+		}
+	}
+	if batch {
+		var param [1]int32 // struct sched_param: priority 0
+		_, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, uintptr(unix.SCHED_BATCH), uintptr(unsafe.Pointer(&param[0])))
+		if e != 0 {
+			return fmt.Errorf("sched_setscheduler SCHED_BATCH: %w", e)
+		}
+	}
+	return start()
+}
+
+// LimitsModeLine is the one line the server logs at start about how it
+// enforces limits, saying what is not enforced: "limits: cgroup v1
+// (memory, pids, cpu)", or "limits: rlimits only: memory and process
+// counts are per process, CPU is not shared fairly (no cgroup: ...)".
+func LimitsModeLine(cg *Cgroups, why error) string {
+	if cg != nil {
+		line := fmt.Sprintf("limits: cgroup v%d (%s)", cg.Version(), strings.Join(cg.Controllers(), ", "))
+		if !cg.has("cpu") {
+			line += "; no cpu controller: CPU is shared by nice level, not fairly per session, and --cpus is not enforced"
+		}
+		return line
+	}
+	line := "limits: rlimits only: memory and process counts are per process, CPU is not shared fairly, and --cpus is not enforced"
+	if why != nil {
+		line += " (" + strings.TrimPrefix(why.Error(), ErrNoCgroup.Error()+": ") + ")"
+	}
+	return line
+}
+
+// ProcStats is Stats without a cgroup: it counts the processes of the pid
+// namespace whose init is pid (a host pid) and adds up their resident
+// sets, walking /proc. It costs a read of every process on the host: for
+// the admin API, not for a hot path.
+func ProcStats(pid int) (Stats, error) {
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if err != nil {
+		return Stats{}, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return Stats{}, err
+	}
+	page := int64(os.Getpagesize())
+	var st Stats
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || l != ns {
+			continue
+		}
+		st.Processes++
+		b, err := os.ReadFile("/proc/" + e.Name() + "/statm")
+		if f := strings.Fields(string(b)); err == nil && len(f) > 1 {
+			rss, _ := strconv.ParseInt(f[1], 10, 64)
+			st.MemoryBytes += rss * page
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,288 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/guntainer/playground/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// startInUserNS runs helper name in new user (root inside, the single-id
+// map) and mount namespaces, as the container's init runs, and returns its
+// output.
+func runInUserNS(t *testing.T, name string, arg any) string {
+	t.Helper()
+	cmd := helperCmd(t, name, arg)
+	u, g := singleMap()
+	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
+	cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = u, g
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) {
+		testenv.Skipf(t, "no user namespaces here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("helper %s: %v\n%s%s", name, err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// TestRlimitsInsideTheContainer applies the rlimits-only mode's limits
+// and priority as init does, in a user namespace, and reads them from
+// /proc of a process the helper starts afterwards, from any of its threads.
+func TestRlimitsInsideTheContainer(t *testing.T) {
+	// Memory as DATA binds per process, thread stacks included: the
+	// helper, a Go test binary with cgo, needs a few hundred MiB.
+	l := Limits{Memory: 512 << 20, Pids: 64, Disk: 16 << 20, NoFile: 256}
+	out := runInUserNS(t, "rlimits", l)
+	limits, rest, _ := strings.Cut(out, "--\n")
+	want := map[string]string{
+		"Max core file size":    "0 0",
+		"Max open files":        "256 256",
+		"Max file size":         "16777216 16777216",
+		"Max processes":         "64 64",
+		"Max data size":         "536870912 536870912",
+		"Max nice priority":     "0 0",
+		"Max realtime priority": "0 0",
+	}
+	for _, line := range strings.Split(limits, "\n") {
+		for name, w := range want {
+			if strings.HasPrefix(line, name+" ") {
+				f := strings.Fields(strings.TrimPrefix(line, name))
+				if got := strings.Join(f[:2], " "); got != w {
+					t.Errorf("%s: -want %s +got %s", name, w, got)
+				}
+				delete(want, name)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("not in /proc/PID/limits: %v\n%s", want, limits)
+	}
+	f := strings.Fields(rest)
+	if len(f) != 2 || f[0] != strconv.Itoa(SessionNice) || f[1] != "EACCES" {
+		t.Errorf("nice of a child, and raising it: got %q, want %d EACCES", rest, SessionNice)
+	}
+}
+
+func helperRlimits() int {
+	var l Limits
+	helperArg(&l)
+	if err := applyRlimits(RlimitsFor(l, false)); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	// The program, started as init starts the shell.
+	var out []byte
+	var raise error
+	done := make(chan error)
+	go func() {
+		done <- withSessionPriority(SessionNice, false, func() error {
+			var err error
+			out, err = exec.Command("/bin/sh", "-c", `cat /proc/self/limits; echo --; cut -d' ' -f19 /proc/self/stat`).Output()
+			raise = unix.Setpriority(unix.PRIO_PROCESS, 0, SessionNice-1) // back up: refused
+			return err
+		})
+	}()
+	if err := <-done; err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	_, _ = os.Stdout.Write(out)
+	fmt.Println(map[bool]string{true: "EACCES", false: fmt.Sprint(raise)}[errors.Is(raise, unix.EACCES)])
+	return 0
+}
+
+// TestSessionDisk mounts a session's disk as DiskLayout says, binds its
+// tmp and shm where /tmp and /dev/shm go, and fills them: the writable
+// layer, /tmp and /dev/shm share one size and one inode count.
+func TestSessionDisk(t *testing.T) {
+	out := runInUserNS(t, "disk", Limits{Disk: 16 << 20})
+	var got struct {
+		Bytes, Files, Inodes int64
+		Modes                map[string]string
+		Err                  string
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	if got.Err != "" {
+		t.Fatal(got.Err)
+	}
+	// 16 MiB written across the three places in 1 MiB files, then
+	// ENOSPC: never three times 16.
+	if got.Bytes < 14<<20 || got.Bytes > 16<<20 {
+		t.Errorf("bytes written across upper, /tmp and /dev/shm before ENOSPC: %d, want about 16 MiB", got.Bytes)
+	}
+	if got.Files < 100 || got.Files > got.Inodes {
+		t.Errorf("empty files made before ENOSPC: %d, want at most nr_inodes %d", got.Files, got.Inodes)
+	}
+	for d, m := range got.Modes {
+		if m != "777 sticky true" {
+			t.Errorf("%s mode %s, want 777 sticky true", d, m)
+		}
+	}
+}
+
+func helperDisk() int {
+	var l Limits
+	helperArg(&l)
+	var res struct {
+		Bytes, Files, Inodes int64
+		Modes                map[string]string
+		Err                  string
+	}
+	res.Inodes = l.DiskInodes()
+	defer func() {
+		b, _ := json.Marshal(res)
+		_, _ = os.Stdout.Write(b)
+	}()
+	fail := func(err error) int { res.Err = err.Error(); return 0 }
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fail(err)
+	}
+	base, err := os.MkdirTemp("", "playground-disk-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(base)
+	mp, tmpT, shmT := filepath.Join(base, "mp"), filepath.Join(base, "tmp"), filepath.Join(base, "shm")
+	for _, d := range []string{mp, tmpT, shmT} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return fail(err)
+		}
+	}
+	if err := mountSessionDisk(mp, l); err != nil {
+		return fail(err)
+	}
+	defer unix.Unmount(mp, unix.MNT_DETACH)
+	tmp, shm, err := openSessionDirs(mp)
+	if err != nil {
+		return fail(err)
+	}
+	defer unix.Close(tmp)
+	defer unix.Close(shm)
+	if err := attachSessionDir(tmp, tmpT); err != nil {
+		return fail(err)
+	}
+	defer unix.Unmount(tmpT, unix.MNT_DETACH)
+	if err := attachSessionDir(shm, shmT); err != nil {
+		return fail(err)
+	}
+	defer unix.Unmount(shmT, unix.MNT_DETACH)
+	res.Modes = map[string]string{}
+	for _, d := range []string{tmpT, shmT} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fail(err)
+		}
+		res.Modes[filepath.Base(d)] = fmt.Sprintf("%o sticky %v", fi.Mode().Perm(), fi.Mode()&os.ModeSticky != 0)
+	}
+	// 6 MiB into the writable layer, 6 into /tmp, then /dev/shm until full.
+	chunk := make([]byte, 1<<20)
+	n := 0
+	for i, dir := range []string{filepath.Join(mp, "upper"), tmpT, shmT} {
+		for j := 0; i == 2 || j < 6; j++ {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("f%d", n)))
+			n++
+			if err != nil {
+				break
+			}
+			w, err := f.Write(chunk)
+			_ = f.Close()
+			res.Bytes += int64(w)
+			if err != nil {
+				if !errors.Is(err, unix.ENOSPC) {
+					return fail(err)
+				}
+				break
+			}
+		}
+	}
+	// Free it, then fill the inodes with empty files in /tmp.
+	for _, dir := range []string{filepath.Join(mp, "upper"), tmpT, shmT} {
+		es, _ := os.ReadDir(dir)
+		for _, e := range es {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	for {
+		f, err := os.Create(filepath.Join(tmpT, fmt.Sprintf("e%d", res.Files)))
+		if err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				return fail(err)
+			}
+			break
+		}
+		_ = f.Close()
+		res.Files++
+	}
+	return 0
+}
+
+// TestProcStats counts a real pid namespace's processes: init and the two
+// it starts.
+func TestProcStats(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", "sleep 1000 & sleep 1000 & echo started; read x")
+	u, g := singleMap()
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+		UidMappings: u, GidMappings: g,
+		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		testenv.Skipf(t, "no user and pid namespaces here: %v", err)
+	}
+	defer func() { _ = in.Close(); _ = cmd.Wait() }() // init's end kills the sleeps
+	b := make([]byte, 8)
+	if _, err := out.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ProcStats(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Processes != 3 || st.MemoryBytes <= 0 {
+		t.Errorf("ProcStats: %+v, want 3 processes and some memory", st)
+	}
+}
+
+func TestHostChecks(t *testing.T) {
+	var nofile unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile); err != nil {
+		t.Fatal(err)
+	}
+	if nofile.Max < 1<<30 {
+		err := CheckRlimits(Limits{NoFile: int(nofile.Max) + 1})
+		if err == nil || !strings.Contains(err.Error(), "above the server's own hard limit") {
+			t.Errorf("CheckRlimits with nofile above the hard limit %d: got %v", nofile.Max, err)
+		}
+	}
+	if err := CheckRlimits(Limits{NoFile: 64}); err != nil {
+		t.Errorf("CheckRlimits with small limits: %v", err)
+	}
+	err := CheckNproc(1<<20, Limits{Pids: 256})
+	if os.Getuid() == 0 && err != nil {
+		t.Errorf("CheckNproc as root: %v", err)
+	}
+	if os.Getuid() != 0 && (err == nil || !strings.Contains(err.Error(), "need RLIMIT_NPROC of at least")) {
+		t.Errorf("CheckNproc of a million sessions as uid %d: got %v", os.Getuid(), err)
+	}
+	if err := CheckNproc(1, Limits{Pids: 8}); err != nil {
+		t.Errorf("CheckNproc of one small session: %v", err)
+	}
+}

@@ -1,0 +1,210 @@
+package seccomp
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	elastic "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/guntainer/playground/runtime/seccomp/filter"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Filter is a compiled seccomp BPF program.
+type Filter = filter.Program
+
+var compiled struct {
+	once sync.Once
+	f    Filter
+	err  error
+}
+
+// Compiled returns Compile's filter, compiled on first use and shared by
+// every later caller (it is never modified).
+func Compiled() (Filter, error) {
+	compiled.once.Do(func() { compiled.f, compiled.err = Compile() })
+	return compiled.f, compiled.err
+}
+
+// hot are the calls most programs make most often: the filter tests them
+// first, since a BPF filter is a straight list of comparisons.
+var hot = []string{
+	"read", "write", "futex", "epoll_pwait", "epoll_wait", "ppoll", "poll", "pselect6", "close", "mmap", "munmap",
+	"rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "newfstatat", "fstat", "statx", "openat", "lseek", "brk",
+	"getpid", "gettid", "nanosleep", "clock_nanosleep", "clock_gettime", "sched_yield", "readv", "writev",
+	"pread64", "pwrite64", "getdents64", "fcntl", "mprotect", "madvise", "wait4", "access", "faccessat2",
+}
+
+// Compile compiles Profile for this machine's architecture to BPF.
+//
+// Its layout: a call of any other architecture (i386's int 0x80) gets
+// EPERM; a call numbered above the highest the profile names (x32's, whose
+// numbers carry bit 30, and every call newer than the table) gets ENOSYS;
+// then the profile's rules, in the order allow, allow-if, errno; then the
+// default, EPERM.
+func Compile() (Filter, error) {
+	goarch := runtime.GOARCH
+	info, err := arch.GetInfo(goarch)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
+	}
+	p, err := Profile(goarch)
+	if err != nil {
+		return nil, err
+	}
+	policy := elastic.Policy{DefaultAction: elastic.ActionErrno}
+	plain := elastic.SyscallGroup{Action: elastic.ActionAllow}
+	cond := elastic.SyscallGroup{Action: elastic.ActionAllow}
+	var errnos []elastic.SyscallGroup
+	highest := 0
+	for _, r := range p.Syscalls {
+		for _, n := range r.Names {
+			highest = max(highest, info.SyscallNames[n])
+		}
+		switch {
+		case r.Action == specs.ActAllow && len(r.Args) == 0:
+			plain.Names = append(plain.Names, r.Names...)
+		case r.Action == specs.ActAllow:
+			cs, err := conditions(r.Args)
+			if err != nil {
+				return nil, fmt.Errorf("seccomp: %v: %w", r.Names, err)
+			}
+			for _, n := range r.Names {
+				cond.NamesWithCondtions = append(cond.NamesWithCondtions, elastic.NameWithConditions{Name: n, Conditions: cs})
+			}
+		case r.Action == specs.ActErrno && r.ErrnoRet != nil && *r.ErrnoRet == uint(unix.EPERM):
+			// The default's answer: no need to test for them.
+		case r.Action == specs.ActErrno && r.ErrnoRet != nil:
+			errnos = append(errnos, elastic.SyscallGroup{Names: r.Names, Action: elastic.ActionErrno | elastic.Action(*r.ErrnoRet)})
+		default:
+			return nil, fmt.Errorf("seccomp: %v: action %s not supported", r.Names, r.Action)
+		}
+	}
+	slices.SortStableFunc(plain.Names, func(a, b string) int { return rank(a) - rank(b) })
+	policy.Syscalls = append([]elastic.SyscallGroup{plain, cond}, errnos...)
+	insts, err := policy.Assemble()
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
+	}
+	body, err := stripPrelude(insts)
+	if err != nil {
+		return nil, err
+	}
+	prog := append([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipTrue: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
+		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(highest), SkipFalse: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+	}, body...)
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
+	}
+	if len(raw) > unix.BPF_MAXINSNS {
+		return nil, fmt.Errorf("seccomp: filter of %d instructions is over the kernel's %d", len(raw), unix.BPF_MAXINSNS)
+	}
+	f := make(Filter, len(raw))
+	for i, r := range raw {
+		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return f, nil
+}
+
+func rank(name string) int {
+	if i := slices.Index(hot, name); i >= 0 {
+		return i
+	}
+	return len(hot)
+}
+
+// stripPrelude removes what elastic's Assemble puts before the rules (its
+// architecture check and its x32 check, which Compile replaces), checking
+// that it is exactly that: any other shape would make the jumps wrong.
+func stripPrelude(insts []bpf.Instruction) ([]bpf.Instruction, error) {
+	bad := errors.New("seccomp: unexpected filter prelude from go-seccomp-bpf")
+	if len(insts) < 4 || insts[0] != (bpf.LoadAbsolute{Off: 4, Size: 4}) {
+		return nil, bad
+	}
+	i := 1
+	switch j := insts[1].(type) {
+	case bpf.JumpIf:
+		if j.Cond == bpf.JumpEqual && j.SkipTrue == 1 {
+			if _, ok := insts[2].(bpf.Jump); !ok {
+				return nil, bad
+			}
+			i = 3
+		} else if j.Cond == bpf.JumpNotEqual {
+			i = 2
+		} else {
+			return nil, bad
+		}
+	default:
+		return nil, bad
+	}
+	if insts[i] != (bpf.LoadAbsolute{Off: 0, Size: 4}) {
+		return nil, bad
+	}
+	i++
+	if j, ok := insts[i].(bpf.JumpIf); ok && j.Cond == bpf.JumpGreaterOrEqual && j.Val == uint32(arch.X32.SeccompMask) {
+		if _, ok := insts[i+1].(bpf.RetConstant); !ok {
+			return nil, bad
+		}
+		i += 2
+	}
+	return insts[i:], nil
+}
+
+// conditions translates a rule's argument comparisons (ANDed).
+func conditions(args []specs.LinuxSeccompArg) (elastic.ArgumentConditions, error) {
+	var cs elastic.ArgumentConditions
+	for _, a := range args {
+		c := elastic.Condition{Argument: uint32(a.Index), Value: a.Value}
+		switch a.Op {
+		case specs.OpEqualTo:
+			c.Operation = elastic.Equal
+		case specs.OpNotEqual:
+			c.Operation = elastic.NotEqual
+		case specs.OpLessThan:
+			c.Operation = elastic.LessThan
+		case specs.OpLessEqual:
+			c.Operation = elastic.LessOrEqual
+		case specs.OpGreaterThan:
+			c.Operation = elastic.GreaterThan
+		case specs.OpGreaterEqual:
+			c.Operation = elastic.GreaterOrEqual
+		case specs.OpMaskedEqual:
+			// (arg & Value) == ValueTwo, one bit at a time.
+			mask, want := a.Value, a.ValueTwo
+			if want&^mask != 0 {
+				return nil, fmt.Errorf("masked compare %#x with %#x can never match", mask, want)
+			}
+			if want == 0 {
+				cs = append(cs, elastic.Condition{Argument: uint32(a.Index), Operation: elastic.BitsNotSet, Value: mask})
+				continue
+			}
+			for b := range 64 {
+				bit := uint64(1) << b
+				if mask&bit == 0 {
+					continue
+				}
+				op := elastic.BitsNotSet
+				if want&bit != 0 {
+					op = elastic.BitsSet
+				}
+				cs = append(cs, elastic.Condition{Argument: uint32(a.Index), Operation: op, Value: bit})
+			}
+			continue
+		default:
+			return nil, fmt.Errorf("comparison %s not supported", a.Op)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
