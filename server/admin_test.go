@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/guntainer/playground/runtime"
 )
 
 func TestAdminAPI(t *testing.T) {
@@ -81,20 +83,14 @@ func TestAdminAPIOff(t *testing.T) {
 	}
 }
 
-// statsTerminal is a Terminal that reports processes and memory, as
-// runtime.Container does with its cgroup.
+// statsTerminal is a Terminal that reports processes and memory, as a
+// container does with its cgroup (runtime.Stats). The numbers are made
+// up, since a plain pty has no cgroup; the admin API's handling of them
+// is what is tested.
 type statsTerminal struct{ Terminal }
 
-type fakeStats struct {
-	Processes   int
-	MemoryBytes int64
-}
-
-// Stats is the runtime's Stats: these are the numbers of the program's
-// cgroup, which a plain pty has not; the admin API's handling of them is
-// what is tested.
-func (statsTerminal) Stats() (fakeStats, error) {
-	return fakeStats{Processes: 3, MemoryBytes: 12 << 20}, nil
+func (statsTerminal) Stats() (runtime.Stats, error) {
+	return runtime.Stats{Processes: 3, MemoryBytes: 12 << 20}, nil
 }
 
 func TestAdminStats(t *testing.T) {

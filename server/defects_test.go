@@ -240,7 +240,7 @@ func TestContainerStartHonoursCtx(t *testing.T) {
 // slow, never as gone.
 func TestSlowReaderIsNotClientGone(t *testing.T) {
 	var logs syncBuffer
-	s := newTestServer(t, Config{PingInterval: 100 * time.Millisecond, WriteTimeout: 2 * time.Second}, withLog(&logs))
+	s := newTestServer(t, Config{PingInterval: 400 * time.Millisecond, WriteTimeout: 2 * time.Second}, withLog(&logs))
 	conn, resp, err := s.dial(nil)
 	if err != nil {
 		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
@@ -252,7 +252,7 @@ func TestSlowReaderIsNotClientGone(t *testing.T) {
 		}
 	}
 	// Read a frame every 30 ms for a while: far slower than yes prints,
-	// with pings every 100 ms behind the data.
+	// with pings every 400 ms behind the data.
 	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
 	for range 20 {
 		if _, _, err := conn.ReadMessage(); err != nil {

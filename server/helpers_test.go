@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
+	pgruntime "github.com/guntainer/playground/runtime"
 	"github.com/guntainer/playground/server/vt"
 )
 
@@ -482,13 +483,12 @@ func (t *recordedTerminal) waitResized(tb testing.TB, size string) {
 	}
 }
 
-// Stats passes the wrapped terminal's on, in a struct of the same fields.
-func (t *recordedTerminal) Stats() (fakeStats, error) {
-	p, m, ok := terminalStats(t.Terminal)
-	if !ok {
-		return fakeStats{}, errors.ErrUnsupported
+// Stats passes the wrapped terminal's on.
+func (t *recordedTerminal) Stats() (pgruntime.Stats, error) {
+	if st, ok := t.Terminal.(statser); ok {
+		return st.Stats()
 	}
-	return fakeStats{Processes: p, MemoryBytes: m}, nil
+	return pgruntime.Stats{}, errors.ErrUnsupported
 }
 
 // ID and SignalForeground pass the wrapped terminal's on, as the

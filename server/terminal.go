@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"reflect"
 	"sync"
 	"syscall"
 
@@ -193,33 +192,19 @@ func terminalID(t Terminal) string {
 	return ""
 }
 
-// terminalStats calls the Terminal's Stats() (runtime.Stats, error), if it
-// has one, and reads its Processes and MemoryBytes. It goes by reflection,
-// so that it works with any struct of those fields: runtime.Stats is being
-// added beside this code.
+type statser interface {
+	Stats() (runtime.Stats, error)
+}
+
+// terminalStats is the Terminal's Stats, if it has them.
 func terminalStats(t Terminal) (procs int, mem int64, ok bool) {
-	if t == nil {
+	st, isStatser := t.(statser)
+	if !isStatser {
 		return 0, 0, false
 	}
-	m := reflect.ValueOf(t).MethodByName("Stats")
-	if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 2 {
+	s, err := st.Stats()
+	if err != nil {
 		return 0, 0, false
 	}
-	if !m.Type().Out(1).Implements(reflect.TypeFor[error]()) || m.Type().Out(0).Kind() != reflect.Struct {
-		return 0, 0, false
-	}
-	out := m.Call(nil)
-	if !out[1].IsNil() {
-		return 0, 0, false
-	}
-	st := out[0]
-	p, pok := st.FieldByName("Processes"), false
-	b, bok := st.FieldByName("MemoryBytes"), false
-	if p.IsValid() && p.CanInt() {
-		procs, pok = int(p.Int()), true
-	}
-	if b.IsValid() && b.CanInt() {
-		mem, bok = b.Int(), true
-	}
-	return procs, mem, pok || bok
+	return s.Processes, s.MemoryBytes, true
 }
