@@ -27,8 +27,14 @@ func TestConnectStorm(t *testing.T) {
 		t.Skip("a long test") // -short is for quick local runs; CI runs it
 	}
 	start, state := testStartState(t)
+	var logs syncBuffer
 	s := newTestServer(t, Config{ReconnectGrace: 50 * time.Millisecond}, withStart(start),
-		func(d *Deps) { d.Log = zerolog.Nop() })
+		func(d *Deps) { d.Log = zerolog.New(&logs).Level(zerolog.WarnLevel) })
+	defer func() {
+		if t.Failed() {
+			t.Logf("the server's warnings and errors:\n%s", logs.String())
+		}
+	}()
 	// The baseline, with the server listening and one session done.
 	s.checkWorks(t)
 	s.waitSessions(t, 0)
