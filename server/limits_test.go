@@ -116,7 +116,13 @@ func TestConnectionRate(t *testing.T) {
 		c.waitOutput("$ ")
 		_ = i
 	}
-	c := s.open(t, "", nil)
+	// Refused at once, before init: the client may not get to send it.
+	conn, resp, err := s.dial(nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	c := newTestClient(t, conn)
+	_ = c.trySend(websocket.BinaryMessage, `{"columns": 80, "rows": 24}`)
 	if code, text, _ := c.waitClose(); code != websocket.ClosePolicyViolation || !strings.Contains(text, "too many connections") {
 		t.Errorf("fourth connection: close %d %q, want 1008", code, text)
 	}
