@@ -204,12 +204,12 @@ func (c *wsConn) offer(f *outFrame) bool {
 	}
 }
 
-// sendFinal queues a last data message (EXIT), waiting at most the write
-// timeout for room.
-func (c *wsConn) sendFinal(msg []byte) {
+// sendFinal queues a last data message (EXIT), waiting for room until
+// deadline at most.
+func (c *wsConn) sendFinal(msg []byte, deadline time.Time) {
 	f := &outFrame{b: msg}
 	f.refs.Store(1)
-	t := time.NewTimer(c.srv.cfg.WriteTimeout)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case c.data <- f:

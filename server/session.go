@@ -445,9 +445,12 @@ func (ss *session) finish(term Terminal, st runtime.ExitStatus) {
 	if exitReason == "" {
 		exitReason = st.Reason // a limit the runtime enforced
 	}
+	// One deadline for all: a session's end waits at most the write
+	// timeout for its slowest client, however many watch it.
+	deadline := time.Now().Add(ss.srv.cfg.WriteTimeout)
 	for _, c := range conns {
 		if cause.code == websocket.CloseNormalClosure && term != nil {
-			c.sendFinal(frame(msgExit, exitPayload(st, exitReason)))
+			c.sendFinal(frame(msgExit, exitPayload(st, exitReason)), deadline)
 			c.end(websocket.CloseNormalClosure, text, "session ended", true)
 		} else {
 			c.end(cause.code, cause.text, "session ended", false)
