@@ -56,6 +56,10 @@ type Spec struct {
 	User string
 	// Cols and Rows are the terminal size; 80x24 when zero.
 	Cols, Rows uint16
+	// Stdio, when set, gives the program these files as its stdin, stdout
+	// and stderr instead of a terminal: no pty, no echo, end of file as
+	// the caller's. See Stdio for what is accepted.
+	Stdio *Stdio
 	// WritableSize is the size limit, in bytes, of the tmpfs holding the
 	// container's writable layer; 256 MiB when zero.
 	WritableSize int64
