@@ -338,8 +338,11 @@ func executable(p string) error {
 	if err != nil {
 		return notExecutable(err)
 	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return notExecutable(fmt.Errorf("%s: permission denied", p))
+	if fi.IsDir() {
+		return notExecutable(errors.New("is a directory"))
+	}
+	if fi.Mode()&0o111 == 0 {
+		return notExecutable(errors.New("permission denied"))
 	}
 	return nil
 }

@@ -239,8 +239,8 @@ func TestProgramErrors(t *testing.T) {
 	}{
 		{"not in PATH", Spec{Args: []string{"no-such-program"}}, ErrProgramNotFound, "exec no-such-program: executable file not found in $PATH"},
 		{"no such path", Spec{Args: []string{"/no/such/program"}}, ErrProgramNotFound, "exec /no/such/program: no such file or directory"},
-		{"not executable", Spec{Args: []string{"/etc/passwd"}}, ErrProgramNotExecutable, "exec /etc/passwd: /etc/passwd: permission denied"},
-		{"a directory", Spec{Args: []string{"/bin"}}, ErrProgramNotExecutable, "exec /bin: /bin: permission denied"},
+		{"not executable", Spec{Args: []string{"/etc/passwd"}}, ErrProgramNotExecutable, "exec /etc/passwd: permission denied"},
+		{"a directory", Spec{Args: []string{"/bin"}}, ErrProgramNotExecutable, "exec /bin: is a directory"},
 		{"missing interpreter", Spec{Args: []string{"/bin/badscript"}}, ErrProgramNotExecutable, "exec /bin/badscript: no such file or directory"},
 		{"missing working directory", Spec{Args: []string{"true"}, Dir: "/no/such/dir"}, nil, "working directory /no/such/dir: no such file or directory"},
 		{"missing rootfs", Spec{Rootfs: "/no/such/rootfs"}, nil, "rootfs: stat /no/such/rootfs"},
