@@ -6,7 +6,8 @@
 // read-only root file system and a per-container writable layer on a
 // size-limited tmpfs, pivot_roots into it, opens a pty from the container's
 // own devpts, hands the pty master to the parent and starts the program on
-// the pty's slave side as its controlling terminal, through a last step that
+// the pty's slave side as its controlling terminal (or, with Spec.Stdio, on
+// the caller's own files and no terminal), through a last step that
 // gives it a cgroup namespace and a session keyring of its own, a short
 // list of capabilities, no_new_privs and a seccomp filter. When the program
 // exits, init exits and the kernel ends every other process of the pid

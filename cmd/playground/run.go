@@ -304,6 +304,17 @@ type pipeIO struct {
 func newPipeIO(stdin io.Reader, stdout, stderr io.Writer) (*pipeIO, error) {
 	p := &pipeIO{}
 	var err error
+	// A standard file that is not open (a daemon's closed fd 0) is
+	// /dev/null to the program.
+	if f, ok := stdin.(*os.File); ok && !isOpen(f) {
+		stdin = nil
+	}
+	if f, ok := stdout.(*os.File); ok && !isOpen(f) {
+		stdout = nil
+	}
+	if f, ok := stderr.(*os.File); ok && !isOpen(f) {
+		stderr = nil
+	}
 	if f, ok := stdin.(*os.File); ok && !isTerminal(f) {
 		p.stdio.Stdin = f // a file, a pipe, /dev/null: the program reads it itself
 	} else if stdin != nil {
@@ -340,8 +351,12 @@ func newPipeIO(stdin io.Reader, stdout, stderr io.Writer) (*pipeIO, error) {
 	return p, nil
 }
 
-// output is the program's file for w: w itself, or a pipe copied to w.
+// output is the program's file for w: w itself, a pipe copied to w, or
+// nil (/dev/null) for no w.
 func (p *pipeIO) output(w io.Writer) (*os.File, error) {
+	if w == nil {
+		return nil, nil
+	}
 	if f, ok := w.(*os.File); ok && !isTerminal(f) {
 		return f, nil
 	}
@@ -384,6 +399,11 @@ func (p *pipeIO) abort() {
 	}
 }
 
+func isOpen(f *os.File) bool {
+	_, err := f.Stat()
+	return err == nil
+}
+
 func sameFile(a, b *os.File) bool {
 	ai, err1 := a.Stat()
 	bi, err2 := b.Stat()
@@ -411,7 +431,28 @@ func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, stderr
 	}
 	rep := image.NewReporter(stderr, writerIsTerminal(stderr), log, 2*time.Second)
 	defer rep.Close()
-	return cache.Prepare(ctx, src, rep.Report)
+	return cache.Prepare(ctx, src, quietProgress(rep.Report))
+}
+
+// quietProgress passes on progress that says something: the work (waiting
+// for another process, resolving, downloading, verifying, unpacking,
+// pulling) and the ready after it. A source already in the cache prints
+// nothing, and a failure is run's error to print.
+func quietProgress(report image.ProgressFunc) image.ProgressFunc {
+	worked := false
+	return func(p image.Progress) {
+		switch p.Phase {
+		case image.PhaseQueued, image.PhasePreparing, image.PhaseFinishing, image.PhaseFailed:
+			return
+		case image.PhaseReady:
+			if !worked {
+				return
+			}
+		default:
+			worked = true
+		}
+		report(p)
+	}
 }
 
 // defaultCacheDir is PLAYGROUND_CACHE, else the image package's default
