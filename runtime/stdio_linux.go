@@ -145,7 +145,7 @@ func recvStdio(cfg *initConfig) ([]int, error) {
 	var msg stdioMessage
 	fds, err := recvMsg(syncFd, &msg)
 	if err != nil {
-		return nil, step("receive stdio", err)
+		return nil, err
 	}
 	stdio := []int{-1, -1, -1}
 	n := 0
@@ -157,7 +157,7 @@ func recvStdio(cfg *initConfig) ([]int, error) {
 	}
 	if n != len(fds) {
 		closeFds(fds)
-		return nil, step("receive stdio", fmt.Errorf("%d fds for %v", len(fds), msg.Files))
+		return nil, fmt.Errorf("%d fds for %v", len(fds), msg.Files)
 	}
 	return stdio, nil
 }
