@@ -20,6 +20,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
+
+	"github.com/guntainer/playground/static"
 )
 
 // Deps are what the server needs from outside.
@@ -104,7 +106,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /", http.FileServerFS(deps.Static))
+	mux.Handle("GET /", static.Serve(deps.Static))
 	mux.HandleFunc("GET /ws", s.handleWS)
 	mux.HandleFunc("GET /token", s.handleToken)
 	mux.HandleFunc("GET /healthz", handleHealthz)

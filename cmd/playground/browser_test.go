@@ -3,36 +3,355 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/guntainer/playground/static"
 )
 
-// TestBrowser drives Debian's chromium against the real server: the page
-// loads, a command typed into xterm.js runs in a container, its answer is
-// read back from the terminal buffer, a screenshot is saved, a smaller
-// window resizes the pty, and the end of the session is shown.
+// prompt is the host rootfs's bash prompt, as the terminal shows it.
+const prompt = "root@playground:~#"
+
+// TestBrowser drives Debian's chromium against the real `playground serve`: one
+// server and one browser for most subtests, each subtest in a tab of its own. Every
+// tab records Content-Security-Policy violations from its first script on, and fails
+// its subtest if there was any.
 func TestBrowser(t *testing.T) {
-	exe := ""
+	exe := chromium(t)
+	_, srvURL, _ := startServer(t)
+	b := newBrowser(t, exe)
+
+	t.Run("type a command and read the answer", func(t *testing.T) {
+		tab := b.open(t, srvURL)
+		tab.waitPrompt()
+		tab.do(typeLine("echo answer=$((6*7))"))
+		text := tab.waitText("answer=42\n")
+		// Each key once: one command line, one answer, then one fresh prompt.
+		if strings.Count(text, "echo answer=$((6*7))") != 1 || strings.Count(text, prompt) != 2 {
+			t.Errorf("the terminal does not show the line typed once and a new prompt:\n%s", text)
+		}
+		tab.do(typeLine(`printf '\033[1;32mgreen\033[0m \033[38;2;255;100;0mtruecolor\033[0m done\n'`))
+		tab.waitText("truecolor done")
+		tab.screenshot("browser-desktop.png")
+		// Wide characters take two cells (unicode11): the bar after them is in column 6.
+		tab.do(typeLine(`printf '漢字😀|\n'`))
+		tab.waitText("\n漢字😀|")
+		col := eval[int](tab, `(() => {
+			const buf = window.playground.term.buffer.active;
+			for (let y = buf.length - 1; y >= 0; y--) {
+				const line = buf.getLine(y);
+				if (!line.translateToString(true).startsWith('漢')) continue;
+				for (let x = 0; x < line.length; x++) if (line.getCell(x).getChars() === '|') return x;
+			}
+			return -1;
+		})()`)
+		if col != 6 {
+			t.Errorf("after 漢字😀 the next character is in column %d, want 6 (two cells each)", col)
+		}
+	})
+
+	t.Run("resize reaches the pty, clamped to the server's limit", func(t *testing.T) {
+		tab := b.open(t, srvURL)
+		tab.waitPrompt()
+		size := func() string {
+			return eval[string](tab, `window.playground.term.rows + " " + window.playground.term.cols`)
+		}
+		before := size()
+		tab.do(chromedp.EmulateViewport(640, 360))
+		after := tab.waitChange(size, before)
+		tab.do(typeLine("echo size=$(stty size)"))
+		tab.waitText("size=" + after + "\n")
+
+		// A window wider than the server's 1000 columns: the page asks for 1000, and
+		// the session goes on (the server would close it with 1002 otherwise).
+		tab.do(chromedp.EmulateViewport(9000, 360))
+		wide := tab.waitChange(size, after)
+		var rows, cols int
+		if _, err := fmt.Sscanf(wide, "%d %d", &rows, &cols); err != nil || cols <= 1000 {
+			t.Fatalf("terminal %q after widening, want over 1000 columns", wide)
+		}
+		tab.do(typeLine("clear; echo wide=$(stty size)"))
+		tab.waitText(fmt.Sprintf("wide=%d 1000\n", rows))
+		if !eval[bool](tab, `window.playground.state.connected`) {
+			t.Error("the connection closed after the wide resize")
+		}
+	})
+
+	t.Run("paste 1 MB into wc -c", func(t *testing.T) {
+		tab := b.open(t, srvURL)
+		tab.waitPrompt()
+		// The count is marked: under output pressure the pty may echo the last
+		// pasted lines after wc has printed it, on the same line.
+		tab.do(typeLine(`echo READY; wc -c | sed s/^/cou""nt=/`))
+		tab.waitText("\nREADY")
+		// A real paste event on xterm's textarea, as the browser fires for Ctrl+V:
+		// xterm hands the page all of it in one onData.
+		n := eval[int](tab, `(() => {
+			const text = ('x'.repeat(63) + '\n').repeat(16384);
+			const dt = new DataTransfer();
+			dt.setData('text/plain', text);
+			document.querySelector('.xterm-helper-textarea').dispatchEvent(
+				new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+			window.playground.term.input('\x04', true); // EOF for wc, after the paste
+			return text.length;
+		})()`)
+		if n != 1<<20 {
+			t.Fatalf("pasted %d bytes, want 1 MiB", n)
+		}
+		text := tab.waitTextTimeout("count=", 90*time.Second)
+		if m := regexp.MustCompile(`count=(\d+)`).FindStringSubmatch(text); m == nil || m[1] != "1048576" {
+			t.Errorf("wc -c counted %v, want 1048576", m)
+		}
+		if !eval[bool](tab, `window.playground.state.connected`) {
+			t.Errorf("connection closed (code %v)", eval[any](tab, `window.playground.state.closeCode`))
+		}
+	})
+
+	t.Run("Ctrl+C copies a selection, else interrupts; Ctrl+V pastes", func(t *testing.T) {
+		tab := b.open(t, srvURL)
+		b.grantClipboard(t, srvURL)
+		tab.waitPrompt()
+		tab.do(typeLine("echo copy-$((3*4))-me"))
+		tab.waitText("\ncopy-12-me\n")
+		selected := eval[string](tab, `(() => {
+			const p = window.playground, buf = p.term.buffer.active;
+			for (let y = 0; y < buf.length; y++) {
+				if (buf.getLine(y).translateToString(true) === 'copy-12-me') { p.term.select(0, y, 10); break; }
+			}
+			return p.term.getSelection();
+		})()`)
+		if selected != "copy-12-me" {
+			t.Fatalf("selected %q", selected)
+		}
+		tab.do(ctrlKey("c", "KeyC", 67, nil))
+		if got := eval[string](tab, `navigator.clipboard.readText()`, chromedp.EvalAwaitPromise); got != "copy-12-me" {
+			t.Errorf("clipboard after Ctrl+C: %q, want copy-12-me", got)
+		}
+		if eval[bool](tab, `window.playground.term.hasSelection()`) {
+			t.Error("the selection is still there after copying")
+		}
+		// Without a selection, Ctrl+C interrupts.
+		tab.do(typeLine("echo started; sleep 100"))
+		tab.waitText("\nstarted")
+		tab.do(ctrlKey("c", "KeyC", 67, nil))
+		tab.do(typeLine("echo rc=$?"))
+		tab.waitText("rc=130\n")
+		if strings.Contains(tab.text(), "copy-12-me^C") {
+			t.Error("the copying Ctrl+C was sent to the shell as well")
+		}
+		// Ctrl+V pastes the clipboard (the browser's own paste), not ^V.
+		eval[any](tab, `navigator.clipboard.writeText('echo pasted=$((5*5))')`, chromedp.EvalAwaitPromise)
+		tab.do(ctrlKey("v", "KeyV", 86, []string{"paste"}), typeLine(""))
+		tab.waitText("\npasted=25\n")
+	})
+
+	t.Run("output flood: the tab stays responsive", func(t *testing.T) {
+		tab := b.open(t, srvURL)
+		tab.waitPrompt()
+		t0 := time.Now()
+		tab.do(typeLine("yes | head -c 50000000; echo flood-$((9*9))"))
+		tab.waitTextTimeout("\nflood-81\n", 3*time.Minute)
+		elapsed := time.Since(t0)
+		ms := eval[float64](tab, `window.playground.echoProbe('Z', 20000)`, chromedp.EvalAwaitPromise)
+		got := eval[float64](tab, `window.playground.state.bytesOut`)
+		t.Logf("50 MB of output drawn in %v (%.1f MB/s received); a keystroke's echo right after: %.1f ms", elapsed.Round(time.Millisecond), got/elapsed.Seconds()/1e6, ms)
+	})
+
+	t.Run("exit, the ended state, start again", func(t *testing.T) {
+		tab := b.open(t, srvURL)
+		tab.waitPrompt()
+		tab.do(typeLine("exit 5"), voidOf(chromedp.Poll[bool](`window.playground.state.ended`)))
+		status := tab.run(chromedp.Text(chromedp.ID(`status-text`)))
+		if code := eval[int](tab, `window.playground.state.exit.code`); code != 5 || !strings.Contains(status, "exit code 5") {
+			t.Errorf("after exit 5: exit code %v, status %q", code, status)
+		}
+		tab.screenshot("browser-ended.png")
+		tab.do(chromedp.WaitVisible(chromedp.ID(`restart`)), chromedp.Click(chromedp.ID(`restart`)))
+		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.connected && !window.playground.state.ended`)))
+		tab.waitPrompt()
+		tab.do(typeLine("echo again=$((1+2))"))
+		tab.waitText("again=3\n")
+	})
+
+	t.Run("phone: the key bar's Ctrl+C interrupts", func(t *testing.T) {
+		tab := b.openWith(t, srvURL, chromedp.EmulateViewport(390, 700, chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch))
+		tab.waitPrompt()
+		tab.do(chromedp.WaitVisible(chromedp.ID(`keybar`)))
+		tab.do(typeLine("echo started; sleep 100"))
+		tab.waitText("\nstarted")
+		tab.do(chromedp.Tap(chromedp.ID(`key-ctrl`)))
+		if p := eval[string](tab, `document.getElementById('key-ctrl').getAttribute('aria-pressed')`); p != "true" {
+			t.Errorf("Ctrl after a tap: aria-pressed %q", p)
+		}
+		tab.do(insertText("c"))
+		tab.do(typeLine("echo rc=$?"))
+		tab.waitText("rc=130\n")
+		if p := eval[string](tab, `document.getElementById('key-ctrl').getAttribute('aria-pressed')`); p != "false" {
+			t.Errorf("Ctrl stays pressed after one key: aria-pressed %q", p)
+		}
+		tab.do(chromedp.Tap(chromedp.ID(`key-up`)))
+		tab.waitText("# echo rc=$?") // the up arrow recalls the last command
+		tab.screenshot("browser-phone.png")
+	})
+
+	t.Run("CSP header, compressed assets, token removed from the address bar", func(t *testing.T) {
+		tab := b.open(t, srvURL+"?token=s3cret&fontSize=15")
+		tab.waitPrompt()
+		csp := eval[string](tab, `fetch(location.href, {cache: 'no-store'}).then(r => r.headers.get('content-security-policy'))`, chromedp.EvalAwaitPromise)
+		if csp != static.ContentSecurityPolicy {
+			t.Errorf("Content-Security-Policy: %q, want %q", csp, static.ContentSecurityPolicy)
+		}
+		// The browser asked for, and got, compressed assets.
+		enc := eval[[]map[string]any](tab, `performance.getEntriesByType('resource').filter(e => e.name.includes('/assets/')).map(e => ({name: e.name, encoded: e.encodedBodySize, decoded: e.decodedBodySize}))`)
+		if len(enc) == 0 {
+			t.Error("no asset requests seen")
+		}
+		for _, e := range enc {
+			if e["encoded"].(float64) >= e["decoded"].(float64) {
+				t.Errorf("%v came uncompressed: %v of %v bytes", e["name"], e["encoded"], e["decoded"])
+			}
+		}
+		loc := eval[string](tab, `location.search`)
+		if strings.Contains(loc, "token") || !strings.Contains(loc, "fontSize=15") {
+			t.Errorf("address after load: %q, want the token gone and the rest kept", loc)
+		}
+		if fs := eval[int](tab, `window.playground.term.options.fontSize`); fs != 15 {
+			t.Errorf("?fontSize=15: font size %d", fs)
+		}
+	})
+
+	t.Run("WebGL renderer, and the DOM renderer after a lost context", func(t *testing.T) {
+		// Forced: on a machine without a GPU the page picks the DOM renderer itself.
+		tab := b.open(t, srvURL+"?renderer=webgl")
+		tab.waitPrompt()
+		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.rendererReady`)))
+		if !eval[bool](tab, `!!document.createElement('canvas').getContext('webgl2')`) {
+			testenv.Skipf(t, "this chromium has no WebGL2")
+		}
+		if r := eval[string](tab, `window.playground.state.renderer`); r != "webgl" {
+			t.Fatalf("renderer %q with WebGL2 available, want webgl", r)
+		}
+		lost := eval[bool](tab, `(() => {
+			for (const c of document.querySelectorAll('.xterm-screen canvas')) {
+				const gl = c.getContext('webgl2');
+				if (gl) { gl.getExtension('WEBGL_lose_context').loseContext(); return true; }
+			}
+			return false;
+		})()`)
+		if !lost {
+			t.Fatal("no WebGL2 canvas in the terminal")
+		}
+		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.renderer === 'dom'`)))
+		tab.do(typeLine("echo after-loss=$((8*8))"))
+		tab.waitText("after-loss=64\n")
+		tab.do(voidOf(chromedp.Poll[bool](`[...document.querySelectorAll('.xterm-rows > div')].some(d => d.textContent.trim() === 'after-loss=64')`)))
+	})
+
+	t.Run("the connection drops: the page reattaches to the same shell", func(t *testing.T) {
+		proxy := newCutProxy(t, srvURL)
+		tab := b.open(t, proxy.url)
+		tab.waitPrompt()
+		if eval[string](tab, `window.playground.state.session?.resume ?? ''`) == "" {
+			testenv.Skipf(t, "needs server resume (issue 8): SESSION carries no resume key")
+		}
+		tab.do(typeLine("export MARK=kept-$((7*6))"))
+		tab.waitText("# export MARK=kept-$((7*6))\n")
+		proxy.cut()
+		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.resumes >= 1 && window.playground.state.phase === 'connected'`)))
+		tab.do(typeLine("echo mark=$MARK"))
+		text := tab.waitText("mark=kept-42\n")
+		if n := strings.Count(text, "export MARK=kept-$((7*6))"); n != 1 {
+			t.Errorf("the line typed before the drop shows %d times after the reattach:\n%s", n, text)
+		}
+		// A refresh reattaches too: the resume key lives in the tab's sessionStorage.
+		tab.do(chromedp.Reload())
+		tab.waitText("mark=kept-42\n")
+		tab.do(typeLine("echo again=$MARK"))
+		tab.waitText("again=kept-42\n")
+	})
+}
+
+// TestBrowserNoWebGL: without WebGL the DOM renderer draws the terminal, colours and
+// all, with no CSP violation (xterm's DOM renderer writes dynamic styles).
+func TestBrowserNoWebGL(t *testing.T) {
+	exe := chromium(t)
+	_, srvURL, _ := startServer(t)
+	b := newBrowser(t, exe, chromedp.Flag("disable-webgl", true))
+	tab := b.open(t, srvURL)
+	tab.waitPrompt()
+	tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.rendererReady`)))
+	if r := eval[string](tab, `window.playground.state.renderer`); r != "dom" {
+		t.Fatalf("renderer %q with WebGL disabled, want dom", r)
+	}
+	tab.do(typeLine(`printf '\033[38;2;255;0;0mRED\033[0m\n'`))
+	tab.waitText("\nRED\n")
+	// The DOM renderer draws on the next animation frame: wait for the span.
+	color, err := chromedp.Run(tab.ctx, chromedp.Poll[string](`(() => {
+		for (const s of document.querySelectorAll('.xterm-rows span')) if (s.textContent === 'RED') return getComputedStyle(s).color;
+		return '';
+	})()`, chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("RED not drawn in the DOM: %v", err)
+	}
+	if color != "rgb(255, 0, 0)" {
+		t.Errorf("RED drawn in %q, want rgb(255, 0, 0)", color)
+	}
+	tab.screenshot("browser-dom-renderer.png")
+}
+
+// TestBrowserTypeahead: with no warm container, a command typed before the prompt is
+// there runs once and shows once (the pty used to echo it, then readline again).
+func TestBrowserTypeahead(t *testing.T) {
+	exe := chromium(t)
+	_, srvURL, _ := startServer(t, "--warm", "0")
+	b := newBrowser(t, exe)
+	tab := b.open(t, srvURL)
+	// As soon as the page has a terminal: the socket may not even be open yet.
+	tab.do(voidOf(chromedp.Poll[bool](`!!window.playground`)), chromedp.Focus(chromedp.CSS(`.xterm-helper-textarea`)))
+	early := eval[bool](tab, `window.playground.state.firstOutputAt === null`)
+	tab.do(typeLine("echo early=$((2+3))"))
+	text := tab.waitText("early=5\n")
+	if !early {
+		t.Log("the prompt was there before the test typed: this run did not race the shell's start")
+	}
+	if n := strings.Count(text, "echo early=$((2+3))"); n != 1 {
+		t.Errorf("the command shows %d times, want once:\n%s", n, text)
+	}
+}
+
+func chromium(t *testing.T) string {
+	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := lookPath(name); err == nil {
-			exe = p
-			break
+			return p
 		}
 	}
-	if exe == "" {
-		testenv.Skipf(t, "no chromium installed (apt-get install chromium)")
-	}
-	_, url, _ := startServer(t)
+	testenv.Skipf(t, "no chromium installed (apt-get install chromium)")
+	return ""
+}
 
+// testBrowser is one chromium for a test and its subtests.
+type testBrowser struct {
+	ctx context.Context
+}
+
+func newBrowser(t testing.TB, exe string, extra ...chromedp.ExecAllocatorOption) *testBrowser {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(t.TempDir()),
@@ -42,126 +361,196 @@ func TestBrowser(t *testing.T) {
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
+		// WebGL on a machine without a GPU: chromium's software rasterizer.
+		chromedp.Flag("enable-unsafe-swiftshader", true),
 	)
+	opts = append(opts, extra...)
 	if os.Getuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // chromium refuses its sandbox as root
 	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first Run starts the browser: no timeout on that context (it would end
+	// the browser), a watchdog on each tab's.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &testBrowser{ctx: ctx}
+}
 
-	// The first Run starts the browser: no timeout on that context (it
-	// would end the browser), a watchdog on the ones derived from it.
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("browser: open %s: %v", url, err)
-	}
-	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-
-	const textarea = chromedp.CSS(`.xterm-helper-textarea`)
-	waitText := func(want string) (string, error) {
-		for {
-			text, err := chromedp.Run(tctx, chromedp.Evaluate[string](`window.playground.text()`))
-			if err != nil || strings.Contains(text, want) {
-				return text, err
-			}
-			select {
-			case <-tctx.Done():
-				return text, tctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
-	err := chromedp.Do(tctx,
-		voidOf(chromedp.Poll[bool](`!!(window.playground && window.playground.state.connected)`)),
-		chromedp.WaitVisible(textarea),
-		chromedp.Focus(textarea),
-	)
-	if err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	// Type at the prompt, not ahead of it: typeahead is echoed twice, once
-	// by the pty before bash reads it and once by bash's line editor.
-	if text, err := waitText("root@playground:~#"); err != nil {
-		t.Fatalf("no prompt: %v; terminal text:\n%s", err, text)
-	}
-	if err := chromedp.Do(tctx, typeLine("echo answer=$((6*7))")); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	text, err := waitText("answer=42\n")
-	if err != nil {
-		t.Fatalf("no answer in the terminal: %v; terminal text:\n%s", err, text)
-	}
-	// Each key once: one command line, one answer, then one fresh prompt.
-	if strings.Count(text, "echo answer=$((6*7))") != 1 || strings.Count(text, "root@playground:~#") != 2 {
-		t.Errorf("the terminal does not show the line typed once and a new prompt:\n%s", text)
-	}
-	shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+func (b *testBrowser) grantClipboard(t testing.TB, origin string) {
+	t.Helper()
+	u, err := url.Parse(origin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	saveArtifact(t, "browser-session.png", shot)
-
-	// The page fits the terminal to the window and resizes the pty.
-	size := func() string {
-		t.Helper()
-		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](`window.playground.term.rows + " " + window.playground.term.cols`))
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		_, err := chromedp.CallBrowser(b.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name, AllowWithoutSanitization: true},
+			Setting:    "granted",
+			Origin:     u.Scheme + "://" + u.Host,
+		})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("grant %s: %v", name, err)
 		}
-		return v
 	}
-	before := size()
-	if err := chromedp.Do(tctx, chromedp.EmulateViewport(640, 360)); err != nil {
-		t.Fatal(err)
+}
+
+// cspRecorder runs before the page's own scripts and records every CSP violation.
+const cspRecorder = `window.__csp = [];
+document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || '')));`
+
+// open opens url in a new tab of b, for the life of the subtest t.
+func (b *testBrowser) open(t testing.TB, url string) *tab {
+	return b.openWith(t, url)
+}
+
+func (b *testBrowser) openWith(t testing.TB, url string, setup ...chromedp.Action[chromedp.Void]) *tab {
+	t.Helper()
+	ctx, cancelTab := chromedp.NewContext(b.ctx)
+	tctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	tb := &tab{t: t, ctx: tctx, name: strings.NewReplacer(" ", "-", "/", "-").Replace(t.Name())}
+	tb.close = sync.OnceFunc(func() {
+		if v, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`window.__csp || []`)); err == nil && len(v) > 0 {
+			t.Errorf("Content-Security-Policy violations: %q", v)
+		}
+		cancel()
+		cancelTab()
+	})
+	t.Cleanup(tb.close)
+	addRecorder := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspRecorder})
+		return err
+	})
+	tb.do(append(setup, addRecorder, chromedp.Navigate(url))...)
+	return tb
+}
+
+// tab is one page under test.
+type tab struct {
+	t     testing.TB
+	ctx   context.Context
+	name  string
+	close func() // checks for CSP violations and closes the tab; idempotent
+}
+
+func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	if err := chromedp.Do(tb.ctx, actions...); err != nil {
+		tb.t.Fatalf("browser: %v; terminal text:\n%s", err, tb.text())
 	}
+}
+
+func (tb *tab) run(a chromedp.Action[string]) string {
+	tb.t.Helper()
+	v, err := chromedp.Run(tb.ctx, a)
+	if err != nil {
+		tb.t.Fatalf("browser: %v", err)
+	}
+	return v
+}
+
+func eval[T any](tb *tab, expr string, opts ...chromedp.EvaluateOption) T {
+	tb.t.Helper()
+	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[T](expr, opts...))
+	if err != nil {
+		tb.t.Fatalf("evaluate %.80q: %v", expr, err)
+	}
+	return v
+}
+
+// text is the terminal's buffer, or "" before the page is up.
+func (tb *tab) text() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	defer cancel()
+	v, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`window.playground ? window.playground.text() : ''`))
+	return v
+}
+
+func (tb *tab) waitText(want string) string {
+	tb.t.Helper()
+	return tb.waitTextTimeout(want, 60*time.Second)
+}
+
+func (tb *tab) waitTextTimeout(want string, d time.Duration) string {
+	tb.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		text := tb.text()
+		if strings.Contains(text, want) {
+			return text
+		}
+		if time.Now().After(deadline) || tb.ctx.Err() != nil {
+			tb.screenshot(tb.name + "-failed.png")
+			tb.t.Fatalf("%q not in the terminal after %v; state %v; terminal text:\n%s", want, d, tb.state(), tail(text, 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (tb *tab) state() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	defer cancel()
+	v, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.playground && window.playground.state)`))
+	return v
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// waitPrompt waits for the shell's prompt and puts the focus in the terminal. Type
+// at the prompt, not ahead of it, unless that is the test.
+func (tb *tab) waitPrompt() {
+	tb.t.Helper()
+	tb.do(
+		voidOf(chromedp.Poll[bool](`!!(window.playground && window.playground.state.connected)`)),
+		chromedp.WaitVisible(chromedp.CSS(`.xterm-helper-textarea`)),
+		chromedp.Focus(chromedp.CSS(`.xterm-helper-textarea`)),
+	)
+	tb.waitText(prompt)
+}
+
+// waitChange polls f until it returns something other than old.
+func (tb *tab) waitChange(f func() string, old string) string {
+	tb.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for size() == before && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		if v := f(); v != old {
+			return v
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	after := size()
-	if after == before {
-		t.Fatalf("terminal still %s after the window shrank", before)
-	}
-	if err := chromedp.Do(tctx, typeLine("echo size=$(stty size)")); err != nil {
-		t.Fatal(err)
-	}
-	if text, err := waitText("size=" + after + "\n"); err != nil {
-		t.Fatalf("pty size is not the terminal's %s: %v; terminal text:\n%s", after, err, text)
-	}
+	tb.t.Fatalf("still %q after 10 s", old)
+	return ""
+}
 
-	err = chromedp.Do(tctx,
-		typeLine("exit 5"),
-		voidOf(chromedp.Poll[bool](`window.playground.state.ended`)),
-	)
+func (tb *tab) screenshot(name string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
-		t.Fatalf("browser, ending the session: %v", err)
+		tb.t.Logf("screenshot %s: %v", name, err)
+		return
 	}
-	code, err := chromedp.Run(tctx, chromedp.Evaluate[int](`window.playground.state.exit.code`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID(`status-text`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100)); err == nil {
-		saveArtifact(t, "browser-ended.png", shot)
-	}
-	if code != 5 || !strings.Contains(status, "exit code 5") {
-		t.Errorf("after exit 5: exit code %v, status %q", code, status)
-	}
+	saveArtifact(tb.t, name, shot)
 }
 
 // typeLine types a line into the focused terminal: the text as the browser
 // inserts typed text into xterm.js's textarea, then a real Enter key press.
 // (chromedp's SendKeys sends keydown and char for each key, which xterm.js
-// takes as two key presses.) Its text is checked to appear exactly once.
+// takes as two key presses.)
 func typeLine(line string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		if _, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: line}); err != nil {
-			return chromedp.Void{}, err
+		if line != "" {
+			if _, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: line}); err != nil {
+				return chromedp.Void{}, err
+			}
 		}
 		// One keydown that carries its text, as a real keyboard's does:
 		// chromedp's KeyEvent adds a separate char event, which xterm.js
@@ -176,6 +565,34 @@ func typeLine(line string) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// insertText types text as an on-screen keyboard does: an input event, no key codes.
+func insertText(text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: text})
+		return err
+	})
+}
+
+// ctrlKey presses Ctrl+key as a keyboard does: keydown with the modifier, and the
+// control character as its text; commands are the editing commands the browser
+// runs for it natively (CDP runs none by itself), such as "paste" for Ctrl+V.
+func ctrlKey(key, code string, vk int64, commands []string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		ctrlChar := string(rune(strings.ToUpper(key)[0] - 0x40))
+		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Modifiers: 2, Key: key, Code: code, WindowsVirtualKeyCode: vk, NativeVirtualKeyCode: vk, Commands: commands}
+		if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, down); err != nil {
+			return err
+		}
+		char := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeChar, Modifiers: 2, Key: key, Code: code, Text: ctrlChar, UnmodifiedText: key}
+		if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, char); err != nil {
+			return err
+		}
+		up := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyUp, Modifiers: 2, Key: key, Code: code, WindowsVirtualKeyCode: vk, NativeVirtualKeyCode: vk}
+		_, err := cdp.Call(ctx, t, input.DispatchKeyEvent, up)
+		return err
+	})
+}
+
 // voidOf drops an action's value, to run it among others with Do.
 func voidOf[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
@@ -184,10 +601,68 @@ func voidOf[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// cutProxy forwards TCP to the server and can cut every connection at once: to the
+// page, the server dropped its WebSocket (no close frame, as when a network fails).
+type cutProxy struct {
+	url   string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{url: "http://" + ln.Addr().String() + "/"}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.cut()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(s, c); _ = s.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, s); _ = c.Close() })
+		}
+	})
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // a reset, not a goodbye
+		}
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
 // saveArtifact keeps a file for people to look at: in
 // $PLAYGROUND_TEST_ARTIFACTS, or a directory of this user's in the
 // system's temp dir.
-func saveArtifact(t *testing.T, name string, b []byte) {
+func saveArtifact(t testing.TB, name string, b []byte) {
 	t.Helper()
 	dir := os.Getenv("PLAYGROUND_TEST_ARTIFACTS")
 	if dir == "" {

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // playground returns the command line `playground args...`.
-func playground(t *testing.T, args ...string) *exec.Cmd {
+func playground(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -212,7 +212,7 @@ func envOf(cmd *exec.Cmd, name string) string {
 
 // startServer runs `playground serve` on a free loopback port and returns
 // it, its URL and its decoded JSON log lines.
-func startServer(t *testing.T, args ...string) (*exec.Cmd, string, chan map[string]any) {
+func startServer(t testing.TB, args ...string) (*exec.Cmd, string, chan map[string]any) {
 	t.Helper()
 	cmd := playground(t, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
