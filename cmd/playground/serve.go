@@ -98,7 +98,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info().Str("url", "http://"+ln.Addr().String()+"/").Msg("serving")
+	logServing(log, cfg.Listen, ln.Addr()) // listen.go: the URLs to hand out
 
 	select {
 	case err := <-served:
