@@ -21,6 +21,11 @@ func Generated() (map[string][]byte, error) {
 		return nil, err
 	}
 	maps.Copy(files, kube)
+	nginx, err := NginxRouting(ExampleNginxSite)
+	if err != nil {
+		return nil, err
+	}
+	files["nginx/routing.conf"] = nginx
 	return files, nil
 }
 
