@@ -15,7 +15,7 @@ import (
 	"github.com/guntainer/playground/internal/testenv"
 )
 
-var hostRE = regexp.MustCompile(`H=(pg-[0-9]+)=H\r`)
+var hostRE = regexp.MustCompile(`H=(pg-[a-z0-9]+)=H\r`)
 
 // whoami asks the session's shell for its container's hostname, which
 // names the server that started it.
