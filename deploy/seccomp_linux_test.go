@@ -141,7 +141,7 @@ func sessionUnderProfile(t *testing.T, path, script string) (string, error) {
 
 // stateDir is a state directory for containers, reachable by the pool
 // uids a root server runs them as.
-func stateDir(t *testing.T) string {
+func stateDir(t testing.TB) string {
 	t.Helper()
 	state := filepath.Join(t.TempDir(), "state")
 	if os.Getuid() == 0 {
