@@ -26,6 +26,8 @@ import (
 	"github.com/guntainer/playground/internal/testenv"
 )
 
+var flagCache sync.Map // binary → its serve flags
+
 // A real playground server, started from the binary the release builds.
 type pgServer struct {
 	name   string
@@ -39,6 +41,9 @@ type pgServer struct {
 // serveFlags are the flags `playground serve` knows, from its --help.
 func serveFlags(t testing.TB, bin string) map[string]bool {
 	t.Helper()
+	if f, ok := flagCache.Load(bin); ok {
+		return f.(map[string]bool)
+	}
 	out, _ := exec.Command(bin, "serve", "--help").CombinedOutput() // --help exits 0 or 2 by flag package; the text is what counts
 	flags := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^\s+-{1,2}([a-z][a-z0-9-]*)`).FindAllStringSubmatch(string(out), -1) {
@@ -47,6 +52,7 @@ func serveFlags(t testing.TB, bin string) map[string]bool {
 	if !flags["listen"] {
 		t.Fatalf("playground serve --help lists no --listen:\n%s", out)
 	}
+	flagCache.Store(bin, flags)
 	return flags
 }
 
@@ -55,7 +61,13 @@ func serveFlags(t testing.TB, bin string) map[string]bool {
 func startServer(t *testing.T, bin, name string, extra ...string) *pgServer {
 	t.Helper()
 	state := stateDir(t)
-	args := append([]string{"serve", "--listen=127.0.0.1:0", "--rootfs=host", "--hostname=" + name, "--state-dir=" + state, "--log-format=json"}, extra...)
+	args := []string{"serve", "--listen=127.0.0.1:0", "--rootfs=host", "--hostname=" + name, "--state-dir=" + state, "--log-format=json"}
+	if serveFlags(t, bin)["drain-timeout"] {
+		// Stopping at the test's end need not wait for the drain; a
+		// test that drains says how long (a later flag wins).
+		args = append(args, "--drain-timeout=2s")
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+filepath.Dir(state))
 	stderr, err := cmd.StderrPipe()
@@ -105,21 +117,26 @@ func (s *pgServer) logText() string {
 	return s.log.String()
 }
 
-// stop ends the server: SIGTERM, then SIGKILL after 30 s.
+// stop ends the server: SIGTERM (which drains, where the server drains),
+// a second SIGTERM after 10 s (which ends the sessions left at once), and
+// SIGKILL after 30 s more, which is a failure.
 func (s *pgServer) stop(t testing.TB) {
-	select {
-	case <-s.exited:
-		return
-	default:
+	for _, wait := range []time.Duration{10 * time.Second, 30 * time.Second} {
+		select {
+		case <-s.exited:
+			return
+		default:
+		}
+		_ = s.cmd.Process.Signal(sigterm) // it may be gone already
+		select {
+		case <-s.exited:
+			return
+		case <-time.After(wait):
+		}
 	}
-	_ = s.cmd.Process.Signal(sigterm) // it may be gone already
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		t.Errorf("server %s did not stop within 30 s of SIGTERM", s.name)
-	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	t.Errorf("server %s did not stop within 40 s of two SIGTERMs", s.name)
 }
 
 // nginx runs Debian's nginx with conf (the http-level blocks) on its own

@@ -39,7 +39,7 @@ func (s *wsSession) whoami() (string, error) {
 // optionalFlags are passed to the servers where they exist: the test
 // opens 100 sessions from one address through one proxy, which the
 // per-client limits of issue 8 would refuse.
-var optionalFlags = []string{"--max-sessions-per-client=-1", "--conn-rate=-1"}
+var optionalFlags = []string{"--max-sessions-per-client=0", "--rate=0"}
 
 // TestNginxRoutesEachSessionToItsServer: three playground servers on
 // loopback behind a real nginx configured from nginx/routing.conf.tmpl.
@@ -62,6 +62,9 @@ func TestNginxRoutesEachSessionToItsServer(t *testing.T) {
 	names := []string{"pg-0", "pg-1", "pg-2"}
 	servers := map[string]*pgServer{}
 	site := NginxSite{Header: "test", Listen: freePort(t), ServerName: "127.0.0.1"}
+	if flags["drain-timeout"] {
+		extra = append(extra, "--drain-timeout=2m") // pg-1's sessions end within it
+	}
 	for _, name := range names {
 		args := extra
 		if flags["route-id"] {

@@ -53,8 +53,14 @@ var built struct {
 
 // playgroundBinary builds ./cmd/playground once per test binary, as the
 // release does (static, CGO_ENABLED=0), and returns its path.
+//
+// PLAYGROUND_DEPLOY_TEST_BINARY names another server binary to test
+// instead (a branch's build, to try the deploy files against it).
 func playgroundBinary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("PLAYGROUND_DEPLOY_TEST_BINARY"); p != "" {
+		return p
+	}
 	root := repoRoot(t)
 	built.once.Do(func() {
 		built.dir, built.err = os.MkdirTemp("", "playground-deploy-bin-")
