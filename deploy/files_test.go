@@ -61,4 +61,3 @@ func readFile(t testing.TB, p string) []byte {
 	}
 	return b
 }
-

@@ -328,4 +328,5 @@ func (s *wsSession) run(cmd, marker string) error {
 
 // drop ends the connection as a network failure would: no close frame.
 func (s *wsSession) drop() { _ = s.conn.UnderlyingConn().Close() }
+
 var sigterm = syscall.SIGTERM
