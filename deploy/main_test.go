@@ -15,5 +15,9 @@ func TestMain(m *testing.M) {
 	runtime.MaybeInit()
 	maybeUnderProfile()
 	maybeSession()
-	os.Exit(m.Run())
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir) // the server binary the tests built; nothing else is there
+	}
+	os.Exit(code)
 }
