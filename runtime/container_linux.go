@@ -58,6 +58,9 @@ func Start(spec Spec) (*Container, error) {
 	if err := checkRootfs(spec.Rootfs); err != nil {
 		return nil, err
 	}
+	if err := checkStdio(spec.Stdio); err != nil {
+		return nil, err
+	}
 	c := &Container{id: newID(), done: make(chan struct{})}
 	if err := c.start(spec); err != nil {
 		c.cleanup()
@@ -149,6 +152,7 @@ func (c *Container) start(spec Spec) error {
 		ResolvConf:   hostResolvConf(),
 		IDRange:      ids.slot != nil,
 		Check:        spec.check,
+		Stdio:        spec.Stdio != nil,
 		UID:          uid,
 		GID:          gid,
 		Seccomp:      filter.Bytes(),
@@ -169,6 +173,9 @@ func (c *Container) start(spec Spec) error {
 	if err := c.sync.send(cfg, send...); err != nil {
 		return fmt.Errorf("release container init: %w", err)
 	}
+	if err := sendStdio(c.sync, spec.Stdio); err != nil {
+		return err
+	}
 
 	var msg initMessage
 	fds, err := c.sync.recv(&msg, startMessageSize)
@@ -179,19 +186,17 @@ func (c *Container) start(spec Spec) error {
 		return err
 	case msg.Kind == "error":
 		closeFds(fds)
-		return &setupError{Step: msg.Step, Err: msg.Err}
+		return &setupError{Step: msg.Step, Err: msg.Err, Cause: msg.Cause}
 	case msg.Kind == "checked" && spec.check:
 		closeFds(fds)
 		return nil
-	case msg.Kind != "ready" || len(fds) != 1:
+	case msg.Kind != "ready" || len(fds) != readyFdCount(spec):
 		closeFds(fds)
 		return fmt.Errorf("container init: unexpected %q message with %d fds", msg.Kind, len(fds))
 	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		_ = unix.Close(fds[0]) // already failing
-		return fmt.Errorf("pty master: %w", err)
+	if c.master, err = ptyMaster(fds); err != nil {
+		return err
 	}
-	c.master = os.NewFile(uintptr(fds[0]), "ptmx")
 	c.phases = append(c.phases, msg.Phases...)
 	c.phases = append(c.phases, phase{"ready", monotonic()})
 	return nil
@@ -328,7 +333,12 @@ func readNow(f *os.File, p []byte) (int, error) {
 }
 
 // Write writes input to the program's terminal.
-func (c *Container) Write(p []byte) (int, error) { return c.master.Write(p) }
+func (c *Container) Write(p []byte) (int, error) {
+	if c.master == nil {
+		return 0, ErrNoTerminal
+	}
+	return c.master.Write(p)
+}
 
 // Resize sets the terminal size; the program gets SIGWINCH.
 //
@@ -336,6 +346,9 @@ func (c *Container) Write(p []byte) (int, error) { return c.master.Write(p) }
 // file in blocking mode, where Read holds a thread and Close no longer
 // wakes it.
 func (c *Container) Resize(cols, rows uint16) error {
+	if c.master == nil {
+		return ErrNoTerminal
+	}
 	rc, err := c.master.SyscallConn()
 	if err != nil {
 		return err

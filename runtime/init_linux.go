@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/creack/pty"
 	"github.com/guntainer/playground/runtime/seccomp/filter"
 	"golang.org/x/sys/unix"
 )
@@ -85,6 +84,11 @@ func initMain() int {
 	} else {
 		closeFds(fds)
 	}
+	stdio, err := recvStdio(&cfg) // stdio_linux.go: Spec.Stdio's files, or nil for a pty
+	if err != nil {
+		_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "receive stdio", Err: err.Error()})
+		return 1
+	}
 
 	// limits: where newuidmap/newgidmap wrote the id maps, init started as
 	// an unmapped uid (Go's Credential{Uid: 0} needs the maps before exec)
@@ -92,7 +96,7 @@ func initMain() int {
 	mark("released")
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs) // before the program starts; forwarded to it by reapUntil
-	master, shell, err := setup(&cfg, lower)
+	master, shell, err := setup(&cfg, lower, stdio)
 	if err == nil && cfg.Check {
 		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
 		return 0
@@ -102,11 +106,12 @@ func initMain() int {
 		var se *stepError
 		if errors.As(err, &se) {
 			msg.Step, msg.Err = se.step, errText(se.err)
+			msg.Cause = programCause(se.step, se.err) // stdio_linux.go
 		}
 		_ = sendMsg(syncFd, msg) // if the parent is gone, there is nobody to tell
 		return 1
 	}
-	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, int(master.Fd())); err != nil {
+	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
 		return 1
 	}
 	_ = master.Close() // the parent holds it now; init must not keep the pty alive
@@ -193,9 +198,10 @@ func reapUntil(pid int, sigs chan os.Signal) initMessage {
 	}
 }
 
-// setup builds the container and starts its program on a fresh pty. It
-// returns the pty master and the program's pid.
-func setup(cfg *initConfig, lower int) (*os.File, int, error) {
+// setup builds the container and starts its program on a fresh pty, or
+// on the caller's files (stdio). It returns the pty master (nil with
+// stdio) and the program's pid.
+func setup(cfg *initConfig, lower int, stdio []int) (*os.File, int, error) {
 	if err := buildRoot(cfg, lower); err != nil {
 		return nil, 0, err
 	}
@@ -244,6 +250,9 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 			_ = os.MkdirAll(dir, 0o700) // a rootfs without /root still gets a home
 		}
 	}
+	if err := step("working directory "+dir, checkDir(dir)); err != nil {
+		return nil, 0, err
+	}
 	mark("etc, hostname, lo")
 	filter, err := filter.FromBytes(cfg.Seccomp)
 	if err != nil {
@@ -256,27 +265,16 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	if err := step("close inherited fds", closeOnExecFrom(3)); err != nil {
 		return nil, 0, err
 	}
-	master, tty, err := pty.Open()
+	files, err := openProgramFiles(cfg, stdio) // stdio_linux.go: a pty, or the caller's files
 	if err != nil {
-		return nil, 0, step("open pty", err)
+		return nil, 0, err
 	}
-	defer tty.Close() // the program has its own copies
-	if err := pty.Setsize(master, &pty.Winsize{Cols: cfg.Cols, Rows: cfg.Rows}); err != nil {
-		_ = master.Close()
-		return nil, 0, step("set terminal size", err)
-	}
-	if cfg.UID >= 0 {
-		// The user's own terminal, as login makes it: programs that open
-		// /dev/tty (less, ssh, sudo) need it.
-		if err := step("chown terminal", tty.Chown(cfg.UID, cfg.GID)); err != nil {
-			_ = master.Close()
-			return nil, 0, err
-		}
-	}
+	master := files.master
+	defer files.closeChild() // the program has its own copies
 	mark("pty")
 	// limits: rlimits for the program are set here, before the last step.
 	pid, err := startProgram(program{
-		path: path, args: args, env: env, dir: dir, tty: tty.Fd(),
+		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: master != nil,
 		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter,
 	})
 	if err != nil {
@@ -329,16 +327,22 @@ func lookPath(file, path string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("executable file not found in $PATH")
+	return "", notFound(errors.New("executable file not found in $PATH"))
 }
 
 func executable(p string) error {
 	fi, err := os.Stat(p)
-	if err != nil {
-		return err
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return notFound(err)
 	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("%s: permission denied", p)
+	if err != nil {
+		return notExecutable(err)
+	}
+	if fi.IsDir() {
+		return notExecutable(errors.New("is a directory"))
+	}
+	if fi.Mode()&0o111 == 0 {
+		return notExecutable(errors.New("permission denied"))
 	}
 	return nil
 }

@@ -17,7 +17,8 @@ type program struct {
 	args []string
 	env  []string
 	dir  string
-	tty  uintptr // the pty's slave side: stdin, stdout, stderr and controlling terminal
+	fds  progFds // stdin, stdout, stderr: the pty's slave side, or Spec.Stdio's files
+	ctty bool    // fds[0] is the pty, to be the controlling terminal
 	uid  int     // -1: root, no change
 	gid  int
 	// setgroups: the user namespace allows setgroups (a full id range is
@@ -76,7 +77,7 @@ func lastStep(p program) (int, error) {
 		return 0, err
 	}
 	mark("no_new_privs, seccomp")
-	sys := &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	sys := &syscall.SysProcAttr{Setsid: true, Setctty: p.ctty, Ctty: 0}
 	if p.uid >= 0 {
 		// Leaving uid 0 clears the permitted and effective sets.
 		sys.Credential = &syscall.Credential{Uid: uint32(p.uid), Gid: uint32(p.gid), NoSetGroups: !p.setgroups}
@@ -84,7 +85,7 @@ func lastStep(p program) (int, error) {
 	pid, err := syscall.ForkExec(p.path, p.args, &syscall.ProcAttr{
 		Dir:   p.dir,
 		Env:   p.env,
-		Files: []uintptr{p.tty, p.tty, p.tty},
+		Files: p.fds[:],
 		Sys:   sys,
 	})
 	if err != nil {

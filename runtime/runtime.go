@@ -6,7 +6,8 @@
 // read-only root file system and a per-container writable layer on a
 // size-limited tmpfs, pivot_roots into it, opens a pty from the container's
 // own devpts, hands the pty master to the parent and starts the program on
-// the pty's slave side as its controlling terminal, through a last step that
+// the pty's slave side as its controlling terminal (or, with Spec.Stdio, on
+// the caller's own files and no terminal), through a last step that
 // gives it a cgroup namespace and a session keyring of its own, a short
 // list of capabilities, no_new_privs and a seccomp filter. When the program
 // exits, init exits and the kernel ends every other process of the pid
@@ -56,6 +57,10 @@ type Spec struct {
 	User string
 	// Cols and Rows are the terminal size; 80x24 when zero.
 	Cols, Rows uint16
+	// Stdio, when set, gives the program these files as its stdin, stdout
+	// and stderr instead of a terminal: no pty, no echo, end of file as
+	// the caller's. See Stdio for what is accepted.
+	Stdio *Stdio
 	// WritableSize is the size limit, in bytes, of the tmpfs holding the
 	// container's writable layer; 256 MiB when zero.
 	WritableSize int64

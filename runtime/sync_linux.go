@@ -34,6 +34,7 @@ type initConfig struct {
 	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs (or HostLower) comes with this message
 	HostLower    string   `json:"hostLower"`   // for HostRootfs: the prepared lower layer (preparedHostRoot)
 	Check        bool     `json:"check"`       // stop once the program is found; report "checked"
+	Stdio        bool     `json:"stdio"`       // Spec.Stdio: a stdioMessage with the program's files follows
 	// UID and GID are Spec.User's; UID -1 is root, as init is.
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
@@ -53,6 +54,7 @@ type initMessage struct {
 	Kind   string  `json:"kind"` // "error", "ready", "checked", "exit"
 	Step   string  `json:"step,omitempty"`
 	Err    string  `json:"err,omitempty"`
+	Cause  string  `json:"cause,omitempty"` // with "error": causeNotFound, causeNotExecutable or ""
 	Code   int     `json:"code,omitempty"`
 	Signal int     `json:"signal,omitempty"`
 	Phases []phase `json:"phases,omitempty"` // with "ready": when init's phases ended
@@ -61,8 +63,9 @@ type initMessage struct {
 // setupError is a failed setup step inside the container, as reported by
 // init: "mount overlay on /: permission denied".
 type setupError struct {
-	Step string
-	Err  string
+	Step  string
+	Err   string
+	Cause string // see Is
 }
 
 func (e *setupError) Error() string { return e.Step + ": " + e.Err }

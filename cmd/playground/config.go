@@ -48,7 +48,7 @@ func defaultServeConfig() serveConfig {
 		Listen:       "127.0.0.1:8080",
 		Rootfs:       runtime.HostRootfs,
 		Hostname:     "playground",
-		LogFormat:    "json",
+		LogFormat:    logAuto,
 		LogLevel:     "info",
 		WritableSize: 256 << 20,
 		StateDir:     runtime.DefaultStateDir(),
@@ -147,7 +147,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "`address` to serve HTTP on")
 	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system of the containers: `DIR` (an unpacked tree) or \"host\" (the host's /usr, /bin, /lib read-only)")
 	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "hostname inside the containers")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or console")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: auto (console on a terminal, else json), json or console")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.Var(&c.Origins, "origin", "also allow WebSocket connections from this `origin` (https://host:port); repeatable; \"*\" allows any")
 	fs.StringVar(&c.Credential, "credential", c.Credential, "HTTP basic auth `user:pass`, as ttyd's -c; empty: no auth")
@@ -175,11 +175,11 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 // Validate checks what flags cannot: every field in range, together.
 func (c *serveConfig) Validate() error {
 	var bad []string
-	if c.Listen == "" {
-		bad = append(bad, "--listen is empty")
+	if err := checkListen(c.Listen); err != nil {
+		bad = append(bad, err.Error())
 	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		bad = append(bad, fmt.Sprintf("--log-format %q: want json or console", c.LogFormat))
+	if err := checkLogFormat(c.LogFormat); err != nil {
+		bad = append(bad, err.Error())
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

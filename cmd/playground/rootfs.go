@@ -46,7 +46,7 @@ Flags come before arguments: playground rootfs pull --cache DIR ubuntu
 // rootfsMain runs `playground rootfs ...`.
 func rootfsMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("rootfs needs a command: pull, ls, rm or prune\n\n%s", rootfsUsage)
+		return usagef("rootfs needs a command: pull, ls, rm or prune (see 'playground rootfs --help')")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -55,11 +55,11 @@ func rootfsMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	case "pull", "ls", "rm", "prune":
 	default:
-		return usagef("rootfs: unknown command %q\n\n%s", cmd, rootfsUsage)
+		return usagef("rootfs: unknown command %q (see 'playground rootfs --help')", cmd)
 	}
 	fs := flag.NewFlagSet("rootfs "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cacheDir := fs.String("cache", image.DefaultCacheDir(), "cache `directory`")
+	cacheDir := fs.String("cache", defaultCacheDir(), "cache `directory` (PLAYGROUND_CACHE)")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	all := fs.Bool("all", false, "prune: remove every environment not in use")
 	unused := fs.Duration("unused-for", 0, "prune: also remove environments not used for this `long` (e.g. 720h)")

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -113,11 +112,21 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	url := serveURL(ln.Addr(), scfg.Token)
-	log.Info().Str("url", url).Int("max_sessions", srv.MaxSessions()).Msg("serving")
+	// The URLs to hand out (listen.go's), each with the token when there is one.
+	urls := listenURLs(cfg.Listen, ln.Addr(), net.InterfaceAddrs)
+	if scfg.Token != "" {
+		for i := range urls {
+			urls[i] += "?token=" + scfg.Token
+		}
+	}
+	ev := log.Info().Str("url", urls[0]).Int("max_sessions", srv.MaxSessions())
+	if len(urls) > 1 {
+		ev = ev.Strs("urls", urls)
+	}
+	ev.Msg("serving")
 	if scfg.Token != "" && cfg.Token == "" {
 		// As Jupyter does: the generated token, in the URL to open.
-		log.Info().Str("url", url).Msg("open the playground at this URL: it carries the access token, generated for this run")
+		log.Info().Str("url", urls[0]).Msg("open the playground at this URL: it carries the access token, generated for this run")
 	}
 
 	select {
@@ -227,18 +236,4 @@ func orNone(n int) int {
 func isLoopback(addr net.Addr) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
-}
-
-// serveURL is the address to open: with the token when there is one, and
-// 127.0.0.1 for a server listening on every address.
-func serveURL(addr net.Addr, token string) string {
-	host := addr.String()
-	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
-		host = net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port))
-	}
-	u := "http://" + host + "/"
-	if token != "" {
-		u += "?token=" + token
-	}
-	return u
 }

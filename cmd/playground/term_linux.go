@@ -6,9 +6,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// isTerminal reports whether f is a terminal. It asks through SyscallConn,
+// not Fd, which would put a pollable file in blocking mode.
 func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	if f == nil {
+		return false
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var terr error
+	if err := rc.Control(func(fd uintptr) { _, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
+		return false
+	}
+	return terr == nil
 }
 
 func terminalSize(f *os.File) (cols, rows uint16, err error) {

@@ -48,14 +48,30 @@ var hot = []string{
 // then the profile's rules, in the order allow, allow-if, errno; then the
 // default, EPERM.
 func Compile() (Filter, error) {
-	goarch := runtime.GOARCH
+	p, err := Profile(runtime.GOARCH)
+	if err != nil {
+		return nil, err
+	}
+	return CompileProfile(p, runtime.GOARCH, true)
+}
+
+// CompileProfile compiles any OCI profile p whose default action is
+// EPERM (docker's default and those made from it) for goarch, with
+// Compile's layout: a call of another architecture gets EPERM; with
+// enosysAbove, a call numbered above the highest the profile names gets
+// ENOSYS (without it, EPERM, as runc's libseccomp answers a call the
+// profile does not name); then allow, allow-if and errno rules. Names the
+// architecture lacks are skipped. The deploy files use it to run a container under the
+// profile they ship for the server's own pod.
+func CompileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove bool) (Filter, error) {
 	info, err := arch.GetInfo(goarch)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
-	p, err := Profile(goarch)
-	if err != nil {
-		return nil, err
+	// go-seccomp-bpf takes no errno for its default: EPERM it is.
+	defaultErrno := uint(unix.EPERM)
+	if p.DefaultAction != specs.ActErrno || p.DefaultErrnoRet != nil && *p.DefaultErrnoRet != defaultErrno {
+		return nil, fmt.Errorf("seccomp: default action %s: only an errno of EPERM is supported", p.DefaultAction)
 	}
 	policy := elastic.Policy{DefaultAction: elastic.ActionErrno}
 	plain := elastic.SyscallGroup{Action: elastic.ActionAllow}
@@ -63,6 +79,11 @@ func Compile() (Filter, error) {
 	var errnos []elastic.SyscallGroup
 	highest := 0
 	for _, r := range p.Syscalls {
+		// A name this architecture lacks is skipped, as runc skips it.
+		r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { _, ok := info.SyscallNames[n]; return !ok })
+		if len(r.Names) == 0 {
+			continue
+		}
 		for _, n := range r.Names {
 			highest = max(highest, info.SyscallNames[n])
 		}
@@ -77,7 +98,7 @@ func Compile() (Filter, error) {
 			for _, n := range r.Names {
 				cond.NamesWithCondtions = append(cond.NamesWithCondtions, elastic.NameWithConditions{Name: n, Conditions: cs})
 			}
-		case r.Action == specs.ActErrno && r.ErrnoRet != nil && *r.ErrnoRet == uint(unix.EPERM):
+		case r.Action == specs.ActErrno && r.ErrnoRet != nil && *r.ErrnoRet == defaultErrno:
 			// The default's answer: no need to test for them.
 		case r.Action == specs.ActErrno && r.ErrnoRet != nil:
 			errnos = append(errnos, elastic.SyscallGroup{Names: r.Names, Action: elastic.ActionErrno | elastic.Action(*r.ErrnoRet)})
@@ -95,14 +116,19 @@ func Compile() (Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog := append([]bpf.Instruction{
+	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipTrue: 1},
-		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(defaultErrno)},
 		bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
-		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(highest), SkipFalse: 1},
-		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
-	}, body...)
+	}
+	if enosysAbove {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(highest), SkipFalse: 1},
+			bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+		)
+	}
+	prog = append(prog, body...)
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
