@@ -71,6 +71,13 @@ type Config struct {
 	// TrustedProxies are the addresses (CIDRs or single IPs) of reverse
 	// proxies whose X-Forwarded-For and AuthHeader are believed.
 	TrustedProxies []string
+	// RouteID names this server among several behind one proxy: SESSION
+	// carries it ("route"), every response has it as X-Playground-Route,
+	// and a client reconnects with /ws?route=ID so the proxy sends it
+	// here. A /ws request without a route is turned away with HTTP 503
+	// while the server drains or is at capacity, so the proxy can try the
+	// next server. Empty: none.
+	RouteID string
 	// Title is the window title sent at session start. Default "playground".
 	Title string
 	// Preferences are the xterm.js options sent at session start

@@ -29,13 +29,17 @@ func TestDrain(t *testing.T) {
 	if code, _, body := s.get(t, "/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
 		t.Errorf("/readyz while draining: %d %q", code, body)
 	}
-	n := s.open(t, "", nil)
+	// A new session is turned away at the handshake (a proxy tries the
+	// next server); one that names the route but no key, after its init.
+	s.refusedAt503(t, "draining")
+	n := s.openAt(t, "route=pg-1", `{"columns": 80, "rows": 24}`, nil)
 	if code, _, _ := n.waitClose(); code != websocket.CloseGoingAway {
-		t.Errorf("new session while draining: close %d, want 1001", code)
+		t.Errorf("new session with a route while draining: close %d, want 1001", code)
 	}
 	_ = c.conn.Close()
 	s.waitDetached(t, 1)
-	r := s.open(t, initWith("resume", si.Resume), nil)
+	// A reconnect names the route, and gets its session back.
+	r := s.openAt(t, "route=pg-1", initWith("resume", si.Resume), nil)
 	r.input("echo still-$((6*7))\r")
 	r.waitLine("still-42")
 	select {
@@ -88,5 +92,26 @@ func TestReadyz(t *testing.T) {
 	notReady = nil
 	if code, _, body := s.get(t, "/readyz", "", ""); code != http.StatusOK {
 		t.Errorf("/readyz: %d %q, want 200", code, body)
+	}
+}
+
+// TestRoute: with a route id, SESSION names it and every response carries
+// it, for a proxy that sends reconnects to the server holding the session.
+func TestRoute(t *testing.T) {
+	s := newTestServer(t, Config{RouteID: "pg-2"}, withStart(plainStart(t)))
+	c := s.open(t, "", nil)
+	si := c.session()
+	if si.Route != "pg-2" {
+		t.Errorf("SESSION %+v, want route pg-2", si)
+	}
+	w := s.openAt(t, "route=pg-2", initWith("watch", si.Watch), nil)
+	if ws := w.session(); ws.Route != "pg-2" {
+		t.Errorf("watcher's SESSION %+v, want route pg-2", ws)
+	}
+	for _, path := range []string{"/", "/healthz", "/readyz", "/nope"} {
+		_, h, _ := s.get(t, path, "", "")
+		if got := h.Get("X-Playground-Route"); got != "pg-2" {
+			t.Errorf("GET %s: X-Playground-Route %q, want pg-2", path, got)
+		}
 	}
 }

@@ -120,6 +120,36 @@ func (s *testServer) open(t testing.TB, init string, header http.Header) *testCl
 	return c
 }
 
+// openAt is open on /ws?QUERY: a reconnect names the server's route.
+func (s *testServer) openAt(t testing.TB, query, init string, header http.Header) *testClient {
+	t.Helper()
+	conn, resp, err := s.dialer().Dial(s.wsURL+"?"+query, header)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	c := newTestClient(t, conn)
+	c.send(init)
+	return c
+}
+
+// refusedAt503 checks that a new session's handshake is turned away with
+// 503 and reason.
+func (s *testServer) refusedAt503(t testing.TB, reason string) {
+	t.Helper()
+	conn, resp, err := s.dial(nil)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a new session's handshake: %v (%s), want 503", err, respStatus(resp))
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	if !strings.Contains(body.String(), reason) {
+		t.Errorf("503 body %q, want it to say %q", body.String(), reason)
+	}
+}
+
 // get fetches path, with basic auth when user is not empty.
 func (s *testServer) get(t testing.TB, path, user, pass string) (int, http.Header, string) {
 	t.Helper()

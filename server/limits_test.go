@@ -180,10 +180,7 @@ func TestPoolWithinLimit(t *testing.T) {
 	b := s.open(t, "", nil)
 	b.waitOutput("$ ")
 	waitWarm(t, p, 0)
-	c := s.open(t, "", nil)
-	if code, _, _ := c.waitClose(); code != websocket.CloseTryAgainLater {
-		t.Errorf("third session: close %d, want 1013", code)
-	}
+	s.refusedAt503(t, "capacity")
 	a.input("exit\r")
 	a.waitClose()
 	waitWarm(t, p, 1)

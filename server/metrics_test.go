@@ -3,7 +3,6 @@ package server
 import (
 	"testing"
 
-	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 )
 
@@ -17,10 +16,7 @@ func TestMetrics(t *testing.T) {
 	a.waitLine("42")
 	b := s.open(t, "", nil)
 	b.waitOutput("$ ")
-	c := s.open(t, "", nil) // over the limit
-	if code, _, _ := c.waitClose(); code != websocket.CloseTryAgainLater {
-		t.Fatalf("third: close %d", code)
-	}
+	s.refusedAt503(t, "capacity") // over the limit
 	m := s.metrics(t)
 	for name, want := range map[string]float64{
 		"playground_sessions_active":                           2,

@@ -169,6 +169,7 @@ type sessionInfo struct {
 	MaxLifetime int64  `json:"maxLifetime,omitempty"`
 	Columns     uint16 `json:"columns,omitempty"`
 	Rows        uint16 `json:"rows,omitempty"`
+	Route       string `json:"route,omitempty"`
 }
 
 func sessionPayload(info sessionInfo) []byte {

@@ -179,6 +179,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.maybeDrainedLocked()
 		s.mu.Unlock()
 	}()
+	if s.cfg.RouteID != "" {
+		w.Header().Set("X-Playground-Route", s.cfg.RouteID)
+	}
 	s.handler.ServeHTTP(w, r)
 }
 
@@ -318,6 +321,21 @@ func (s *Server) lookup(id string) (ss *session, expired bool) {
 		return ss, false
 	}
 	return nil, s.ended.has(id)
+}
+
+// refuseNew says why a /ws request that is not a reconnect (it names no
+// route) is turned away before the upgrade, or "": while draining or at
+// capacity, a proxy in front can try another server on a 503.
+func (s *Server) refuseNew() (why, metric string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining:
+		return "server draining: no new sessions here", "draining"
+	case len(s.sessions) >= s.cfg.MaxSessions:
+		return "server at capacity, try again later", "capacity"
+	}
+	return "", ""
 }
 
 func (s *Server) isClosing() bool {

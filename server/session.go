@@ -288,7 +288,7 @@ func (ss *session) announce() bool {
 // preferences and, when it joins a running session, the screen.
 func (ss *session) openingLocked(c *wsConn, screen bool) [][]byte {
 	cfg := &ss.srv.cfg
-	info := sessionInfo{ID: ss.id}
+	info := sessionInfo{ID: ss.id, Route: cfg.RouteID}
 	if c.role == roleOwner {
 		info.Resume = ss.id + "." + ss.resume
 		info.Watch = ss.id + "." + ss.watch
@@ -671,7 +671,7 @@ func (ss *session) resize(cols, rows uint16) {
 	}
 	ss.cols, ss.rows = cols, rows
 	ss.screen.resize(int(cols), int(rows))
-	info := frame(msgSession, sessionPayload(sessionInfo{ID: ss.id, Columns: cols, Rows: rows}))
+	info := frame(msgSession, sessionPayload(sessionInfo{ID: ss.id, Columns: cols, Rows: rows, Route: ss.srv.cfg.RouteID}))
 	for _, w := range ss.watchers {
 		select {
 		case w.ctrl <- info:

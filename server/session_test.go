@@ -466,7 +466,11 @@ func TestCapacity(t *testing.T) {
 	if code, _, body := s.get(t, "/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "capacity") {
 		t.Errorf("/readyz at capacity: %d %q, want 503 saying so", code, body)
 	}
-	second := s.open(t, "", nil)
+	// A new session is turned away at the handshake, so that a proxy can
+	// send it to another server; one that names a route (a reconnect
+	// whose session is gone) gets 1013 after its init.
+	s.refusedAt503(t, "capacity")
+	second := s.openAt(t, "route=elsewhere", `{"columns": 80, "rows": 24}`, nil)
 	if code, text, _ := second.waitClose(); code != websocket.CloseTryAgainLater {
 		t.Errorf("second session: close %d %q, want %d", code, text, websocket.CloseTryAgainLater)
 	}

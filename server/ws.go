@@ -37,6 +37,17 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	// A reconnect (a resume, a watcher) names the server's route; anything
+	// else would be a new session, which a draining or full server turns
+	// away here, where a proxy can still send it elsewhere.
+	if r.URL.Query().Get("route") == "" {
+		if why, metric := s.refuseNew(); why != "" {
+			log.Info().Str("why", why).Msg("new session refused")
+			s.metrics.rejected.WithLabelValues(metric).Inc()
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+	}
 	id := identityOf(r)
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {

@@ -41,6 +41,7 @@ type serveConfig struct {
 	Rate                 float64
 	RateBurst            int
 	DrainTimeout         time.Duration
+	RouteID              string
 }
 
 func defaultServeConfig() serveConfig {
@@ -63,7 +64,17 @@ func defaultServeConfig() serveConfig {
 		Rate:                 server.DefaultConnRate,
 		RateBurst:            server.DefaultConnBurst,
 		DrainTimeout:         10 * time.Minute,
+		RouteID:              hostname(),
 	}
+}
+
+// hostname is the machine's name, the default route id; "" if unknown.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
 }
 
 // fromEnv overrides defaults with PLAYGROUND_* variables, so a deployment
@@ -88,6 +99,7 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 	str("PLAYGROUND_TOKEN", &c.Token)
 	str("PLAYGROUND_AUTH_HEADER", &c.AuthHeader)
 	str("PLAYGROUND_ADMIN_TOKEN", &c.AdminToken)
+	str("PLAYGROUND_ROUTE_ID", &c.RouteID)
 	if v := getenv("PLAYGROUND_ALLOWED_HOSTS"); v != "" {
 		c.AllowedHosts = strings.Split(v, ",")
 	}
@@ -169,6 +181,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSessionsPerClient, "max-sessions-per-client", c.MaxSessionsPerClient, "most sessions of one client address (0: no cap; a class behind one NAT is one address)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "new connections per second a client address may open (0: no limit)")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "connections a client address may open at once, beyond --rate")
+	fs.StringVar(&c.RouteID, "route-id", c.RouteID, "this server's `name` behind a proxy with several: sent in SESSION and as X-Playground-Route, and a page reconnects with /ws?route=NAME (see docs/DEPLOY.md)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGINT/SIGTERM, how long open sessions may go on (no new ones start) before they are ended; a second signal ends them at once (0: at once)")
 }
 

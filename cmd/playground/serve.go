@@ -190,6 +190,7 @@ func (c *serveConfig) serverConfig(addr net.Addr, log zerolog.Logger) (server.Co
 		IdleTimeout:          orNever(c.IdleTimeout),
 		MaxLifetime:          orNever(c.MaxLifetime),
 		ReconnectGrace:       orNever(c.ReconnectGrace),
+		RouteID:              c.RouteID,
 	}
 	if c.Rate == 0 {
 		sc.ConnRate = -1
