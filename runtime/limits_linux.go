@@ -175,30 +175,45 @@ func LimitsModeLine(cg *Cgroups, why error) string {
 	return line
 }
 
-// ProcStats is Stats without a cgroup: it counts the processes of the pid
-// namespace whose init is pid (a host pid) and adds up their resident
-// sets, walking /proc. It costs a read of every process on the host: for
-// the admin API, not for a hot path.
+// ProcStats is Stats without a cgroup: it counts pid (a host pid, the
+// container's init) and its descendants, and adds up their resident sets,
+// walking /proc. Every process of a container's pid namespace descends
+// from its init (orphans are reparented to it), and /proc/PID/stat and
+// statm are readable whoever runs the process, subordinate ids included.
+// It costs a read of every process on the host: for the admin API, not
+// for a hot path.
 func ProcStats(pid int) (Stats, error) {
-	ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
-	if err != nil {
-		return Stats{}, err
-	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return Stats{}, err
 	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
+			ppid, _ := strconv.Atoi(f[1])
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		return Stats{}, err
+	}
 	page := int64(os.Getpagesize())
 	var st Stats
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || l != ns {
-			continue
-		}
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[len(todo)-1]
+		todo = append(todo[:len(todo)-1], children[p]...)
 		st.Processes++
-		b, err := os.ReadFile("/proc/" + e.Name() + "/statm")
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/statm")
 		if f := strings.Fields(string(b)); err == nil && len(f) > 1 {
 			rss, _ := strconv.ParseInt(f[1], 10, 64)
 			st.MemoryBytes += rss * page

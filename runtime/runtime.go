@@ -56,12 +56,26 @@ type Spec struct {
 	User string
 	// Cols and Rows are the terminal size; 80x24 when zero.
 	Cols, Rows uint16
-	// WritableSize is the size limit, in bytes, of the tmpfs holding the
-	// container's writable layer; 256 MiB when zero.
+	// Limits bound what the container may use (zero fields: the
+	// defaults): with the Host's cgroups for the whole container, else as
+	// rlimits of each process. Limits.Disk is its writable layer, /tmp and
+	// /dev/shm together.
+	Limits Limits
+	// WritableSize is the old name of Limits.Disk, used when that is zero.
+	//
+	// Deprecated: set Limits.Disk.
 	WritableSize int64
-	// StateDir is where the host keeps an empty mount point per container.
-	// Defaults to $XDG_RUNTIME_DIR/playground, /run/playground as root, or
-	// $TMPDIR/playground-UID.
+	// Net is the container's network: loopback only by default; outbound
+	// needs a Host made for it.
+	Net Net
+	// Host is what the server prepared once for all its containers
+	// (NewHost): cgroups, subordinate ids, the network helper. Nil means a
+	// default Host for StateDir, without cgroups, subordinate ids or
+	// outbound network.
+	Host *Host
+	// StateDir is where the host keeps an empty mount point per container:
+	// the Host's when it has one (a Spec may leave it empty or name the
+	// same). Defaults to DefaultStateDir().
 	StateDir string
 
 	check bool // set by Check: build the container, find the program, stop there
