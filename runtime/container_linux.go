@@ -192,7 +192,7 @@ func (c *Container) start(spec Spec) error {
 	c.phases = append(c.phases, phase{"cgroup, id maps, network", monotonic()})
 	// Without a memory (or cpu) controller, rlimits per process and a
 	// lower CPU priority stand in for the cgroup.
-	memCg := c.cg != nil && c.cg.m.has("memory")
+	limCg := c.cg != nil && c.cg.m.has("memory") && c.cg.m.has("pids")
 	nice := 0
 	if c.cg == nil || !c.cg.m.has("cpu") {
 		nice = SessionNice
@@ -213,7 +213,7 @@ func (c *Container) start(spec Spec) error {
 		GID:        gid,
 		Seccomp:    h.seccomp,
 		Limits:     c.limits,
-		Rlimits:    RlimitsFor(c.limits, memCg),
+		Rlimits:    RlimitsFor(c.limits, limCg),
 		Nice:       nice,
 		NetRules:   rules,
 		BecomeRoot: plan.sub != nil,

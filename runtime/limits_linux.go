@@ -20,11 +20,14 @@ var rlimitResources = map[string]int{
 // RlimitsFor is what init sets for l. Always: no core dumps (they would
 // land in the session's small disk, or worse, be piped to the host's
 // core_pattern helper), NOFILE, FSIZE at Disk (no single file larger than
-// the whole disk), NPROC at Pids, no real-time priority, and no raising of
-// the nice value. Without a cgroup (cgroup false) also DATA at Memory: per
-// process, so a session of N processes may hold N times as much; DATA
-// rather than AS, since AS counts reservations that are never touched and
-// breaks Go, Java and V8 programs at a few hundred MiB.
+// the whole disk), no real-time priority, and no raising of the nice
+// value. Without a cgroup that bounds the session's memory and processes
+// (cgroup false) also NPROC at Pids and DATA at Memory: per process, so a
+// session of N processes may hold N times as much; DATA rather than AS,
+// since AS counts reservations that are never touched and breaks Go, Java
+// and V8 programs at a few hundred MiB. With the cgroup, NPROC is left to
+// pids.max, so that a fork bomb meets the cgroup's limit, which says so
+// (pids.events), rather than the rlimit, which says nothing.
 //
 // NPROC counts the processes of one uid inside the session's user
 // namespace, and also (Linux 5.14 on, ucounts) charges every one of them
@@ -48,7 +51,7 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 		// there), and is what most hosts give anyway.
 		{Name: "nice", Cur: 0, Max: 0},
 	}
-	if l.Pids > 0 {
+	if !cgroup && l.Pids > 0 {
 		rl = append(rl, Rlimit{Name: "nproc", Cur: uint64(l.Pids), Max: uint64(l.Pids)})
 	}
 	if !cgroup && l.Memory > 0 {
