@@ -212,9 +212,17 @@ func ProcStats(pid int) (Stats, error) {
 	}
 	page := int64(os.Getpagesize())
 	var st Stats
+	// Parent links are read one process at a time while processes come
+	// and go: a reused pid can make a loop, so each is counted once.
+	seen := map[int]bool{}
 	for todo := []int{pid}; len(todo) > 0; {
 		p := todo[len(todo)-1]
-		todo = append(todo[:len(todo)-1], children[p]...)
+		todo = todo[:len(todo)-1]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		todo = append(todo, children[p]...)
 		st.Processes++
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/statm")
 		if f := strings.Fields(string(b)); err == nil && len(f) > 1 {
