@@ -294,7 +294,7 @@ func searchableByOthers(dir string) error {
 			return fmt.Errorf("state dir: %w", err)
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("state dir %s: %s is not searchable by others (mode %o), and containers run as pool uids that must reach it", dir, p, fi.Mode().Perm())
+			return fmt.Errorf("state dir %s: %s is not searchable by others (mode %o), and container root, another host uid than the server's (a pool range, subordinate ids), must reach it", dir, p, fi.Mode().Perm())
 		}
 		if p == "/" {
 			return nil

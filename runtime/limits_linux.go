@@ -173,7 +173,8 @@ func LimitsModeLine(cg *Cgroups, why error) string {
 	}
 	line := "limits: rlimits only: memory and process counts are per process, CPU is not shared fairly, and --cpus is not enforced"
 	if why != nil {
-		line += " (" + strings.TrimPrefix(why.Error(), ErrNoCgroup.Error()+": ") + ")"
+		reason := strings.TrimPrefix(why.Error(), ErrNoCgroup.Error()+": ")
+		line += " (" + strings.ReplaceAll(reason, "\n", "; ") + ")"
 	}
 	return line
 }

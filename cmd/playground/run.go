@@ -26,14 +26,14 @@ Flags:
 func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	spec := runtime.Spec{Rootfs: runtime.HostRootfs}
 	var env stringList
-	size := byteSize(256 << 20)
+	lim := defaultLimitsConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&spec.Rootfs, "rootfs", spec.Rootfs, "root file system: `DIR` (an unpacked tree) or \"host\" (the host's /usr, /bin, /lib read-only)")
 	fs.StringVar(&spec.Hostname, "hostname", "playground", "hostname inside the container")
 	fs.StringVar(&spec.Dir, "workdir", "", "working `directory` inside the container (default: HOME, /root)")
 	fs.Var(&env, "env", "set `NAME=VALUE` in the container; repeatable")
-	fs.Var(&size, "writable-size", "size limit of the container's writable layer (tmpfs), e.g. 256M")
+	lim.bind(fs) // --memory, --pids, --cpus, --disk, --net, --net-allow
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
 		fs.PrintDefaults()
@@ -48,7 +48,9 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	}
 	spec.Env = env
 	spec.Args = fs.Args()
-	spec.WritableSize = int64(size)
+	if bad := lim.validate(); len(bad) > 0 {
+		return usagef("%s", strings.Join(bad, "; "))
+	}
 
 	in, _ := stdin.(*os.File)
 	tty := in != nil && isTerminal(in)
@@ -61,6 +63,11 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	if _, err := runtime.CleanStateDir(runtime.DefaultStateDir()); err != nil {
 		fmt.Fprintln(stderr, "playground: clean state dir:", err)
 	}
+	host, err := withLimits(&spec, lim, 1, nil)
+	if err != nil {
+		return err
+	}
+	defer host.Close() // after the container: removes its parent cgroup
 	c, err := runtime.Start(spec)
 	if err != nil {
 		return err
