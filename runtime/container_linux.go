@@ -39,7 +39,6 @@ type Container struct {
 	cmd    *exec.Cmd
 	sync   *syncConn  // parent's end of the sync socket
 	master *os.File   // pty master, non-blocking so Close interrupts Read
-	dir    string     // per-container mount point on the host
 	ids    *idSlot    // uid range in root mode, or nil
 	cg     *Cgroup    // the session's cgroup, or nil (rlimits)
 	net    *NetHelper // the outbound network's helper, or nil
@@ -97,9 +96,6 @@ func (c *Container) start(spec Spec) error {
 		return err
 	}
 	c.ids = plan.slot
-	if c.dir, err = h.mountPoint(c.id, plan); err != nil {
-		return err
-	}
 	if h.cgroups != nil {
 		if c.cg, err = h.cgroups.New(c.id, c.limits, c.limitReached); err != nil {
 			return err
@@ -205,7 +201,7 @@ func (c *Container) start(spec Spec) error {
 		Dir:        spec.Dir,
 		Cols:       spec.Cols,
 		Rows:       spec.Rows,
-		MountPoint: c.dir,
+		MountPoint: h.mountDir,
 		ResolvConf: resolvConf,
 		IDRange:    plan.setgroups,
 		Check:      spec.check,
@@ -501,8 +497,8 @@ func (c *Container) cleanup() {
 // releaseHost frees what the container held on the host once init has
 // been reaped (its pid namespace, and with it every mount, is gone by
 // then), in order: the network helper, the cgroup (killing what is left
-// in it), the sync socket, the mount point, and last the id range, which
-// another container may take as soon as it is free.
+// in it), the sync socket, and last the id range, which another container
+// may take as soon as it is free.
 func (c *Container) releaseHost() {
 	if c.net != nil {
 		_ = c.net.Close() // reaps it; how it ended is of no interest
@@ -515,11 +511,6 @@ func (c *Container) releaseHost() {
 	if c.sync != nil {
 		_ = c.sync.Close() // the container is gone; nothing more to say
 		c.sync = nil
-	}
-	if c.dir != "" {
-		// The mounts on it lived in the container's mount namespace, which
-		// is gone, so this is an empty directory again.
-		_ = os.Remove(c.dir) // a leftover is removed at the next start-up
 	}
 	c.ids.release()
 }

@@ -6,8 +6,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +29,7 @@ import (
 type Host struct {
 	opts     HostOptions
 	stateDir string
+	mountDir string // the containers' mount point, one for all
 	uid, gid int
 
 	exe        *os.File
@@ -130,6 +133,13 @@ func newHost(o HostOptions) (*Host, error) {
 	if err := checkStateDir(h.stateDir); err != nil {
 		return nil, err
 	}
+	// Init mounts its session disk on this empty directory in its own
+	// mount namespace, where no other container's mount is: one mount
+	// point serves them all, and a start makes and removes no directory.
+	h.mountDir = filepath.Join(h.stateDir, "mnt")
+	if err := os.Mkdir(h.mountDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
 	if h.uid == 0 && initialUserNS() {
 		h.pool = &idPool{dir: filepath.Join(h.stateDir, "ids"), held: map[int]bool{}}
 		h.pool.next = int(uint(os.Getpid()*7919) % poolSlots) // spread servers over the pool
@@ -230,6 +240,14 @@ func (h *Host) Close() error {
 		if h.cgroups != nil {
 			h.closeErr = h.cgroups.Close()
 		}
+		if h.pool != nil {
+			h.pool.mu.Lock()
+			for _, s := range h.pool.free {
+				_ = s.lock.Close() // unlocked already
+			}
+			h.pool.free = nil
+			h.pool.mu.Unlock()
+		}
 	})
 	return h.closeErr
 }
@@ -272,43 +290,64 @@ func othersMayEnter(stateDir string) error {
 }
 
 // idPool hands out the root-mode id ranges of one state dir. What this
-// process holds it knows without a system call; a range another process
-// holds costs an open and a failed flock, once per acquire at most, as
-// the search goes on from where the last one ended.
+// process holds it knows without a system call, and it keeps the lock
+// files of the ranges it let go, to take them again first: taking a range
+// is then an flock (and a read of what init the file names) rather than
+// an open with O_CREAT in a directory every start writes, and the files
+// it keeps open are as many as the most containers it had at once. A
+// range another process holds costs one failed flock, as the search for a
+// new one goes on from where the last one ended.
 type idPool struct {
 	dir  string
 	mu   sync.Mutex
 	held map[int]bool
+	free []*idSlot // let go, lock files open
 	next int
 }
 
 func (p *idPool) acquire() (*idSlot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for len(p.free) > 0 {
+		s := p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+		ok, err := tryslot(s.lock)
+		if ok && err == nil {
+			p.held[s.n] = true
+			return s, nil
+		}
+		_ = s.lock.Close() // another server took it meanwhile
+	}
 	for i := range poolSlots {
 		n := (p.next + i) % poolSlots
 		if p.held[n] {
 			continue
 		}
-		s, err := tryslot(p.dir, n)
+		f, err := os.OpenFile(filepath.Join(p.dir, strconv.Itoa(n)), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("id pool: %w", err)
+		}
+		ok, err := tryslot(f)
+		if !ok || err != nil {
+			_ = f.Close() // held by another container, or by a dying one
+		}
 		if err != nil {
 			return nil, err
 		}
-		if s != nil {
+		if ok {
 			p.held[n] = true
 			p.next = n + 1
-			s.pool = p
-			return s, nil
+			return &idSlot{n: n, lock: f, pool: p}, nil
 		}
 	}
 	return nil, fmt.Errorf("id pool: all %d uid ranges are in use", poolSlots)
 }
 
-func (p *idPool) release(n int) {
+// release unlocks a range once its init has been reaped.
+func (p *idPool) release(s *idSlot) {
 	p.mu.Lock()
-	delete(p.held, n)
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	_ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN) // cannot fail on a lock we hold
+	delete(p.held, s.n)
+	p.free = append(p.free, &idSlot{n: s.n, lock: s.lock, pool: p})
 }
-
-// errNotOurs is a rootfs the subordinate ids' root does not own.
-var errNotOurs = errors.New("rootfs not owned by the subordinate ids' root")

@@ -127,7 +127,8 @@ func initialUserNS() bool {
 }
 
 // idSlot is one range of the root-mode pool, held by an flock on its lock
-// file so that several servers on one host never share a range. The flock
+// file so that several servers on one host never share a range (the pool
+// keeps the file open for the next container once it is unlocked). The flock
 // goes with the server, but a dead server's containers may outlive it for
 // a moment (until their inits see the sync socket close and end them), so
 // the lock file also names the container's init (pid and start time): a
@@ -142,22 +143,21 @@ type idSlot struct {
 	pool *idPool
 }
 
-// tryslot takes range n when its lock file is free and names no living
-// init; nil when another holds it.
-func tryslot(dir string, n int) (*idSlot, error) {
-	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(n)), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("id pool: %w", err)
-	}
-	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+// tryslot takes range n when its lock file f is free and names no living
+// init; false when another holds it.
+func tryslot(f *os.File) (bool, error) {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if err == nil && !slotInitAlive(f) {
-		return &idSlot{n: n, lock: f}, nil
+		return true, nil
 	}
-	_ = f.Close() // held by another container, or by a dying one
-	if err != nil && !errors.Is(err, unix.EWOULDBLOCK) {
-		return nil, fmt.Errorf("id pool: lock: %w", err)
+	if err == nil {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // a dying container's: not yet
+		return false, nil
 	}
-	return nil, nil
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		return false, fmt.Errorf("id pool: lock: %w", err)
+	}
+	return false, nil
 }
 
 // slotInitAlive reports whether the init a lock file names still exists.
@@ -214,11 +214,8 @@ func processAlive(pid int, start uint64) bool {
 
 func (s *idSlot) release() {
 	if s != nil && s.lock != nil {
-		_ = s.lock.Close() // closing drops the flock
+		s.pool.release(s)
 		s.lock = nil
-		if s.pool != nil {
-			s.pool.release(s.n)
-		}
 	}
 }
 
@@ -262,25 +259,6 @@ func DefaultStateDir() string {
 	return filepath.Join(os.TempDir(), "playground-"+strconv.Itoa(os.Getuid()))
 }
 
-// mountPoint creates the container's empty mount point in the state dir
-// (checked once, by NewHost). Init mounts its tmpfs on it in its own
-// mount namespace, where it needs only to reach it: in root mode it is
-// owned by container root's pool uid, as the state dir may be searchable
-// only.
-func (h *Host) mountPoint(id string, p idPlan) (string, error) {
-	dir := filepath.Join(h.stateDir, fmt.Sprintf("c-%s-%s", selfName(), id))
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", fmt.Errorf("mount point: %w", err)
-	}
-	if p.slot != nil {
-		if err := os.Lchown(dir, p.hostUID, p.hostGID); err != nil {
-			_ = os.Remove(dir) // just made, empty
-			return "", fmt.Errorf("mount point: %w", err)
-		}
-	}
-	return dir, nil
-}
-
 // searchableByOthers checks that a pool uid can reach dir: every directory
 // on the way must be searchable by others.
 func searchableByOthers(dir string) error {
@@ -309,14 +287,14 @@ var selfName = sync.OnceValue(func() string {
 	return fmt.Sprintf("%d-%d", os.Getpid(), start)
 })
 
-// CleanStateDir removes the mount points that a crashed predecessor left in
-// stateDir: empty directories, since their mounts died with their mount
-// namespaces. A mount point is named for the pid and start time of the
-// process that made it, and only those of processes no longer running are
-// touched (a pid alone could be a new process's): removing a living
-// container's mount point would detach its mounts. A dead server's
-// containers end as soon as their inits see it gone. It returns how many
-// it removed.
+// CleanStateDir removes what a crashed predecessor left in stateDir: the
+// half-made prepared host roots, and the per-container mount points of
+// earlier versions (today's containers share one, "mnt"): empty
+// directories, since their mounts died with their mount namespaces. Each
+// is named for the pid and start time of the process that made it, and
+// only those of processes no longer running are touched (a pid alone
+// could be a new process's). A dead server's containers end as soon as
+// their inits see it gone. It returns how many it removed.
 func CleanStateDir(stateDir string) (int, error) {
 	entries, err := os.ReadDir(stateDir)
 	if errors.Is(err, os.ErrNotExist) {
