@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkBurst starts N containers at once (N is PLAYGROUND_BURST, 300
@@ -45,6 +46,13 @@ func BenchmarkBurst(b *testing.B) {
 			b.Skipf("no bwrap: %v", err)
 		}
 		args := bwrapArgs(bwrap)
+		var kids0, kids1 unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
+		defer func() {
+			_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids1)
+			ns := unix.TimevalToNsec(kids1.Utime) - unix.TimevalToNsec(kids0.Utime) + unix.TimevalToNsec(kids1.Stime) - unix.TimevalToNsec(kids0.Stime)
+			b.ReportMetric(float64(ns)/1e6/float64(n*b.N), "container-cpu-ms/start")
+		}()
 		burst(b, n, func() (func(), error) {
 			cmd := exec.Command(args[0], args[1:]...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Pdeathsig: syscall.SIGKILL}
@@ -70,6 +78,12 @@ func burstContainers(b *testing.B, n int, h *Host) {
 	if err := Check(spec); err != nil {
 		b.Fatalf("cannot start containers here: %v", err)
 	}
+	var mu sync.Mutex
+	sums := map[string]time.Duration{}
+	var order []string
+	var self0, kids0 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
 	burst(b, n, func() (func(), error) {
 		c, err := Start(spec)
 		if err != nil {
@@ -79,8 +93,31 @@ func burstContainers(b *testing.B, n int, h *Host) {
 			_ = c.Close()
 			return nil, err
 		}
+		mu.Lock()
+		for i := 1; i < len(c.phases); i++ {
+			p := c.phases[i]
+			if _, ok := sums[p.Name]; !ok {
+				order = append(order, p.Name)
+			}
+			sums[p.Name] += time.Duration(p.At - c.phases[i-1].At)
+		}
+		mu.Unlock()
 		return func() { _ = c.Close() }, nil
 	})
+	// CPU per container: this process's (the server's part) and its
+	// reaped children's (init and the program).
+	var self1, kids1 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self1)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids1)
+	cpu := func(a, b unix.Rusage) float64 {
+		return float64(unix.TimevalToNsec(b.Utime)-unix.TimevalToNsec(a.Utime)+unix.TimevalToNsec(b.Stime)-unix.TimevalToNsec(a.Stime)) / 1e6
+	}
+	starts := float64(n * b.N)
+	b.ReportMetric(cpu(self0, self1)/starts, "server-cpu-ms/start")
+	b.ReportMetric(cpu(kids0, kids1)/starts, "container-cpu-ms/start")
+	for _, name := range order {
+		b.Logf("%-28s %8.2f ms (mean in the burst)", name, float64(sums[name].Microseconds())/1000/starts)
+	}
 }
 
 // burst runs n starts at once, b.N times, and reports the time until all

@@ -306,41 +306,59 @@ type idPool struct {
 }
 
 func (p *idPool) acquire() (*idSlot, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.free) > 0 {
-		s := p.free[len(p.free)-1]
-		p.free = p.free[:len(p.free)-1]
-		ok, err := tryslot(s.lock)
-		if ok && err == nil {
+	// The lock is held only to choose a range to try, never across a
+	// system call: a burst of starts tries distinct ranges at once.
+	for tries := 0; tries < poolSlots; {
+		p.mu.Lock()
+		if len(p.free) > 0 {
+			s := p.free[len(p.free)-1]
+			p.free = p.free[:len(p.free)-1]
 			p.held[s.n] = true
-			return s, nil
-		}
-		_ = s.lock.Close() // another server took it meanwhile
-	}
-	for i := range poolSlots {
-		n := (p.next + i) % poolSlots
-		if p.held[n] {
+			p.mu.Unlock()
+			if ok, err := tryslot(s.lock); ok && err == nil {
+				return s, nil
+			}
+			_ = s.lock.Close() // another server took it meanwhile
+			p.unhold(s.n)
 			continue
 		}
+		n := -1
+		for i := range poolSlots {
+			if c := (p.next + i) % poolSlots; !p.held[c] {
+				n = c
+				break
+			}
+		}
+		if n < 0 {
+			p.mu.Unlock()
+			break
+		}
+		p.held[n] = true
+		p.next = n + 1
+		p.mu.Unlock()
+		tries++
 		f, err := os.OpenFile(filepath.Join(p.dir, strconv.Itoa(n)), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
 		if err != nil {
+			p.unhold(n)
 			return nil, fmt.Errorf("id pool: %w", err)
 		}
 		ok, err := tryslot(f)
-		if !ok || err != nil {
-			_ = f.Close() // held by another container, or by a dying one
+		if ok && err == nil {
+			return &idSlot{n: n, lock: f, pool: p}, nil
 		}
+		_ = f.Close() // held by another container, or by a dying one
+		p.unhold(n)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			p.held[n] = true
-			p.next = n + 1
-			return &idSlot{n: n, lock: f, pool: p}, nil
-		}
 	}
 	return nil, fmt.Errorf("id pool: all %d uid ranges are in use", poolSlots)
+}
+
+func (p *idPool) unhold(n int) {
+	p.mu.Lock()
+	delete(p.held, n)
+	p.mu.Unlock()
 }
 
 // release unlocks a range once its init has been reaped.
