@@ -240,14 +240,6 @@ func (h *Host) Close() error {
 		if h.cgroups != nil {
 			h.closeErr = h.cgroups.Close()
 		}
-		if h.pool != nil {
-			h.pool.mu.Lock()
-			for _, s := range h.pool.free {
-				_ = s.lock.Close() // unlocked already
-			}
-			h.pool.free = nil
-			h.pool.mu.Unlock()
-		}
 	})
 	return h.closeErr
 }
@@ -290,38 +282,21 @@ func othersMayEnter(stateDir string) error {
 }
 
 // idPool hands out the root-mode id ranges of one state dir. What this
-// process holds it knows without a system call, and it keeps the lock
-// files of the ranges it let go, to take them again first: taking a range
-// is then an flock (and a read of what init the file names) rather than
-// an open with O_CREAT in a directory every start writes, and the files
-// it keeps open are as many as the most containers it had at once. A
-// range another process holds costs one failed flock, as the search for a
-// new one goes on from where the last one ended.
+// process holds it knows without a system call, and the lock is held only
+// to choose a range to try, never across a system call: a burst of starts
+// tries distinct ranges at once. A lock file is opened without O_CREAT
+// first (it exists after the first use of its range), which takes no
+// write lock on the directory every start reads.
 type idPool struct {
 	dir  string
 	mu   sync.Mutex
 	held map[int]bool
-	free []*idSlot // let go, lock files open
 	next int
 }
 
 func (p *idPool) acquire() (*idSlot, error) {
-	// The lock is held only to choose a range to try, never across a
-	// system call: a burst of starts tries distinct ranges at once.
-	for tries := 0; tries < poolSlots; {
+	for tries := 0; tries < poolSlots; tries++ {
 		p.mu.Lock()
-		if len(p.free) > 0 {
-			s := p.free[len(p.free)-1]
-			p.free = p.free[:len(p.free)-1]
-			p.held[s.n] = true
-			p.mu.Unlock()
-			if ok, err := tryslot(s.lock); ok && err == nil {
-				return s, nil
-			}
-			_ = s.lock.Close() // another server took it meanwhile
-			p.unhold(s.n)
-			continue
-		}
 		n := -1
 		for i := range poolSlots {
 			if c := (p.next + i) % poolSlots; !p.held[c] {
@@ -336,8 +311,11 @@ func (p *idPool) acquire() (*idSlot, error) {
 		p.held[n] = true
 		p.next = n + 1
 		p.mu.Unlock()
-		tries++
-		f, err := os.OpenFile(filepath.Join(p.dir, strconv.Itoa(n)), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+		name := filepath.Join(p.dir, strconv.Itoa(n))
+		f, err := os.OpenFile(name, os.O_RDWR|syscall.O_CLOEXEC, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			f, err = os.OpenFile(name, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+		}
 		if err != nil {
 			p.unhold(n)
 			return nil, fmt.Errorf("id pool: %w", err)
@@ -361,11 +339,9 @@ func (p *idPool) unhold(n int) {
 	p.mu.Unlock()
 }
 
-// release unlocks a range once its init has been reaped.
+// release frees a range once its init has been reaped: closing its lock
+// file drops the flock.
 func (p *idPool) release(s *idSlot) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN) // cannot fail on a lock we hold
-	delete(p.held, s.n)
-	p.free = append(p.free, &idSlot{n: s.n, lock: s.lock, pool: p})
+	_ = s.lock.Close()
+	p.unhold(s.n)
 }

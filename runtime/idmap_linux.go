@@ -127,8 +127,7 @@ func initialUserNS() bool {
 }
 
 // idSlot is one range of the root-mode pool, held by an flock on its lock
-// file so that several servers on one host never share a range (the pool
-// keeps the file open for the next container once it is unlocked). The flock
+// file so that several servers on one host never share a range. The flock
 // goes with the server, but a dead server's containers may outlive it for
 // a moment (until their inits see the sync socket close and end them), so
 // the lock file also names the container's init (pid and start time): a
@@ -151,8 +150,7 @@ func tryslot(f *os.File) (bool, error) {
 		return true, nil
 	}
 	if err == nil {
-		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // a dying container's: not yet
-		return false, nil
+		return false, nil // a dying container's: not yet (closing f unlocks it)
 	}
 	if !errors.Is(err, unix.EWOULDBLOCK) {
 		return false, fmt.Errorf("id pool: lock: %w", err)

@@ -176,7 +176,7 @@ func (r *Report) evaluate() {
 		if w > 0 {
 			s = max(s, w) // the warm target's drained pool counts too
 		}
-		goal(fmt.Sprintf("burst of %d with the warm pool drained: all answer no later than bwrap's", r.Sizes.Burst), s > 0 && b > 0, s <= b,
+		goal(fmt.Sprintf("burst of %d with no warm container to hand out: all answer no later than bwrap's", r.Sizes.Burst), s > 0 && b > 0, s <= b,
 			fmt.Sprintf("self %.2f s, warm (drained) %.2f s, bwrap %.2f s", burst(self), w, b))
 	}
 	if rlim != nil && rlim.Echo != nil && rlim.Echo.Error == "" {
