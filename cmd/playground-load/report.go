@@ -415,6 +415,12 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 			}
 			return f(t.Echo.FloodP50ms, 3) + " / " + f(t.Echo.FloodP99ms, 3)
 		})
+		row("echo: server goroutines' wait to run, p99 during the flood (ms)", func(t *TargetReport) string {
+			if t.Echo == nil || t.Echo.FloodSchedP99ms == 0 {
+				return ""
+			}
+			return f(t.Echo.FloodSchedP99ms, 3)
+		})
 		row("echo: the floods received (MB/s), machine CPU busy (%)", func(t *TargetReport) string {
 			if t.Echo == nil || t.Echo.FloodMBps == 0 {
 				return ""

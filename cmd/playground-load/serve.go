@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/metrics"
 	"strconv"
 	"syscall"
 	"time"
@@ -47,6 +48,11 @@ type serverStats struct {
 	WarmSize   int    `json:"warm_size"`   // the pool's size; 0 without one
 	HeapBytes  uint64 `json:"heap_bytes"`  // heap objects, bytes
 	StackBytes uint64 `json:"stack_bytes"` // goroutine stacks, bytes
+	// Sched is the Go scheduler's histogram of how long goroutines
+	// waited to run once runnable (runtime/metrics /sched/latencies),
+	// cumulative: bucket boundaries in seconds, and counts.
+	SchedBuckets []float64 `json:"sched_buckets,omitempty"`
+	SchedCounts  []uint64  `json:"sched_counts,omitempty"`
 }
 
 // maybeServe runs the child server and exits when this process is one.
@@ -128,6 +134,15 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if pool != nil {
 			st.Warm, st.WarmSize = pool.Warm(), warmPool
+		}
+		sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindFloat64Histogram {
+			h := sample[0].Value.Float64Histogram()
+			st.SchedCounts = h.Counts
+			for _, b := range h.Buckets { // JSON has no infinities
+				st.SchedBuckets = append(st.SchedBuckets, max(min(b, 1e9), -1e9))
+			}
 		}
 		_ = json.NewEncoder(w).Encode(st) // the client left, if it fails
 	})
