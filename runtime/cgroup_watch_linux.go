@@ -149,6 +149,10 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		if err := writeCgroupFile(filepath.Join(d, "cgroup.event_control"), strconv.Itoa(r.efd)+" "+strconv.Itoa(r.ofd)); err != nil {
 			return fail(err)
 		}
+		// The kernel keeps the eventfd, not memory.oom_control: one fd
+		// per session, not two.
+		_ = unix.Close(r.ofd)
+		r.ofd = -1
 	}
 	w.mu.Lock()
 	for _, wd := range r.wds {

@@ -77,7 +77,13 @@ func Start(spec Spec) (*Container, error) {
 		return nil, err
 	}
 	c := &Container{id: newID(), host: h, limits: spec.Limits, done: make(chan struct{})}
-	if err := c.start(spec); err != nil {
+	// The start runs on a goroutine of its own, whose stack (grown deep by
+	// the fork, JSON and the sync socket) goes when it ends, rather than
+	// on the caller's, a session's goroutine that keeps what it grew to for
+	// as long as the session lasts.
+	errc := make(chan error, 1)
+	go func() { errc <- c.start(spec) }()
+	if err := <-errc; err != nil {
 		c.cleanup()
 		return nil, err
 	}
