@@ -389,6 +389,13 @@ func TestLimitsVisible(t *testing.T) {
 					got[file] = readString(filepath.Join(c.cg.dirs[ctrl], name))
 				}
 			}
+			if m.cgroups() {
+				// The server stays outside the sessions' parent, with its
+				// full weight beside the sessions as one group.
+				parent := filepath.Base(m.host.cgroups.Dir())
+				want["server outside the sessions' parent"] = "true"
+				got["server outside the sessions' parent"] = strconv.FormatBool(!strings.Contains(readFile(t, "/proc/self/cgroup"), parent))
+			}
 			var diff []string
 			for k, w := range want {
 				if got[k] != w {
