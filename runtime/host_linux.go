@@ -244,6 +244,27 @@ func (h *Host) Close() error {
 	return h.closeErr
 }
 
+// RemoveStateDir removes the Host's state dir and all in it, the prepared
+// host roots included, also the one the subordinate ids' root owns, which
+// the server's user could not remove by itself: for a state dir that was
+// only this Host's (a test's, a measurement's). It closes the Host first;
+// its containers must have ended.
+func (h *Host) RemoveStateDir() error {
+	err := h.Close()
+	if h.subIDs != nil && h.subHostRoot != nil {
+		if dir, serr := h.subHostRoot(); serr == nil {
+			sh := &shifter{exe: h.exe, ids: h.subIDs}
+			if rerr := sh.remove(dir); rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+	}
+	if rerr := os.RemoveAll(h.stateDir); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}
+
 // checkStateDir makes the state dir, once per Host: it must be a directory
 // of this user's, written by no one else (in a shared /tmp, another user
 // could have planted it).

@@ -106,7 +106,11 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if host != nil {
-		defer host.Close() // after the pool's: removes the sessions' parent cgroup
+		// After the pool's: removes the sessions' parent cgroup, and the
+		// state dir, this server's alone (the prepared host root owned by
+		// the subordinate ids' root too, which the load command could not
+		// remove with its work dir).
+		defer host.RemoveStateDir()
 	}
 	if pool != nil {
 		defer pool.Close() // after the server's Shutdown: ends the warm containers
