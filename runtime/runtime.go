@@ -14,6 +14,14 @@
 // and goes with it. When the process that started it dies, init sees its
 // end of the sync socket close and ends the container too.
 //
+// A server prepares the host once, with NewHost: the sessions' parent
+// cgroup (each container then gets its own below it, with the memory,
+// process and CPU limits of Spec.Limits, and ends whole when it hits one:
+// ExitStatus.Reason says which), or, where no cgroup can be had, rlimits
+// and a lower CPU priority; subordinate ids from /etc/subuid for an
+// ordinary user; the outbound network's helper. A container's writable
+// layer, /tmp and /dev/shm are one tmpfs of Limits.Disk bytes.
+//
 // Programs that embed the runtime must call MaybeInit first thing in main
 // (and in TestMain of tests that start containers): it is the entry point of
 // the re-executed init and never returns there.
