@@ -89,7 +89,7 @@ func NewHost(o HostOptions) (*Host, error) {
 	}
 	if o.NoCgroups {
 		h.cgErr = fmt.Errorf("%w: turned off", ErrNoCgroup)
-	} else if h.cgroups, h.cgErr = NewCgroups(CgroupOptions{Name: o.CgroupName}); h.cgErr != nil {
+	} else if h.cgroups, h.cgErr = NewCgroups(CgroupOptions{Name: o.CgroupName, PidNamespaces: true}); h.cgErr != nil {
 		h.cgroups = nil
 	}
 	if h.pool == nil && !o.NoSubIDs {

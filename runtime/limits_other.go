@@ -27,6 +27,7 @@ type CgroupOptions struct {
 	Version       int
 	Name          string
 	NoControllers bool
+	PidNamespaces bool
 }
 
 // NewCgroups fails: cgroups need Linux.
