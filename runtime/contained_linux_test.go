@@ -202,7 +202,7 @@ func TestMemoryBomb(t *testing.T) {
 			// tail keeps the last ten lines, and /dev/zero is one endless
 			// line: it holds all it reads.
 			res := contain(t, m, abuse{
-				spec:  Spec{Limits: Limits{Memory: 64 << 20}, Args: sh(`echo hogging; head -c 1000M /dev/zero | tail >/dev/null; echo "survived $?"; sleep 1000`)},
+				spec: Spec{Limits: Limits{Memory: 64 << 20}, Args: sh(`echo hogging; head -c 1000M /dev/zero | tail >/dev/null; echo "survived $?"; sleep 1000`)},
 				// With a cgroup the session must end by itself, the
 				// moment the limit is hit; without, tail fails and the
 				// shell goes on.
