@@ -353,13 +353,29 @@ func (c *Cgroup) CloneInto(attr *syscall.SysProcAttr) (fd int, err error) {
 // and before releasing it over the sync socket: the child is waiting for
 // its config then, has not forked, and so nothing escapes. On v2 it is the
 // fallback where clone3 with CLONE_INTO_CGROUP is refused (Linux < 5.7).
+//
+// The v1 hierarchies are entered at once, each on a thread of its own: a
+// move takes the kernel's cgroup_threadgroup_rwsem for writing, which
+// waits for an RCU grace period (milliseconds) unless another writer has
+// just waited for one, so moves that overlap wait for one grace period
+// between them rather than one each.
 func (c *Cgroup) Enter(pid int) error {
-	for _, d := range c.dirList() {
-		if err := writeCgroupFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
-			return fmt.Errorf("enter cgroup %s: %w", d, err)
-		}
+	dirs := c.dirList()
+	errs := make(chan error, len(dirs))
+	for _, d := range dirs {
+		go func() {
+			err := writeCgroupFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid))
+			if err != nil {
+				err = fmt.Errorf("enter cgroup %s: %w", d, err)
+			}
+			errs <- err
+		}()
 	}
-	return nil
+	var all []error
+	for range dirs {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 func (c *Cgroup) dirList() []string {
