@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -286,7 +288,16 @@ func setup(cfg *initConfig, lower int) (*os.File, int, error) {
 	}
 	mark("pty")
 	// Rlimits on init, which the program and all it starts inherit; a
-	// limit can only be lowered from here.
+	// limit can only be lowered from here. Init itself lives on under
+	// them: under RLIMIT_DATA, the threads it will need (its waits in
+	// wait4 and recvfrom block one each) are made first, while the limit
+	// cannot refuse their stacks (8 MiB each where the binary was built
+	// with cgo; Go's own threads take 16 KiB of its heap).
+	for _, r := range cfg.Rlimits {
+		if r.Name == "data" {
+			reserveThreads(4)
+		}
+	}
 	if err := step("set rlimits", applyRlimits(cfg.Rlimits)); err != nil {
 		_ = master.Close()
 		return nil, 0, err
@@ -471,4 +482,26 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// reserveThreads makes sure the Go runtime has n more OS threads than it
+// needs now: each of n goroutines holds a thread of its own at once, then
+// lets it go, and the runtime keeps idle threads for later use rather than
+// ending them.
+func reserveThreads(n int) {
+	var held, release sync.WaitGroup
+	held.Add(n)
+	release.Add(1)
+	var done sync.WaitGroup
+	for range n {
+		done.Go(func() {
+			goruntime.LockOSThread()
+			held.Done()
+			release.Wait()
+			goruntime.UnlockOSThread()
+		})
+	}
+	held.Wait()
+	release.Done()
+	done.Wait()
 }
