@@ -36,7 +36,7 @@ func BenchmarkBurst(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer h.Close()
+		defer closeTestHost(h)
 		b.Logf("%s", strings.Join(h.ModeLines(), "; "))
 		burstContainers(b, n, h)
 	})

@@ -508,7 +508,7 @@ func TestSubIDStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer h2.Close()
+		defer h2.Close() // the shared subordinate-id Host removes the prepared root they share
 		rootfs := busyboxRootfs(t)
 		for range 2 {
 			out, st := runMode(t, hostMode{host: h2}, Spec{Rootfs: rootfs, Args: sh("cat /proc/self/uid_map")})

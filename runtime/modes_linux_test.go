@@ -105,16 +105,8 @@ func closeSharedHosts() error {
 		if h == nil {
 			continue
 		}
-		if err := h.Close(); err != nil {
+		if err := closeTestHost(h); err != nil {
 			errs = append(errs, err.Error())
-		}
-		if h.subIDs != nil && h.subHostRoot != nil {
-			if dir, err := h.subHostRoot(); err == nil {
-				sh := &shifter{exe: h.exe, ids: h.subIDs}
-				if err := sh.remove(dir); err != nil {
-					errs = append(errs, err.Error())
-				}
-			}
 		}
 	}
 	shared.cg, shared.sub, shared.v2 = nil, nil, nil
@@ -189,4 +181,22 @@ func stateLeft(t *testing.T) []string {
 	t.Helper()
 	left, _ := filepath.Glob(filepath.Join(testStateDir(t), "c-*"))
 	return left
+}
+
+// closeTestHost closes a Host of the tests and removes the prepared host
+// root that the subordinate ids' root owns in the tests' state dir, which
+// the test user could not remove with it.
+func closeTestHost(h *Host) error {
+	err := h.Close()
+	if h.subIDs != nil && h.subHostRoot != nil {
+		if dir, serr := h.subHostRoot(); serr == nil {
+			if _, serr := os.Stat(dir); serr == nil {
+				sh := &shifter{exe: h.exe, ids: h.subIDs}
+				if rerr := sh.remove(dir); rerr != nil && err == nil {
+					err = rerr
+				}
+			}
+		}
+	}
+	return err
 }

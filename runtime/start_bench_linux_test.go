@@ -57,7 +57,7 @@ func BenchmarkColdStart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer h.Close()
+		defer closeTestHost(h)
 		b.Logf("%s", strings.Join(h.ModeLines(), "; "))
 		coldStart(b, h)
 	})
