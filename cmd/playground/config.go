@@ -22,7 +22,7 @@ type serveConfig struct {
 	Credential   string
 	MaxSessions  int
 	Warm         int
-	WritableSize byteSize
+	LimitsConfig limitsConfig // --memory, --pids, --cpus, --disk, --net, --net-allow: limits.go
 	StateDir     string
 	Grace        time.Duration
 }
@@ -34,7 +34,7 @@ func defaultServeConfig() serveConfig {
 		Hostname:     "playground",
 		LogFormat:    logAuto,
 		LogLevel:     "info",
-		WritableSize: 256 << 20,
+		LimitsConfig: defaultLimitsConfig(),
 		StateDir:     runtime.DefaultStateDir(),
 		Grace:        10 * time.Second,
 		Warm:         2,
@@ -69,12 +69,7 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 			return usagef("PLAYGROUND_WARM=%q: not a number", v)
 		}
 	}
-	if v := getenv("PLAYGROUND_WRITABLE_SIZE"); v != "" {
-		if err := c.WritableSize.Set(v); err != nil {
-			return usagef("PLAYGROUND_WRITABLE_SIZE=%q: %v", v, err)
-		}
-	}
-	return nil
+	return c.LimitsConfig.fromEnv(getenv)
 }
 
 func (c *serveConfig) bind(fs *flag.FlagSet) {
@@ -87,9 +82,9 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Credential, "credential", c.Credential, "HTTP basic auth `user:pass`, as ttyd's -c; empty: no auth")
 	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once; more are refused with 1013 (0: no limit)")
 	fs.IntVar(&c.Warm, "warm", c.Warm, "containers kept started ahead of visitors, so a session starts at once (0: none)")
-	fs.Var(&c.WritableSize, "writable-size", "size limit of each container's writable layer (tmpfs), e.g. 256M")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the containers' mount points")
 	fs.DurationVar(&c.Grace, "shutdown-grace", c.Grace, "on SIGINT/SIGTERM, how long to wait for sessions to end")
+	c.LimitsConfig.bind(fs)
 }
 
 // Validate checks what flags cannot: every field in range, together.
@@ -115,9 +110,7 @@ func (c *serveConfig) Validate() error {
 	if c.Warm < 0 || c.Warm > 1000 {
 		bad = append(bad, "--warm must be 0 to 1000")
 	}
-	if c.WritableSize < 1<<20 {
-		bad = append(bad, "--writable-size must be at least 1M")
-	}
+	bad = append(bad, c.LimitsConfig.validate()...)
 	if c.Grace < 0 {
 		bad = append(bad, "--shutdown-grace must not be negative")
 	}
