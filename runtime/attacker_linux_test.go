@@ -384,6 +384,20 @@ var attacks = map[string]func(args []string) error{
 	},
 	// wait: print the marker and wait for input, for the posture test.
 	"wait": func([]string) error {
+		// What the host may not be able to read (TestPosture), first:
+		// the namespaces and fds as the program sees them.
+		for _, ns := range []string{"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"} {
+			l, _ := os.Readlink("/proc/self/ns/" + ns)
+			fmt.Printf("ns %s=%s\n", ns, l)
+		}
+		es, _ := os.ReadDir("/proc/self/fd")
+		var fds []string
+		for _, e := range es {
+			l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			fds = append(fds, e.Name()+"="+l)
+		}
+		// The last is ReadDir's own, closed by now.
+		fmt.Printf("fds=%s\n", strings.Join(fds[:max(len(fds)-1, 0)], " "))
 		fmt.Println("waiting")
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil

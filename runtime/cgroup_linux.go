@@ -60,6 +60,7 @@ type Cgroups struct {
 	ctrls     []string
 	serverDir string // v2: the leaf the server moved itself into, or ""
 	watch     *cgroupWatcher
+	pidNS     bool // sessions are pid namespaces: no v1 freezer cgroup for them
 }
 
 // CgroupOptions tune NewCgroups; the zero value is what a server wants.
@@ -74,6 +75,11 @@ type CgroupOptions struct {
 	// mount without controllers): only tests, to exercise what works
 	// without them (entering, killing, removing).
 	NoControllers bool
+	// PidNamespaces says every session is a pid namespace whose init's
+	// end ends all its processes (a container): on v1 its cgroup then
+	// needs no freezer hierarchy to be killed whole, and a start makes,
+	// enters and removes one cgroup fewer.
+	PidNamespaces bool
 }
 
 // ErrNoCgroup wraps why sessions cannot have cgroups here; the server then
@@ -110,6 +116,7 @@ func NewCgroups(opts CgroupOptions) (*Cgroups, error) {
 			cg, err = openCgroupsV1(own, mounts, name)
 		}
 		if err == nil {
+			cg.pidNS = opts.PidNamespaces
 			cg.watch, err = newCgroupWatcher()
 			if err != nil {
 				_ = cg.removeParent() // just made, empty
@@ -253,6 +260,9 @@ func (c *Cgroup) createV2() error {
 func (c *Cgroup) createV1() error {
 	l := c.limits
 	for ctrl, parent := range c.m.dirs {
+		if ctrl == "freezer" && c.m.pidNS {
+			continue
+		}
 		d := filepath.Join(parent, c.id)
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return err
@@ -266,8 +276,10 @@ func (c *Cgroup) createV1() error {
 			kv{"memory/memory.memsw.limit_in_bytes", strconv.FormatInt(l.Memory, 10)})
 	}
 	files = append(files, kv{"pids/pids.max", maxOr(int64(l.Pids))})
-	if c.m.has("cpu") {
-		files = append(files, kv{"cpu/cpu.shares", "1024"}, kv{"cpu/cpu.cfs_period_us", "100000"}, kv{"cpu/cpu.cfs_quota_us", cpuQuotaV1(l.CPUs)})
+	if c.m.has("cpu") && l.CPUs > 0 {
+		// cpu.shares 1024 and cpu.cfs_period_us 100000 are a new cgroup's
+		// own: only the quota is written.
+		files = append(files, kv{"cpu/cpu.cfs_quota_us", cpuQuotaV1(l.CPUs)})
 	}
 	for _, f := range files {
 		ctrl, name, _ := strings.Cut(f[0], "/")
@@ -341,13 +353,29 @@ func (c *Cgroup) CloneInto(attr *syscall.SysProcAttr) (fd int, err error) {
 // and before releasing it over the sync socket: the child is waiting for
 // its config then, has not forked, and so nothing escapes. On v2 it is the
 // fallback where clone3 with CLONE_INTO_CGROUP is refused (Linux < 5.7).
+//
+// The v1 hierarchies are entered at once, each on a thread of its own: a
+// move takes the kernel's cgroup_threadgroup_rwsem for writing, which
+// waits for an RCU grace period (milliseconds) unless another writer has
+// just waited for one, so moves that overlap wait for one grace period
+// between them rather than one each.
 func (c *Cgroup) Enter(pid int) error {
-	for _, d := range c.dirList() {
-		if err := writeCgroupFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
-			return fmt.Errorf("enter cgroup %s: %w", d, err)
-		}
+	dirs := c.dirList()
+	errs := make(chan error, len(dirs))
+	for _, d := range dirs {
+		go func() {
+			err := writeCgroupFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid))
+			if err != nil {
+				err = fmt.Errorf("enter cgroup %s: %w", d, err)
+			}
+			errs <- err
+		}()
 	}
-	return nil
+	var all []error
+	for range dirs {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 func (c *Cgroup) dirList() []string {

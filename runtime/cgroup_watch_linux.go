@@ -121,11 +121,14 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 	} else if _, ok := c.dirs["pids"]; ok {
 		r.poll = true
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	// The system calls come first, without the lock, so that a burst of
+	// sessions does not queue here: the cgroup is new and empty, so
+	// nothing can fire before the maps below know it.
 	fail := func(err error) error {
+		w.mu.Lock()
 		w.regs[c] = r
 		w.unregisterLocked(c)
+		w.mu.Unlock()
 		return err
 	}
 	for _, f := range files {
@@ -134,7 +137,6 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 			return fail(fmt.Errorf("watch %s: %w", f, err))
 		}
 		r.wds = append(r.wds, int32(wd))
-		w.byWD[int32(wd)] = r
 	}
 	if d, ok := c.dirs["memory"]; ok && c.m.version == 1 {
 		var err error
@@ -147,9 +149,16 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		if err := writeCgroupFile(filepath.Join(d, "cgroup.event_control"), strconv.Itoa(r.efd)+" "+strconv.Itoa(r.ofd)); err != nil {
 			return fail(err)
 		}
-		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, r.efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.efd)}); err != nil {
-			return fail(fmt.Errorf("epoll_ctl: %w", err))
-		}
+		// The kernel keeps the eventfd, not memory.oom_control: one fd
+		// per session, not two.
+		_ = unix.Close(r.ofd)
+		r.ofd = -1
+	}
+	w.mu.Lock()
+	for _, wd := range r.wds {
+		w.byWD[wd] = r
+	}
+	if r.efd >= 0 {
 		w.byFD[int32(r.efd)] = r
 	}
 	if r.poll {
@@ -159,6 +168,12 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		}
 	}
 	w.regs[c] = r
+	w.mu.Unlock()
+	if r.efd >= 0 {
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, r.efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.efd)}); err != nil {
+			return fail(fmt.Errorf("epoll_ctl: %w", err))
+		}
+	}
 	return nil
 }
 

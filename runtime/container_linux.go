@@ -31,14 +31,21 @@ const (
 )
 
 // Container is a running container. Read and Write go to its pty; Wait,
-// Resize, Signal and Close may be called from any goroutine.
+// Resize, Signal, Stats and Close may be called from any goroutine.
 type Container struct {
 	id     string
+	host   *Host
+	limits Limits
 	cmd    *exec.Cmd
-	sync   *syncConn // parent's end of the sync socket
-	master *os.File  // pty master, non-blocking so Close interrupts Read
-	dir    string    // per-container mount point on the host
-	ids    *idSlot   // uid range in root mode, or nil
+	sync   *syncConn  // parent's end of the sync socket
+	master *os.File   // pty master, non-blocking so Close interrupts Read
+	ids    *idSlot    // uid range in root mode, or nil
+	cg     *Cgroup    // the session's cgroup, or nil (rlimits)
+	net    *NetHelper // the outbound network's helper, or nil
+
+	pmu         sync.Mutex
+	proc        *os.Process // init, once started
+	killOnStart bool        // a limit was hit before proc was known
 
 	phases []phase       // when the start's phases ended, the parent's and init's
 	done   chan struct{} // closed when init has been reaped
@@ -55,14 +62,31 @@ func Start(spec Spec) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	h := spec.Host
+	if h == nil {
+		if h, err = defaultHost(spec.StateDir); err != nil {
+			return nil, err
+		}
+	} else if spec.StateDir != "" && filepath.Clean(spec.StateDir) != h.stateDir {
+		return nil, fmt.Errorf("state dir %s: the Host's is %s", spec.StateDir, h.stateDir)
+	}
+	if spec.Net.Mode == NetOutbound && h.netKind == "" {
+		return nil, errors.New("outbound network needs a Host made for it (HostOptions.Net: NetOutbound)")
+	}
 	if err := checkRootfs(spec.Rootfs); err != nil {
 		return nil, err
 	}
 	if err := checkStdio(spec.Stdio); err != nil {
 		return nil, err
 	}
-	c := &Container{id: newID(), done: make(chan struct{})}
-	if err := c.start(spec); err != nil {
+	c := &Container{id: newID(), host: h, limits: spec.Limits, done: make(chan struct{})}
+	// The start runs on a goroutine of its own, whose stack (grown deep by
+	// the fork, JSON and the sync socket) goes when it ends, rather than
+	// on the caller's, a session's goroutine that keeps what it grew to for
+	// as long as the session lasts.
+	errc := make(chan error, 1)
+	go func() { errc <- c.start(spec) }()
+	if err := <-errc; err != nil {
 		c.cleanup()
 		return nil, err
 	}
@@ -75,27 +99,14 @@ func (c *Container) start(spec Spec) error {
 	if err != nil {
 		return err
 	}
-	exe, err := sealedExecutable()
+	h := c.host
+	plan, err := h.plan(spec.Rootfs)
 	if err != nil {
 		return err
 	}
-	filter, err := programFilter()
-	if err != nil {
-		return err
-	}
-	ids, err := chooseIDs(spec.StateDir)
-	if err != nil {
-		return err
-	}
-
-	c.ids = ids.slot
-	c.dir, err = makeMountPoint(spec.StateDir, c.id, ids.hostUID, ids.hostGID)
-	if err != nil {
-		return err
-	}
-	lowerDir := spec.Rootfs
-	if spec.Rootfs == HostRootfs {
-		if lowerDir, err = preparedHostRoot(spec.StateDir); err != nil {
+	c.ids = plan.slot
+	if h.cgroups != nil {
+		if c.cg, err = h.cgroups.New(c.id, c.limits, c.limitReached); err != nil {
 			return err
 		}
 	}
@@ -109,15 +120,34 @@ func (c *Container) start(spec Spec) error {
 		return err
 	}
 	c.phases = append(c.phases, phase{"begin", monotonic()})
+	attr := initProcAttr(plan)
+	if plan.sub != nil {
+		if err := plan.sub.Prepare(attr); err != nil {
+			_ = childEnd.Close()
+			return err
+		}
+	}
+	cgfd := -1
+	if c.cg != nil {
+		// cgroup v2: init is in its cgroup from its first instruction
+		// (CLONE_INTO_CGROUP); v1 places it below, before its release.
+		if cgfd, err = c.cg.CloneInto(attr); err != nil {
+			_ = childEnd.Close()
+			return err
+		}
+	}
 	c.cmd = &exec.Cmd{
-		Path:        execPath(exe),
+		Path:        execPath(h.exe),
 		Args:        []string{initArg0},
 		Env:         []string{},
 		ExtraFiles:  []*os.File{childEnd},
-		SysProcAttr: initProcAttr(ids),
+		SysProcAttr: attr,
 	}
 	err = c.cmd.Start()
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
+	if cgfd >= 0 {
+		_ = unix.Close(cgfd) // used by the clone, or not at all
+	}
 	if err != nil {
 		c.cmd = nil
 		// Without the path, which is the sealed copy's fd, of no help.
@@ -127,42 +157,79 @@ func (c *Container) start(spec Spec) error {
 		}
 		return fmt.Errorf("create namespaces: %w%s", err, namespaceHint(err))
 	}
+	c.pmu.Lock()
+	c.proc = c.cmd.Process
+	kill := c.killOnStart
+	c.pmu.Unlock()
+	if kill {
+		_ = c.proc.Signal(syscall.SIGKILL) // a limit hit this early: Reason says which
+	}
+	pid := c.cmd.Process.Pid
 	c.phases = append(c.phases, phase{"namespaces, exec of init", monotonic()})
 	// The id range is this container's until init has been reaped, also
 	// for a server that starts after this one died: see idSlot.
-	if err := c.ids.claim(c.cmd.Process.Pid); err != nil {
+	if err := c.ids.claim(pid); err != nil {
 		return err
 	}
 
 	// Between start and release, the parent prepares what init needs
-	// before it runs. (limits: newuidmap/newgidmap, and placing init in its
-	// cgroup v1 by writing its pid to cgroup.procs, go here; cgroup v2 uses
-	// SysProcAttr.UseCgroupFD in initProcAttr instead.)
+	// before it runs; init waits on the sync socket meanwhile and has not
+	// forked, so nothing of the container escapes what is set up here.
+	if c.cg != nil && c.cg.m.version == 1 {
+		if err := c.cg.Enter(pid); err != nil {
+			return err
+		}
+	}
+	if plan.sub != nil {
+		if err := plan.sub.Map(pid); err != nil {
+			return err
+		}
+	}
+	resolvConf := h.resolvConf
+	var rules NetRules
+	if spec.Net.Mode == NetOutbound {
+		if c.net, err = StartNetHelper(NetHelperOptions{Kind: h.netKind, Path: h.netPath, Pid: pid, Cgroup: c.cg}); err != nil {
+			return err
+		}
+		resolvConf = c.net.ResolvConf()
+		rules = spec.Net.Rules(c.net.Allow(), h.hostAddrs)
+	}
+	c.phases = append(c.phases, phase{"cgroup, id maps, network", monotonic()})
+	// Without a memory (or cpu) controller, rlimits per process and a
+	// lower CPU priority stand in for the cgroup.
+	limCg := c.cg != nil && c.cg.m.has("memory") && c.cg.m.has("pids")
+	nice := 0
+	if c.cg == nil || !c.cg.m.has("cpu") {
+		nice = SessionNice
+	}
 	cfg := initConfig{
-		Rootfs:       spec.Rootfs,
-		Hostname:     spec.Hostname,
-		Args:         spec.Args,
-		Env:          spec.Env,
-		Dir:          spec.Dir,
-		Cols:         spec.Cols,
-		Rows:         spec.Rows,
-		WritableSize: spec.WritableSize,
-		ScratchSize:  spec.WritableSize,
-		MountPoint:   c.dir,
-		ResolvConf:   hostResolvConf(),
-		IDRange:      ids.slot != nil,
-		Check:        spec.check,
-		Stdio:        spec.Stdio != nil,
-		UID:          uid,
-		GID:          gid,
-		Seccomp:      filter.Bytes(),
+		Rootfs:     spec.Rootfs,
+		Hostname:   spec.Hostname,
+		Args:       spec.Args,
+		Env:        spec.Env,
+		Dir:        spec.Dir,
+		Cols:       spec.Cols,
+		Rows:       spec.Rows,
+		MountPoint: h.mountDir,
+		ResolvConf: resolvConf,
+		IDRange:    plan.setgroups,
+		Check:      spec.check,
+		Stdio:      spec.Stdio != nil,
+		UID:        uid,
+		GID:        gid,
+		Seccomp:    h.seccomp,
+		Limits:     c.limits,
+		Rlimits:    RlimitsFor(c.limits, limCg),
+		Nice:       nice,
+		NetRules:   rules,
+		BecomeRoot: plan.sub != nil,
 	}
 	if spec.Rootfs == HostRootfs {
-		cfg.HostLower = lowerDir
+		cfg.HostLower = plan.lower
 	}
 	var send []int
-	if ids.slot != nil {
-		fd, err := idmappedTree(lowerDir, c.cmd.Process.Pid)
+	if plan.mappedLower {
+		fd, err := idmappedTree(plan.lower, pid)
 		if err != nil {
 			return err
 		}
@@ -202,9 +269,24 @@ func (c *Container) start(spec Spec) error {
 	return nil
 }
 
+// limitReached is the cgroup watcher's call when the session hit a limit:
+// the session ends (Reason says which limit). It must not block.
+func (c *Container) limitReached(string) {
+	c.pmu.Lock()
+	p := c.proc
+	c.killOnStart = p == nil
+	c.pmu.Unlock()
+	if p != nil {
+		_ = p.Signal(syscall.SIGKILL) // killing init ends the pid namespace; gone already is fine
+	}
+}
+
 // initProcAttr is how init is started: in its new namespaces, as
 // container root.
 func initProcAttr(ids idPlan) *syscall.SysProcAttr {
+	// (With subordinate ids, SubIDs.Prepare replaces the maps and the
+	// credential: newuidmap writes the maps after the start, and init
+	// becomes root itself.)
 	return &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
@@ -248,11 +330,14 @@ func (c *Container) watch() {
 			c.status.Code = -1
 		}
 		_ = c.cmd.Wait() // init's own exit code repeats what the message said
-		return
+	} else {
+		// No exit message: init itself was killed (Close, a limit, the
+		// server's SIGKILL), so its status is the container's.
+		c.status = exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
 	}
-	// No exit message: init itself was killed (Close, OOM, the server's
-	// SIGKILL), so its status is the container's.
-	c.status = exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
+	if c.cg != nil {
+		c.status.Reason = c.cg.Reason()
+	}
 }
 
 // reap kills and waits for init when start fails, and says how it ended.
@@ -273,6 +358,24 @@ func exitStatusOf(err error, ps *os.ProcessState) ExitStatus {
 	}
 	_ = err // the exit code carries what the error would say
 	return ExitStatus{Code: ps.ExitCode()}
+}
+
+// Stats says what the container uses now: from its cgroup, or, without
+// one, from /proc (see ProcStats).
+func (c *Container) Stats() (Stats, error) {
+	select {
+	case <-c.done:
+		return Stats{}, os.ErrProcessDone
+	default:
+	}
+	if c.cg != nil && (c.cg.m.version == 1 || c.cg.m.has("memory")) {
+		return c.cg.Stats()
+	}
+	st, err := ProcStats(c.Pid())
+	if err == nil && c.net != nil {
+		st.Processes++ // the helper, outside the pid namespace
+	}
+	return st, err
 }
 
 // ID is the container's id, unique on this host.
@@ -410,18 +513,23 @@ func (c *Container) cleanup() {
 	c.releaseHost()
 }
 
-// releaseHost frees the container's sync socket, mount point and id range
-// once init has been reaped: its pid namespace, and with it every mount,
-// is gone by then.
+// releaseHost frees what the container held on the host once init has
+// been reaped (its pid namespace, and with it every mount, is gone by
+// then), in order: the network helper, the cgroup (killing what is left
+// in it), the sync socket, and last the id range, which another container
+// may take as soon as it is free.
 func (c *Container) releaseHost() {
+	if c.net != nil {
+		_ = c.net.Close() // reaps it; how it ended is of no interest
+	}
+	if c.cg != nil {
+		if err := c.cg.Remove(); err != nil && c.host.opts.Log != nil {
+			c.host.opts.Log(fmt.Sprintf("container %s: %v (the parent cgroup's removal at shutdown retries)", c.id, err))
+		}
+	}
 	if c.sync != nil {
 		_ = c.sync.Close() // the container is gone; nothing more to say
 		c.sync = nil
-	}
-	if c.dir != "" {
-		// The mounts on it lived in the container's mount namespace, which
-		// is gone, so this is an empty directory again.
-		_ = os.Remove(c.dir) // a leftover is removed at the next start-up
 	}
 	c.ids.release()
 }
@@ -469,11 +577,15 @@ func (s Spec) withDefaults() (Spec, error) {
 	if s.Rows == 0 {
 		s.Rows = 24
 	}
-	if s.WritableSize <= 0 {
-		s.WritableSize = 256 << 20
+	if s.Limits.Disk == 0 && s.WritableSize > 0 {
+		s.Limits.Disk = s.WritableSize // the deprecated name of the same
 	}
-	if s.StateDir == "" {
-		s.StateDir = DefaultStateDir()
+	if err := s.Limits.Validate(); err != nil {
+		return s, fmt.Errorf("limits: %w", err)
+	}
+	s.Limits = s.Limits.WithDefaults()
+	if err := s.Net.Validate(); err != nil {
+		return s, err
 	}
 	return s, nil
 }
@@ -493,6 +605,7 @@ func checkRootfs(rootfs string) error {
 	return nil
 }
 
+// hostResolvConf is the host's resolv.conf, read once per Host.
 func hostResolvConf() string {
 	b, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil || len(b) > 4096 {

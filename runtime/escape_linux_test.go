@@ -4,11 +4,13 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +24,11 @@ import (
 
 // attackRootfs is a busybox root file system with the attacker in it
 // (/bin/attacker, this test binary), the two foreign-ABI programs
-// (/bin/int80, /bin/x32) and, as root, a setuid-root copy of the attacker
+// (/bin/int80, /bin/x32) and, where its root can own it (as root, and
+// with subordinate ids), a setuid-root copy of the attacker
 // (/bin/suid-attacker).
-func attackRootfs(t *testing.T) string {
+func attackRootfs(t *testing.T, m hostMode) string {
+	suid := os.Getuid() == 0 || m.subIDs()
 	t.Helper()
 	dir := busyboxRootfs(t)
 	self, err := os.ReadFile("/proc/self/exe")
@@ -32,7 +36,7 @@ func attackRootfs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{"bin/attacker": self}
-	if os.Getuid() == 0 {
+	if suid {
 		files["bin/suid-attacker"] = self
 	}
 	for _, abi := range []string{"int80", "x32"} {
@@ -44,12 +48,12 @@ func attackRootfs(t *testing.T) string {
 		}
 	}
 	copyLibraries(t, "/proc/self/exe", dir)
-	if os.Getuid() == 0 {
+	if suid {
 		if err := os.Chmod(filepath.Join(dir, "bin/suid-attacker"), 0o4755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return dir
+	return forMode(t, m, dir)
 }
 
 // copyLibraries copies into root what the executable bin needs to run
@@ -136,18 +140,22 @@ type bystander struct {
 	n int
 }
 
-func newBystander(t *testing.T, rootfs string) *bystander {
-	c := start(t, Spec{Rootfs: rootfs, Args: []string{"/bin/sh"}})
+func newBystander(t *testing.T, m hostMode, rootfs string) *bystander {
+	c := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/sh"}})
 	return &bystander{c: c, o: readAll(c)}
 }
 
-func (b *bystander) check(t *testing.T) {
+// check has the other container answer a command, and returns how long
+// the answer took.
+func (b *bystander) check(t *testing.T) time.Duration {
 	t.Helper()
 	b.n++
+	t0 := time.Now()
 	if _, err := fmt.Fprintf(b.c, "echo alive-$((%d+1))\n", b.n-1); err != nil {
 		t.Fatalf("the other container: %v", err)
 	}
 	b.o.waitFor(t, fmt.Sprintf("alive-%d", b.n))
+	return time.Since(t0)
 }
 
 // TestEscapes tries, from inside a real container, what an attacker did to
@@ -155,7 +163,13 @@ func (b *bystander) check(t *testing.T) {
 // and afterwards a container started before it and one started after it
 // must both still work, and the host's binaries must be unchanged.
 func TestEscapes(t *testing.T) {
-	rootfs := attackRootfs(t)
+	for _, m := range testModes(t) {
+		t.Run(m.name, func(t *testing.T) { testEscapes(t, m) })
+	}
+}
+
+func testEscapes(t *testing.T, m hostMode) {
+	rootfs := attackRootfs(t, m)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +190,7 @@ func TestEscapes(t *testing.T) {
 	}
 	defer unix.KeyctlInt(unix.KEYCTL_INVALIDATE, key, 0, 0, 0)
 
-	other := newBystander(t, rootfs)
+	other := newBystander(t, m, rootfs)
 	other.check(t)
 	state := testStateDir(t)
 
@@ -209,7 +223,7 @@ func TestEscapes(t *testing.T) {
 			spec := tt.spec
 			spec.Rootfs = rootfs
 			spec.Args = append([]string{"/bin/attacker"}, tt.args...)
-			out, st := run(t, spec)
+			out, st := runMode(t, m, spec)
 			switch {
 			case strings.Contains(out, "ESCAPED"):
 				t.Errorf("got through:\n%s", out)
@@ -218,7 +232,7 @@ func TestEscapes(t *testing.T) {
 			}
 			t.Logf("%s", out)
 			other.check(t)
-			if after, _ := run(t, Spec{Rootfs: rootfs, Args: sh("echo fresh")}); after != "fresh\n" {
+			if after, _ := runMode(t, m, Spec{Rootfs: rootfs, Args: sh("echo fresh")}); after != "fresh\n" {
 				t.Errorf("a new container after it: %q", after)
 			}
 			for _, p := range hostFiles {
@@ -231,7 +245,7 @@ func TestEscapes(t *testing.T) {
 
 	t.Run("foreign ABIs", func(t *testing.T) {
 		for _, abi := range []string{"int80", "x32"} {
-			_, st := run(t, Spec{Rootfs: rootfs, Args: []string{"/bin/" + abi}})
+			_, st := runMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/" + abi}})
 			// The program exits with the errno of unshare(CLONE_NEWUSER).
 			if st.Code == 0 || st.Signaled() {
 				t.Errorf("%s: unshare(CLONE_NEWUSER) %v, want an errno", abi, st)
@@ -251,16 +265,16 @@ func TestEscapes(t *testing.T) {
 	})
 
 	t.Run("setuid", func(t *testing.T) {
-		if os.Getuid() != 0 {
-			// Only container root is mapped as an ordinary user: no other
-			// user to run as, and a clear error for asking.
-			_, err := Start(Spec{Rootfs: rootfs, User: "1000", Args: []string{"/bin/attacker", "whoami"}, StateDir: state})
+		if os.Getuid() != 0 && !m.subIDs() {
+			// Only container root is mapped with the single-id map: no
+			// other user to run as, and a clear error for asking.
+			_, err := Start(Spec{Rootfs: rootfs, User: "1000", Args: []string{"/bin/attacker", "whoami"}, StateDir: state, Host: m.host})
 			if err == nil || !strings.Contains(err.Error(), "not mapped") {
 				t.Errorf("Start as user 1000 with a single-id map: %v, want a clear error", err)
 			}
 			return
 		}
-		out, st := run(t, Spec{Rootfs: rootfs, User: "1000:1000", Args: []string{"/bin/suid-attacker", "whoami"}})
+		out, st := runMode(t, m, Spec{Rootfs: rootfs, User: "1000:1000", Args: []string{"/bin/suid-attacker", "whoami"}})
 		if st.Code != 0 || !strings.Contains(out, "uid 1000 euid 1000 caps 0000000000000000") {
 			t.Errorf("setuid-root binary as user 1000: %v:\n%s", st, out)
 		}
@@ -274,7 +288,7 @@ func TestEscapes(t *testing.T) {
 keyctl print %d 2>&1; echo "print=$?"
 keyctl show @s 2>&1 | head -2; keyctl padd user k @s </dev/null 2>&1; echo "padd=$?"
 unshare -U -r true 2>&1; echo "unshare-user=$?"; unshare -n true 2>&1; echo "unshare-net=$?"`, key)
-		out, _ := run(t, Spec{Args: sh(script)})
+		out, _ := runMode(t, m, Spec{Args: sh(script)})
 		testenv.NeedCommand(t, "unshare")
 		for _, bad := range []string{"the server's secret", "print=0", "padd=0", "unshare-user=0", "unshare-net=0"} {
 			if strings.Contains(out, bad) {
@@ -345,8 +359,14 @@ func programPid(t *testing.T, c *Container) int {
 // TestPosture reads, from the host, what a live container's program holds,
 // and compares it with what it should.
 func TestPosture(t *testing.T) {
-	rootfs := attackRootfs(t)
-	c := start(t, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", "wait"}})
+	for _, m := range testModes(t) {
+		t.Run(m.name, func(t *testing.T) { testPosture(t, m) })
+	}
+}
+
+func testPosture(t *testing.T, m hostMode) {
+	rootfs := attackRootfs(t, m)
+	c := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", "wait"}})
 	o := readAll(c)
 	o.waitFor(t, "waiting")
 	pid := strconv.Itoa(programPid(t, c))
@@ -358,30 +378,56 @@ func TestPosture(t *testing.T) {
 		want["status "+k] = v
 		got["status "+k] = statusField(pid, k)
 	}
+	// The program's namespaces and fds, from the host's /proc. With
+	// subordinate ids the server's user may not read them (the program
+	// runs as another host uid: ptrace access is refused, as it should
+	// be), and the program's own account, from inside, stands in: the
+	// namespaces' inode numbers are the same inside and out.
+	said := map[string]string{}
+	for _, l := range strings.Split(o.String(), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && (strings.HasPrefix(k, "ns ") || k == "fds") {
+			said[k] = v
+		}
+	}
 	for _, ns := range []string{"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"} {
 		host, _ := os.Readlink("/proc/self/ns/" + ns)
 		in, err := os.Readlink("/proc/" + pid + "/ns/" + ns)
+		if errors.Is(err, os.ErrPermission) && m.subIDs() {
+			in, err = said["ns "+ns], nil
+		}
 		want["ns "+ns] = "own"
 		got["ns "+ns] = "own"
-		if err != nil || in == host {
+		if err != nil || in == host || in == "" {
 			got["ns "+ns] = fmt.Sprintf("%s (the host's %s): %v", in, host, err)
 		}
 	}
 	fds, err := os.ReadDir("/proc/" + pid + "/fd")
-	if err != nil {
+	switch {
+	case errors.Is(err, os.ErrPermission) && m.subIDs():
+		got["fds"] = said["fds"]
+	case err != nil:
 		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range fds {
-		l, _ := os.Readlink("/proc/" + pid + "/fd/" + f.Name())
-		names = append(names, f.Name()+"="+l)
+	default:
+		var names []string
+		for _, f := range fds {
+			l, _ := os.Readlink("/proc/" + pid + "/fd/" + f.Name())
+			names = append(names, f.Name()+"="+l)
+		}
+		got["fds"] = strings.Join(names, " ")
 	}
 	want["fds"] = "0=/dev/pts/0 1=/dev/pts/0 2=/dev/pts/0"
-	got["fds"] = strings.Join(names, " ")
 	uidMap := strings.Join(strings.Fields(readFile(t, "/proc/"+pid+"/uid_map")), " ")
 	want["uid_map"] = fmt.Sprintf("0 %d 1", os.Getuid())
-	if os.Getuid() == 0 {
+	switch {
+	case os.Getuid() == 0:
 		want["uid_map"] = fmt.Sprintf("0 %d %d", hostUID(t, c.Pid()), rangeSize)
+	case m.subIDs():
+		want["uid_map"] = fmt.Sprintf("0 %d %d", m.host.subIDs.UIDBase, subIDSize)
+		// Never the server's uid, not even init's.
+		want["host uid of init"] = strconv.Itoa(m.host.subIDs.UIDBase)
+		got["host uid of init"] = strconv.Itoa(hostUID(t, c.Pid()))
+		want["host uid of the program"] = strconv.Itoa(m.host.subIDs.UIDBase)
+		got["host uid of the program"] = strconv.Itoa(hostUID(t, programPid(t, c)))
 	}
 	got["uid_map"] = uidMap
 	mi := readFile(t, "/proc/"+pid+"/mountinfo")
@@ -396,8 +442,21 @@ func TestPosture(t *testing.T) {
 			got["mount "+f[4]] = strings.Split(f[5], ",")[0]
 		}
 	}
-	cg := readFile(t, "/proc/"+pid+"/cgroup")
-	_ = cg // the host sees the host path; inside it is "/" (the attacker's posture attempt)
+	// The host sees the host path; inside it is "/" (the attacker's
+	// posture attempt). With cgroups, the program is in its session's.
+	if m.cgroups() {
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(readFile(t, "/proc/"+pid+"/cgroup")), "\n") {
+			for _, ctrl := range []string{":memory:", ":pids:", ":cpu:"} {
+				if strings.Contains(l, ctrl) {
+					lines = append(lines, ctrl+strconv.FormatBool(strings.HasSuffix(l, "/"+filepath.Base(m.host.cgroups.Dir())+"/"+c.ID())))
+				}
+			}
+		}
+		sort.Strings(lines)
+		want["in its session's cgroup"] = ":cpu:true :memory:true :pids:true"
+		got["in its session's cgroup"] = strings.Join(lines, " ")
+	}
 
 	var diff []string
 	for k, w := range want {
@@ -559,8 +618,18 @@ func TestNothingOutlivesAServer(t *testing.T) {
 		}
 		nss = append(nss, ns)
 	}
-	if left, _ := filepath.Glob(filepath.Join(state, "c-*")); len(left) != 2 {
-		t.Fatalf("mount points while it runs: %v", left)
+	// What a server killed at the wrong moment leaves in its state dir: a
+	// half-made prepared host root (and an earlier version's mount point),
+	// named for it.
+	start, err := processStart(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := fmt.Sprintf("%d-%d", cmd.Process.Pid, start)
+	for _, d := range []string{"h-tmp-" + self, "c-" + self + "-0123456789abcdef"} {
+		if err := os.Mkdir(filepath.Join(state, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -592,7 +661,7 @@ func TestNothingOutlivesAServer(t *testing.T) {
 	}
 	n, err := CleanStateDir(state)
 	if err != nil || n != 2 {
-		t.Errorf("CleanStateDir: removed %d, %v; want the 2 mount points", n, err)
+		t.Errorf("CleanStateDir: removed %d, %v; want the 2 leftovers", n, err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(state, "c-*")); len(left) != 0 {
 		t.Errorf("left: %v", left)

@@ -75,10 +75,11 @@ type output struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
 	done chan struct{}
+	more chan struct{} // a token after each read: waitFor wakes at once
 }
 
 func readAll(c *Container) *output {
-	o := &output{done: make(chan struct{})}
+	o := &output{done: make(chan struct{}), more: make(chan struct{}, 1)}
 	go func() {
 		defer close(o.done)
 		b := make([]byte, 4096)
@@ -87,6 +88,10 @@ func readAll(c *Container) *output {
 			o.mu.Lock()
 			o.buf.Write(b[:n])
 			o.mu.Unlock()
+			select {
+			case o.more <- struct{}{}:
+			default: // a token is waiting already
+			}
 			if err != nil {
 				return
 			}
@@ -104,12 +109,18 @@ func (o *output) String() string {
 // waitFor waits until the output contains s, failing after a while.
 func (o *output) waitFor(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
 	for !strings.Contains(o.String(), s) {
-		if time.Now().After(deadline) {
+		select {
+		case <-o.more:
+		case <-o.done:
+			if !strings.Contains(o.String(), s) {
+				t.Fatalf("output ended without %q:\n%s", s, o.String())
+			}
+		case <-timeout.C:
 			t.Fatalf("timed out waiting for %q; output so far:\n%s", s, o.String())
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

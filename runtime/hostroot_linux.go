@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 )
 
 // A HostRootfs container's root is an overlay like any other, whose lower
@@ -20,25 +19,19 @@ import (
 // (on a merged-/usr host, /usr alone) read-only. The copies are as the host
 // had them when the server started.
 //
-// The tree is a cache named by a hash of its content, "h-HASH": every
+// The tree is a cache named by a hash of its content, "h-HASH" (and
+// "h-HASH-sUID-GID" for the subordinate ids' root, who owns it): every
 // server and run on the host shares it, so a run leaves nothing new behind,
 // and a new one appears only when the host's files change (then the old
 // one stays, a few hundred KiB, as a running server may still use it). It
 // is made under a temporary name and renamed into place, so a concurrent
 // maker never sees half of one.
 
-var hostRoots struct {
-	mu   sync.Mutex
-	dirs map[string]string // state dir -> prepared tree
-}
-
-// preparedHostRoot returns the lower layer for HostRootfs, making it on first use.
-func preparedHostRoot(stateDir string) (string, error) {
-	hostRoots.mu.Lock()
-	defer hostRoots.mu.Unlock()
-	if d, ok := hostRoots.dirs[stateDir]; ok {
-		return d, nil
-	}
+// preparedHostRoot returns the lower layer for HostRootfs, making it when
+// the state dir has none for the host's files as they are now. With shift,
+// the tree is given to container root of the subordinate ids (and named
+// for them), for containers that map them. The Host calls it once.
+func preparedHostRoot(stateDir string, shift *shifter) (string, error) {
 	entries, err := hostRootEntries()
 	if err != nil {
 		return "", fmt.Errorf("host rootfs: %w", err)
@@ -48,25 +41,36 @@ func preparedHostRoot(stateDir string) (string, error) {
 		fmt.Fprintf(h, "%s\x00%o\x00%s\x00%d\x00", e.path, e.mode, e.link, len(e.data))
 		h.Write(e.data)
 	}
-	dir := filepath.Join(stateDir, "h-"+hex.EncodeToString(h.Sum(nil))[:16])
-	if _, err := os.Stat(dir); err != nil {
-		tmp := filepath.Join(stateDir, "h-tmp-"+selfName())
-		_ = os.RemoveAll(tmp) // a half-made one of an earlier failed try
-		if err := makeHostRoot(tmp, entries); err != nil {
-			_ = os.RemoveAll(tmp) // half made
+	name, suffix := "h-"+hex.EncodeToString(h.Sum(nil))[:16], ""
+	if shift != nil {
+		suffix = fmt.Sprintf("-s%d-%d", shift.ids.UIDBase, shift.ids.GIDBase)
+	}
+	dir := filepath.Join(stateDir, name+suffix)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	tmp := filepath.Join(stateDir, "h-tmp-"+selfName()+suffix)
+	_ = os.RemoveAll(tmp) // a half-made one of an earlier failed try
+	if err := makeHostRoot(tmp, entries); err != nil {
+		_ = os.RemoveAll(tmp) // half made
+		return "", fmt.Errorf("host rootfs: %w", err)
+	}
+	if shift != nil {
+		if err := shift.chown(tmp); err != nil {
+			_ = shift.remove(tmp)
 			return "", fmt.Errorf("host rootfs: %w", err)
 		}
-		if err := os.Rename(tmp, dir); err != nil {
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if shift != nil {
+			_ = shift.remove(tmp)
+		} else {
 			_ = os.RemoveAll(tmp) // another process made the same one first
-			if _, err := os.Stat(dir); err != nil {
-				return "", fmt.Errorf("host rootfs: %w", err)
-			}
+		}
+		if _, err := os.Stat(dir); err != nil {
+			return "", fmt.Errorf("host rootfs: %w", err)
 		}
 	}
-	if hostRoots.dirs == nil {
-		hostRoots.dirs = map[string]string{}
-	}
-	hostRoots.dirs[stateDir] = dir
 	return dir, nil
 }
 

@@ -13,10 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Two id maps, as in DESIGN.md's privilege modes:
+// Three id maps, as in DESIGN.md's privilege modes:
 //
-//   - as an ordinary user, container root is the invoking user and no other
-//     id exists inside (guntainer's map);
+//   - as an ordinary user whom /etc/subuid and /etc/subgid grant a range,
+//     container ids 0-65535 are one slice of it, shared by all sessions
+//     (see subid_linux.go), for a rootfs owned by that slice's root;
+//   - as an ordinary user otherwise, container root is the invoking user
+//     and no other id exists inside (guntainer's map);
 //   - as root, each container gets its own 65536-id range from a pool, so
 //     container root is never host root and no two containers share a host
 //     uid. The root file system, owned by host ids, is then shown to the
@@ -34,30 +37,82 @@ const (
 type idPlan struct {
 	uidMap, gidMap   []syscall.SysProcIDMap
 	setgroups        bool
-	hostUID, hostGID int // the host ids of container root
-	slot             *idSlot
+	hostUID, hostGID int     // the host ids of container root
+	slot             *idSlot // root: the container's range of the pool
+	sub              *SubIDs // subordinate ids: maps written by newuidmap after the start
+	lower            string  // the overlay's lower layer: the rootfs, or the prepared host root
+	mappedLower      bool    // root: the lower layer goes in as an id-mapped mount
 }
 
-func chooseIDs(stateDir string) (idPlan, error) {
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid != 0 || !initialUserNS() {
-		// Root inside a user namespace (a rootless container, a pod with
-		// user namespaces) cannot map the pool's ids: it is an ordinary
-		// user as far as the host is concerned.
-		return idPlan{
-			uidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
-			gidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
-			hostUID: uid,
-			hostGID: gid,
-		}, nil
+// plan chooses the ids of a container of rootfs: root's own range from
+// the pool; else the subordinate ids where the rootfs's owner fits them;
+// else the single-id map.
+func (h *Host) plan(rootfs string) (idPlan, error) {
+	lower := rootfs
+	hostRoot := h.hostRoot
+	switch {
+	case h.pool != nil:
+		slot, err := h.pool.acquire()
+		if err != nil {
+			return idPlan{}, err
+		}
+		host := poolBase + slot.n*rangeSize
+		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: host, Size: rangeSize}}
+		p := idPlan{uidMap: m, gidMap: m, setgroups: true, hostUID: host, hostGID: host, slot: slot, mappedLower: true, lower: lower}
+		if rootfs == HostRootfs {
+			if p.lower, err = hostRoot(); err != nil {
+				slot.release()
+				return idPlan{}, err
+			}
+		}
+		return p, nil
+	case h.subIDs != nil && h.fitsSubIDs(rootfs):
+		s := h.subIDs
+		p := idPlan{setgroups: true, hostUID: s.UIDBase, hostGID: s.GIDBase, sub: s, lower: lower}
+		if rootfs == HostRootfs {
+			var err error
+			if p.lower, err = h.subHostRoot(); err != nil {
+				return idPlan{}, err
+			}
+		}
+		return p, nil
 	}
-	slot, err := acquireSlot(filepath.Join(stateDir, "ids"))
-	if err != nil {
-		return idPlan{}, err
+	p := idPlan{
+		uidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: h.uid, Size: 1}},
+		gidMap:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: h.gid, Size: 1}},
+		hostUID: h.uid,
+		hostGID: h.gid,
+		lower:   lower,
 	}
-	host := poolBase + slot.n*rangeSize
-	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: host, Size: rangeSize}}
-	return idPlan{uidMap: m, gidMap: m, setgroups: true, hostUID: host, hostGID: host, slot: slot}, nil
+	if rootfs == HostRootfs {
+		var err error
+		if p.lower, err = hostRoot(); err != nil {
+			return idPlan{}, err
+		}
+	}
+	return p, nil
+}
+
+// fitsSubIDs reports whether a container of rootfs can map the
+// subordinate ids: its files must be owned by the slice's ids (the host
+// rootfs's prepared layer is; a tree unpacked through the slice's map
+// is). A tree of another owner, say one unpacked as the server's own user,
+// would show as nobody's inside, and the overlay could not copy its files
+// up (no chown to an unmapped id): its containers get the single-id map,
+// and the server says so once.
+func (h *Host) fitsSubIDs(rootfs string) bool {
+	if rootfs == HostRootfs {
+		return true
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(rootfs, &st); err != nil {
+		return false // Start reports the rootfs's error itself
+	}
+	if int(st.Uid) == h.subIDs.UIDBase {
+		return true
+	}
+	h.notice(fmt.Sprintf("rootfs %s is owned by uid %d, not by container root of the subordinate ids (host uid %d): its containers get the single-id map (container root = uid %d); unpack it through the subordinate ids to give them a full range", rootfs, st.Uid, h.subIDs.UIDBase, h.uid))
+	return false
 }
 
 // initialUserNS reports whether this process is in the host's user
@@ -84,29 +139,23 @@ func initialUserNS() bool {
 type idSlot struct {
 	n    int
 	lock *os.File
+	pool *idPool
 }
 
-func acquireSlot(dir string) (*idSlot, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("id pool: %w", err)
+// tryslot takes range n when its lock file f is free and names no living
+// init; false when another holds it.
+func tryslot(f *os.File) (bool, error) {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil && !slotInitAlive(f) {
+		return true, nil
 	}
-	start := int(uint(os.Getpid()*7919) % poolSlots) // spread servers over the pool
-	for i := range poolSlots {
-		n := (start + i) % poolSlots
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(n)), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("id pool: %w", err)
-		}
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil && !slotInitAlive(f) {
-			return &idSlot{n: n, lock: f}, nil
-		}
-		_ = f.Close() // held by another container, or by a dying one
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("id pool: lock: %w", err)
-		}
+	if err == nil {
+		return false, nil // a dying container's: not yet (closing f unlocks it)
 	}
-	return nil, fmt.Errorf("id pool: all %d uid ranges are in use", poolSlots)
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		return false, fmt.Errorf("id pool: lock: %w", err)
+	}
+	return false, nil
 }
 
 // slotInitAlive reports whether the init a lock file names still exists.
@@ -163,7 +212,7 @@ func processAlive(pid int, start uint64) bool {
 
 func (s *idSlot) release() {
 	if s != nil && s.lock != nil {
-		_ = s.lock.Close() // closing drops the flock
+		s.pool.release(s)
 		s.lock = nil
 	}
 }
@@ -191,57 +240,21 @@ func idmappedTree(dir string, pid int) (int, error) {
 }
 
 // DefaultStateDir is where containers' mount points live on the host:
-// /run/playground as (real) root, else $XDG_RUNTIME_DIR/playground, else
-// $TMPDIR/playground-UID.
+// /run/playground as (real) root, else $XDG_RUNTIME_DIR/playground where
+// others may pass through $XDG_RUNTIME_DIR, else $TMPDIR/playground-UID.
 func DefaultStateDir() string {
 	if os.Getuid() == 0 && initialUserNS() {
 		return "/run/playground"
 	}
+	// $XDG_RUNTIME_DIR only where others may pass through it: with
+	// subordinate ids, container root is another host uid than ours and
+	// must reach its mount point (systemd makes /run/user/UID 0700).
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "playground")
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 != 0 {
+			return filepath.Join(d, "playground")
+		}
 	}
 	return filepath.Join(os.TempDir(), "playground-"+strconv.Itoa(os.Getuid()))
-}
-
-// makeMountPoint creates the container's empty mount point under stateDir,
-// owned by container root. stateDir must be ours: in a shared /tmp another
-// user could have planted it.
-func makeMountPoint(stateDir, id string, uid, gid int) (string, error) {
-	if err := os.MkdirAll(stateDir, 0o711); err != nil {
-		return "", fmt.Errorf("state dir: %w", err)
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(stateDir, &st); err != nil {
-		return "", fmt.Errorf("state dir: %w", err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Getuid() {
-		return "", fmt.Errorf("state dir %s: not a directory owned by uid %d", stateDir, os.Getuid())
-	}
-	if st.Mode&0o022 != 0 {
-		return "", fmt.Errorf("state dir %s: writable by others (mode %o)", stateDir, st.Mode&0o777)
-	}
-	if pool := uid != os.Getuid(); pool {
-		// Container root, a pool uid, must be able to reach its mount point.
-		if st.Mode&0o011 != 0o011 {
-			if err := os.Chmod(stateDir, 0o711); err != nil {
-				return "", fmt.Errorf("state dir: %w", err)
-			}
-		}
-		if err := searchableByOthers(stateDir); err != nil {
-			return "", err
-		}
-	}
-	dir := filepath.Join(stateDir, fmt.Sprintf("c-%s-%s", selfName(), id))
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", fmt.Errorf("mount point: %w", err)
-	}
-	if uid != os.Getuid() {
-		if err := os.Lchown(dir, uid, gid); err != nil {
-			_ = os.Remove(dir) // just made, empty
-			return "", fmt.Errorf("mount point: %w", err)
-		}
-	}
-	return dir, nil
 }
 
 // searchableByOthers checks that a pool uid can reach dir: every directory
@@ -257,7 +270,7 @@ func searchableByOthers(dir string) error {
 			return fmt.Errorf("state dir: %w", err)
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("state dir %s: %s is not searchable by others (mode %o), and containers run as pool uids that must reach it", dir, p, fi.Mode().Perm())
+			return fmt.Errorf("state dir %s: %s is not searchable by others (mode %o), and container root, another host uid than the server's (a pool range, subordinate ids), must reach it", dir, p, fi.Mode().Perm())
 		}
 		if p == "/" {
 			return nil
@@ -272,14 +285,14 @@ var selfName = sync.OnceValue(func() string {
 	return fmt.Sprintf("%d-%d", os.Getpid(), start)
 })
 
-// CleanStateDir removes the mount points that a crashed predecessor left in
-// stateDir: empty directories, since their mounts died with their mount
-// namespaces. A mount point is named for the pid and start time of the
-// process that made it, and only those of processes no longer running are
-// touched (a pid alone could be a new process's): removing a living
-// container's mount point would detach its mounts. A dead server's
-// containers end as soon as their inits see it gone. It returns how many
-// it removed.
+// CleanStateDir removes what a crashed predecessor left in stateDir: the
+// half-made prepared host roots, and the per-container mount points of
+// earlier versions (today's containers share one, "mnt"): empty
+// directories, since their mounts died with their mount namespaces. Each
+// is named for the pid and start time of the process that made it, and
+// only those of processes no longer running are touched (a pid alone
+// could be a new process's). A dead server's containers end as soon as
+// their inits see it gone. It returns how many it removed.
 func CleanStateDir(stateDir string) (int, error) {
 	entries, err := os.ReadDir(stateDir)
 	if errors.Is(err, os.ErrNotExist) {

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -31,6 +33,9 @@ const syncFd = 3
 // process inherited (from a shell, a supervisor) must not pass on to a
 // container's init or anything else it runs.
 func MaybeInit() {
+	if filepath.Base(os.Args[0]) == idsArg0 {
+		os.Exit(idsMain(os.Args[1:]))
+	}
 	if filepath.Base(os.Args[0]) != initArg0 {
 		if err := closeOnExecFrom(3); err != nil {
 			fmt.Fprintln(os.Stderr, "playground: mark inherited fds close-on-exec:", err)
@@ -70,8 +75,17 @@ func initMain() int {
 	if err != nil {
 		return 1 // the parent is gone or broken: nobody to report to
 	}
-	// Released: the parent has written the id maps (and placed init in its
-	// cgroup). From here on no one but root of the container's user
+	// Released: the parent has written the id maps and placed init in its
+	// cgroup. Where newuidmap wrote the maps, init started as a uid the
+	// namespace did not map yet (holding its capabilities as ambient ones)
+	// and becomes container root now.
+	if cfg.BecomeRoot {
+		if err := BecomeRoot(); err != nil {
+			_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "become container root", Err: err.Error()})
+			return 1
+		}
+	}
+	// From here on no one but root of the container's user
 	// namespace with CAP_SYS_PTRACE (which the program never has) may
 	// ptrace init, read its memory or take its fds, and /proc/1/* is root's.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
@@ -90,9 +104,6 @@ func initMain() int {
 		return 1
 	}
 
-	// limits: where newuidmap/newgidmap wrote the id maps, init started as
-	// an unmapped uid (Go's Credential{Uid: 0} needs the maps before exec)
-	// and becomes container root here, with setresgid and setresuid.
 	mark("released")
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs) // before the program starts; forwarded to it by reapUntil
@@ -212,9 +223,11 @@ func setup(cfg *initConfig, lower int, stdio []int) (*os.File, int, error) {
 	if err := step("bring up lo", loopbackUp()); err != nil {
 		return nil, 0, err
 	}
-	// limits: network setup inside the container's net namespace (the
-	// container's end of an outbound link) goes here, while init still
-	// has CAP_NET_ADMIN in it.
+	// The outbound network's rules, while init still has CAP_NET_ADMIN in
+	// the container's net namespace (the program never has it).
+	if err := step("install network rules", installNetRules(cfg.NetRules)); err != nil {
+		return nil, 0, err
+	}
 	if err := writeEtc(cfg); err != nil {
 		return nil, 0, err
 	}
@@ -272,10 +285,24 @@ func setup(cfg *initConfig, lower int, stdio []int) (*os.File, int, error) {
 	master := files.master
 	defer files.closeChild() // the program has its own copies
 	mark("pty")
-	// limits: rlimits for the program are set here, before the last step.
+	// Rlimits on init, which the program and all it starts inherit; a
+	// limit can only be lowered from here. Init itself lives on under
+	// them: under RLIMIT_DATA, the threads it will need (its waits in
+	// wait4 and recvfrom block one each) are made first, while the limit
+	// cannot refuse their stacks (8 MiB each where the binary was built
+	// with cgo; Go's own threads take 16 KiB of its heap).
+	for _, r := range cfg.Rlimits {
+		if r.Name == "data" {
+			reserveThreads(4)
+		}
+	}
+	if err := step("set rlimits", applyRlimits(cfg.Rlimits)); err != nil {
+		_ = master.Close()
+		return nil, 0, err
+	}
 	pid, err := startProgram(program{
 		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: master != nil,
-		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter,
+		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter, nice: cfg.Nice,
 	})
 	if err != nil {
 		_ = master.Close()
@@ -459,4 +486,26 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// reserveThreads makes sure the Go runtime has n more OS threads than it
+// needs now: each of n goroutines holds a thread of its own at once, then
+// lets it go, and the runtime keeps idle threads for later use rather than
+// ending them.
+func reserveThreads(n int) {
+	var held, release sync.WaitGroup
+	held.Add(n)
+	release.Add(1)
+	var done sync.WaitGroup
+	for range n {
+		done.Go(func() {
+			goruntime.LockOSThread()
+			held.Done()
+			release.Wait()
+			goruntime.UnlockOSThread()
+		})
+	}
+	held.Wait()
+	release.Done()
+	done.Wait()
 }

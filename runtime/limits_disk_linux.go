@@ -9,13 +9,12 @@ import (
 )
 
 // The session's disk (Limits.Disk) as one tmpfs: see DiskLayout. Init
-// calls mountSessionDisk on its mount point in place of today's tmpfs of
-// WritableSize, and, before pivot_root, openSessionDirs; after pivot_root
-// and the /dev tmpfs, attachSessionDir(tmp, "/tmp") and
-// attachSessionDir(shm, "/dev/shm") in place of the separate /tmp and
-// /dev/shm tmpfs mounts. Three mounts become one tmpfs and two binds, and
-// the writable layer, /tmp and /dev/shm share one size and one inode
-// count: a session can fill its disk once, not three times.
+// mounts it on its mount point (mountSessionDisk), opens its tmp and shm
+// as detached mounts before pivot_root (openSessionDirs), and attaches
+// them on /tmp and /dev/shm afterwards (attachSessionDir). One tmpfs and
+// two binds, where there were three tmpfs mounts: the writable layer, /tmp
+// and /dev/shm share one size and one inode count, so a session can fill
+// its disk once, not three times.
 
 // mountSessionDisk mounts the session's tmpfs on mp, size Disk and
 // DiskInodes inodes, and makes DiskLayout's directories in it.
@@ -57,16 +56,26 @@ func openSessionDirs(mp string) (tmp, shm int, err error) {
 	return tmp, shm, nil
 }
 
-// attachSessionDir attaches a detached mount from openSessionDirs at
-// target, nosuid and nodev. target must already be resolved inside the
-// new root (iso's safe path resolution): move_mount follows what it is
-// given.
-func attachSessionDir(fd int, target string) error {
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+// attachSessionDir attaches a detached mount from openSessionDirs on
+// target, a path relative to the working directory (the new root, for
+// init), resolved in it without following a symlink (openat2 with
+// RESOLVE_IN_ROOT and RESOLVE_NO_SYMLINKS, as mountOn does): the mount is
+// moved onto exactly what was opened. It is nosuid and nodev, and has the
+// extra attributes given (MOUNT_ATTR_NOEXEC).
+func attachSessionDir(fd int, target string, extra uint64) error {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | extra}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		return fmt.Errorf("mount_setattr for %s: %w", target, err)
 	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+	tfd, err := unix.Openat2(unix.AT_FDCWD, target, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_DIRECTORY,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("open %s in the root: %w", target, err)
+	}
+	defer unix.Close(tfd)
+	if err := unix.MoveMount(fd, "", tfd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach %s: %w", target, err)
 	}
 	return nil

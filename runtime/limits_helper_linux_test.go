@@ -46,6 +46,8 @@ var helpers = map[string]func() int{
 	"netinside":  helperNetInside,
 	"rlimits":    helperRlimits,
 	"disk":       helperDisk,
+	"netserver":  helperNetServer,
+	"netpeer":    helperNetPeer,
 }
 
 func runHelper(name string) int {

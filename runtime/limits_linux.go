@@ -20,11 +20,14 @@ var rlimitResources = map[string]int{
 // RlimitsFor is what init sets for l. Always: no core dumps (they would
 // land in the session's small disk, or worse, be piped to the host's
 // core_pattern helper), NOFILE, FSIZE at Disk (no single file larger than
-// the whole disk), NPROC at Pids, no real-time priority, and no raising of
-// the nice value. Without a cgroup (cgroup false) also DATA at Memory: per
-// process, so a session of N processes may hold N times as much; DATA
-// rather than AS, since AS counts reservations that are never touched and
-// breaks Go, Java and V8 programs at a few hundred MiB.
+// the whole disk), no real-time priority, and no raising of the nice
+// value. Without a cgroup that bounds the session's memory and processes
+// (cgroup false) also NPROC at Pids and DATA at Memory: per process, so a
+// session of N processes may hold N times as much; DATA rather than AS,
+// since AS counts reservations that are never touched and breaks Go, Java
+// and V8 programs at a few hundred MiB. With the cgroup, NPROC is left to
+// pids.max, so that a fork bomb meets the cgroup's limit, which says so
+// (pids.events), rather than the rlimit, which says nothing.
 //
 // NPROC counts the processes of one uid inside the session's user
 // namespace, and also (Linux 5.14 on, ucounts) charges every one of them
@@ -48,7 +51,7 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 		// there), and is what most hosts give anyway.
 		{Name: "nice", Cur: 0, Max: 0},
 	}
-	if l.Pids > 0 {
+	if !cgroup && l.Pids > 0 {
 		rl = append(rl, Rlimit{Name: "nproc", Cur: uint64(l.Pids), Max: uint64(l.Pids)})
 	}
 	if !cgroup && l.Memory > 0 {
@@ -170,35 +173,59 @@ func LimitsModeLine(cg *Cgroups, why error) string {
 	}
 	line := "limits: rlimits only: memory and process counts are per process, CPU is not shared fairly, and --cpus is not enforced"
 	if why != nil {
-		line += " (" + strings.TrimPrefix(why.Error(), ErrNoCgroup.Error()+": ") + ")"
+		reason := strings.TrimPrefix(why.Error(), ErrNoCgroup.Error()+": ")
+		line += " (" + strings.ReplaceAll(reason, "\n", "; ") + ")"
 	}
 	return line
 }
 
-// ProcStats is Stats without a cgroup: it counts the processes of the pid
-// namespace whose init is pid (a host pid) and adds up their resident
-// sets, walking /proc. It costs a read of every process on the host: for
-// the admin API, not for a hot path.
+// ProcStats is Stats without a cgroup: it counts pid (a host pid, the
+// container's init) and its descendants, and adds up their resident sets,
+// walking /proc. Every process of a container's pid namespace descends
+// from its init (orphans are reparented to it), and /proc/PID/stat and
+// statm are readable whoever runs the process, subordinate ids included.
+// It costs a read of every process on the host: for the admin API, not
+// for a hot path.
 func ProcStats(pid int) (Stats, error) {
-	ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
-	if err != nil {
-		return Stats{}, err
-	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return Stats{}, err
 	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
+			ppid, _ := strconv.Atoi(f[1])
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		return Stats{}, err
+	}
 	page := int64(os.Getpagesize())
 	var st Stats
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+	// Parent links are read one process at a time while processes come
+	// and go: a reused pid can make a loop, so each is counted once.
+	seen := map[int]bool{}
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[p] {
 			continue
 		}
-		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || l != ns {
-			continue
-		}
+		seen[p] = true
+		todo = append(todo, children[p]...)
 		st.Processes++
-		b, err := os.ReadFile("/proc/" + e.Name() + "/statm")
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/statm")
 		if f := strings.Fields(string(b)); err == nil && len(f) > 1 {
 			rss, _ := strconv.ParseInt(f[1], 10, 64)
 			st.MemoryBytes += rss * page

@@ -173,11 +173,16 @@ func helperDisk() int {
 	}
 	defer unix.Close(tmp)
 	defer unix.Close(shm)
-	if err := attachSessionDir(tmp, tmpT); err != nil {
+	// Targets relative to the working directory, as init's are to the
+	// new root.
+	if err := os.Chdir(base); err != nil {
+		return fail(err)
+	}
+	if err := attachSessionDir(tmp, "tmp", 0); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(tmpT, unix.MNT_DETACH)
-	if err := attachSessionDir(shm, shmT); err != nil {
+	if err := attachSessionDir(shm, "shm", unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(shmT, unix.MNT_DETACH)

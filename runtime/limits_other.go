@@ -27,6 +27,7 @@ type CgroupOptions struct {
 	Version       int
 	Name          string
 	NoControllers bool
+	PidNamespaces bool
 }
 
 // NewCgroups fails: cgroups need Linux.
@@ -109,3 +110,16 @@ func (h *NetHelper) Close() error          { return nil }
 
 // HostAddrs is empty on this system.
 func HostAddrs() []netip.Prefix { return nil }
+
+// Host is what a server prepares once for its containers; none on this
+// system.
+type Host struct{}
+
+// NewHost fails: containers need Linux.
+func NewHost(HostOptions) (*Host, error) { return nil, ErrUnsupported }
+
+func (h *Host) StateDir() string    { return "" }
+func (h *Host) Cgroups() *Cgroups   { return nil }
+func (h *Host) SubIDs() *SubIDs     { return nil }
+func (h *Host) ModeLines() []string { return nil }
+func (h *Host) Close() error        { return nil }

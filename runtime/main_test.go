@@ -26,6 +26,10 @@ func TestMain(m *testing.M) {
 	}
 	fds := openFds()
 	code := m.Run()
+	if err := closeSharedHosts(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
 	if code == 0 {
 		if err := checkLeaks(fds); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -25,6 +25,9 @@ type program struct {
 	// mapped), so the program's supplementary groups are cleared.
 	setgroups bool
 	filter    filter.Program
+	// nice is the program's nice value: SessionNice where no cgroup
+	// shares the CPU fairly, 0 for none.
+	nice int
 }
 
 // startProgram is init's last step. Capabilities, no_new_privs, the seccomp
@@ -35,6 +38,7 @@ type program struct {
 // other threads. The thread is never unlocked, so it ends with its
 // goroutine and no Go code runs on it again. In order:
 //
+//  0. a lower CPU priority (nice), where no cgroup shares the CPU;
 //  1. a new cgroup namespace, rooted at the cgroup init is in (where the
 //     parent placed it before it released init);
 //  2. a new, empty session keyring;
@@ -59,6 +63,14 @@ func startProgram(p program) (int, error) {
 }
 
 func lastStep(p program) (int, error) {
+	// Priority is per thread, and a child inherits its forking thread's:
+	// this one's becomes the program's, and RLIMIT_NICE (0) keeps it
+	// from raising it back.
+	if p.nice != 0 {
+		if err := step("lower the CPU priority", unix.Setpriority(unix.PRIO_PROCESS, 0, p.nice)); err != nil {
+			return 0, err
+		}
+	}
 	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
 		return 0, err
 	}

@@ -12,11 +12,12 @@ import (
 
 // The container's root, built by init inside its own mount namespace:
 //
-//	MountPoint        tmpfs, size-limited: the container's only writable storage
+//	MountPoint        the session's disk: one tmpfs of Limits.Disk bytes and
+//	                  DiskInodes inodes, the container's only writable storage
 //	  upper/ work/    the overlay's writable layer
 //	  lower/          the id-mapped rootfs, in root mode
-//	  root/           overlay(lower=rootfs, upper) or, for HostRootfs, a plain
-//	                  directory with the host's /usr ... bind-mounted read-only
+//	  root/           overlay(lower=rootfs or the prepared host root, upper)
+//	  tmp/ shm/       bound onto /tmp and /dev/shm
 //
 // then pivot_root into root/ and detach the old root. Every mount is made in
 // the container's mount namespace, so the host sees none of them and they
@@ -37,21 +38,22 @@ func buildRoot(cfg *initConfig, lower int) error {
 	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
 		return err
 	}
-	opts := tmpfsOptions(cfg.WritableSize, "0755")
-	if err := step("mount tmpfs on "+mp, unix.Mount("tmpfs", mp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)); err != nil {
+	if err := step("mount the session's disk on "+mp, mountSessionDisk(mp, cfg.Limits)); err != nil {
 		return err
 	}
+	// Its tmp and shm, bound onto /tmp and /dev/shm once the root is built.
+	tmp, shm, err := openSessionDirs(mp)
+	if err := step("session disk", err); err != nil {
+		return err
+	}
+	defer unix.Close(tmp)
+	defer unix.Close(shm)
 	// Relative to the tmpfs from here, so that the overlay's options in
 	// the container's mountinfo name no host path.
 	if err := step("chdir to "+mp, os.Chdir(mp)); err != nil {
 		return err
 	}
 	root := filepath.Join(mp, "root")
-	for _, d := range []string{"upper", "work", "root", "lower"} {
-		if err := step("mkdir "+d, os.Mkdir(filepath.Join(mp, d), 0o755)); err != nil {
-			return err
-		}
-	}
 	{
 		lowerDir := "lower"
 		if lower >= 0 {
@@ -103,7 +105,7 @@ func buildRoot(cfg *initConfig, lower int) error {
 			return err
 		}
 	}
-	if err := mountSystem(cfg); err != nil {
+	if err := mountSystem(cfg, tmp, shm); err != nil {
 		return err
 	}
 	if err := step("detach old root", unix.Unmount(oldRoot, unix.MNT_DETACH)); err != nil {
@@ -125,13 +127,6 @@ func mkdirReal(p string) error {
 		}
 	}
 	return step("mkdir "+p, os.MkdirAll(p, 0o755))
-}
-
-// tmpfsOptions are a tmpfs's options with a size limit and an inode limit
-// to match (one inode per 4 KiB, as a page each): without one, a tmpfs in
-// a user namespace allows half the host's RAM in inodes.
-func tmpfsOptions(size int64, mode string) string {
-	return fmt.Sprintf("size=%d,nr_inodes=%d,mode=%s", size, max(size/4096, 1024), mode)
 }
 
 // Every mount after pivot_root goes onto a target that was opened inside
@@ -164,7 +159,7 @@ var (
 	readOnlyDirs = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"}
 )
 
-func mountSystem(cfg *initConfig) error {
+func mountSystem(cfg *initConfig, tmp, shm int) error {
 	const noexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := mkdirReal("/proc"); err != nil {
 		return err
@@ -181,13 +176,13 @@ func mountSystem(cfg *initConfig) error {
 	if err := mountSys(); err != nil {
 		return err
 	}
-	if err := populateDev(cfg); err != nil {
+	if err := populateDev(cfg, shm); err != nil {
 		return err
 	}
 	if err := mkdirReal("/tmp"); err != nil {
 		return err
 	}
-	if err := step("mount tmpfs on /tmp", mountOn("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(cfg.ScratchSize, "1777"))); err != nil {
+	if err := step("bind the session's tmp on /tmp", attachSessionDir(tmp, "./tmp", 0)); err != nil {
 		return err
 	}
 	return mask()
@@ -233,7 +228,7 @@ func remountReadOnly(p string) error {
 
 // populateDev fills the /dev tmpfs. Device nodes cannot be made in a user
 // namespace, so the host's harmless ones are bind-mounted onto empty files.
-func populateDev(cfg *initConfig) error {
+func populateDev(cfg *initConfig, shm int) error {
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		p := "/dev/" + d
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW, 0o666)
@@ -258,7 +253,7 @@ func populateDev(cfg *initConfig) error {
 	if err := step("mkdir /dev/shm", os.Mkdir("/dev/shm", 0o1777)); err != nil {
 		return err
 	}
-	if err := step("mount /dev/shm", mountOn("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, tmpfsOptions(cfg.ScratchSize, "1777"))); err != nil {
+	if err := step("bind the session's shm on /dev/shm", attachSessionDir(shm, "./dev/shm", unix.MOUNT_ATTR_NOEXEC)); err != nil {
 		return err
 	}
 	for link, target := range map[string]string{

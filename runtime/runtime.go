@@ -15,6 +15,14 @@
 // and goes with it. When the process that started it dies, init sees its
 // end of the sync socket close and ends the container too.
 //
+// A server prepares the host once, with NewHost: the sessions' parent
+// cgroup (each container then gets its own below it, with the memory,
+// process and CPU limits of Spec.Limits, and ends whole when it hits one:
+// ExitStatus.Reason says which), or, where no cgroup can be had, rlimits
+// and a lower CPU priority; subordinate ids from /etc/subuid for an
+// ordinary user; the outbound network's helper. A container's writable
+// layer, /tmp and /dev/shm are one tmpfs of Limits.Disk bytes.
+//
 // Programs that embed the runtime must call MaybeInit first thing in main
 // (and in TestMain of tests that start containers): it is the entry point of
 // the re-executed init and never returns there.
@@ -61,12 +69,26 @@ type Spec struct {
 	// and stderr instead of a terminal: no pty, no echo, end of file as
 	// the caller's. See Stdio for what is accepted.
 	Stdio *Stdio
-	// WritableSize is the size limit, in bytes, of the tmpfs holding the
-	// container's writable layer; 256 MiB when zero.
+	// Limits bound what the container may use (zero fields: the
+	// defaults): with the Host's cgroups for the whole container, else as
+	// rlimits of each process. Limits.Disk is its writable layer, /tmp and
+	// /dev/shm together.
+	Limits Limits
+	// WritableSize is the old name of Limits.Disk, used when that is zero.
+	//
+	// Deprecated: set Limits.Disk.
 	WritableSize int64
-	// StateDir is where the host keeps an empty mount point per container.
-	// Defaults to $XDG_RUNTIME_DIR/playground, /run/playground as root, or
-	// $TMPDIR/playground-UID.
+	// Net is the container's network: loopback only by default; outbound
+	// needs a Host made for it.
+	Net Net
+	// Host is what the server prepared once for all its containers
+	// (NewHost): cgroups, subordinate ids, the network helper. Nil means a
+	// default Host for StateDir, without cgroups, subordinate ids or
+	// outbound network.
+	Host *Host
+	// StateDir is where the host keeps an empty mount point per container:
+	// the Host's when it has one (a Spec may leave it empty or name the
+	// same). Defaults to DefaultStateDir().
 	StateDir string
 
 	check bool // set by Check: build the container, find the program, stop there

@@ -34,3 +34,4 @@ func (c *Container) Signal(sig syscall.Signal) error { return ErrUnsupported }
 func (c *Container) Wait() (ExitStatus, error)       { return ExitStatus{}, ErrUnsupported }
 func (c *Container) Done() <-chan struct{}           { ch := make(chan struct{}); close(ch); return ch }
 func (c *Container) Close() error                    { return nil }
+func (c *Container) Stats() (Stats, error)           { return Stats{}, ErrUnsupported }

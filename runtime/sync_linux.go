@@ -20,32 +20,39 @@ const maxMessage = 64 << 10
 
 // initConfig is what the parent sends to release init.
 type initConfig struct {
-	Rootfs       string   `json:"rootfs"` // a directory, or HostRootfs
-	Hostname     string   `json:"hostname"`
-	Args         []string `json:"args"`
-	Env          []string `json:"env"`
-	Dir          string   `json:"dir"`
-	Cols         uint16   `json:"cols"`
-	Rows         uint16   `json:"rows"`
-	WritableSize int64    `json:"writableSize"`
-	MountPoint   string   `json:"mountPoint"`  // empty host directory for the container's tmpfs
-	ResolvConf   string   `json:"resolvConf"`  // contents for /etc/resolv.conf
-	IDRange      bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
-	MappedLower  bool     `json:"mappedLower"` // an id-mapped mount of Rootfs (or HostLower) comes with this message
-	HostLower    string   `json:"hostLower"`   // for HostRootfs: the prepared lower layer (preparedHostRoot)
-	Check        bool     `json:"check"`       // stop once the program is found; report "checked"
-	Stdio        bool     `json:"stdio"`       // Spec.Stdio: a stdioMessage with the program's files follows
+	Rootfs      string   `json:"rootfs"` // a directory, or HostRootfs
+	Hostname    string   `json:"hostname"`
+	Args        []string `json:"args"`
+	Env         []string `json:"env"`
+	Dir         string   `json:"dir"`
+	Cols        uint16   `json:"cols"`
+	Rows        uint16   `json:"rows"`
+	MountPoint  string   `json:"mountPoint"`  // empty host directory for the container's tmpfs
+	ResolvConf  string   `json:"resolvConf"`  // contents for /etc/resolv.conf
+	IDRange     bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
+	MappedLower bool     `json:"mappedLower"` // an id-mapped mount of Rootfs (or HostLower) comes with this message
+	HostLower   string   `json:"hostLower"`   // for HostRootfs: the prepared lower layer (preparedHostRoot)
+	Check       bool     `json:"check"`       // stop once the program is found; report "checked"
+	Stdio       bool     `json:"stdio"`       // Spec.Stdio: a stdioMessage with the program's files follows
 	// UID and GID are Spec.User's; UID -1 is root, as init is.
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
 	Seccomp []byte `json:"seccomp"` // the program's seccomp filter, from the parent (filter.Program.Bytes)
-	// ScratchSize is the size of /tmp and /dev/shm, each. (limits: a --disk
-	// that covers the writable layer, /tmp and /dev/shm together sets
-	// these three from one budget.)
-	ScratchSize int64 `json:"scratchSize"`
-	// limits: rlimits for the program, and whether the id maps were
-	// written by newuidmap (then init itself must setresuid/setresgid to
-	// container root once released), are added here.
+	// Limits.Disk is the session's disk: the writable layer, /tmp and
+	// /dev/shm in one tmpfs (DiskLayout).
+	Limits Limits `json:"limits"`
+	// Rlimits are set on init before the program starts, so that every
+	// process of the session has them.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// Nice is the program's nice value (SessionNice where no cgroup shares
+	// the CPU), 0 for none.
+	Nice int `json:"nice,omitempty"`
+	// NetRules are installed in the container's net namespace (outbound
+	// network).
+	NetRules NetRules `json:"netRules"`
+	// BecomeRoot: newuidmap wrote the maps after the start; init makes
+	// itself container root first (subordinate ids).
+	BecomeRoot bool `json:"becomeRoot,omitempty"`
 }
 
 // initMessage is what init sends back: one error, or ready (with the pty

@@ -22,8 +22,11 @@ const usage = `Usage: playground-load [flags]
 Measures web terminal servers from the outside, through the ttyd WebSocket
 protocol only, beside baselines measured in the same run:
 
-  self   the playground server, every session a container (cold: no warm pool)
-  warm   the same, with a warm pool of 4 containers started ahead of sessions
+  self     the playground server, every session a container (cold: no warm
+           pool), limited as serve limits it (cgroups where this user has them)
+  warm     the same, with a warm pool of 4 containers started ahead of sessions
+  rlimits  self with cgroups off: rlimits and a nice level, as for an ordinary
+           user without a delegated cgroup
   plain  the same server code, every session an unisolated /bin/sh on a pty
   bwrap  the same server code, every session bubblewrap running /bin/sh in
          new user, pid, mount, net, uts, ipc and cgroup namespaces
@@ -40,6 +43,8 @@ Measurements:
   ready       dial to the answer of 'echo $((6*7))', over N sequential sessions
   many        N sessions opened at once, each answering; the server's memory
               while all are open
+  burst       U sessions opened at once with no warm container to hand out
+              (warm's pool drained first): the time until all answer
   throughput  one session prints B bytes (head -c B /dev/zero | tr); MB/s,
               the median of R rounds
   echo        one byte typed into cat in raw mode and echoed back, K round
@@ -56,10 +61,10 @@ Flags:
 `
 
 // measurement names, in the order they run.
-var allMeasurements = []string{"ready", "many", "throughput", "echo", "churn"}
+var allMeasurements = []string{"ready", "many", "burst", "throughput", "echo", "churn"}
 
 // target names, in the order of the report's columns.
-var allTargets = []string{"self", "warm", "plain", "bwrap", "ttyd", "url", "raw"}
+var allTargets = []string{"self", "warm", "rlimits", "plain", "bwrap", "ttyd", "url", "raw"}
 
 // Config is what to measure and how much. Defaults in code; flags override.
 type Config struct {
@@ -71,6 +76,7 @@ type Config struct {
 	TTYD     string // ttyd binary for the ttyd target
 	Ready    int
 	Many     int
+	Burst    int
 	Bytes    int64
 	Rounds   int // throughput: runs per target, of which the median counts
 	Echo     int
@@ -90,6 +96,7 @@ func defaultConfig() Config {
 		Rootfs:  runtime.HostRootfs,
 		Ready:   200,
 		Many:    1000,
+		Burst:   300,
 		Bytes:   100_000_000,
 		Rounds:  3,
 		Echo:    2000,
@@ -109,6 +116,7 @@ func (c *Config) shortSizes() {
 	}
 	set("ready", func() { c.Ready = 5 })
 	set("many", func() { c.Many = 10 })
+	set("burst", func() { c.Burst = 10 })
 	set("bytes", func() { c.Bytes = 16_000_000 })
 	set("echo", func() { c.Echo = 50 })
 	set("flood", func() { c.Flood = 2 })
@@ -126,16 +134,17 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&targets, "targets", "", "comma-separated `list` of targets: self, warm, plain, bwrap, raw, ttyd, url (default self,warm,plain,bwrap,raw; with --url, url and raw)")
+	fs.StringVar(&targets, "targets", "", "comma-separated `list` of targets: self, warm, rlimits, plain, bwrap, raw, ttyd, url (default self,warm,plain,bwrap,raw; with --url, url and raw)")
 	fs.StringVar(&measures, "measure", strings.Join(allMeasurements, ","), "comma-separated `list` of measurements")
 	fs.BoolVar(&c.All, "all", false, "every target this machine has (ttyd too when found, url with --url) and, unless --measure says otherwise, every measurement")
-	fs.BoolVar(&c.Short, "short", false, "small sizes (ready 5, many 10, bytes 16 MB, echo 50, flood 2, churn 10), for a quick look; explicit sizes win")
+	fs.BoolVar(&c.Short, "short", false, "small sizes (ready 5, many 10, burst 10, bytes 16 MB, echo 50, flood 2, churn 10), for a quick look; explicit sizes win")
 	fs.StringVar(&c.URL, "url", "", "measure the server at `URL` (ws://host:port/ws, or http://host:port/ for its /ws)")
 	fs.IntVar(&c.PID, "server-pid", 0, "`pid` of the --url server, for memory, descriptor and process figures from /proc (default: found from its port when it listens here)")
 	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system of the self target's containers: `DIR` or \"host\"")
 	fs.StringVar(&c.TTYD, "ttyd", "", "ttyd `binary` for the ttyd target (default: ttyd in PATH)")
 	fs.IntVar(&c.Ready, "ready", c.Ready, "ready: `N` sequential sessions")
 	fs.IntVar(&c.Many, "many", c.Many, "many: `N` sessions at once")
+	fs.IntVar(&c.Burst, "burst", c.Burst, "burst: `U` sessions at once, no warm container")
 	fs.Int64Var(&c.Bytes, "bytes", c.Bytes, "throughput: `B` bytes printed")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "throughput: `R` runs on each target, in turn; the median counts")
 	fs.IntVar(&c.Echo, "echo", c.Echo, "echo: `K` round trips, idle and again under flood")
@@ -183,7 +192,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	case targets != "":
 		c.Targets = splitList(targets)
 	case c.All:
-		c.Targets = []string{"self", "warm", "plain", "bwrap", "raw"}
+		c.Targets = []string{"self", "warm", "rlimits", "plain", "bwrap", "raw"}
 		if c.ttydPath() != "" {
 			c.Targets = append(c.Targets, "ttyd")
 		}
@@ -232,7 +241,7 @@ func (c *Config) Validate() error {
 		v    int64
 		max  int64
 	}{
-		{"--ready", int64(c.Ready), 1_000_000}, {"--many", int64(c.Many), 100_000},
+		{"--ready", int64(c.Ready), 1_000_000}, {"--many", int64(c.Many), 100_000}, {"--burst", int64(c.Burst), 100_000},
 		{"--bytes", c.Bytes, 1 << 40}, {"--rounds", int64(c.Rounds), 100}, {"--echo", int64(c.Echo), 10_000_000},
 		{"--churn", int64(c.Churn), 1_000_000},
 	} {

@@ -29,7 +29,13 @@ type EchoResult struct {
 	// FloodBusyPct is how busy the machine was under the flood, in
 	// percent of all its CPUs.
 	FloodBusyPct float64 `json:"flood_busy_pct,omitempty"`
-	Error        string  `json:"error,omitempty"`
+	// FloodSchedP99ms is, for servers of this command, the p99 of how
+	// long the server's goroutines waited to run once runnable, during
+	// the flood: the part of the echo's wait that is the Go scheduler's
+	// (the output pumps of the flooding sessions), and the OS's wait for
+	// the server's threads.
+	FloodSchedP99ms float64 `json:"flood_sched_p99_ms,omitempty"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // catCommand puts the terminal in raw mode without echo and runs cat, so
@@ -82,9 +88,13 @@ func measureEcho(ctx context.Context, t *target, k, flood int) *EchoResult {
 		r.Error = fmt.Sprintf("flood: %v", err)
 		return r
 	}
+	sched0, _ := t.stats(ctx, false)
 	t0, host := time.Now(), startCPU()
 	loaded, err := roundTrips(ctx, s, k)
 	d, busy := time.Since(t0), host.busyPct()
+	if sched1, serr := t.stats(ctx, false); serr == nil {
+		r.FloodSchedP99ms = schedP99(sched0, sched1)
+	}
 	received, ferr := f.stop()
 	if err == nil && ferr != nil {
 		err = fmt.Errorf("a flooding session failed: %w", ferr)
@@ -210,4 +220,30 @@ func (f *flood) stop() (int64, error) {
 		return f.received.Load(), f.err
 	}
 	return f.received.Load(), nil
+}
+
+// schedP99 is the p99 of the scheduler latencies counted between two
+// stats, in ms (the upper bound of the bucket it falls in); 0 when
+// unknown.
+func schedP99(a, b serverStats) float64 {
+	if len(b.SchedCounts) == 0 || len(a.SchedCounts) != len(b.SchedCounts) {
+		return 0
+	}
+	var total uint64
+	d := make([]uint64, len(b.SchedCounts))
+	for i := range d {
+		d[i] = b.SchedCounts[i] - a.SchedCounts[i]
+		total += d[i]
+	}
+	if total == 0 {
+		return 0
+	}
+	var acc uint64
+	for i, c := range d {
+		acc += c
+		if acc*100 >= total*99 {
+			return round(b.SchedBuckets[i+1]*1000, 3)
+		}
+	}
+	return 0
 }

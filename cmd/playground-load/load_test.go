@@ -106,6 +106,9 @@ func checkServerTarget(t *testing.T, rep *Report, name string) {
 	} else if r.ServerRSSMiB <= 0 || r.Processes < rep.Sizes.Many {
 		t.Errorf("%s many: server RSS %.1f MiB with %d processes under it, want > 0 and at least one per session", name, r.ServerRSSMiB, r.Processes)
 	}
+	if r := tr.Burst; r == nil || r.Error != "" || r.Answered != rep.Sizes.Burst || r.AllReadyS <= 0 || (tr.Name == "warm") != (r.Drained > 0) {
+		t.Errorf("%s burst = %+v, want all %d answered (after draining the pool, for warm)", name, r, rep.Sizes.Burst)
+	}
 	if r := tr.Throughput; r == nil || r.Error != "" || r.MBps <= 0 {
 		t.Errorf("%s throughput = %+v, want MB/s > 0", name, r)
 	}
@@ -194,8 +197,8 @@ func TestSelf(t *testing.T) {
 			t.Errorf("goal %q: status %q", g.Goal, g.Status)
 		}
 	}
-	if len(rep.Goals) != 8 {
-		t.Errorf("goals = %q, want the issue's 8", names)
+	if len(rep.Goals) != 10 {
+		t.Errorf("goals = %q, want the issues' 10", names)
 	}
 }
 
@@ -214,6 +217,26 @@ func TestWarm(t *testing.T) {
 	}
 	if !found {
 		t.Error("no warm pool goal in the report")
+	}
+}
+
+// TestRlimits: the self server with cgroups off, and the goal of its echo
+// under flood.
+func TestRlimits(t *testing.T) {
+	needContainers(t)
+	rep := runShort(t, "--targets", "rlimits,raw", "--flood", "8", "--measure", "burst,echo")
+	tr := rep.find("rlimits")
+	if tr == nil || tr.Burst == nil || tr.Burst.Answered != rep.Sizes.Burst || tr.Echo == nil || tr.Echo.Error != "" || tr.Echo.FloodP99ms <= 0 {
+		t.Fatalf("rlimits: %+v", tr)
+	}
+	found := false
+	for _, g := range rep.Goals {
+		if strings.Contains(g.Goal, "without cgroups") {
+			found = g.Status != "not measured"
+		}
+	}
+	if !found {
+		t.Errorf("no measured goal for the echo without cgroups: %+v", rep.Goals)
 	}
 }
 

@@ -77,6 +77,12 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		rep.get(t.name).Many = r
 		return fmt.Sprintf("%d/%d answered in %.2f s, server %.1f KiB/session %s", r.Answered, r.Sessions, r.AllReadyS, r.ServerKiBPerSession, r.Error)
 	})
+	each("burst", false, func(t *target) string {
+		fmt.Fprintf(progress, "burst %s: %d sessions at once, no warm container\n", t.name, cfg.Burst)
+		r := measureBurst(ctx, t, cfg.Burst, progress)
+		rep.get(t.name).Burst = r
+		return fmt.Sprintf("%d/%d answered in %.2f s %s", r.Answered, r.Sessions, r.AllReadyS, r.Error)
+	})
 	inTurn("throughput", func(ts []*target) {
 		fmt.Fprintf(progress, "throughput: %d bytes, %d rounds on each of %s, in turn\n", cfg.Bytes, cfg.Rounds, strings.Join(cfg.Targets, ", "))
 		for name, r := range measureThroughput(ctx, ts, cfg.Bytes, cfg.Rounds, progress) {
@@ -131,6 +137,8 @@ func (tr *TargetReport) fail(m string, err error) {
 		tr.Ready = &ReadyResult{Error: msg}
 	case "many":
 		tr.Many = &ManyResult{Error: msg}
+	case "burst":
+		tr.Burst = &BurstResult{Error: msg}
 	case "throughput":
 		tr.Throughput = &ThroughputResult{Error: msg}
 	case "echo":
@@ -150,6 +158,9 @@ func (r *Report) failures() int {
 			n++
 		}
 		if t.Many != nil && t.Many.Error != "" && t.Many.Answered == 0 {
+			n++
+		}
+		if t.Burst != nil && t.Burst.Error != "" && t.Burst.Answered == 0 {
 			n++
 		}
 		if t.Throughput != nil && t.Throughput.Error != "" {

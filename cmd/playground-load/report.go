@@ -32,6 +32,7 @@ type Report struct {
 type Sizes struct {
 	Ready  int   `json:"ready"`
 	Many   int   `json:"many"`
+	Burst  int   `json:"burst"`
 	Bytes  int64 `json:"bytes"`
 	Rounds int   `json:"rounds"`
 	Echo   int   `json:"echo"`
@@ -47,6 +48,7 @@ type TargetReport struct {
 	Description string            `json:"description"`
 	Ready       *ReadyResult      `json:"ready,omitempty"`
 	Many        *ManyResult       `json:"many,omitempty"`
+	Burst       *BurstResult      `json:"burst,omitempty"`
 	Throughput  *ThroughputResult `json:"throughput,omitempty"`
 	Echo        *EchoResult       `json:"echo,omitempty"`
 	Churn       *ChurnResult      `json:"churn,omitempty"`
@@ -84,7 +86,7 @@ func newReport(cfg Config) *Report {
 		Machine: machine(cfg),
 		Command: shellQuote(cfg.cmdline),
 		Date:    time.Now().UTC().Format(time.RFC3339),
-		Sizes:   Sizes{Ready: cfg.Ready, Many: cfg.Many, Bytes: cfg.Bytes, Rounds: cfg.Rounds, Echo: cfg.Echo, Flood: cfg.Flood, Churn: cfg.Churn},
+		Sizes:   Sizes{Ready: cfg.Ready, Many: cfg.Many, Burst: cfg.Burst, Bytes: cfg.Bytes, Rounds: cfg.Rounds, Echo: cfg.Echo, Flood: cfg.Flood, Churn: cfg.Churn},
 	}
 	for _, name := range cfg.Targets {
 		r.get(name)
@@ -95,6 +97,7 @@ func newReport(cfg Config) *Report {
 // evaluate works out the ratios and checks the goals.
 func (r *Report) evaluate() {
 	self, warm, plain, bwrap, raw, ttyd := r.find("self"), r.find("warm"), r.find("plain"), r.find("bwrap"), r.find("raw"), r.find("ttyd")
+	rlim := r.find("rlimits")
 	ratio := func(name string, a, b float64) {
 		if a > 0 && b > 0 {
 			r.Ratios = append(r.Ratios, Ratio{name, round(a/b, 2)})
@@ -117,6 +120,15 @@ func (r *Report) evaluate() {
 	ratio("ready p50: warm / plain", p50(warm), p50(plain))
 	ratio("ready p50: bwrap / plain", p50(bwrap), p50(plain))
 	ratio("ready p50: self / ttyd", p50(self), p50(ttyd))
+	ratio("ready p50: self (limits as served) / rlimits (no cgroups): what cgroups add to a cold start", p50(self), p50(rlim))
+	burst := func(t *TargetReport) float64 {
+		if t == nil || t.Burst == nil || t.Burst.Answered == 0 || t.Burst.Failed > 0 {
+			return 0
+		}
+		return t.Burst.AllReadyS
+	}
+	ratio("burst, all answered: self / bwrap", burst(self), burst(bwrap))
+	ratio("burst, all answered: warm, pool drained / bwrap", burst(warm), burst(bwrap))
 	ratio("throughput: self / raw pty", mbps(self), mbps(raw))
 	ratio("throughput: plain / raw pty", mbps(plain), mbps(raw))
 	ratio("throughput: bwrap / raw pty", mbps(bwrap), mbps(raw))
@@ -158,6 +170,24 @@ func (r *Report) evaluate() {
 	} else {
 		goal("echo p99 idle under 0.3 ms", false, false, "")
 		goal("echo p99 under 1 ms while 8 neighbours flood", false, false, "")
+	}
+	{
+		s, w, b := burst(self), burst(warm), burst(bwrap)
+		if w > 0 {
+			s = max(s, w) // the warm target's drained pool counts too
+		}
+		goal(fmt.Sprintf("burst of %d with no warm container to hand out: all answer no later than bwrap's", r.Sizes.Burst), s > 0 && b > 0, s <= b,
+			fmt.Sprintf("self %.2f s, warm (drained) %.2f s, bwrap %.2f s", burst(self), w, b))
+	}
+	if rlim != nil && rlim.Echo != nil && rlim.Echo.Error == "" {
+		goal("echo p99 under 1 ms while 8 neighbours flood, without cgroups (rlimits and a nice level)", rlim.Echo.Flood >= 8, rlim.Echo.FloodP99ms < 1,
+			fmt.Sprintf("%.3f ms with %d flooding", rlim.Echo.FloodP99ms, rlim.Echo.Flood))
+	}
+	if self != nil && self.Many != nil && self.Many.Error == "" && bwrap != nil && bwrap.Many != nil && bwrap.Many.Error == "" {
+		s, b := self.Many.HostKiBPerSession, bwrap.Many.HostKiBPerSession
+		goal("host memory per idle session no more than bwrap's", s > 0 && b > 0, s <= b, fmt.Sprintf("self %.0f KiB, bwrap %.0f KiB", s, b))
+	} else {
+		goal("host memory per idle session no more than bwrap's", false, false, "")
 	}
 	if self != nil && self.Many != nil && self.Many.Error == "" {
 		m := self.Many
@@ -320,6 +350,25 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 		}
 		return f(m.CloseAllS, 2)
 	})
+	row(fmt.Sprintf("burst of %d, no warm container: all answered (s)", s.Burst), func(t *TargetReport) string {
+		if t.Burst == nil {
+			return ""
+		}
+		if t.Burst.Answered == 0 {
+			return errCell(t, "burst", t.Burst.Error)
+		}
+		c := fmt.Sprintf("%s (%d / %d)", f(t.Burst.AllReadyS, 2), t.Burst.Answered, t.Burst.Sessions)
+		if t.Burst.Error != "" {
+			c += " " + errCell(t, "burst", t.Burst.Error+": "+strings.Join(t.Burst.Errors, "; "))
+		}
+		return c
+	})
+	row("burst: each ready p50 / p99 (ms)", func(t *TargetReport) string {
+		if t.Burst == nil || t.Burst.Answered == 0 {
+			return ""
+		}
+		return f(t.Burst.ReadyP50, 1) + " / " + f(t.Burst.ReadyP99, 1)
+	})
 	row(fmt.Sprintf("throughput, median of %d (MB/s), %d MB", s.Rounds, s.Bytes/1_000_000), func(t *TargetReport) string {
 		if t.Throughput == nil {
 			return ""
@@ -365,6 +414,12 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 				return errCell(t, "echo", t.Echo.Error)
 			}
 			return f(t.Echo.FloodP50ms, 3) + " / " + f(t.Echo.FloodP99ms, 3)
+		})
+		row("echo: server goroutines' wait to run, p99 during the flood (ms)", func(t *TargetReport) string {
+			if t.Echo == nil || t.Echo.FloodSchedP99ms == 0 {
+				return ""
+			}
+			return f(t.Echo.FloodSchedP99ms, 3)
 		})
 		row("echo: the floods received (MB/s), machine CPU busy (%)", func(t *TargetReport) string {
 			if t.Echo == nil || t.Echo.FloodMBps == 0 {

@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/metrics"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -46,6 +48,11 @@ type serverStats struct {
 	WarmSize   int    `json:"warm_size"`   // the pool's size; 0 without one
 	HeapBytes  uint64 `json:"heap_bytes"`  // heap objects, bytes
 	StackBytes uint64 `json:"stack_bytes"` // goroutine stacks, bytes
+	// Sched is the Go scheduler's histogram of how long goroutines
+	// waited to run once runnable (runtime/metrics /sched/latencies),
+	// cumulative: bucket boundaries in seconds, and counts.
+	SchedBuckets []float64 `json:"sched_buckets,omitempty"`
+	SchedCounts  []uint64  `json:"sched_counts,omitempty"`
 }
 
 // maybeServe runs the child server and exits when this process is one.
@@ -70,10 +77,13 @@ type childOptions struct {
 	Rootfs   string // self: the containers' root file system
 	Home     string // plain: the shells' HOME
 	Bwrap    string // bwrap: the bubblewrap binary
+	// NoCgroups: self's sessions get rlimits and a nice level even where
+	// the server could give them cgroups (the rlimits target).
+	NoCgroups bool
 }
 
 func (o childOptions) args() []string {
-	return []string{"--kind", o.Kind, "--state-dir", o.StateDir, "--rootfs", o.Rootfs, "--home", o.Home, "--bwrap", o.Bwrap}
+	return []string{"--kind", o.Kind, "--state-dir", o.StateDir, "--rootfs", o.Rootfs, "--home", o.Home, "--bwrap", o.Bwrap, "--no-cgroups=" + strconv.FormatBool(o.NoCgroups)}
 }
 
 func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,14 +95,22 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Rootfs, "rootfs", runtime.HostRootfs, "rootfs of self's containers")
 	fs.StringVar(&o.Home, "home", os.TempDir(), "HOME of plain's shells")
 	fs.StringVar(&o.Bwrap, "bwrap", "bwrap", "bubblewrap binary")
+	fs.BoolVar(&o.NoCgroups, "no-cgroups", false, "self: rlimits and a nice level, no cgroups")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	log := zerolog.New(stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	start, pool, err := starter(o, log)
+	start, pool, host, err := starter(o, log)
 	if err != nil {
 		return err
+	}
+	if host != nil {
+		// After the pool's: removes the sessions' parent cgroup, and the
+		// state dir, this server's alone (the prepared host root owned by
+		// the subordinate ids' root too, which the load command could not
+		// remove with its work dir).
+		defer host.RemoveStateDir()
 	}
 	if pool != nil {
 		defer pool.Close() // after the server's Shutdown: ends the warm containers
@@ -130,6 +148,15 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if pool != nil {
 			st.Warm, st.WarmSize = pool.Warm(), warmPool
 		}
+		sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindFloat64Histogram {
+			h := sample[0].Value.Float64Histogram()
+			st.SchedCounts = h.Counts
+			for _, b := range h.Buckets { // JSON has no infinities
+				st.SchedBuckets = append(st.SchedBuckets, max(min(b, 1e9), -1e9))
+			}
+		}
 		_ = json.NewEncoder(w).Encode(st) // the client left, if it fails
 	})
 	// For a closer look at a run: go tool pprof http://ADDR/debug/pprof/heap
@@ -162,39 +189,49 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // warmPool is the warm target's pool size.
 const warmPool = 4
 
-// starter is the StartFunc of a child's kind, and the warm target's pool.
-func starter(o childOptions, log zerolog.Logger) (server.StartFunc, *server.Pool, error) {
+// starter is the StartFunc of a child's kind, the warm target's pool, and
+// for self and warm the Host, as cmd/playground's serve prepares it: the
+// default limits, cgroups where this user has them (unless --no-cgroups),
+// subordinate ids where /etc/subuid grants them.
+func starter(o childOptions, log zerolog.Logger) (server.StartFunc, *server.Pool, *runtime.Host, error) {
 	switch o.Kind {
 	case "self", "warm":
 		if o.StateDir == "" {
-			return nil, nil, errors.New(o.Kind + " needs --state-dir")
+			return nil, nil, nil, errors.New(o.Kind + " needs --state-dir")
 		}
 		if n, err := runtime.CleanStateDir(o.StateDir); err != nil {
 			log.Warn().Err(err).Msg("clean state dir")
 		} else if n > 0 {
 			log.Info().Int("removed", n).Msg("removed what a previous server left")
 		}
+		host, err := runtime.NewHost(runtime.HostOptions{StateDir: o.StateDir, NoCgroups: o.NoCgroups, Log: func(m string) { log.Warn().Msg(m) }})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, l := range host.ModeLines() {
+			log.Info().Msg(l)
+		}
 		spec := runtime.Spec{
-			Rootfs:       o.Rootfs,
-			Hostname:     "playground",
-			WritableSize: 256 << 20,
-			StateDir:     o.StateDir,
+			Rootfs:   o.Rootfs,
+			Hostname: "playground",
+			Host:     host,
 			// The same shell and prompt as every baseline.
 			Args: []string{shell},
 			Env:  []string{"PS1=$ "},
 		}
 		if err := runtime.Check(spec); err != nil {
-			return nil, nil, fmt.Errorf("cannot start containers with rootfs %q: %w", o.Rootfs, err)
+			_ = host.Close()
+			return nil, nil, nil, fmt.Errorf("cannot start containers with rootfs %q: %w", o.Rootfs, err)
 		}
 		if o.Kind == "warm" {
 			pool := server.NewPool(server.ContainerStart(spec), warmPool, log)
-			return pool.Start, pool, nil
+			return pool.Start, pool, host, nil
 		}
-		return server.ContainerStart(spec), nil, nil
+		return server.ContainerStart(spec), nil, host, nil
 	case "plain":
-		return plainStarter(o.Home), nil, nil
+		return plainStarter(o.Home), nil, nil, nil
 	case "bwrap":
-		return bwrapStarter(o.Bwrap), nil, nil
+		return bwrapStarter(o.Bwrap), nil, nil, nil
 	}
-	return nil, nil, fmt.Errorf("unknown kind %q", o.Kind)
+	return nil, nil, nil, fmt.Errorf("unknown kind %q", o.Kind)
 }

@@ -40,13 +40,14 @@ type target struct {
 
 // describe says what each target is, for the report.
 var describe = map[string]string{
-	"self":  "playground server, every session a container (all namespaces, host rootfs, cold start)",
-	"warm":  "the playground server with a warm pool of 4 containers, refilled in the background",
-	"plain": "same server code, every session an unisolated /bin/sh on a pty",
-	"bwrap": "same server code, every session `bwrap --unshare-all` running /bin/sh",
-	"ttyd":  "ttyd running an unisolated /bin/sh (built from its source, outside the project)",
-	"url":   "the server at --url",
-	"raw":   "/bin/sh on a pty read by the load process: no server, no network",
+	"self":    "playground server, every session a container (all namespaces, host rootfs, cold start), limited as serve limits it: cgroups where the server has them",
+	"rlimits": "the same, with cgroups off: sessions limited by rlimits and a nice level, as for an ordinary user without a delegated cgroup",
+	"warm":    "the playground server with a warm pool of 4 containers, refilled in the background",
+	"plain":   "same server code, every session an unisolated /bin/sh on a pty",
+	"bwrap":   "same server code, every session `bwrap --unshare-all` running /bin/sh",
+	"ttyd":    "ttyd running an unisolated /bin/sh (built from its source, outside the project)",
+	"url":     "the server at --url",
+	"raw":     "/bin/sh on a pty read by the load process: no server, no network",
 }
 
 // launcher starts targets, each time afresh. Its work directory holds the
@@ -96,7 +97,7 @@ func (l *launcher) start(ctx context.Context, name string) (*target, error) {
 		return t, nil
 	case "ttyd":
 		return l.startTTYD(ctx)
-	case "self", "warm", "plain", "bwrap":
+	case "self", "warm", "rlimits", "plain", "bwrap":
 		return l.startChild(ctx, name)
 	}
 	return nil, fmt.Errorf("unknown target %q", name)
@@ -109,9 +110,12 @@ func wsOpener(u string) func(context.Context) (session, error) {
 // startChild starts this binary as a server of the given kind.
 func (l *launcher) startChild(ctx context.Context, kind string) (*target, error) {
 	o := childOptions{Kind: kind, Rootfs: l.cfg.Rootfs, Bwrap: "bwrap"}
+	if kind == "rlimits" {
+		o.Kind, o.NoCgroups = "self", true
+	}
 	base := filepath.Join(l.work, fmt.Sprintf("%s-%d", kind, l.n))
 	switch kind {
-	case "self", "warm":
+	case "self", "warm", "rlimits":
 		// A directory of its own, reachable by pool uids, that the
 		// runtime makes (0711) and leftovers can be counted in.
 		o.StateDir = base + "-state"

@@ -23,7 +23,7 @@ type serveConfig struct {
 	Credential   string
 	MaxSessions  int
 	Warm         int
-	WritableSize byteSize
+	LimitsConfig limitsConfig // --memory, --pids, --cpus, --disk, --net, --net-allow: limits.go
 	StateDir     string
 	Grace        time.Duration
 
@@ -51,7 +51,7 @@ func defaultServeConfig() serveConfig {
 		Hostname:     "playground",
 		LogFormat:    logAuto,
 		LogLevel:     "info",
-		WritableSize: 256 << 20,
+		LimitsConfig: defaultLimitsConfig(),
 		StateDir:     runtime.DefaultStateDir(),
 		Grace:        10 * time.Second,
 		Warm:         2,
@@ -147,12 +147,7 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 			return usagef("PLAYGROUND_WARM=%q: not a number", v)
 		}
 	}
-	if v := getenv("PLAYGROUND_WRITABLE_SIZE"); v != "" {
-		if err := c.WritableSize.Set(v); err != nil {
-			return usagef("PLAYGROUND_WRITABLE_SIZE=%q: %v", v, err)
-		}
-	}
-	return nil
+	return c.LimitsConfig.fromEnv(getenv)
 }
 
 func (c *serveConfig) bind(fs *flag.FlagSet) {
@@ -165,7 +160,6 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Credential, "credential", c.Credential, "HTTP basic auth `user:pass`, as ttyd's -c; empty: no auth")
 	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once, detached ones included; more are refused with 1013 (0: from the machine's size, "+fmt.Sprint(server.DefaultMaxSessions())+" here)")
 	fs.IntVar(&c.Warm, "warm", c.Warm, "containers kept started ahead of visitors, so a session starts at once (0: none)")
-	fs.Var(&c.WritableSize, "writable-size", "size limit of each container's writable layer (tmpfs), e.g. 256M")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the containers' mount points")
 	fs.DurationVar(&c.Grace, "shutdown-grace", c.Grace, "after the drain, how long ending the remaining sessions and their containers may take")
 
@@ -183,6 +177,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "connections a client address may open at once, beyond --rate")
 	fs.StringVar(&c.RouteID, "route-id", c.RouteID, "this server's `name` behind a proxy with several: sent in SESSION and as X-Playground-Route, and a page reconnects with /ws?route=NAME (see docs/DEPLOY.md)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGINT/SIGTERM, how long open sessions may go on (no new ones start) before they are ended; a second signal ends them at once (0: at once)")
+	c.LimitsConfig.bind(fs)
 }
 
 // Validate checks what flags cannot: every field in range, together.
@@ -208,9 +203,7 @@ func (c *serveConfig) Validate() error {
 	if c.Warm < 0 || c.Warm > 1000 {
 		bad = append(bad, "--warm must be 0 to 1000")
 	}
-	if c.WritableSize < 1<<20 {
-		bad = append(bad, "--writable-size must be at least 1M")
-	}
+	bad = append(bad, c.LimitsConfig.validate()...)
 	if c.Grace < 0 {
 		bad = append(bad, "--shutdown-grace must not be negative")
 	}

@@ -59,25 +59,25 @@ Flags:
 // runConfig is the run command's configuration: defaults in code, then
 // PLAYGROUND_ROOTFS, PLAYGROUND_CACHE and PLAYGROUND_STATE_DIR, then flags.
 type runConfig struct {
-	Rootfs       string
-	Cache        string
-	StateDir     string
-	Hostname     string
-	Workdir      string
-	User         string
-	Env          stringList
-	WritableSize byteSize
-	StopTimeout  time.Duration
+	Rootfs      string
+	Cache       string
+	StateDir    string
+	Hostname    string
+	Workdir     string
+	User        string
+	Env         stringList
+	Limits      limitsConfig
+	StopTimeout time.Duration
 }
 
 func defaultRunConfig() runConfig {
 	c := runConfig{
-		Rootfs:       runDefaultRootfs,
-		Cache:        defaultCacheDir(),
-		StateDir:     runtime.DefaultStateDir(),
-		Hostname:     "playground",
-		WritableSize: 256 << 20,
-		StopTimeout:  runStopTimeout,
+		Rootfs:      runDefaultRootfs,
+		Cache:       defaultCacheDir(),
+		StateDir:    runtime.DefaultStateDir(),
+		Hostname:    "playground",
+		Limits:      defaultLimitsConfig(),
+		StopTimeout: runStopTimeout,
 	}
 	for name, dst := range map[string]*string{"PLAYGROUND_ROOTFS": &c.Rootfs, "PLAYGROUND_STATE_DIR": &c.StateDir} {
 		if v := getenv(name); v != "" {
@@ -95,7 +95,7 @@ func (c *runConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Workdir, "workdir", c.Workdir, "working `directory` inside the container (default: the image's, else HOME)")
 	fs.StringVar(&c.User, "user", c.User, "run CMD as `UID[:GID]` inside the container (default: the image's, else root)")
 	fs.Var(&c.Env, "env", "set `NAME=VALUE` in the container, after the image's; repeatable")
-	fs.Var(&c.WritableSize, "writable-size", "size limit of the container's writable layer (tmpfs), e.g. 256M")
+	c.Limits.bind(fs) // --memory, --pids, --cpus, --disk, --net, --net-allow
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "after SIGINT, SIGTERM or SIGHUP, how long CMD gets to end before its container is killed")
 }
 
@@ -113,9 +113,10 @@ func (c *runConfig) validate() (image.Source, error) {
 	if c.User != "" && !validUser(c.User) {
 		return src, usagef("--user %q: want UID or UID:GID, in numbers", c.User)
 	}
+	if bad := c.Limits.validate(); len(bad) > 0 {
+		return src, usagef("%s", strings.Join(bad, "; "))
+	}
 	switch {
-	case c.WritableSize < 1<<20:
-		return src, usagef("--writable-size must be at least 1M")
 	case c.StopTimeout < 0:
 		return src, usagef("--stop-timeout must not be negative")
 	case c.Cache == "":
@@ -150,14 +151,13 @@ func (c *runConfig) spec(img *image.Image, args []string) runtime.Spec {
 		args = img.Config.Shell
 	}
 	return runtime.Spec{
-		Rootfs:       img.Dir,
-		Hostname:     c.Hostname,
-		Args:         args,
-		Env:          env,
-		Dir:          dir,
-		User:         user,
-		WritableSize: int64(c.WritableSize),
-		StateDir:     c.StateDir,
+		Rootfs:   img.Dir,
+		Hostname: c.Hostname,
+		Args:     args,
+		Env:      env,
+		Dir:      dir,
+		User:     user,
+		StateDir: c.StateDir,
 	}
 }
 
@@ -202,6 +202,11 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	if _, err := runtime.CleanStateDir(spec.StateDir); err != nil {
 		fmt.Fprintln(stderr, "playground: clean state dir:", err)
 	}
+	host, err := withLimits(&spec, cfg.Limits, 1, nil)
+	if err != nil {
+		return err
+	}
+	defer host.Close() // after the container: removes its parent cgroup
 	var c *runtime.Container
 	if tty {
 		c, err = runOnTerminal(sigs, spec, in, out)

@@ -71,17 +71,27 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		log.Info().Int("removed", n).Str("dir", cfg.StateDir).Msg("removed what a previous server left")
 	}
 	spec := runtime.Spec{
-		Rootfs:       cfg.Rootfs,
-		Hostname:     cfg.Hostname,
-		WritableSize: int64(cfg.WritableSize),
-		StateDir:     cfg.StateDir,
+		Rootfs:   cfg.Rootfs,
+		Hostname: cfg.Hostname,
+		StateDir: cfg.StateDir,
 	}
+	if cfg.MaxSessions == 0 {
+		// The server's cap from the machine's size, which the limits'
+		// checks (sessions x --pids against RLIMIT_NPROC) must know too.
+		cfg.MaxSessions = server.DefaultMaxSessions()
+	}
+	host, err := withLimits(&spec, cfg.LimitsConfig, cfg.MaxSessions, &log)
+	if err != nil {
+		return err
+	}
+	defer host.Close() // after the server and the pool below: removes the sessions' parent cgroup
 	// Fail now, loudly, rather than at the first visitor.
 	t0 := time.Now()
 	if err := runtime.Check(spec); err != nil {
 		return fmt.Errorf("cannot start containers with rootfs %q: %w", cfg.Rootfs, err)
 	}
 	log.Info().Str("rootfs", cfg.Rootfs).Float64("check_ms", float64(time.Since(t0).Microseconds())/1000).Msg("containers work")
+	cfg.LimitsConfig.logModes(host, cfg.MaxSessions, log)
 
 	start := server.ContainerStart(spec)
 	var pool *server.Pool

@@ -1,0 +1,564 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
+)
+
+// Each abuse of issue 7, in a real container of every mode this user has
+// (cgroups as root, rlimits and a nice level as either), beside another
+// container that must keep answering while it goes on: the other's answer
+// times are reported, and only a generous bound is asserted (output.waitFor's
+// ten seconds). Afterwards nothing of the abuser may be left: no process,
+// cgroup or mount point.
+
+// abuse is one attack and what it must come to.
+type abuse struct {
+	spec Spec
+	// until says the attack has done what it does (or the container
+	// ended); the test then ends it, if it still runs.
+	until func(c *Container, out string) bool
+	// each, when set, runs at every check of the other container, while
+	// the attack goes on.
+	each func(t *testing.T, c *Container)
+}
+
+type abuseResult struct {
+	out    string
+	status ExitStatus
+	times  []time.Duration // the other container's answers
+}
+
+// contain runs a in mode m beside another container and checks that the
+// other keeps answering and that nothing of a is left after it.
+func contain(t *testing.T, m hostMode, a abuse) abuseResult {
+	t.Helper()
+	other := newBystander(t, m, HostRootfs)
+	other.check(t)
+	mounts := readFile(t, "/proc/self/mountinfo")
+
+	c := startMode(t, m, a.spec)
+	o := readAll(c)
+	var res abuseResult
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res.times = append(res.times, other.check(t))
+		if a.each != nil {
+			a.each(t, c)
+		}
+		ended := false
+		select {
+		case <-c.Done():
+			ended = true
+		default:
+		}
+		if ended || a.until(c, o.String()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the attack did not get anywhere in 60 s; output:\n%s", tail(o.String()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	procs := descendants(c.Pid())
+	cgDirs := containerCgroupDirs(c)
+	_ = c.Close()
+	st, err := c.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-o.done
+	res.out, res.status = strings.ReplaceAll(o.String(), "\r\n", "\n"), st
+	res.times = append(res.times, other.check(t))
+
+	// Nothing left: the processes seen (the kernel ends the whole pid
+	// namespace with its init), the cgroup, a mount.
+	var alive []string
+	for _, p := range procs {
+		if processAlive(p.pid, p.start) {
+			alive = append(alive, strconv.Itoa(p.pid))
+		}
+	}
+	if len(alive) > 0 {
+		t.Errorf("processes of the container still run: %v", alive)
+	}
+	if left := anyExists(cgDirs); len(left) > 0 {
+		t.Errorf("cgroups left: %v", left)
+	}
+	if got := readFile(t, "/proc/self/mountinfo"); got != mounts {
+		t.Errorf("the host's mounts changed")
+	}
+	t.Logf("the other container answered in %s", durations(res.times))
+	return res
+}
+
+type procID struct {
+	pid   int
+	start uint64
+}
+
+// descendants are pid and every process below it, by their parent links.
+func descendants(pid int) []procID {
+	es, _ := os.ReadDir("/proc")
+	kids := map[int][]int{}
+	for _, e := range es {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			kids[pp] = append(kids[pp], p)
+		}
+	}
+	var out []procID
+	seen := map[int]bool{}
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		todo = append(todo, kids[p]...)
+		if st, err := processStart(p); err == nil {
+			out = append(out, procID{p, st})
+		}
+	}
+	return out
+}
+
+func durations(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return "(never)"
+	}
+	return fmt.Sprintf("%d checks: median %v, max %v", len(s), s[len(s)/2].Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond))
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "..." + s[len(s)-2000:]
+	}
+	return s
+}
+
+func TestForkBomb(t *testing.T) {
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			l := Limits{Pids: 64}
+			most, checks := 0, 0
+			res := contain(t, m, abuse{
+				spec: Spec{Limits: l, Args: sh(`echo bombing; f() { f | f & }; f; sleep 1000`)},
+				// With a cgroup the bomb ends the session; without one,
+				// RLIMIT_NPROC holds it at the limit, and it goes on
+				// until the test ends it.
+				until: func(c *Container, out string) bool {
+					checks++
+					return !m.cgroups() && strings.Count(out, "Cannot fork") > 10 && checks > 20
+				},
+				each: func(t *testing.T, c *Container) {
+					st, err := c.Stats()
+					if err != nil {
+						return // ended meanwhile
+					}
+					most = max(most, st.Processes)
+					if !m.cgroups() && st.Processes > l.Pids {
+						t.Errorf("%d processes in the container, above its limit of %d", st.Processes, l.Pids)
+					}
+				},
+			})
+			t.Logf("at most %d processes seen; %v", most, res.status)
+			if m.cgroups() {
+				if want := "process limit 64 reached"; res.status.Reason != want || res.status.Signal != 9 {
+					t.Errorf("exit: %+v, want SIGKILL and reason %q", res.status, want)
+				}
+			} else if res.status.Reason != "" {
+				t.Errorf("reason %q without a cgroup, which is the only one to tell", res.status.Reason)
+			}
+		})
+	}
+}
+
+func TestMemoryBomb(t *testing.T) {
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			// tail keeps the last ten lines, and /dev/zero is one endless
+			// line: it holds all it reads.
+			res := contain(t, m, abuse{
+				spec: Spec{Limits: Limits{Memory: 64 << 20}, Args: sh(`echo hogging; head -c 1000M /dev/zero | tail >/dev/null; echo "survived $?"; sleep 1000`)},
+				// With a cgroup the session must end by itself, the
+				// moment the limit is hit; without, tail fails and the
+				// shell goes on.
+				until: func(c *Container, out string) bool { return !m.cgroups() && strings.Contains(out, "survived") },
+			})
+			t.Logf("%v; output %q", res.status, tail(res.out))
+			if m.cgroups() {
+				if want := "memory limit 64 MiB reached"; res.status.Reason != want || res.status.Signal != 9 {
+					t.Errorf("exit: %+v, want SIGKILL and reason %q", res.status, want)
+				}
+				return
+			}
+			// RLIMIT_DATA: tail's allocation fails; the session goes on.
+			if !strings.Contains(res.out, "survived 1") || !strings.Contains(res.out, "emory exhausted") {
+				t.Errorf("without a cgroup, want tail to fail for memory and the shell to go on:\n%s", res.out)
+			}
+		})
+	}
+}
+
+func TestDiskFill(t *testing.T) {
+	const script = `
+for f in /tmp/a /root/b /dev/shm/c; do dd if=/dev/zero of=$f bs=1M count=64 2>&1 | grep -o 'No space left on device'; done
+echo "used $(cat /tmp/a /root/b /dev/shm/c | wc -c)"
+rm -f /tmp/a /root/b /dev/shm/c
+i=0; while printf '' 2>/dev/null >/tmp/e$i; do i=$((i+1)); done; echo "files $i"
+rm -rf /tmp/* 2>/dev/null
+dd if=/dev/zero of=/root/sparse bs=1k count=1 seek=20480 2>/dev/null; echo "sparse $?"
+echo done; sleep 1000`
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			l := Limits{Disk: 16 << 20}
+			res := contain(t, m, abuse{
+				spec:  Spec{Limits: l, Args: sh(script)},
+				until: func(c *Container, out string) bool { return strings.Contains(out, "done") },
+			})
+			out := res.out
+			t.Logf("%s", out)
+			// The writable layer, /tmp and /dev/shm share the 16 MiB: the
+			// three files together, never three times.
+			if n := strings.Count(out, "No space left on device"); n != 3 {
+				t.Errorf("want each of the three writes to end with ENOSPC, got %d:\n%s", n, out)
+			}
+			var used, files int
+			for _, l := range strings.Split(out, "\n") {
+				fmt.Sscanf(l, "used %d", &used)
+				fmt.Sscanf(l, "files %d", &files)
+			}
+			if used < 12<<20 || used > 16<<20 {
+				t.Errorf("bytes written before ENOSPC: %d, want about 16 MiB together", used)
+			}
+			if files < 1000 || int64(files) > l.DiskInodes() {
+				t.Errorf("empty files made before ENOSPC: %d, want at most the inode limit %d", files, l.DiskInodes())
+			}
+			// A file larger than the disk, even a sparse one: RLIMIT_FSIZE
+			// (dd dies of SIGXFSZ: 128+25).
+			if !strings.Contains(out, "sparse 153") {
+				t.Errorf("a sparse file of 20 MiB on a 16 MiB disk: want SIGXFSZ (153):\n%s", out)
+			}
+		})
+	}
+}
+
+func TestOutputFlood(t *testing.T) {
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			var seen int
+			res := contain(t, m, abuse{
+				spec: Spec{Args: sh(`yes flood`)},
+				until: func(c *Container, out string) bool {
+					seen++
+					return seen > 20 // some twenty checks of the other while it floods
+				},
+			})
+			if n := strings.Count(res.out, "flood\n"); n < 1000 {
+				t.Errorf("the flood printed %d lines, want it to have flowed", n)
+			}
+		})
+	}
+}
+
+func TestCPUSpinners(t *testing.T) {
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			var seen int
+			var first, last time.Time
+			var cpu0, cpu1 float64
+			res := contain(t, m, abuse{
+				spec: Spec{Limits: Limits{CPUs: 0.5}, Args: sh(`for i in 1 2 3 4; do (while :; do :; done) & done; echo spinning; wait`)},
+				until: func(c *Container, out string) bool {
+					seen++
+					return seen > 20
+				},
+				each: func(t *testing.T, c *Container) {
+					if s := cpuSeconds(c.Pid()); first.IsZero() {
+						first, cpu0 = time.Now(), s
+					} else {
+						last, cpu1 = time.Now(), s
+					}
+				},
+			})
+			if !strings.Contains(res.out, "spinning") {
+				t.Errorf("the spinners did not start:\n%s", res.out)
+			}
+			// A figure, not an assertion: the quota (cgroup) or nothing
+			// (rlimits, where the spinners are only niced) holds them.
+			t.Logf("the spinners used %.2f CPUs (limit 0.5 with a cgroup)", (cpu1-cpu0)/last.Sub(first).Seconds())
+		})
+	}
+}
+
+// cpuSeconds is the CPU time of pid and its descendants (utime and stime).
+func cpuSeconds(pid int) float64 {
+	var ticks int64
+	for _, p := range descendants(pid) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			k, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + k
+		}
+	}
+	return float64(ticks) / 100 // USER_HZ
+}
+
+// TestLimitsVisible reads the limits of a live session where they are
+// kept: the program's /proc/PID/limits and nice value, the sizes of its
+// disk from inside, and, with a cgroup, the session cgroup's files.
+func TestLimitsVisible(t *testing.T) {
+	l := Limits{Memory: 100 << 20, Pids: 100, CPUs: 0.5, Disk: 32 << 20, NoFile: 1000}
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			c := startMode(t, m, Spec{Limits: l, Args: sh(`df -k / /tmp /dev/shm | tail -n +2; echo listed; read x`)})
+			o := readAll(c)
+			o.waitFor(t, "listed")
+			pid := strconv.Itoa(programPid(t, c))
+			got, want := map[string]string{}, map[string]string{
+				"Max core file size": "0 0", "Max open files": "1000 1000", "Max file size": "33554432 33554432",
+				"Max realtime priority": "0 0", "Max nice priority": "0 0",
+			}
+			if !m.cgroups() {
+				// With a cgroup these are its (below), and the
+				// rlimits the server's own.
+				want["Max processes"] = "100 100"
+				want["Max data size"] = "104857600 104857600"
+			}
+			for _, line := range strings.Split(readFile(t, "/proc/"+pid+"/limits"), "\n") {
+				for name := range want {
+					if rest, ok := strings.CutPrefix(line, name+" "); ok {
+						got[name] = strings.Join(strings.Fields(rest)[:2], " ")
+					}
+				}
+			}
+			// Nice: with a cpu cgroup the session's weight shares the CPU;
+			// without, its processes run at SessionNice.
+			stat := readFile(t, "/proc/"+pid+"/stat")
+			got["nice"] = strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])[16]
+			want["nice"] = strconv.Itoa(SessionNice)
+			if m.cgroups() && m.host.cgroups.has("cpu") {
+				want["nice"] = "0"
+			}
+			// One disk of 32 MiB for /, /tmp and /dev/shm (df shows the
+			// tmpfs's size for the binds, and the overlay's upper for /).
+			var sizes []string
+			for _, line := range strings.Split(strings.ReplaceAll(o.String(), "\r\n", "\n"), "\n") {
+				if f := strings.Fields(line); len(f) == 6 && strings.HasPrefix(f[5], "/") {
+					sizes = append(sizes, f[5]+"="+f[1])
+				}
+			}
+			got["df"] = strings.Join(sizes, " ")
+			want["df"] = "/=32768 /tmp=32768 /dev/shm=32768"
+			if m.cgroups() {
+				for file, w := range map[string]string{
+					"memory/memory.limit_in_bytes": "104857600", "pids/pids.max": "100",
+					"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000", "cpu/cpu.shares": "1024",
+				} {
+					ctrl, name, _ := strings.Cut(file, "/")
+					want[file] = w
+					got[file] = readString(filepath.Join(c.cg.dirs[ctrl], name))
+				}
+			}
+			if m.cgroups() {
+				// The server stays outside the sessions' parent, with its
+				// full weight beside the sessions as one group.
+				parent := filepath.Base(m.host.cgroups.Dir())
+				want["server outside the sessions' parent"] = "true"
+				got["server outside the sessions' parent"] = strconv.FormatBool(!strings.Contains(readFile(t, "/proc/self/cgroup"), parent))
+			}
+			var diff []string
+			for k, w := range want {
+				if got[k] != w {
+					diff = append(diff, fmt.Sprintf("%s: -%s +%s", k, w, got[k]))
+				}
+			}
+			slices.Sort(diff)
+			if len(diff) > 0 {
+				t.Errorf("limits of the live session, -want +got:\n%s", strings.Join(diff, "\n"))
+			}
+			st, err := c.Stats()
+			if err != nil || st.Processes < 2 || st.MemoryBytes <= 0 {
+				t.Errorf("Stats: %+v, %v; want init, the shell and df's parent, some memory", st, err)
+			}
+			_, _ = c.Write([]byte("\n"))
+		})
+	}
+}
+
+// TestCgroupV2EnterAtClone starts a real container into a cgroup v2
+// session cgroup with CLONE_INTO_CGROUP, as a server with a delegated v2
+// subtree does; on the CI machine the v2 hierarchy has no controllers, so
+// this checks entering, killing and removing (the limits themselves are
+// the README's untestable v2 mode).
+func TestCgroupV2EnterAtClone(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Log("an ordinary user owns no cgroup here: covered by the root run")
+		return
+	}
+	h := cgroupV2Host(t)
+	c := startMode(t, hostMode{name: "v2", host: h}, Spec{Args: sh("echo up; sleep 1000")})
+	o := readAll(c)
+	o.waitFor(t, "up")
+	var got string
+	for _, l := range strings.Split(readFile(t, fmt.Sprintf("/proc/%d/cgroup", c.Pid())), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			got = p
+		}
+	}
+	if want := "/" + filepath.Base(h.cgroups.Dir()) + "/" + c.ID(); !strings.HasSuffix(got, want) {
+		t.Errorf("init's v2 cgroup: %q, want one ending in %q", got, want)
+	}
+	dirs := containerCgroupDirs(c)
+	_ = c.Close()
+	if left := anyExists(dirs); len(left) > 0 {
+		t.Errorf("cgroup left: %v", left)
+	}
+}
+
+func cgroupV2Host(t *testing.T) *Host {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.v2 == nil {
+		h, err := NewHost(HostOptions{StateDir: testStateDir(t), NoCgroups: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cg, err := NewCgroups(CgroupOptions{Version: 2, NoControllers: true, Name: testCgroupName()})
+		if errors.Is(err, ErrNoCgroup) && !hasV2() {
+			_ = h.Close()
+			testenv.Skipf(t, "no cgroup v2 hierarchy mounted: %v", err)
+		}
+		if err != nil {
+			_ = h.Close()
+			t.Fatal(err)
+		}
+		h.cgroups = cg
+		shared.v2 = h
+	}
+	return shared.v2
+}
+
+func hasV2() bool {
+	ms, _ := cgroupMounts("/proc/self/mountinfo")
+	for _, m := range ms {
+		if m.v2 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSubIDStart: with /etc/subuid granting a range, containers of a
+// rootfs their root owns (the host rootfs's prepared layer; a tree given
+// to them) run as the slice's ids with a full range inside; a rootfs owned
+// by the server's user falls back to the single-id map, said once.
+func TestSubIDStart(t *testing.T) {
+	if os.Getuid() == 0 {
+		t.Log("as root, containers get ranges of the pool: subordinate ids are the ordinary user's mode (run as playground-ci)")
+		return
+	}
+	h := subuidHost(t)
+	m := hostMode{name: "subuid", host: h}
+	base := h.subIDs.UIDBase
+	script := `id -u; cat /proc/self/uid_map; echo x >> /etc/passwd && echo copied-up; echo y > /tmp/f && chown 1000:1000 /tmp/f && stat -c 'owner %u:%g' /tmp/f`
+	check := func(t *testing.T, rootfs string) {
+		out, st := runMode(t, m, Spec{Rootfs: rootfs, Args: sh(script)})
+		f := strings.Fields(out)
+		if st.Code != 0 || len(f) < 6 || f[0] != "0" || strings.Join(f[1:4], " ") != fmt.Sprintf("0 %d 65536", base) ||
+			!strings.Contains(out, "copied-up") || !strings.Contains(out, "owner 1000:1000") {
+			t.Errorf("%v:\n%s", st, out)
+		}
+	}
+	t.Run("host rootfs", func(t *testing.T) { check(t, HostRootfs) })
+	t.Run("rootfs of the slice's root", func(t *testing.T) { check(t, forMode(t, m, busyboxRootfs(t))) })
+	t.Run("rootfs of the server's user", func(t *testing.T) {
+		var notices []string
+		h2, err := NewHost(HostOptions{StateDir: testStateDir(t), NoCgroups: true, Log: func(s string) { notices = append(notices, s) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h2.Close() // the shared subordinate-id Host removes the prepared root they share
+		rootfs := busyboxRootfs(t)
+		for range 2 {
+			out, st := runMode(t, hostMode{host: h2}, Spec{Rootfs: rootfs, Args: sh("cat /proc/self/uid_map")})
+			if want := fmt.Sprintf("0 %d 1", os.Getuid()); st.Code != 0 || strings.Join(strings.Fields(out), " ") != want {
+				t.Errorf("%v: uid_map %q, want the single-id map %q", st, out, want)
+			}
+		}
+		if len(notices) != 1 || !strings.Contains(notices[0], "single-id map") {
+			t.Errorf("notices: %q, want one saying the rootfs gets the single-id map", notices)
+		}
+	})
+}
+
+// TestNothingLeftBehindWithLimits: a session ended every way leaves no
+// cgroup below the server's parent, and the parent goes with Close.
+func TestNothingLeftBehindWithLimits(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Log("no cgroups for an ordinary user here: covered by the root run")
+		return
+	}
+	h, err := NewHost(HostOptions{StateDir: testStateDir(t), CgroupName: testCgroupName() + "-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hostMode{name: "cgroup", host: h}
+	parents := h.cgroups.parentDirs()
+	runMode(t, m, Spec{Args: sh("sleep 100 & echo hi")})
+	c := startMode(t, m, Spec{Args: sh("echo up; sleep 100")})
+	readAll(c).waitFor(t, "up")
+	_ = c.Close()
+	if _, err := Start(Spec{Args: []string{"nope"}, Host: h}); err == nil {
+		t.Fatal("no error")
+	}
+	for _, p := range parents {
+		es, err := os.ReadDir(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if e.IsDir() {
+				t.Errorf("session cgroup left: %s", filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := anyExists(parents); len(left) > 0 {
+		t.Errorf("parent cgroups left after Close: %v", left)
+	}
+}
+
+var _ = exec.Command
