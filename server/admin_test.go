@@ -43,6 +43,10 @@ func TestAdminAPI(t *testing.T) {
 		got.BytesIn != int64(len("echo $((6*7))\r")) || got.BytesOut == 0 || got.Columns != 80 || got.Rows != 24 || got.Idle < 0 {
 		t.Errorf("session %+v", got)
 	}
+	// A container counts its processes and memory (runtime's Stats).
+	if got.Processes == nil || *got.Processes < 1 || got.Memory == nil || *got.Memory <= 0 {
+		t.Errorf("session processes %v, memory %v: want the container's", got.Processes, got.Memory)
+	}
 	var one SessionInfo
 	if code := s.apiGet(t, "/api/sessions/"+si.ID, admin, &one); code != http.StatusOK || one.ID != si.ID {
 		t.Errorf("get: %d %+v", code, one)
