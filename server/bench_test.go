@@ -74,7 +74,7 @@ func BenchmarkPTYStart(b *testing.B) {
 	start := plainStart(b)
 	b.ResetTimer()
 	for b.Loop() {
-		term, err := start(b.Context(), 80, 24)
+		term, err := start(b.Context(), StartRequest{Cols: 80, Rows: 24})
 		if err != nil {
 			b.Fatal(err)
 		}

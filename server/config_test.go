@@ -16,7 +16,7 @@ func TestValidate(t *testing.T) {
 		{"zero", Config{}, ""},
 		{"defaults", DefaultConfig(), ""},
 		{"full", Config{
-			AllowedOrigins: []string{"https://class.example", "http://localhost:8080", "*"},
+			AllowedOrigins: []string{"https://class.example", "http://localhost:8080"},
 			MaxFrame:       1 << 20, Credential: "u:p", Title: "t",
 			Preferences: map[string]any{"fontSize": 16}, MaxSessions: 100,
 			InitTimeout: time.Second, StartTimeout: time.Second, WriteTimeout: time.Second,

@@ -3,19 +3,26 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
+
+	pgruntime "github.com/guntainer/playground/runtime"
+	"github.com/guntainer/playground/server/vt"
 )
 
 // waitTimeout is the watchdog on every wait in these tests: a hang becomes
@@ -45,6 +52,14 @@ func withLog(w *syncBuffer) serverOption {
 
 func newTestServer(t testing.TB, cfg Config, opts ...serverOption) *testServer {
 	t.Helper()
+	// Every test client comes from 127.0.0.1: the per-client limits are
+	// off unless a test is about them.
+	if cfg.ConnRate == 0 {
+		cfg.ConnRate = -1
+	}
+	if cfg.MaxSessionsPerClient == 0 {
+		cfg.MaxSessionsPerClient = -1
+	}
 	deps := Deps{
 		Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
 		Start:  testStart(t),
@@ -105,6 +120,36 @@ func (s *testServer) open(t testing.TB, init string, header http.Header) *testCl
 	return c
 }
 
+// openAt is open on /ws?QUERY: a reconnect names the server's route.
+func (s *testServer) openAt(t testing.TB, query, init string, header http.Header) *testClient {
+	t.Helper()
+	conn, resp, err := s.dialer().Dial(s.wsURL+"?"+query, header)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	c := newTestClient(t, conn)
+	c.send(init)
+	return c
+}
+
+// refusedAt503 checks that a new session's handshake is turned away with
+// 503 and reason.
+func (s *testServer) refusedAt503(t testing.TB, reason string) {
+	t.Helper()
+	conn, resp, err := s.dial(nil)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a new session's handshake: %v (%s), want 503", err, respStatus(resp))
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	if !strings.Contains(body.String(), reason) {
+		t.Errorf("503 body %q, want it to say %q", body.String(), reason)
+	}
+}
+
 // get fetches path, with basic auth when user is not empty.
 func (s *testServer) get(t testing.TB, path, user, pass string) (int, http.Header, string) {
 	t.Helper()
@@ -141,6 +186,22 @@ func (s *testServer) waitSessions(t testing.TB, n int) {
 	}
 }
 
+// waitDetached waits until the server has n detached sessions.
+func (s *testServer) waitDetached(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		d, _ := s.srv.attachCounts()
+		if d == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d detached sessions after %v, want %d", d, waitTimeout, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // checkWorks runs a fresh session to the end: the server is still healthy.
 func (s *testServer) checkWorks(t testing.TB) {
 	t.Helper()
@@ -170,6 +231,10 @@ type testClient struct {
 	err  error         // why reading ended; set before msgs is closed
 	stop chan struct{} // closed by cleanup: stop delivering
 	done chan struct{} // closed when the reading goroutine has returned
+
+	mu       sync.Mutex
+	notices  []string // the text of every NOTICE so far
+	sessions []sessionInfo
 }
 
 func newTestClient(t testing.TB, conn *websocket.Conn) *testClient {
@@ -196,11 +261,84 @@ func (c *testClient) readLoop() {
 			c.err = err
 			return
 		}
+		if len(m) > 0 && (m[0] == msgNotice || m[0] == msgSession) {
+			c.mu.Lock()
+			if m[0] == msgNotice {
+				var n struct{ Level, Text string }
+				_ = json.Unmarshal(m[1:], &n) // a bad one shows as ""
+				c.notices = append(c.notices, n.Level+": "+n.Text)
+			} else {
+				var si sessionInfo
+				_ = json.Unmarshal(m[1:], &si)
+				c.sessions = append(c.sessions, si)
+			}
+			c.mu.Unlock()
+		}
 		select {
 		case c.msgs <- m:
 		case <-c.stop:
 			c.err = errors.New("test client stopped")
 			return
+		}
+	}
+}
+
+// hasNotice reports whether a NOTICE containing text has come.
+func (c *testClient) hasNotice(text string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.notices {
+		if strings.Contains(n, text) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitNotice reads frames until a NOTICE containing text has come.
+func (c *testClient) waitNotice(text string) {
+	c.t.Helper()
+	deadline := time.After(waitTimeout)
+	for !c.hasNotice(text) {
+		select {
+		case _, ok := <-c.msgs:
+			if !ok && !c.hasNotice(text) {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				c.t.Fatalf("connection ended (%v) before a NOTICE %q; notices %q", c.err, text, c.notices)
+			}
+		case <-deadline:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.t.Fatalf("no NOTICE %q within %v; notices %q", text, waitTimeout, c.notices)
+		}
+	}
+}
+
+// session waits for the first SESSION message and returns it.
+func (c *testClient) session() sessionInfo {
+	c.t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		c.mu.Lock()
+		if len(c.sessions) > 0 {
+			si := c.sessions[0]
+			c.mu.Unlock()
+			return si
+		}
+		c.mu.Unlock()
+		select {
+		case _, ok := <-c.msgs:
+			if !ok {
+				c.mu.Lock()
+				n := len(c.sessions)
+				c.mu.Unlock()
+				if n == 0 {
+					c.t.Fatalf("connection ended (%v) before SESSION", c.err)
+				}
+			}
+		case <-deadline:
+			c.t.Fatalf("no SESSION within %v", waitTimeout)
 		}
 	}
 }
@@ -261,7 +399,7 @@ func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
 		select {
 		case m, ok := <-c.msgs:
 			if !ok {
-				c.t.Fatalf("connection ended (%v) before %s; got %q", c.err, what, out)
+				c.t.Fatalf("connection ended (%v) before %s; got %q", c.err, what, tail(out))
 			}
 			if len(m) > 0 && m[0] == msgOutput {
 				out = append(out, m[1:]...)
@@ -270,7 +408,7 @@ func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
 				}
 			}
 		case <-deadline:
-			c.t.Fatalf("no %s within %v; got %q", what, waitTimeout, out)
+			c.t.Fatalf("no %s within %v; got %q", what, waitTimeout, tail(out))
 		}
 	}
 }
@@ -280,7 +418,10 @@ func (c *testClient) waitFor(what string, done func(out []byte) bool) string {
 func hasLine(out []byte, want string) bool {
 	for line := range bytes.Lines(out) {
 		line, complete := bytes.CutSuffix(line, []byte("\r\n"))
-		if complete && string(bytes.TrimPrefix(line, []byte("$ "))) == want {
+		for bytes.HasPrefix(line, []byte("$ ")) {
+			line = line[2:]
+		}
+		if complete && string(line) == want {
 			return true
 		}
 	}
@@ -320,9 +461,9 @@ type startRecorder struct {
 	terms []*recordedTerminal
 }
 
-func (r *startRecorder) Start(ctx context.Context, cols, rows uint16) (Terminal, error) {
+func (r *startRecorder) Start(ctx context.Context, req StartRequest) (Terminal, error) {
 	r.calls.Add(1)
-	term, err := r.start(ctx, cols, rows)
+	term, err := r.start(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +483,53 @@ func (r *startRecorder) terminals() []*recordedTerminal {
 type recordedTerminal struct {
 	Terminal
 	closed atomic.Bool
+	mu     sync.Mutex
+	sizes  []string // "COLSxROWS" of every Resize
+}
+
+func (t *recordedTerminal) Resize(cols, rows uint16) error {
+	t.mu.Lock()
+	t.sizes = append(t.sizes, fmt.Sprintf("%dx%d", cols, rows))
+	t.mu.Unlock()
+	return t.Terminal.Resize(cols, rows)
+}
+
+// waitResized waits until the terminal was resized to size ("COLSxROWS").
+func (t *recordedTerminal) waitResized(tb testing.TB, size string) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		t.mu.Lock()
+		ok := slices.Contains(t.sizes, size)
+		sizes := slices.Clone(t.sizes)
+		t.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("terminal not resized to %s within %v; resizes %q", size, waitTimeout, sizes)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Stats passes the wrapped terminal's on.
+func (t *recordedTerminal) Stats() (pgruntime.Stats, error) {
+	if st, ok := t.Terminal.(statser); ok {
+		return st.Stats()
+	}
+	return pgruntime.Stats{}, errors.ErrUnsupported
+}
+
+// ID and SignalForeground pass the wrapped terminal's on, as the
+// server looks for them.
+func (t *recordedTerminal) ID() string { return terminalID(t.Terminal) }
+
+func (t *recordedTerminal) SignalForeground(sig syscall.Signal) error {
+	if fs, ok := t.Terminal.(foregroundSignaler); ok {
+		return fs.SignalForeground(sig)
+	}
+	return errors.ErrUnsupported
 }
 
 func (t *recordedTerminal) Close() error {
@@ -374,4 +562,183 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// dialWithHost dials url sending host as the Host header, as a browser
+// does for a rebound name.
+func dialWithHost(d *websocket.Dialer, url, host string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	h = h.Clone()
+	h.Set("Host", host)
+	return d.Dial(url, h)
+}
+
+// tail is the end of out, for failure messages.
+func tail(out []byte) string {
+	const n = 400
+	if len(out) > n {
+		return fmt.Sprintf("[%d bytes before] %s", len(out)-n, out[len(out)-n:])
+	}
+	return string(out)
+}
+
+// only returns the one session the server has.
+func (s *testServer) only(t testing.TB) *session {
+	t.Helper()
+	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	if len(s.srv.sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(s.srv.sessions))
+	}
+	for _, ss := range s.srv.sessions {
+		return ss
+	}
+	return nil
+}
+
+// waitInputBlocked waits until the session's input writer has been stuck
+// on one write for longer than a Ctrl-C waits for it.
+func waitInputBlocked(t testing.TB, ss *session) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !ss.input.blocked(interruptAfter) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the input writer is not blocked after %v", waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// screen reads OUTPUT frames into a terminal emulator of cols x rows
+// until done says the screen is as wanted, and returns it. The emulator
+// is the server's own (package vt): it stands in for the browser's
+// xterm.js, to read what a client would show.
+func (c *testClient) screen(cols, rows int, what string, done func(s *vt.Screen) bool) *vt.Screen {
+	c.t.Helper()
+	s := vt.New(cols, rows, 1000, 1<<20)
+	deadline := time.After(waitTimeout)
+	for !done(s) {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("connection ended (%v) before %s; screen:\n%s", c.err, what, strings.Join(s.Lines(), "\n"))
+			}
+			if len(m) > 0 && m[0] == msgOutput {
+				_, _ = s.Write(m[1:])
+			}
+		case <-deadline:
+			c.t.Fatalf("no %s within %v; screen:\n%s", what, waitTimeout, strings.Join(s.Lines(), "\n"))
+		}
+	}
+	return s
+}
+
+// screenHas reports whether a row of the screen is want, alone or after
+// prompts (the shell may print its prompts before the terminal echoes
+// what was typed ahead).
+func screenHas(s *vt.Screen, want string) bool {
+	for _, l := range s.Lines() {
+		for strings.HasPrefix(l, "$ ") {
+			l = l[2:]
+		}
+		if l == want {
+			return true
+		}
+	}
+	return false
+}
+
+// lastRow is the screen's last non-empty row.
+func lastRow(s *vt.Screen) string {
+	lines := s.Lines()
+	for i := len(lines) - 1; i >= 0; i-- {
+		if lines[i] != "" {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// initWith is an init frame of 80x24 with one extension field.
+func initWith(field, value string) string {
+	b, _ := json.Marshal(map[string]any{"AuthToken": "", "columns": 80, "rows": 24, field: value})
+	return string(b)
+}
+
+// apiGet fetches an admin API path with the admin token and decodes its
+// JSON into v; it returns the status.
+func (s *testServer) apiGet(t testing.TB, path, admin string, v any) int {
+	t.Helper()
+	return s.api(t, http.MethodGet, path, admin, "", v)
+}
+
+func (s *testServer) api(t testing.TB, method, path, admin, body string, v any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, s.ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin != "" {
+		req.Header.Set("Authorization", "Bearer "+admin)
+	}
+	resp, err := s.ts.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type %q, want JSON", method, path, ct)
+	}
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// metrics scrapes /metrics and returns its samples by name with labels,
+// as "name{label=\"v\"}".
+func (s *testServer) metrics(t testing.TB) map[string]float64 {
+	t.Helper()
+	code, _, body := s.get(t, "/metrics", "", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	out := make(map[string]float64)
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(strings.TrimSpace(line[i+1:]), &v); err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func (s *testServer) metricValue(t testing.TB, name string) float64 {
+	t.Helper()
+	m := s.metrics(t)
+	v, ok := m[name]
+	if !ok {
+		t.Errorf("no metric %s", name)
+	}
+	return v
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func readDirNames(dir string) ([]string, error) {
+	es, err := os.ReadDir(dir)
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names, err
 }

@@ -21,10 +21,10 @@ func logRequests(log zerolog.Logger, next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK // the handler wrote nothing: net/http sends 200
 		}
-		// Probes hit /healthz every few seconds; their lines would drown the
-		// rest at info.
+		// Probes and Prometheus ask every few seconds; their lines would
+		// drown the rest at info.
 		level := zerolog.InfoLevel
-		if r.URL.Path == "/healthz" && status == http.StatusOK {
+		if isProbe(r.URL.Path) && status == http.StatusOK {
 			level = zerolog.DebugLevel
 		}
 		log.WithLevel(level).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -100,4 +101,60 @@ func defaultPort(scheme string) string {
 		return "443"
 	}
 	return "80"
+}
+
+// hostPolicy decides which Host names the server answers to. A page on
+// an attacker's name that resolves to this server (DNS rebinding) sends
+// that name as Host, and as Origin, so an Origin that matches the Host
+// proves nothing by itself: the Host must be one of the server's own.
+//
+// Allowed: the address the connection came in on (for a server listening
+// on every address, whichever one the client used: an address cannot be
+// rebound, only a name can), "localhost", 127.0.0.1 and ::1 when the
+// connection is over loopback, and Config.AllowedHosts. The port is not
+// checked: a proxy may change it, and rebinding is about the name.
+type hostPolicy struct {
+	allowed map[string]bool // lower-case names and addresses
+}
+
+func newHostPolicy(hosts []string) hostPolicy {
+	p := hostPolicy{allowed: map[string]bool{"localhost": true}}
+	for _, h := range hosts {
+		p.allowed[strings.ToLower(strings.Trim(h, "[]"))] = true
+	}
+	return p
+}
+
+func (p hostPolicy) check(r *http.Request) error {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "" {
+		return errors.New("host not allowed: the request names no host")
+	}
+	if p.allowed[host] {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		local := localAddr(r)
+		if a.Unmap() == local {
+			return nil
+		}
+		if local.IsLoopback() && a.Unmap().IsLoopback() {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %q not allowed: this server answers to its own addresses, localhost, and the names given with --allowed-host", host)
+}
+
+// localAddr is the address the request's connection came in on.
+func localAddr(r *http.Request) netip.Addr {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			return ap.Addr().Unmap()
+		}
+	}
+	return netip.Addr{}
 }

@@ -2,34 +2,46 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// Pool keeps terminals started ahead of demand, so that a session gets one
-// at once instead of waiting for a container to be built. A warm terminal
-// is started at the default size, 80x24, and resized when it is taken; its
-// shell's first prompt waits in the pty until the session reads it.
+// Pool keeps terminals of the default environment started ahead of demand,
+// so that a session gets one at once instead of waiting for a container
+// to be built. A warm terminal is started at the default size, 80x24, and
+// resized when it is taken; its shell's first prompt waits in the pty
+// until the session reads it.
 //
 // Pool.Start is a StartFunc: it hands out a warm terminal when there is
-// one, else starts one cold, and refills in the background, one at a time
-// so that refilling never takes more than one core from live sessions.
-// Close ends every warm terminal; it is idempotent and waits for the
-// refill to stop.
+// one, else starts one cold (honouring ctx), and refills in the
+// background, one at a time so that refilling never takes more than one
+// core from live sessions. A Server given the pool (Deps.Pool) keeps warm
+// terminals and open sessions together within its session limit.
+// Close ends every warm terminal and stops the refill; it is idempotent,
+// and Start fails with ErrPoolClosed after it.
 type Pool struct {
 	start StartFunc
 	size  int
 	log   zerolog.Logger
 
-	warm   chan Terminal
-	refill chan struct{} // a token: someone took a terminal
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	room atomic.Pointer[func() int] // how many terminals may be held now; nil: size
+
+	warm      chan Terminal
+	refill    chan struct{} // a token: wake the filler
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{}
+	abandoned sync.WaitGroup // refill starts Close gave up on, still closing their terminal
+	once      sync.Once
+	closed    atomic.Bool
 }
+
+// ErrPoolClosed is Start's error after Close.
+var ErrPoolClosed = errors.New("pool closed")
 
 // Default size of a warm terminal.
 const warmCols, warmRows = 80, 24
@@ -39,48 +51,82 @@ func NewPool(start StartFunc, size int, log zerolog.Logger) *Pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{
 		start:  start,
-		size:   size,
+		size:   max(size, 0),
 		log:    log.With().Str("component", "pool").Logger(),
-		warm:   make(chan Terminal, size),
+		warm:   make(chan Terminal, max(size, 0)),
 		refill: make(chan struct{}, 1),
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
+	p.ctx = withAbandonGroup(ctx, &p.abandoned)
 	go p.fill()
 	return p
 }
 
-// Start returns a warm terminal resized to cols x rows, or a cold one when
-// none is warm.
-func (p *Pool) Start(ctx context.Context, cols, rows uint16) (Terminal, error) {
-	for {
+// limit makes the pool hold at most room() warm terminals: the server's
+// session limit minus its open sessions.
+func (p *Pool) limit(room func() int) {
+	p.room.Store(&room)
+	p.wake()
+}
+
+func (p *Pool) target() int {
+	if r := p.room.Load(); r != nil {
+		return max(min(p.size, (*r)()), 0)
+	}
+	return p.size
+}
+
+// Start returns a warm terminal resized to the request's size, or a cold
+// one when none is warm or the request is for another environment.
+func (p *Pool) Start(ctx context.Context, req StartRequest) (Terminal, error) {
+	for req.Env == "" {
+		if p.closed.Load() {
+			return nil, ErrPoolClosed
+		}
 		select {
 		case t := <-p.warm:
 			p.wake()
-			if !alive(t) || t.Resize(cols, rows) != nil {
+			if !alive(t) || t.Resize(req.Cols, req.Rows) != nil {
 				_ = t.Close() // died while it waited: take the next
+				_, _ = t.Wait()
 				continue
+			}
+			if req.info != nil {
+				req.info.warm = true
 			}
 			return t, nil
 		default:
-			return p.start(ctx, cols, rows)
 		}
+		break
 	}
+	if p.closed.Load() {
+		return nil, ErrPoolClosed
+	}
+	return p.start(ctx, req)
 }
 
 // Warm is the number of terminals waiting now.
 func (p *Pool) Warm() int { return len(p.warm) }
 
-// Close stops refilling and ends every warm terminal.
+// Size is the number of terminals the pool tries to keep.
+func (p *Pool) Size() int { return p.size }
+
+// Close stops refilling and ends every warm terminal. A start the filler
+// has running is abandoned, and Close waits until its terminal, when it
+// comes, is closed too.
 func (p *Pool) Close() error {
 	p.once.Do(func() {
+		p.closed.Store(true)
 		p.cancel()
 		<-p.done
+		p.abandoned.Wait()
 		for {
 			select {
 			case t := <-p.warm:
 				_ = t.Close() // a warm terminal has nobody to report to
+				_, _ = t.Wait()
 			default:
 				return
 			}
@@ -96,17 +142,29 @@ func (p *Pool) wake() {
 	}
 }
 
-// fill keeps the pool full until Close. A failing start backs off, from a
-// tenth of a second to half a minute, so a broken machine is not hammered.
+// fill keeps the pool at its target until Close. A failing start backs
+// off, from a tenth of a second to half a minute, so a broken machine is
+// not hammered.
 func (p *Pool) fill() {
 	defer close(p.done)
 	backoff := 100 * time.Millisecond
 	for {
-		for len(p.warm) < p.size {
-			t, err := p.start(p.ctx, warmCols, warmRows)
+		// Above the target (the server's sessions took the room): end the
+		// extra ones.
+		for len(p.warm) > p.target() {
+			select {
+			case t := <-p.warm:
+				_ = t.Close()
+				_, _ = t.Wait()
+			default:
+			}
+		}
+		for len(p.warm) < p.target() {
+			t, err := p.start(p.ctx, StartRequest{Cols: warmCols, Rows: warmRows})
 			if p.ctx.Err() != nil {
 				if err == nil {
 					_ = t.Close() // closing down
+					_, _ = t.Wait()
 				}
 				return
 			}
@@ -121,6 +179,12 @@ func (p *Pool) fill() {
 				continue
 			}
 			backoff = 100 * time.Millisecond
+			if len(p.warm) >= p.target() {
+				// The room went while it started.
+				_ = t.Close()
+				_, _ = t.Wait()
+				break
+			}
 			p.warm <- t // never blocks: only fill adds, and it checked the room
 		}
 		select {

@@ -20,8 +20,8 @@ type countingStart struct {
 	terms []Terminal
 }
 
-func (c *countingStart) Start(ctx context.Context, cols, rows uint16) (Terminal, error) {
-	t, err := c.start(ctx, cols, rows)
+func (c *countingStart) Start(ctx context.Context, req StartRequest) (Terminal, error) {
+	t, err := c.start(ctx, req)
 	if err == nil {
 		c.mu.Lock()
 		c.terms = append(c.terms, t)
@@ -70,7 +70,7 @@ func TestPoolHandsOutWarmContainers(t *testing.T) {
 	t.Cleanup(func() { _ = p.Close() })
 	waitWarm(t, p, 2)
 
-	term, err := p.Start(context.Background(), 100, 30)
+	term, err := p.Start(context.Background(), StartRequest{Cols: 100, Rows: 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +109,8 @@ func TestPoolCloseEndsWarmContainers(t *testing.T) {
 
 func TestPoolSkipsDeadContainers(t *testing.T) {
 	state := testStateDir(t)
-	short := &countingStart{start: func(_ context.Context, cols, rows uint16) (Terminal, error) {
-		c, err := runtime.Start(runtime.Spec{Args: []string{"/bin/sh", "-c", "sleep 0.2"}, StateDir: state, Cols: cols, Rows: rows})
+	short := &countingStart{start: func(_ context.Context, req StartRequest) (Terminal, error) {
+		c, err := runtime.Start(runtime.Spec{Args: []string{"/bin/sh", "-c", "sleep 0.2"}, StateDir: state, Cols: req.Cols, Rows: req.Rows})
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +125,7 @@ func TestPoolSkipsDeadContainers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	term, err := p.Start(context.Background(), 101, 30)
+	term, err := p.Start(context.Background(), StartRequest{Cols: 101, Rows: 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestPoolSkipsDeadContainers(t *testing.T) {
 func TestPoolBacksOffWhenStartsFail(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
-	failing := func(context.Context, uint16, uint16) (Terminal, error) {
+	failing := func(context.Context, StartRequest) (Terminal, error) {
 		mu.Lock()
 		calls++
 		mu.Unlock()
@@ -146,7 +146,7 @@ func TestPoolBacksOffWhenStartsFail(t *testing.T) {
 	}
 	var logs syncBuffer
 	p := NewPool(failing, 2, zerolog.New(&logs))
-	_, err := p.Start(context.Background(), 80, 24)
+	_, err := p.Start(context.Background(), StartRequest{Cols: 80, Rows: 24})
 	if err == nil || !strings.Contains(err.Error(), "no containers today") {
 		t.Errorf("Start: got %v, want the start error", err)
 	}

@@ -33,11 +33,13 @@ const (
 	msgPreferences = '2'
 	msgSession     = '7' // extension
 	msgExit        = '8' // extension
+	msgNotice      = '9' // extension
 )
 
 // Close codes beyond RFC 6455's.
 const (
 	closeUnknownKey = 4404 // resume or watch key unknown or expired
+	closeTakenOver  = 4409 // a newer connection resumed the session
 )
 
 // maxCloseText is what fits in a close frame: a control frame carries at
@@ -157,12 +159,30 @@ func frame(cmd byte, payload []byte) []byte {
 	return append(append(b, cmd), payload...)
 }
 
-// sessionPayload is the SESSION message. Only the id for now: there are no
-// resume or watch keys to hand out yet.
-func sessionPayload(id string) []byte {
+// sessionInfo is the SESSION message. The owner gets the keys and limits;
+// a watcher gets the id and the terminal's size, which it cannot change.
+type sessionInfo struct {
+	ID          string `json:"id"`
+	Resume      string `json:"resume,omitempty"`
+	Watch       string `json:"watch,omitempty"`
+	IdleTimeout int64  `json:"idleTimeout,omitempty"`
+	MaxLifetime int64  `json:"maxLifetime,omitempty"`
+	Columns     uint16 `json:"columns,omitempty"`
+	Rows        uint16 `json:"rows,omitempty"`
+	Route       string `json:"route,omitempty"`
+}
+
+func sessionPayload(info sessionInfo) []byte {
+	b, _ := json.Marshal(info) // strings and ints always marshal
+	return b
+}
+
+// noticePayload is the NOTICE message.
+func noticePayload(level, text string) []byte {
 	b, _ := json.Marshal(struct {
-		ID string `json:"id"`
-	}{id}) // a struct of a string always marshals
+		Level string `json:"level"`
+		Text  string `json:"text"`
+	}{level, strings.ToValidUTF8(text, "?")})
 	return b
 }
 

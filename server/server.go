@@ -1,9 +1,15 @@
 // Package server is the playground's HTTP and WebSocket front: it serves the
 // terminal page, speaks the ttyd-compatible protocol of docs/PROTOCOL.md on /ws,
-// and runs one session per WebSocket, pumping bytes between the client and a
-// Terminal it gets from a StartFunc (a container in production, a plain
-// shell in tests). It checks origins and credentials, bounds every buffer
-// and wait, logs each request and session, and drains on Shutdown.
+// and runs sessions: a Terminal from a StartFunc (a container in production,
+// a plain shell in tests) and the clients attached to it. A session outlives
+// its connection for a reconnect grace, so a client that drops can resume it
+// and gets its screen back (rebuilt from a terminal state, never replayed);
+// others can watch it read-only.
+//
+// It checks Host names (against DNS rebinding), origins and credentials;
+// limits sessions (idle, lifetime, per machine, per client, connection rate);
+// bounds every buffer and wait; logs each request and session event; serves
+// an admin API, Prometheus metrics and probes; and drains on SIGTERM.
 //
 // The server never starts programs itself; whatever StartFunc returns is
 // ended by the server when its session ends, whichever way it ends.
@@ -16,7 +22,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/netip"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
@@ -33,28 +42,50 @@ type Deps struct {
 	Start StartFunc
 	// Static holds the page: index.html and what it loads. Required.
 	Static fs.FS
+	// Pool, when Start draws from it, is kept within the session limit
+	// (warm terminals and open sessions together) and reported in
+	// /metrics. Optional.
+	Pool *Pool
+	// Envs are the environment names offered, the first the default. Nil
+	// means one unnamed default environment: an init that names any is
+	// refused with 1008.
+	Envs []string
+	// Ready adds to /readyz: a non-nil error ("environment ubuntu:
+	// downloading 40%") makes it 503 with the error's text. Optional.
+	Ready func() error
 }
 
 // Server serves the playground. It is an http.Handler; run it under an
-// http.Server and call Shutdown before, or together with, the
-// http.Server's: http.Server.Shutdown does not wait for WebSockets.
+// http.Server. On SIGTERM call Drain, then Shutdown, before or together
+// with the http.Server's Shutdown (which does not wait for WebSockets).
 // Its methods are safe for concurrent use.
 type Server struct {
 	cfg      Config
 	log      zerolog.Logger
 	start    StartFunc
+	pool     *Pool
+	envs     []string
+	ready    func() error
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	origins  originPolicy
-	auth     auth
+	hosts    hostPolicy
+	auth     *auth
+	trusted  []netip.Prefix
+	clients  *clientLimits
 	prefs    []byte // Config.Preferences as JSON
+	metrics  *metrics
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	draining bool          // Shutdown was called: no new sessions
-	inflight int           // requests inside ServeHTTP
-	drained  chan struct{} // closed when draining and inflight is 0
-	isClosed bool          // drained is closed
+	mu        sync.Mutex
+	sessions  map[string]*session
+	ended     *endedIDs
+	draining  bool          // Drain or Shutdown was called: no new sessions
+	closing   bool          // Shutdown was called: no new connections
+	inflight  int           // requests inside ServeHTTP
+	drained   chan struct{} // closed when closing and inflight is 0
+	isClosed  bool          // drained is closed
+	runs      sync.WaitGroup
+	abandoned sync.WaitGroup // starts given up on, closing what they start
 }
 
 // New builds a server. It fails on a bad config or a missing dependency.
@@ -68,8 +99,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Static == nil {
 		return nil, errors.New("server: Deps.Static is nil")
 	}
+	for i, e := range deps.Envs {
+		if e == "" || slices.Contains(deps.Envs[:i], e) {
+			return nil, fmt.Errorf("server: Deps.Envs %q: names must be non-empty and distinct", deps.Envs)
+		}
+	}
 	cfg = cfg.withDefaults()
 	origins, err := newOriginPolicy(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
+	trusted, err := parsePrefixes(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("server config: %w", err)
 	}
@@ -83,11 +123,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg:      cfg,
 		log:      deps.Log,
 		start:    deps.Start,
+		pool:     deps.Pool,
+		envs:     slices.Clone(deps.Envs),
+		ready:    deps.Ready,
 		origins:  origins,
-		auth:     newAuth(cfg.Credential),
+		hosts:    newHostPolicy(cfg.AllowedHosts),
+		auth:     newAuth(cfg, trusted),
+		trusted:  trusted,
+		clients:  newClientLimits(cfg),
 		prefs:    prefs,
-		sessions: make(map[*session]struct{}),
+		sessions: make(map[string]*session),
+		ended:    newEndedIDs(),
 		drained:  make(chan struct{}),
+	}
+	s.metrics = newMetrics(s)
+	if s.pool != nil {
+		s.pool.limit(s.room)
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.WriteTimeout,
@@ -110,7 +161,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	mux.HandleFunc("GET /ws", s.handleWS)
 	mux.HandleFunc("GET /token", s.handleToken)
 	mux.HandleFunc("GET /healthz", handleHealthz)
-	s.handler = logRequests(s.log, s.auth.middleware(mux))
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	s.adminRoutes(mux)
+	s.handler = logRequests(s.log, s.checkRequest(mux))
 	return s, nil
 }
 
@@ -125,89 +179,242 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.maybeDrainedLocked()
 		s.mu.Unlock()
 	}()
+	if s.cfg.RouteID != "" {
+		w.Header().Set("X-Playground-Route", s.cfg.RouteID)
+	}
 	s.handler.ServeHTTP(w, r)
 }
 
-// Shutdown stops new sessions, ends every open one (its client gets close
-// 1001 and its terminal is closed) and waits until every request, session
-// goroutine included, has finished, or until ctx is done. It does not stop
-// the http.Server. Calling it again waits again.
-func (s *Server) Shutdown(ctx context.Context) error {
+// Drain stops new sessions (/readyz says 503; resumes and watchers are
+// still let in), tells every session's clients with a NOTICE, and waits
+// until every session has ended or ctx is done; it returns ctx's error in
+// the latter case. Shutdown ends what is left.
+func (s *Server) Drain(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
-	s.maybeDrainedLocked()
-	open := make([]*session, 0, len(s.sessions))
-	for ss := range s.sessions {
-		open = append(open, ss)
-	}
+	open := s.openLocked()
 	s.mu.Unlock()
-
-	// Each end writes a close frame, bounded by the close grace; a stuck
-	// client must not hold up the others.
-	var wg sync.WaitGroup
+	text := "the server is going down for maintenance: finish and save your work"
+	if dl, ok := ctx.Deadline(); ok {
+		text = fmt.Sprintf("the server is going down for maintenance: this session ends within %s; save your work", human(time.Until(dl).Round(time.Second)))
+	}
 	for _, ss := range open {
-		wg.Go(func() { ss.end(websocket.CloseGoingAway, "server shutting down", "shutdown") })
+		ss.noticeAll("warn", text)
 	}
-	wg.Wait()
-
-	select {
-	case <-s.drained:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("shutdown: %d sessions still open: %w", s.Sessions(), ctx.Err())
+	s.log.Info().Int("sessions", len(open)).Msg("draining")
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.Sessions() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("drain: %d sessions still open: %w", s.Sessions(), ctx.Err())
+		}
 	}
+	return nil
 }
 
-// Sessions returns the number of open sessions.
+// Shutdown stops new connections and sessions, ends every open session
+// (its clients get close 1001 and its terminal is closed) and waits until
+// every request, session goroutine included, has finished, or until ctx
+// is done. It does not stop the http.Server. Calling it again waits again.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining, s.closing = true, true
+	s.maybeDrainedLocked()
+	open := s.openLocked()
+	s.mu.Unlock()
+	for _, ss := range open {
+		ss.endWith(causeShutdown)
+	}
+	runs := make(chan struct{})
+	go func() {
+		s.runs.Wait()
+		s.abandoned.Wait() // no session runs, so none adds to it
+		close(runs)
+	}()
+	for _, ch := range []chan struct{}{runs, s.drained} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("shutdown: %d sessions still open: %w", s.Sessions(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// MaxSessions is the session limit in force (Config.MaxSessions, or the
+// machine's default).
+func (s *Server) MaxSessions() int { return s.cfg.MaxSessions }
+
+// Sessions returns the number of open sessions, detached ones included.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
 }
 
+func (s *Server) openLocked() []*session {
+	open := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		open = append(open, ss)
+	}
+	return open
+}
+
 func (s *Server) maybeDrainedLocked() {
-	if s.draining && s.inflight == 0 && !s.isClosed {
+	if s.closing && s.inflight == 0 && !s.isClosed {
 		close(s.drained)
 		s.isClosed = true
 	}
 }
 
-// register adds a session, or says with what close it must be turned away.
-func (s *Server) register(ss *session) *closeError {
+// room is how many more terminals may exist: the session limit minus the
+// sessions open. The pool holds at most this many warm ones.
+func (s *Server) room() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.MaxSessions - len(s.sessions)
+}
+
+// register adds a new session, or says with what close it must be
+// turned away.
+func (s *Server) register(ss *session) (*closeError, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.draining:
-		return &closeError{websocket.CloseGoingAway, "server shutting down"}
-	case s.cfg.MaxSessions > 0 && len(s.sessions) >= s.cfg.MaxSessions:
-		return &closeError{websocket.CloseTryAgainLater, "server at capacity, try again later"}
+		return &closeError{websocket.CloseGoingAway, "server shutting down"}, "draining"
+	case len(s.sessions) >= s.cfg.MaxSessions:
+		return &closeError{websocket.CloseTryAgainLater, "server at capacity, try again later"}, "capacity"
 	}
-	s.sessions[ss] = struct{}{}
-	return nil
+	if !s.clients.addSession(ss.client) {
+		return &closeError{websocket.ClosePolicyViolation, fmt.Sprintf("too many sessions from your address (limit %d)", s.cfg.MaxSessionsPerClient)}, "per-client sessions"
+	}
+	s.sessions[ss.id] = ss
+	s.runs.Add(1)
+	s.metrics.started.Inc()
+	if s.pool != nil {
+		s.pool.wake()
+	}
+	return nil, ""
 }
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sessions, ss)
+	delete(s.sessions, ss.id)
+	s.ended.add(ss.id)
+	s.mu.Unlock()
+	s.clients.removeSession(ss.client)
+	if s.pool != nil {
+		s.pool.wake()
+	}
+	s.runs.Done()
 }
 
-func (s *Server) isDraining() bool {
+// lookup finds a session by the id in a resume or watch key. expired says
+// whether the id was of a session that has ended.
+func (s *Server) lookup(id string) (ss *session, expired bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.draining
+	if ss, ok := s.sessions[id]; ok {
+		return ss, false
+	}
+	return nil, s.ended.has(id)
+}
+
+// refuseNew says why a /ws request that is not a reconnect (it names no
+// route) is turned away before the upgrade, or "": while draining or at
+// capacity, a proxy in front can try another server on a 503.
+func (s *Server) refuseNew() (why, metric string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining:
+		return "server draining: no new sessions here", "draining"
+	case len(s.sessions) >= s.cfg.MaxSessions:
+		return "server at capacity, try again later", "capacity"
+	}
+	return "", ""
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// notReady is why /readyz says 503, or "".
+func (s *Server) notReady() string {
+	s.mu.Lock()
+	draining, n := s.draining, len(s.sessions)
+	s.mu.Unlock()
+	switch {
+	case draining:
+		return "draining: the server is shutting down"
+	case n >= s.cfg.MaxSessions:
+		return fmt.Sprintf("at capacity: %d sessions", n)
+	}
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if why := s.notReady(); why != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(why + "\n")) // a write error means the prober left
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
 }
 
 // handleToken serves ttyd's /token: the AuthToken the page puts in init.
+// With basic auth (ttyd's -c) that is the credential, base64-encoded, as
+// ttyd does; with a token or a proxy's header the handshake carries the
+// credential itself, so the page sends none.
 func (s *Server) handleToken(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(struct {
 		Token string `json:"token"`
-	}{s.auth.token}) // a write error means the client left; nothing to do
+	}{s.auth.basicToken}) // a write error means the client left; nothing to do
 }
 
 func handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok")) // a write error means the prober left
+}
+
+// endedIDs remembers the ids of ended sessions for a while, so that a
+// resume with an expired key is logged as such. Bounded.
+type endedIDs struct {
+	ids   map[string]time.Time
+	order []string
+}
+
+const (
+	endedKeep = 10000
+	endedFor  = time.Hour
+)
+
+func newEndedIDs() *endedIDs { return &endedIDs{ids: make(map[string]time.Time)} }
+
+func (e *endedIDs) add(id string) {
+	if len(e.order) >= endedKeep {
+		delete(e.ids, e.order[0])
+		e.order = e.order[1:]
+	}
+	e.ids[id] = time.Now()
+	e.order = append(e.order, id)
+}
+
+func (e *endedIDs) has(id string) bool {
+	t, ok := e.ids[id]
+	return ok && time.Since(t) < endedFor
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestNewChecksDeps(t *testing.T) {
-	start := func(context.Context, uint16, uint16) (Terminal, error) { return nil, nil }
+	start := func(context.Context, StartRequest) (Terminal, error) { return nil, nil }
 	static := fstest.MapFS{}
 	tests := []struct {
 		name    string

@@ -1,454 +1,512 @@
 package server
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/guntainer/playground/runtime"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/guntainer/playground/runtime"
 )
 
-// A pty read returns at most the line discipline's 4 KiB, so a session
-// waits for output with a buffer of readChunk (4 KiB with the command
-// byte: a size class of Go's allocator, nothing lost to rounding), which
-// is all an idle session holds. When a read comes back nearly full, output
-// is streaming: what else is there already is gathered, without waiting,
-// into a pooled buffer of up to outputChunk, so that a flood goes out in
-// frames of 32 KiB rather than 4 (fewer writes, less server CPU per byte).
+// A session waits for output with a buffer of idleReadBuf, which is all
+// an idle session holds for it. When a read fills it, output is
+// streaming: what else is there already is gathered, without waiting,
+// into a frame of up to outputChunk, so that a flood goes out in frames
+// of 32 KiB rather than a pty read's 4 (fewer writes, less server CPU per
+// byte). readChunk is a pty read's most: the line discipline's 4 KiB.
 const (
+	idleReadBuf = 1 << 10
 	readChunk   = 4<<10 - 1
 	outputChunk = 32<<10 - 1
 )
 
-// frameBufs lends streaming sessions their large frame buffer.
-var frameBufs = sync.Pool{New: func() any { b := make([]byte, 1+outputChunk); return &b }}
+// Bounds on a session's input and output.
+const (
+	// Bytes typed or pasted that the program has not read yet: a paste
+	// comes in frames faster than a pty takes them (the page sends any
+	// size, 16 KiB a frame), so this holds a big one; beyond it input is
+	// refused with a NOTICE.
+	maxInputQueue = 1 << 20
+	// While no owner is attached, the program's output is read at most at
+	// this rate: enough for a build log to go on, little for `yes`.
+	detachedRate  = 256 << 10
+	detachedBurst = outputChunk + 1
+	// noticeEvery keeps a flood of refused input from flooding NOTICEs.
+	noticeEvery = 5 * time.Second
+)
 
-// readNower is a Terminal that can read what is there without waiting:
-// runtime.Container and the baselines' plain pty.
-type readNower interface {
-	ReadNow(p []byte) (int, error)
-}
-
-// handleWS is /ws: the handshake checks, then one session for the life of
-// the connection.
-func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	log := s.log.With().Str("remote", r.RemoteAddr).Logger()
-	if !websocket.IsWebSocketUpgrade(r) {
-		http.Error(w, "/ws speaks WebSocket only", http.StatusBadRequest)
-		return
-	}
-	if err := s.origins.check(r); err != nil {
-		log.Warn().Err(err).Msg("websocket refused")
-		http.Error(w, err.Error(), http.StatusForbidden)
-		return
-	}
-	// Checked here rather than left to Upgrade, which would accept the
-	// connection without a subprotocol, and a client that does not speak
-	// ttyd's protocol gains nothing from a session.
-	if !slices.Contains(websocket.Subprotocols(r), Subprotocol) {
-		http.Error(w, `WebSocket subprotocol "tty" required`, http.StatusBadRequest)
-		return
-	}
-	if s.isDraining() {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	conn, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		log.Debug().Err(err).Msg("websocket upgrade failed") // Upgrade has answered
-		return
-	}
-	ss := newSession(s, conn, log)
-	if cerr := s.register(ss); cerr != nil {
-		ss.log.Warn().Int("close", cerr.code).Str("why", cerr.text).Msg("session refused")
-		ss.end(cerr.code, cerr.text, "refused")
-		ss.finish(nil, nil)
-		return
-	}
-	defer s.unregister(ss)
-	ss.run()
-}
-
-// session is one WebSocket and the terminal behind it, from the handshake
-// until handleWS returns. Two goroutines work on it: the handler's, which
-// reads the client and writes the terminal, and the output pump, the only
-// writer of data frames; a timer pings (startKeepAlive). end, callable from
-// either, the ping and Shutdown, decides how the session ends; the handler
-// joins the pump and stops the ping before it returns.
+// session is a program on a terminal and the clients attached to it. It
+// lives from the client's init until the program ends, a limit or an
+// admin ends it, its reconnect grace runs out while detached, or the
+// server shuts down; a client's connection may come and go meanwhile.
+//
+// Its goroutines: run, which starts the terminal, pumps its output to
+// the clients and, at the end, waits for every other one (the input
+// writer, a terminal-state feeder when one runs) before it tells the
+// clients and unregisters the session. ctx is canceled on any end; the
+// terminal is closed when it is, which unblocks every read and write.
 type session struct {
 	srv    *Server
-	cfg    *Config
 	id     string
-	conn   *websocket.Conn
-	log    zerolog.Logger
-	ctx    context.Context // done once the session is ending
-	cancel context.CancelFunc
+	resume string                         // secret half of the resume key
+	watch  string                         // secret half of the watch key
+	logp   atomic.Pointer[zerolog.Logger] // gains the container id once started
+	client string
+	user   string
+	env    string
 	opened time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	input  inputQueue
 	flow   flowGate
+	screen *termState
 
 	bytesIn, bytesOut atomic.Int64
-	stopPing          func() // set by serve once the keepalive runs
+	lastInput         atomic.Int64 // unix nanos
+	lastNotice        atomic.Int64 // unix nanos of the last input-dropped NOTICE
 
-	mu     sync.Mutex
-	term   Terminal // nil until started
-	ended  bool
-	code   int    // close code the server sent, 0 for none
-	text   string // close text
-	reason string // for the log: exit, client gone, shutdown, ...
-	exit   *runtime.ExitStatus
+	goMu     sync.Mutex
+	goClosed bool // run is waiting: no more goroutines
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	term      Terminal // nil until started
+	termID    string
+	started   time.Time
+	owner     *wsConn
+	watchers  []*wsConn // replaced, never changed in place
+	announced bool      // SESSION went out: the session can be resumed
+	cols      uint16
+	rows      uint16
+	cause     *endCause
+	detached  time.Time // zero while an owner is attached
+	grace     *time.Timer
+	timers    []*time.Timer
+	slow      *rate.Limiter // the pump's pace while detached
 }
 
-func newSession(s *Server, conn *websocket.Conn, log zerolog.Logger) *session {
+// endCause is how a session ends: for the log and metrics, for its
+// clients.
+type endCause struct {
+	reason     string // log and metrics: "exit", "idle timeout", ...
+	notice     string // a NOTICE sent to every client first; "" for none
+	exitReason string // EXIT's reason; "" for a program that ended by itself
+	code       int    // close code: 1000 with EXIT, else without
+	text       string // close text; "" for 1000 means the exit status
+}
+
+var (
+	causeExit          = &endCause{reason: "exit", code: websocket.CloseNormalClosure}
+	causeClientGone    = &endCause{reason: "client gone", code: websocket.CloseNormalClosure}
+	causeShutdown      = &endCause{reason: "shutdown", code: websocket.CloseGoingAway, text: "server shutting down"}
+	errStartTimeout    = errors.New("start timed out")
+	errNoTerminal      = errors.New("start returned no terminal")
+	startFailedMessage = "could not start a terminal; the server's log says why"
+)
+
+func newSession(s *Server, c *wsConn, in initMsg, env string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	id := rand.Text()
-	return &session{
+	id := newID()
+	ss := &session{
 		srv:    s,
-		cfg:    &s.cfg,
 		id:     id,
-		conn:   conn,
-		log:    log.With().Str("session", id).Logger(),
+		resume: newSecret(),
+		watch:  newSecret(),
+		client: c.client,
+		user:   c.user,
+		env:    env,
+		opened: time.Now(),
 		ctx:    ctx,
 		cancel: cancel,
-		opened: time.Now(),
+		cols:   in.Cols,
+		rows:   in.Rows,
+		owner:  c,
 	}
+	log := s.log.With().Str("session", id).Str("client", c.client).Str("user", c.user).Str("env", env).Logger()
+	ss.logp.Store(&log)
+	ss.lastInput.Store(time.Now().UnixNano())
+	ss.screen = newTermState(int(in.Cols), int(in.Rows), ss.l, ss.goStart)
+	return ss
 }
 
-func (ss *session) run() {
-	var pumps sync.WaitGroup
-	readErr := ss.serve(&pumps)
-	ss.finish(readErr, &pumps)
+// l is the session's logger: every event with the session's id, client,
+// user, environment and, once started, container.
+func (ss *session) l() *zerolog.Logger { return ss.logp.Load() }
+
+// goStart runs f on a goroutine run will wait for, unless run is waiting
+// already.
+func (ss *session) goStart(f func()) bool {
+	ss.goMu.Lock()
+	defer ss.goMu.Unlock()
+	if ss.goClosed {
+		return false
+	}
+	ss.wg.Go(f)
+	return true
 }
 
-// serve reads init, starts the terminal and pumps until the session ends.
-// It returns the error that ended reading from the client, or nil if
-// reading can go on (to hear the client's answer to our close frame).
-func (ss *session) serve(pumps *sync.WaitGroup) error {
-	ss.conn.SetReadLimit(ss.cfg.MaxFrame)
-	ss.extendReadDeadline(ss.cfg.InitTimeout)
-	_, first, err := ss.conn.ReadMessage()
-	if err != nil {
-		ss.readFailed(err, true)
-		return err
-	}
-	in, cerr, reason := ss.acceptInit(first)
-	if cerr != nil {
-		ss.violation(cerr, reason)
-		return nil
-	}
-	term := ss.startTerminal(in)
-	if term == nil {
-		return nil
-	}
-	// A client that sends nothing, not even a pong, for two ping intervals
-	// is gone: this is how a dead connection with a quiet program is found.
-	ss.conn.SetPongHandler(func(string) error {
-		ss.extendReadDeadline(2 * ss.cfg.PingInterval)
-		return nil
-	})
-	pumps.Go(func() { ss.pumpOutput(term) })
-	ss.stopPing = ss.startKeepAlive()
-	return ss.pumpInput(term)
-}
-
-// finish ends what is left of a session: it waits, at most the close grace,
-// for the client to answer the close frame, closes the connection, joins
-// the pumps, makes sure the terminal is closed and logs the end.
-func (ss *session) finish(readErr error, pumps *sync.WaitGroup) {
-	ss.end(0, "", "ended") // every path has ended it; this is the guarantee
-	ss.linger(readErr)
-	_ = ss.conn.Close() // also unblocks an output pump stuck writing to a client that stopped reading
-	if pumps != nil {
-		pumps.Wait()
-	}
-	if ss.stopPing != nil {
-		ss.stopPing()
-	}
-	// end has closed it, or is closing it on another goroutine (Shutdown's):
-	// Close is idempotent, and returning only once it is closed is the
-	// handler's promise.
-	ss.mu.Lock()
-	term := ss.term
-	ss.mu.Unlock()
+// run is the session's life. The server waits for it at shutdown.
+func (ss *session) run(req StartRequest) {
+	defer ss.srv.unregister(ss)
+	term := ss.start(req)
+	var (
+		st  runtime.ExitStatus
+		err error
+	)
 	if term != nil {
-		_ = term.Close() // a failure was logged by end
+		stop := context.AfterFunc(ss.ctx, func() { _ = term.Close() }) // any end ends the program
+		if ss.announce() {
+			ss.kickInput() // what was typed while it started
+			ss.pump(term)
+		} else {
+			_ = term.Close()
+		}
+		// The program has ended, or the session's end is closing it.
+		st, err = term.Wait()
+		stop()
+		_ = term.Close() // releases the pty; idempotent
+		if err != nil {
+			ss.l().Error().Err(err).Msg("wait for program")
+			ss.endWith(&endCause{reason: "wait failed", code: websocket.CloseInternalServerErr, text: "lost the program's exit status"})
+		}
+		ss.endWith(causeExit) // a no-op when something else ended it first
 	}
-	ss.logEnd()
-}
-
-// end ends the session, once; later calls do nothing. It sends a close
-// frame with code and text unless code is 0 (the client is gone or cannot
-// take one), lets the reader wait only the close grace for the client's
-// answer, and closes the terminal, which unblocks the output pump.
-func (ss *session) end(code int, text, reason string) {
-	ss.mu.Lock()
-	if ss.ended {
-		ss.mu.Unlock()
-		return
-	}
-	ss.ended, ss.code, ss.text, ss.reason = true, code, text, reason
-	term := ss.term
-	// Under mu, so that extendReadDeadline cannot push it back out.
-	_ = ss.conn.SetReadDeadline(time.Now().Add(ss.cfg.CloseGrace)) // fails only on a closed conn: then reads fail anyway
-	ss.mu.Unlock()
 	ss.cancel()
-	if code != 0 {
-		// WriteControl is safe beside the output pump's writes: gorilla
-		// serializes them, and every data write after this fails with
-		// ErrCloseSent, so nothing follows the close frame.
-		msg := websocket.FormatCloseMessage(code, closeText(text))
-		err := ss.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(ss.cfg.CloseGrace))
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-			ss.log.Debug().Err(err).Int("close", code).Msg("close frame not sent")
-		}
-	}
-	if term != nil {
-		if err := term.Close(); err != nil {
-			ss.log.Warn().Err(err).Msg("close terminal")
-		}
-	}
+	ss.goMu.Lock()
+	ss.goClosed = true
+	ss.goMu.Unlock()
+	ss.screen.stop()
+	ss.wg.Wait()
+	ss.finish(term, st)
 }
 
-func (ss *session) isEnded() bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return ss.ended
-}
-
-// extendReadDeadline gives the client d more to send its next frame, unless
-// the session is ending: then end's close grace stands.
-func (ss *session) extendReadDeadline(d time.Duration) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if !ss.ended {
-		_ = ss.conn.SetReadDeadline(time.Now().Add(d)) // fails only on a closed conn: then reads fail anyway
-	}
-}
-
-// violation ends the session for something the client did wrong.
-func (ss *session) violation(cerr *closeError, reason string) {
-	if ss.isEnded() {
-		return
-	}
-	ss.log.Warn().Int("close", cerr.code).Str("why", cerr.text).Msg(reason)
-	ss.end(cerr.code, cerr.text, reason)
-}
-
-// readFailed ends the session after a failed read from the client.
-func (ss *session) readFailed(err error, duringInit bool) {
-	var ce *websocket.CloseError
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has sent 1009 already; end's close frame is a no-op then.
-		ss.violation(&closeError{websocket.CloseMessageTooBig, fmt.Sprintf("frame larger than %d bytes", ss.cfg.MaxFrame)}, "protocol error")
-	case errors.As(err, &ce):
-		ss.log.Debug().Int("client_close", ce.Code).Str("client_text", ce.Text).Msg("client closed")
-		ss.end(0, "", "client gone")
-	case isTimeout(err) && duringInit:
-		ss.violation(protocolError("no init within %v", ss.cfg.InitTimeout), "protocol error")
-	case isTimeout(err):
-		ss.end(0, "", "client timeout")
-	default:
-		// EOF, reset, or a framing error gorilla has answered with 1002.
-		ss.log.Debug().Err(err).Msg("read from client")
-		ss.end(0, "", "client gone")
-	}
-}
-
-// acceptInit checks the init frame; on failure it returns the close to send
-// and the reason to log.
-//
-// Until sessions can be resumed or watched, no key exists, so any resume or
-// watch key is unknown: 4404, as for an expired one. Environments cannot be
-// chosen yet either (StartFunc has no such parameter), so any "env" is an
-// unknown one: 1002, since naming something the server does not offer is a
-// malformed request rather than a policy refusal. The token is checked
-// first, so that a client without it learns nothing else.
-func (ss *session) acceptInit(first []byte) (initMsg, *closeError, string) {
-	in, cerr := parseInit(first)
-	if cerr != nil {
-		return in, cerr, "protocol error"
-	}
-	if !ss.srv.auth.tokenOK(in.AuthToken) {
-		return in, &closeError{websocket.ClosePolicyViolation, "authentication failed"}, "auth failed"
-	}
-	if in.Resume != "" || in.Watch != "" {
-		return in, &closeError{closeUnknownKey, "unknown or expired key"}, "unknown key"
-	}
-	if in.Env != "" {
-		return in, protocolError("unknown environment"), "protocol error"
-	}
-	return in, nil, ""
-}
-
-// startTerminal starts the session's terminal, or ends the session and
-// returns nil.
-func (ss *session) startTerminal(in initMsg) Terminal {
-	if ss.isEnded() {
-		return nil
-	}
-	fired := make(chan struct{})
-	timer := time.AfterFunc(ss.cfg.StartTimeout, func() {
-		defer close(fired)
-		ss.log.Error().Dur("timeout", ss.cfg.StartTimeout).Msg("start timed out")
-		ss.end(websocket.CloseInternalServerErr, "the terminal took too long to start", "start timeout")
-	})
+// start starts the terminal, or records why not and returns nil.
+func (ss *session) start(req StartRequest) Terminal {
+	cfg := &ss.srv.cfg
+	ctx, cancel := context.WithTimeoutCause(withAbandonGroup(ss.ctx, &ss.srv.abandoned), cfg.StartTimeout, errStartTimeout)
+	defer cancel()
+	info := &startInfo{}
+	req.info = info
+	req.Notify = ss.notifyOwner
 	begin := time.Now()
-	term, err := ss.srv.start(ss.ctx, in.Cols, in.Rows)
+	// Even a StartFunc that ignores ctx cannot hold the session: the
+	// server stops waiting for it, and closes what it returns later.
+	term, err := StartAbandonable(ctx, func() (Terminal, error) { return ss.srv.start(ctx, req) })
 	spawn := time.Since(begin)
-	if !timer.Stop() {
-		<-fired
-	}
 	if err == nil && term == nil {
-		err = errors.New("start returned no terminal")
+		err = errNoTerminal
 	}
-	if err != nil {
-		if ss.isEnded() { // shut down or timed out while starting: the client has been told
-			ss.log.Info().Err(err).Msg("start abandoned")
-			return nil
-		}
-		ss.log.Error().Err(err).Float64("spawn_ms", ms(spawn)).Msg("start failed")
-		ss.end(websocket.CloseInternalServerErr, err.Error(), "start failed")
+	switch {
+	case err == nil:
+	case ss.ctx.Err() != nil:
+		// Ended while starting (the client left, shutdown): told already.
+		ss.l().Info().Err(err).Float64("spawn_ms", ms(spawn)).Msg("start abandoned")
+		return nil
+	case errors.Is(err, errStartTimeout) || errors.Is(context.Cause(ctx), errStartTimeout):
+		ss.l().Error().Dur("timeout", cfg.StartTimeout).Msg("start timed out")
+		ss.srv.metrics.startFailures.Inc()
+		ss.endWith(&endCause{reason: "start timeout", code: websocket.CloseInternalServerErr, text: "the terminal took too long to start"})
+		return nil
+	default:
+		ss.l().Error().Err(err).Float64("spawn_ms", ms(spawn)).Msg("start failed")
+		ss.srv.metrics.startFailures.Inc()
+		ss.endWith(&endCause{reason: "start failed", code: websocket.CloseInternalServerErr, text: startFailedMessage})
 		return nil
 	}
 	ss.mu.Lock()
-	ended := ss.ended
+	ended := ss.ctx.Err() != nil
 	if !ended {
-		ss.term = term
+		ss.term, ss.termID, ss.started = term, terminalID(term), time.Now()
+		// The client may have resized while it waited.
+		if ss.cols != req.Cols || ss.rows != req.Rows {
+			if err := term.Resize(ss.cols, ss.rows); err != nil {
+				ss.l().Debug().Err(err).Msg("resize terminal")
+			}
+		}
 	}
 	ss.mu.Unlock()
 	if ended {
-		_ = term.Close()   // the session ended during the start; nobody will use it
-		_, _ = term.Wait() // reap it; how it ended does not matter
+		_ = term.Close()
+		_, _ = term.Wait()
 		return nil
 	}
-	ss.log.Info().Float64("spawn_ms", ms(spawn)).Uint16("cols", in.Cols).Uint16("rows", in.Rows).Msg("session start")
+	kind := "cold"
+	if info.warm {
+		kind = "warm"
+	}
+	ss.srv.metrics.startSeconds.WithLabelValues(kind).Observe(spawn.Seconds())
+	log := ss.l().With().Str("container", ss.termID).Logger()
+	ss.logp.Store(&log)
+	ss.l().Info().Float64("spawn_ms", ms(spawn)).Str("start", kind).Uint16("cols", req.Cols).Uint16("rows", req.Rows).Msg("session start")
 	return term
 }
 
-// pumpInput reads the client and acts on its frames until a read fails,
-// which end's close grace guarantees once the session is ending.
-func (ss *session) pumpInput(term Terminal) error {
-	inputOK := true
-	for {
-		ss.extendReadDeadline(2 * ss.cfg.PingInterval)
-		_, msg, err := ss.conn.ReadMessage()
-		if err != nil {
-			ss.readFailed(err, false)
-			return err
-		}
-		if ss.isEnded() {
-			continue // closing: read on, only for the client's close reply
-		}
-		cmd, payload, cerr := parseCommand(msg)
-		if cerr != nil {
-			ss.violation(cerr, "protocol error")
-			continue
-		}
-		switch cmd {
-		case cmdInput:
-			if !inputOK || len(payload) == 0 {
-				continue
-			}
-			// Blocks while the program does not read its input, and with
-			// it this loop: the client is held back, nothing piles up here.
-			if _, err := term.Write(payload); err != nil {
-				// The program is gone or going. The output pump sees that
-				// too and ends the session with the exit status; until
-				// then, input goes nowhere.
-				ss.log.Debug().Err(err).Msg("write to terminal")
-				inputOK = false
-				continue
-			}
-			ss.bytesIn.Add(int64(len(payload)))
-		case cmdResize:
-			cols, rows, cerr := parseResize(payload)
-			if cerr != nil {
-				ss.violation(cerr, "protocol error")
-				continue
-			}
-			if err := term.Resize(cols, rows); err != nil {
-				ss.log.Debug().Err(err).Msg("resize terminal")
-			}
-		case cmdPause:
-			ss.flow.pause()
-		case cmdResume:
-			ss.flow.resume()
-		}
-	}
-}
-
-// pumpOutput sends the session's opening messages, then the terminal's
-// output; when the program has ended, its exit status and close 1000.
-func (ss *session) pumpOutput(term Terminal) {
-	ok := ss.send(msgSession, sessionPayload(ss.id)) &&
-		ss.send(msgTitle, []byte(ss.cfg.Title)) &&
-		ss.send(msgPreferences, ss.srv.prefs) &&
-		ss.copyOutput(term)
-
-	// Always wait, to reap the program; after end's Close it returns at once.
-	st, err := term.Wait()
+// announce sends the owner its opening messages and starts the limits;
+// false means there is no owner to announce to (it left during the start).
+func (ss *session) announce() bool {
+	cfg := &ss.srv.cfg
 	ss.mu.Lock()
-	if err == nil {
-		ss.exit = &st
+	if ss.ctx.Err() != nil {
+		ss.mu.Unlock()
+		return false
 	}
-	ended := ss.ended
+	if ss.owner == nil {
+		ss.mu.Unlock()
+		ss.endWith(causeClientGone)
+		return false
+	}
+	ss.announced = true
+	ss.owner.setPreamble(ss.openingLocked(ss.owner, false))
+	if d := cfg.MaxLifetime; d > 0 {
+		ss.timers = append(ss.timers, ss.limitTimer(d, func() time.Time { return ss.started }, "max lifetime",
+			"this session reaches its time limit (%s) in %s",
+			"session ended: its time limit of %s is reached"))
+	}
+	if d := cfg.IdleTimeout; d > 0 {
+		ss.timers = append(ss.timers, ss.limitTimer(d, func() time.Time { return time.Unix(0, ss.lastInput.Load()) }, "idle timeout",
+			"idle: this session ends in %[2]s unless you type (idle limit %[1]s)",
+			"session ended: no input for %s"))
+	}
 	ss.mu.Unlock()
+	return true
+}
+
+// openingLocked is what a client gets first: SESSION, the title, the
+// preferences and, when it joins a running session, the screen.
+func (ss *session) openingLocked(c *wsConn, screen bool) [][]byte {
+	cfg := &ss.srv.cfg
+	info := sessionInfo{ID: ss.id, Route: cfg.RouteID}
+	if c.role == roleOwner {
+		info.Resume = ss.id + "." + ss.resume
+		info.Watch = ss.id + "." + ss.watch
+		info.IdleTimeout = seconds(cfg.IdleTimeout)
+		info.MaxLifetime = seconds(cfg.MaxLifetime)
+	} else {
+		info.Columns, info.Rows = ss.cols, ss.rows
+	}
+	out := [][]byte{
+		frame(msgSession, sessionPayload(info)),
+		frame(msgTitle, []byte(cfg.Title)),
+		frame(msgPreferences, ss.srv.prefs),
+	}
+	if screen {
+		r := ss.screen.snapshot()
+		for len(r) > 0 {
+			n := min(len(r), outputChunk)
+			out = append(out, frame(msgOutput, r[:n]))
+			r = r[n:]
+		}
+	}
+	return out
+}
+
+func seconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(d / time.Second)
+}
+
+// limitTimer ends the session when since()+d passes, with a NOTICE warn
+// before (a minute, or half of d when d is shorter than two minutes). It
+// checks since() again each time it fires, so input that resets the idle
+// clock just moves it on.
+func (ss *session) limitTimer(d time.Duration, since func() time.Time, reason, warnText, endText string) *time.Timer {
+	lead := min(time.Minute, d/2)
+	var (
+		t      *time.Timer
+		mu     sync.Mutex // a Reset may fire again before fire returns
+		warned time.Time  // the since() the warning was for
+	)
+	fire := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ss.ctx.Err() != nil {
+			return
+		}
+		from := since()
+		now := time.Now()
+		switch {
+		case now.Before(from.Add(d - lead)):
+			t.Reset(from.Add(d - lead).Sub(now))
+		case now.Before(from.Add(d)):
+			if !warned.Equal(from) {
+				warned = from
+				ss.noticeAll("warn", fmt.Sprintf(warnText, human(d), human(from.Add(d).Sub(now).Round(time.Second))))
+			}
+			t.Reset(from.Add(d).Sub(now))
+		default:
+			ss.l().Info().Dur("limit", d).Msg(reason)
+			ss.srv.metrics.limitEnds.WithLabelValues(reason).Inc()
+			ss.endWith(&endCause{
+				reason:     reason,
+				notice:     fmt.Sprintf(endText, human(d)),
+				exitReason: fmt.Sprintf("%s (%s)", reason, human(d)),
+				code:       websocket.CloseNormalClosure,
+				text:       reason,
+			})
+		}
+	}
+	t = time.AfterFunc(d-lead, fire)
+	return t
+}
+
+// human is a duration as people write it: 30 min, 4 h, 1.5 s.
+func human(d time.Duration) string {
 	switch {
-	case !ok || ended:
-		// The session ended some other way; the client has been told.
-	case err != nil:
-		ss.log.Error().Err(err).Msg("wait for program")
-		ss.end(websocket.CloseInternalServerErr, "lost the program's exit status", "wait failed")
-	case ss.send(msgExit, exitPayload(st, "")):
-		ss.end(websocket.CloseNormalClosure, st.String(), "exit")
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	case d >= time.Second:
+		return fmt.Sprintf("%g s", d.Round(100*time.Millisecond).Seconds())
+	}
+	return d.String()
+}
+
+// endWith ends the session for cause, once: its clients get cause's
+// NOTICE now, its EXIT or close when run has ended the program.
+func (ss *session) endWith(cause *endCause) bool {
+	ss.mu.Lock()
+	if ss.cause != nil {
+		ss.mu.Unlock()
+		return false
+	}
+	ss.cause = cause
+	ss.mu.Unlock()
+	if cause.notice != "" {
+		ss.noticeAll("warn", cause.notice)
+	}
+	ss.cancel()
+	return true
+}
+
+// noticeAll sends a NOTICE to every attached client.
+func (ss *session) noticeAll(level, text string) {
+	ss.mu.Lock()
+	owner, watchers := ss.owner, ss.watchers
+	ss.mu.Unlock()
+	if owner != nil {
+		owner.notice(level, text)
+	}
+	for _, w := range watchers {
+		w.notice(level, text)
 	}
 }
 
-// copyOutput sends terminal output until Read fails (the program has ended
-// or end closed the terminal), the session ends while paused, or a send
-// fails; it reports false for the last.
-func (ss *session) copyOutput(term Terminal) bool {
-	small := make([]byte, 1+readChunk)
-	small[0] = msgOutput
+// notifyOwner is StartRequest.Notify: a start's progress for the client.
+func (ss *session) notifyOwner(level, text string) {
+	ss.mu.Lock()
+	owner := ss.owner
+	ss.mu.Unlock()
+	if owner != nil {
+		owner.notice(level, text)
+	}
+}
+
+// finish tells every client how the session ended, and logs it.
+func (ss *session) finish(term Terminal, st runtime.ExitStatus) {
+	ss.mu.Lock()
+	cause := ss.cause
+	if cause == nil {
+		cause = causeExit
+	}
+	conns := slices.Clone(ss.watchers)
+	if ss.owner != nil {
+		conns = append(conns, ss.owner)
+	}
+	ss.owner, ss.watchers = nil, nil
+	if ss.grace != nil {
+		ss.grace.Stop()
+	}
+	for _, t := range ss.timers {
+		t.Stop()
+	}
+	ss.mu.Unlock()
+
+	text := cause.text
+	if cause.code == websocket.CloseNormalClosure && cause.exitReason == "" {
+		text = st.String()
+	}
+	exitReason := cause.exitReason
+	if exitReason == "" {
+		exitReason = st.Reason // a limit the runtime enforced
+	}
+	// One deadline for all: a session's end waits at most the write
+	// timeout for its slowest client, however many watch it.
+	deadline := time.Now().Add(ss.srv.cfg.WriteTimeout)
+	for _, c := range conns {
+		if cause.code == websocket.CloseNormalClosure && term != nil {
+			c.sendFinal(frame(msgExit, exitPayload(st, exitReason)), deadline)
+			c.end(websocket.CloseNormalClosure, text, "session ended", true)
+		} else {
+			c.end(cause.code, cause.text, "session ended", false)
+		}
+	}
+	ss.srv.metrics.ended.WithLabelValues(cause.reason).Inc()
+	ev := ss.l().Info().
+		Str("reason", cause.reason).
+		Int("close", cause.code).
+		Str("close_text", text).
+		Int64("bytes_in", ss.bytesIn.Load()).
+		Int64("bytes_out", ss.bytesOut.Load()).
+		Float64("duration_ms", ms(time.Since(ss.opened)))
+	if term != nil {
+		ev = ev.Int("exit_code", st.Code)
+		if st.Signaled() {
+			ev = ev.Str("signal", runtime.SignalName(st.Signal))
+		}
+		if st.Reason != "" {
+			ev = ev.Str("exit_reason", st.Reason)
+		}
+	}
+	ev.Msg("session end")
+}
+
+// pump sends the terminal's output to the clients until Read fails (the
+// program has ended, or the session ended and closed the terminal).
+func (ss *session) pump(term Terminal) {
+	// An idle session waits in Read with this small buffer; a read that
+	// fills it means output is streaming, and the rest is gathered into a
+	// large frame.
+	small := make([]byte, idleReadBuf)
 	now, _ := term.(readNower)
 	for {
 		if !ss.flow.wait(ss.ctx.Done()) {
-			return true
+			return
 		}
-		n, err := term.Read(small[1:])
-		frame, big := small[:1+n], (*[]byte)(nil)
-		if err == nil && now != nil && n > readChunk/2 {
-			big = frameBufs.Get().(*[]byte)
-			frame = append((*big)[:0], frame...)
-			frame, err = gather(now, frame)
-		}
-		ok := true
-		if len(frame) > 1 {
-			if ok = ss.write(frame); ok {
-				ss.bytesOut.Add(int64(len(frame) - 1))
+		n, err := term.Read(small)
+		if n > 0 {
+			data := small[:n]
+			var f *outFrame
+			if err == nil && now != nil && n == len(small) {
+				f = bigFrames.Get().(*outFrame)
+				f.pool = &bigFrames
+				f.b = append(append(f.b[:0], msgOutput), data...)
+				f.b, err = gather(now, f.b)
+			} else {
+				f = newOutFrame(data)
 			}
-		}
-		if big != nil {
-			frameBufs.Put(big)
-		}
-		if !ok {
-			return false
+			ss.output(f)
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				ss.log.Debug().Err(err).Msg("terminal read ended")
+			if !errors.Is(err, io.EOF) && ss.ctx.Err() == nil {
+				ss.l().Debug().Err(err).Msg("terminal read ended")
 			}
-			return true
+			return
 		}
 	}
 }
@@ -466,102 +524,375 @@ func gather(now readNower, frame []byte) ([]byte, error) {
 	return frame, nil
 }
 
-func (ss *session) send(cmd byte, payload []byte) bool { return ss.write(frame(cmd, payload)) }
-
-// write sends one data frame. The write deadline bounds how long a client
-// that does not read can hold the pump, and with it the program, which
-// blocks on its pty meanwhile: a slow client is held back, then cut off,
-// never buffered for.
-func (ss *session) write(msg []byte) bool {
-	_ = ss.conn.SetWriteDeadline(time.Now().Add(ss.cfg.WriteTimeout)) // only records the deadline
-	err := ss.conn.WriteMessage(websocket.BinaryMessage, msg)
-	switch {
-	case err == nil:
-		return true
-	case isTimeout(err):
-		ss.log.Info().Dur("timeout", ss.cfg.WriteTimeout).Msg("client too slow")
-		ss.end(0, "", "client too slow") // the writer is broken: no close frame can follow
-	default:
-		ss.end(0, "", "client gone") // a no-op when the session ended first (ErrCloseSent)
-	}
-	return false
-}
-
-// startKeepAlive pings the client every PingInterval until stopped, so that
-// dead connections are found (see the pong handler) and proxies do not
-// drop quiet ones. It runs from a timer rather than a goroutine of its own, so an idle session holds no
-// stack for it. A failed ping ends the session. stop waits for a ping in
-// flight, so nothing of it runs after stop returns.
-func (ss *session) startKeepAlive() (stop func()) {
-	var (
-		mu      sync.Mutex
-		stopped bool
-		t       *time.Timer
-	)
-	t = time.AfterFunc(ss.cfg.PingInterval, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped || ss.ctx.Err() != nil {
-			return
-		}
-		err := ss.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.cfg.WriteTimeout))
-		if err != nil {
-			ss.end(0, "", "client gone")
-			return
-		}
-		t.Reset(ss.cfg.PingInterval)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
-	}
-}
-
-// linger waits, at most the close grace that end set, for the client to
-// answer the close frame, discarding whatever it still sends. Closing the
-// socket while the client's data is unread would send a TCP reset, which
-// can destroy the close frame before the client reads it.
-func (ss *session) linger(readErr error) {
-	for readErr == nil {
-		_, _, readErr = ss.conn.NextReader() // discards the previous message
-	}
-	var ce *websocket.CloseError
-	if errors.As(readErr, &ce) || isTimeout(readErr) {
-		return // the client answered, or we waited long enough
-	}
-	// gorilla stopped reading (an oversize frame, say) with the client's
-	// bytes still in flight: drain the socket itself.
-	nc := ss.conn.NetConn()
-	if err := nc.SetReadDeadline(time.Now().Add(ss.cfg.CloseGrace)); err == nil {
-		_, _ = io.Copy(io.Discard, nc) // ends at the client's FIN, a reset or the deadline; all fine
-	}
-}
-
-func (ss *session) logEnd() {
+// output records a frame of output in the terminal state and hands it to
+// every client: the owner's queue is waited for, a watcher's is not (a
+// watcher that falls behind is dropped). With no owner, it paces the pump.
+func (ss *session) output(f *outFrame) {
+	data := f.b[1:]
 	ss.mu.Lock()
-	code, text, reason, exit := ss.code, ss.text, ss.reason, ss.exit
+	ss.screen.append(data)
+	owner, watchers, slow := ss.owner, ss.watchers, ss.slow
 	ss.mu.Unlock()
-	ev := ss.log.Info().
-		Str("reason", reason).
-		Int("close", code).
-		Str("close_text", text).
-		Int64("bytes_in", ss.bytesIn.Load()).
-		Int64("bytes_out", ss.bytesOut.Load()).
-		Float64("duration_ms", ms(time.Since(ss.opened)))
-	if exit != nil {
-		ev = ev.Int("exit_code", exit.Code)
-		if exit.Signaled() {
-			ev = ev.Str("signal", runtime.SignalName(exit.Signal))
+	ss.bytesOut.Add(int64(len(data)))
+	ss.srv.metrics.bytesOut.Add(float64(len(data)))
+
+	refs := len(watchers)
+	if owner != nil {
+		refs++
+	}
+	f.refs.Store(int32(refs + 1)) // one for this function
+	var slowWatchers []*wsConn
+	for _, w := range watchers {
+		if !w.offer(f) {
+			f.release()
+			slowWatchers = append(slowWatchers, w)
 		}
 	}
-	ev.Msg("session end")
+	if slowWatchers != nil {
+		ss.dropWatchers(slowWatchers)
+	}
+	if owner != nil && !owner.send(f, ss.ctx.Done()) {
+		f.release()
+	}
+	f.release()
+	if owner == nil && slow != nil {
+		_ = slow.WaitN(ss.ctx, min(len(data), detachedBurst)) // fails only when the session ends
+	}
 }
 
-// flowGate is PAUSE and RESUME. While paused the output pump does not read
-// the terminal, so once the pty's buffer is full the program blocks on its
-// next write: nothing is dropped and nothing queues in the server.
+// dropWatchers takes watchers that fell behind off the session and closes
+// their connections: nothing is kept for them.
+func (ss *session) dropWatchers(ws []*wsConn) {
+	ss.mu.Lock()
+	ss.watchers = slices.DeleteFunc(slices.Clone(ss.watchers), func(w *wsConn) bool { return slices.Contains(ws, w) })
+	ss.mu.Unlock()
+	for _, w := range ws {
+		ss.l().Info().Str("watcher", w.client).Msg("watcher too slow: dropped")
+		w.end(websocket.ClosePolicyViolation, "too slow to follow the session", "watcher too slow", false)
+	}
+}
+
+// kickInput starts the input writer if there is input and none runs. The
+// writer is a goroutine only while there is input to write, so an idle
+// session holds no stack for it.
+func (ss *session) kickInput() {
+	ss.mu.Lock()
+	term := ss.term
+	ss.mu.Unlock()
+	if term == nil {
+		return // run kicks it once the terminal is up
+	}
+	if ss.input.claimWriter() && !ss.goStart(func() { ss.writeInput(term) }) {
+		ss.input.releaseWriter()
+	}
+}
+
+// writeInput writes what the owner types to the terminal, from the input
+// queue, so that a program that does not read its input holds up only
+// this goroutine: the client's frames (RESUME, RESIZE, Ctrl-C) are read
+// on, and a full queue refuses input with a NOTICE. It returns when the
+// queue is empty.
+func (ss *session) writeInput(term Terminal) {
+	for {
+		p := ss.input.popOrRelease()
+		if p == nil {
+			return
+		}
+		n, err := term.Write(p)
+		ss.input.written()
+		ss.bytesIn.Add(int64(n))
+		ss.srv.metrics.bytesIn.Add(float64(n))
+		if err != nil {
+			// The program is gone or going; the pump sees that too and
+			// ends the session with the exit status. What is queued goes
+			// nowhere.
+			ss.l().Debug().Err(err).Msg("write to terminal")
+			ss.input.clear()
+			ss.input.releaseWriter()
+			return
+		}
+	}
+}
+
+// typed handles an INPUT frame from the owner.
+func (ss *session) typed(c *wsConn, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	ss.lastInput.Store(time.Now().UnixNano())
+	interrupt := bytes.IndexByte(p, 0x03) >= 0 // Ctrl-C: VINTR
+	if interrupt && ss.input.blocked(interruptAfter) {
+		// The program has not read what is queued for a while: a ^C
+		// behind it would wait as long. Ask the terminal to signal the
+		// foreground job, as the line discipline would, and drop the
+		// input it never read, as ISIG does.
+		ss.mu.Lock()
+		term := ss.term
+		ss.mu.Unlock()
+		if fs, ok := term.(foregroundSignaler); ok {
+			if err := fs.SignalForeground(syscall.SIGINT); err == nil {
+				if n := ss.input.clear(); n > 0 {
+					c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
+				}
+				return
+			}
+		}
+	}
+	dropped, flushed := ss.input.push(p, interrupt)
+	ss.kickInput()
+	switch {
+	case dropped:
+		ss.srv.metrics.inputDropped.Add(float64(len(p)))
+		if last := ss.lastNotice.Load(); time.Since(time.Unix(0, last)) > noticeEvery && ss.lastNotice.CompareAndSwap(last, time.Now().UnixNano()) {
+			ss.l().Info().Int("bytes", len(p)).Msg("input dropped: the program is not reading its input")
+			c.notice("warn", "input dropped: the program is not reading its input")
+		}
+	case flushed > 0:
+		c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", flushed))
+	}
+}
+
+// interruptAfter is how long the input writer must have been stuck before
+// Ctrl-C goes around it as a signal.
+const interruptAfter = 100 * time.Millisecond
+
+// resize handles a RESIZE from the owner.
+func (ss *session) resize(cols, rows uint16) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if cols == ss.cols && rows == ss.rows {
+		return
+	}
+	if ss.term != nil { // else start applies it
+		if err := ss.term.Resize(cols, rows); err != nil {
+			ss.l().Debug().Err(err).Msg("resize terminal")
+			return
+		}
+	}
+	ss.cols, ss.rows = cols, rows
+	ss.screen.resize(int(cols), int(rows))
+	info := frame(msgSession, sessionPayload(sessionInfo{ID: ss.id, Columns: cols, Rows: rows, Route: ss.srv.cfg.RouteID}))
+	for _, w := range ss.watchers {
+		select {
+		case w.ctrl <- info:
+		default:
+		}
+	}
+}
+
+// attachOwner makes c the session's owner (a resume): the current owner,
+// if any, is closed with 4409, and c gets the opening messages and the
+// screen. A nil error means attached.
+func (ss *session) attachOwner(c *wsConn, cols, rows uint16) *closeError {
+	ss.mu.Lock()
+	if ss.cause != nil || ss.ctx.Err() != nil || !ss.announced {
+		ss.mu.Unlock()
+		return &closeError{closeUnknownKey, "session ended"}
+	}
+	old := ss.owner
+	ss.owner = c
+	c.setSession(ss, roleOwner)
+	wasDetached := !ss.detached.IsZero()
+	if ss.grace != nil {
+		ss.grace.Stop()
+		ss.grace = nil
+	}
+	ss.detached = time.Time{}
+	ss.slow = nil
+	ss.flow.resume() // the new owner starts unpaused
+	if cols != ss.cols || rows != ss.rows {
+		if err := ss.term.Resize(cols, rows); err == nil {
+			ss.cols, ss.rows = cols, rows
+			ss.screen.resize(int(cols), int(rows))
+		}
+	}
+	// Under mu: no output goes to c before its screen.
+	c.setPreamble(ss.openingLocked(c, true))
+	ss.mu.Unlock()
+	if old != nil {
+		old.log.Info().Msg("taken over by a newer connection")
+		old.end(closeTakenOver, "taken over by a newer connection", "taken over", false)
+		ss.srv.metrics.takeovers.Inc()
+	}
+	ss.l().Info().Bool("was_detached", wasDetached).Bool("took_over", old != nil).Str("from", c.client).Msg("session resumed")
+	ss.srv.metrics.resumes.Inc()
+	return nil
+}
+
+// attachWatcher adds c as a read-only watcher.
+func (ss *session) attachWatcher(c *wsConn) *closeError {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.cause != nil || ss.ctx.Err() != nil || !ss.announced {
+		return &closeError{closeUnknownKey, "session ended"}
+	}
+	c.setSession(ss, roleWatcher)
+	c.setPreamble(ss.openingLocked(c, true))
+	ss.watchers = append(slices.Clone(ss.watchers), c)
+	ss.l().Info().Str("watcher", c.client).Str("watcher_user", c.user).Int("watchers", len(ss.watchers)).Msg("watcher attached")
+	return nil
+}
+
+// detach takes c off the session when its connection ends. An owner
+// leaving starts the reconnect grace; before the session was announced
+// (nobody has its resume key) it ends the session.
+func (ss *session) detach(c *wsConn) {
+	ss.mu.Lock()
+	if c.role == roleWatcher {
+		if i := slices.Index(ss.watchers, c); i >= 0 {
+			ss.watchers = slices.Delete(slices.Clone(ss.watchers), i, i+1)
+		}
+		ss.mu.Unlock()
+		return
+	}
+	if ss.owner != c {
+		ss.mu.Unlock()
+		return // taken over, or the session has ended
+	}
+	ss.owner = nil
+	ss.flow.resume()
+	_, _, why := c.endReason()
+	switch {
+	case ss.cause != nil:
+		ss.mu.Unlock()
+	case !ss.announced:
+		ss.mu.Unlock()
+		ss.l().Info().Str("why", why).Msg("client gone before the session started")
+		ss.endWith(&endCause{reason: "client gone", code: websocket.CloseNormalClosure})
+	case ss.srv.cfg.ReconnectGrace < 0:
+		ss.mu.Unlock()
+		ss.endWith(&endCause{reason: "client gone", code: websocket.CloseNormalClosure})
+	default:
+		grace := ss.srv.cfg.ReconnectGrace
+		ss.detached = time.Now()
+		ss.slow = rate.NewLimiter(detachedRate, detachedBurst)
+		ss.grace = time.AfterFunc(grace, func() {
+			ss.mu.Lock()
+			still := !ss.detached.IsZero()
+			ss.mu.Unlock()
+			if still {
+				ss.l().Info().Dur("grace", grace).Msg("reconnect grace expired")
+				ss.endWith(&endCause{reason: "reconnect grace expired", notice: "session ended: its client did not come back",
+					exitReason: "reconnect grace expired", code: websocket.CloseNormalClosure, text: "reconnect grace expired"})
+			}
+		})
+		ss.mu.Unlock()
+		ss.screen.kick()
+		ss.l().Info().Str("why", why).Dur("grace", grace).Msg("session detached")
+	}
+}
+
+// setFlow is the owner's PAUSE or RESUME; anyone else's is ignored.
+func (ss *session) setFlow(c *wsConn, paused bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.owner != c {
+		return
+	}
+	if paused {
+		ss.flow.pause()
+	} else {
+		ss.flow.resume()
+	}
+}
+
+// isOwner reports whether c is the session's owner now.
+func (ss *session) isOwner(c *wsConn) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.owner == c
+}
+
+// inputQueue is what the owner typed and the program has not read yet,
+// bounded by maxInputQueue bytes.
+type inputQueue struct {
+	mu     sync.Mutex
+	frames [][]byte
+	bytes  int
+	busy   time.Time // when the writer took the frame it is writing; zero when idle
+	writer bool      // a writer goroutine runs
+}
+
+// claimWriter reports whether the caller should start a writer: there is
+// input and none runs.
+func (q *inputQueue) claimWriter() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.writer || len(q.frames) == 0 {
+		return false
+	}
+	q.writer = true
+	return true
+}
+
+func (q *inputQueue) releaseWriter() {
+	q.mu.Lock()
+	q.writer = false
+	q.mu.Unlock()
+}
+
+// popOrRelease returns the next frame, or nil, and the writer's end, when
+// the queue is empty.
+func (q *inputQueue) popOrRelease() []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.frames) == 0 {
+		q.writer = false
+		return nil
+	}
+	p := q.frames[0]
+	q.frames[0] = nil
+	q.frames = q.frames[1:]
+	q.bytes -= len(p)
+	q.busy = time.Now()
+	return p
+}
+
+// push queues p. An interrupt (Ctrl-C) goes in front of what is queued,
+// which it drops, as the line discipline flushes input on a signal; it
+// returns how much was dropped so. Input beyond the bound is refused.
+func (q *inputQueue) push(p []byte, interrupt bool) (dropped bool, flushed int) {
+	q.mu.Lock()
+	if interrupt {
+		flushed = q.bytes
+		clear(q.frames)
+		q.frames, q.bytes = q.frames[:0], 0
+	}
+	if q.bytes+len(p) > maxInputQueue && q.bytes > 0 {
+		q.mu.Unlock()
+		return true, flushed
+	}
+	q.frames = append(q.frames, p)
+	q.bytes += len(p)
+	q.mu.Unlock()
+	return false, flushed
+}
+
+func (q *inputQueue) written() {
+	q.mu.Lock()
+	q.busy = time.Time{}
+	q.mu.Unlock()
+}
+
+// blocked reports whether the writer has been stuck on one write for d.
+func (q *inputQueue) blocked(d time.Duration) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.busy.IsZero() && time.Since(q.busy) > d
+}
+
+func (q *inputQueue) clear() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := q.bytes
+	clear(q.frames)
+	q.frames, q.bytes = q.frames[:0], 0
+	return n
+}
+
+// flowGate is the owner's PAUSE and RESUME. While paused the pump does not
+// read the terminal, so once the pty's buffer is full the program blocks
+// on its next write: nothing is dropped and nothing queues in the server.
 type flowGate struct {
 	mu      sync.Mutex
 	resumed chan struct{} // non-nil while paused; closed on resume
@@ -590,7 +921,12 @@ func (g *flowGate) wait(done <-chan struct{}) bool {
 	ch := g.resumed
 	g.mu.Unlock()
 	if ch == nil {
-		return true
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
 	}
 	select {
 	case <-ch:
@@ -598,11 +934,6 @@ func (g *flowGate) wait(done <-chan struct{}) bool {
 	case <-done:
 		return false
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

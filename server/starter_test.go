@@ -5,7 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/guntainer/playground/internal/ptyproc"
 	"github.com/guntainer/playground/internal/testenv"
@@ -18,6 +21,13 @@ import (
 // test skips, or fails under PLAYGROUND_TEST_STRICT=1.
 func testStart(t testing.TB) StartFunc {
 	t.Helper()
+	start, _ := testStartState(t)
+	return start
+}
+
+// testStartState is testStart, and the state dir its containers use.
+func testStartState(t testing.TB) (StartFunc, string) {
+	t.Helper()
 	state := testStateDir(t)
 	spec := runtime.Spec{
 		Args:     []string{"/bin/sh"},
@@ -27,7 +37,7 @@ func testStart(t testing.TB) StartFunc {
 	if err := runtime.Check(spec); err != nil {
 		testenv.Skipf(t, "cannot start containers here: %v", err)
 	}
-	return ContainerStart(spec)
+	return ContainerStart(spec), state
 }
 
 // testStateDir is a state dir for a test's containers that a root-mode pool
@@ -54,7 +64,7 @@ func plainStart(t testing.TB) StartFunc {
 		testenv.Skipf(t, "no %s: %v", shell, err)
 	}
 	home := t.TempDir()
-	return func(_ context.Context, cols, rows uint16) (Terminal, error) {
+	return func(_ context.Context, req StartRequest) (Terminal, error) {
 		cmd := exec.Command(shell)
 		cmd.Dir = home
 		cmd.Env = []string{
@@ -64,10 +74,30 @@ func plainStart(t testing.TB) StartFunc {
 			"PS1=$ ",
 			"LANG=C.UTF-8",
 		}
-		t, err := ptyproc.Start(cmd, cols, rows)
+		t, err := ptyproc.Start(cmd, req.Cols, req.Rows)
 		if err != nil {
 			return nil, err // a nil *ptyproc.Terminal must not become a non-nil Terminal
 		}
 		return t, nil
 	}
+}
+
+// signalingStart is plainStart whose terminals can signal their
+// foreground process group (TIOCSIG on the master), the optional method
+// a Ctrl-C goes through when the program does not read its input.
+func signalingStart(t testing.TB) StartFunc {
+	start := plainStart(t)
+	return func(ctx context.Context, req StartRequest) (Terminal, error) {
+		term, err := start(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return signalingPTY{term.(*ptyproc.Terminal)}, nil
+	}
+}
+
+type signalingPTY struct{ *ptyproc.Terminal }
+
+func (t signalingPTY) SignalForeground(sig syscall.Signal) error {
+	return t.Control(func(fd int) error { return unix.IoctlSetInt(fd, unix.TIOCSIG, int(sig)) })
 }

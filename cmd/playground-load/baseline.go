@@ -33,11 +33,11 @@ func shellEnv(home string) []string {
 // plainStarter starts an unisolated /bin/sh on a pty of the host for every
 // session: the server's own cost, without isolation's.
 func plainStarter(home string) server.StartFunc {
-	return func(_ context.Context, cols, rows uint16) (server.Terminal, error) {
+	return func(_ context.Context, req server.StartRequest) (server.Terminal, error) {
 		cmd := exec.Command(shell)
 		cmd.Dir = home
 		cmd.Env = shellEnv(home)
-		return ptyproc.Start(cmd, cols, rows)
+		return ptyproc.Start(cmd, req.Cols, req.Rows)
 	}
 }
 
@@ -77,10 +77,10 @@ func bwrapArgs(bwrap string) []string {
 // nearest peer of a container for start time.
 func bwrapStarter(bwrap string) server.StartFunc {
 	args := bwrapArgs(bwrap)
-	return func(_ context.Context, cols, rows uint16) (server.Terminal, error) {
+	return func(_ context.Context, req server.StartRequest) (server.Terminal, error) {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = shellEnv("/root")
-		return ptyproc.Start(cmd, cols, rows)
+		return ptyproc.Start(cmd, req.Cols, req.Rows)
 	}
 }
 

@@ -116,8 +116,17 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer pool.Close() // after the server's Shutdown: ends the warm containers
 	}
 	// The playground server as cmd/playground's serve builds it: default
-	// config, the embedded page, JSON logs at info.
-	srv, err := server.New(server.Config{}, server.Deps{Log: log, Start: start, Static: static.FS()})
+	// config, the embedded page, JSON logs at info; but with the limits
+	// that would get in the way of measuring off (every client is this
+	// one address, and thousands of sessions are opened), and sessions
+	// that end with their connection (no reconnect grace), as the
+	// measurements count on.
+	srv, err := server.New(server.Config{
+		MaxSessions:          1 << 20,
+		MaxSessionsPerClient: -1,
+		ConnRate:             -1,
+		ReconnectGrace:       -1,
+	}, server.Deps{Log: log, Start: start, Static: static.FS(), Pool: pool})
 	if err != nil {
 		return err
 	}

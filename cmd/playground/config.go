@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/guntainer/playground/runtime"
+	"github.com/guntainer/playground/server"
 )
 
 // serveConfig is the serve command's configuration: defaults in code, then
@@ -25,6 +26,22 @@ type serveConfig struct {
 	LimitsConfig limitsConfig // --memory, --pids, --cpus, --disk, --net, --net-allow: limits.go
 	StateDir     string
 	Grace        time.Duration
+
+	// Sessions (server/): auth, hosts, limits, drain.
+	Auth                 string // auto, token or none
+	Token                string
+	AuthHeader           string
+	AdminToken           string
+	AllowedHosts         stringList
+	TrustedProxies       stringList
+	IdleTimeout          time.Duration
+	MaxLifetime          time.Duration
+	ReconnectGrace       time.Duration
+	MaxSessionsPerClient int
+	Rate                 float64
+	RateBurst            int
+	DrainTimeout         time.Duration
+	RouteID              string
 }
 
 func defaultServeConfig() serveConfig {
@@ -38,7 +55,26 @@ func defaultServeConfig() serveConfig {
 		StateDir:     runtime.DefaultStateDir(),
 		Grace:        10 * time.Second,
 		Warm:         2,
+
+		Auth:                 "auto",
+		IdleTimeout:          server.DefaultIdleTimeout,
+		MaxLifetime:          server.DefaultMaxLifetime,
+		ReconnectGrace:       server.DefaultReconnectGrace,
+		MaxSessionsPerClient: server.DefaultMaxSessionsPerClient,
+		Rate:                 server.DefaultConnRate,
+		RateBurst:            server.DefaultConnBurst,
+		DrainTimeout:         10 * time.Minute,
+		RouteID:              hostname(),
 	}
+}
+
+// hostname is the machine's name, the default route id; "" if unknown.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
 }
 
 // fromEnv overrides defaults with PLAYGROUND_* variables, so a deployment
@@ -58,6 +94,48 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 	str("PLAYGROUND_STATE_DIR", &c.StateDir)
 	if v := getenv("PLAYGROUND_ORIGINS"); v != "" {
 		c.Origins = strings.Split(v, ",")
+	}
+	str("PLAYGROUND_AUTH", &c.Auth)
+	str("PLAYGROUND_TOKEN", &c.Token)
+	str("PLAYGROUND_AUTH_HEADER", &c.AuthHeader)
+	str("PLAYGROUND_ADMIN_TOKEN", &c.AdminToken)
+	str("PLAYGROUND_ROUTE_ID", &c.RouteID)
+	if v := getenv("PLAYGROUND_ALLOWED_HOSTS"); v != "" {
+		c.AllowedHosts = strings.Split(v, ",")
+	}
+	if v := getenv("PLAYGROUND_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"PLAYGROUND_IDLE_TIMEOUT", &c.IdleTimeout},
+		{"PLAYGROUND_MAX_LIFETIME", &c.MaxLifetime},
+		{"PLAYGROUND_RECONNECT_GRACE", &c.ReconnectGrace},
+		{"PLAYGROUND_DRAIN_TIMEOUT", &c.DrainTimeout},
+	} {
+		if v := getenv(d.name); v != "" {
+			dur, err := time.ParseDuration(v)
+			if err != nil {
+				return usagef("%s=%q: not a duration such as 30m", d.name, v)
+			}
+			*d.dst = dur
+		}
+	}
+	for _, n := range []struct {
+		name string
+		dst  any
+	}{
+		{"PLAYGROUND_MAX_SESSIONS_PER_CLIENT", &c.MaxSessionsPerClient},
+		{"PLAYGROUND_RATE", &c.Rate},
+		{"PLAYGROUND_RATE_BURST", &c.RateBurst},
+	} {
+		if v := getenv(n.name); v != "" {
+			if _, err := fmt.Sscan(v, n.dst); err != nil {
+				return usagef("%s=%q: not a number", n.name, v)
+			}
+		}
 	}
 	if v := getenv("PLAYGROUND_MAX_SESSIONS"); v != "" {
 		if _, err := fmt.Sscan(v, &c.MaxSessions); err != nil {
@@ -80,10 +158,25 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.Var(&c.Origins, "origin", "also allow WebSocket connections from this `origin` (https://host:port); repeatable; \"*\" allows any")
 	fs.StringVar(&c.Credential, "credential", c.Credential, "HTTP basic auth `user:pass`, as ttyd's -c; empty: no auth")
-	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once; more are refused with 1013 (0: no limit)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once, detached ones included; more are refused with 1013 (0: from the machine's size, "+fmt.Sprint(server.DefaultMaxSessions())+" here)")
 	fs.IntVar(&c.Warm, "warm", c.Warm, "containers kept started ahead of visitors, so a session starts at once (0: none)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the containers' mount points")
-	fs.DurationVar(&c.Grace, "shutdown-grace", c.Grace, "on SIGINT/SIGTERM, how long to wait for sessions to end")
+	fs.DurationVar(&c.Grace, "shutdown-grace", c.Grace, "after the drain, how long ending the remaining sessions and their containers may take")
+
+	fs.StringVar(&c.Auth, "auth", c.Auth, "who may open sessions: auto (a token when listening beyond loopback, none on loopback), token, or none (anyone who reaches the port)")
+	fs.StringVar(&c.Token, "token", c.Token, "the access `token` (?token=, a cookie, Bearer, or ttyd's AuthToken); default: generated and printed in the URL when auth needs one")
+	fs.StringVar(&c.AuthHeader, "auth-header", c.AuthHeader, "believe the user `name` in this request header (oauth2-proxy's X-Forwarded-User) from --trusted-proxies")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "the `token` of the admin API, /api (Authorization: Bearer); empty: the admin API is off")
+	fs.Var(&c.AllowedHosts, "allowed-host", "also answer to this host `name` (the name the server is reached by); repeatable. Always allowed: the address a request came in on, localhost")
+	fs.Var(&c.TrustedProxies, "trusted-proxies", "reverse proxies (`CIDR,...`) whose X-Forwarded-For and --auth-header are believed; repeatable")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "end a session after this long without input, with a warning a minute before (0: never)")
+	fs.DurationVar(&c.MaxLifetime, "max-lifetime", c.MaxLifetime, "end a session this long after it started (0: never)")
+	fs.DurationVar(&c.ReconnectGrace, "reconnect-grace", c.ReconnectGrace, "how long a session whose client dropped waits for a resume (0: ends at once)")
+	fs.IntVar(&c.MaxSessionsPerClient, "max-sessions-per-client", c.MaxSessionsPerClient, "most sessions of one client address (0: no cap; a class behind one NAT is one address)")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "new connections per second a client address may open (0: no limit)")
+	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "connections a client address may open at once, beyond --rate")
+	fs.StringVar(&c.RouteID, "route-id", c.RouteID, "this server's `name` behind a proxy with several: sent in SESSION and as X-Playground-Route, and a page reconnects with /ws?route=NAME (see docs/DEPLOY.md)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGINT/SIGTERM, how long open sessions may go on (no new ones start) before they are ended; a second signal ends them at once (0: at once)")
 	c.LimitsConfig.bind(fs)
 }
 
@@ -113,6 +206,28 @@ func (c *serveConfig) Validate() error {
 	bad = append(bad, c.LimitsConfig.validate()...)
 	if c.Grace < 0 {
 		bad = append(bad, "--shutdown-grace must not be negative")
+	}
+	switch c.Auth {
+	case "auto", "token", "none":
+	default:
+		bad = append(bad, fmt.Sprintf("--auth %q: want auto, token or none", c.Auth))
+	}
+	if c.Auth == "none" && c.Token != "" {
+		bad = append(bad, "--auth none with --token: choose one")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--idle-timeout", c.IdleTimeout}, {"--max-lifetime", c.MaxLifetime},
+		{"--reconnect-grace", c.ReconnectGrace}, {"--drain-timeout", c.DrainTimeout},
+	} {
+		if d.v < 0 {
+			bad = append(bad, d.flag+" must not be negative")
+		}
+	}
+	if c.MaxSessionsPerClient < 0 || c.Rate < 0 || c.RateBurst < 0 {
+		bad = append(bad, "--max-sessions-per-client, --rate and --rate-burst must not be negative")
 	}
 	if len(bad) > 0 {
 		return usagef("%s", strings.Join(bad, "; "))

@@ -155,10 +155,11 @@ func TestListenURLs(t *testing.T) {
 
 // TestServeOnEveryInterface: `--listen 0.0.0.0:PORT` is announced as the
 // URLs a class can open (localhost and each address of the machine), not
-// as http://[::]:PORT/. The machine is a network namespace of the test's
-// own, with addresses of the documentation ranges.
+// as http://[::]:PORT/, each with the access token, which a server beyond
+// loopback needs. The machine is a network namespace of the test's own,
+// with addresses of the documentation ranges.
 func TestServeOnEveryInterface(t *testing.T) {
-	cmd := inUserNS(t, "ip addr add 192.0.2.7/32 dev lo && ip -6 addr add 2001:db8::7/128 dev lo nodad && ip link set lo up &&", "--listen", "0.0.0.0:0")
+	cmd := inUserNS(t, "ip addr add 192.0.2.7/32 dev lo && ip -6 addr add 2001:db8::7/128 dev lo nodad && ip link set lo up &&", "--listen", "0.0.0.0:0", "--token", "class-3b")
 	cmd.Args = append(cmd.Args[:1], append([]string{"--net"}, cmd.Args[1:]...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -191,8 +192,9 @@ func TestServeOnEveryInterface(t *testing.T) {
 				continue
 			}
 			url, _ := m["url"].(string)
-			port := url[strings.LastIndexByte(url, ':')+1 : len(url)-1]
-			want := []any{"http://localhost:" + port + "/", "http://192.0.2.7:" + port + "/", "http://[2001:db8::7]:" + port + "/"}
+			base := strings.TrimSuffix(url, "/?token=class-3b")
+			port := base[strings.LastIndexByte(base, ':')+1:]
+			want := []any{"http://localhost:" + port + "/?token=class-3b", "http://192.0.2.7:" + port + "/?token=class-3b", "http://[2001:db8::7]:" + port + "/?token=class-3b"}
 			if got, _ := m["urls"].([]any); !slices.Equal(got, want) || url != want[0] {
 				t.Errorf("serving: url %q, urls %q; want %q", url, got, want)
 			}

@@ -139,8 +139,10 @@ func TestRunOnATerminal(t *testing.T) {
 }
 
 // TestServeEndToEnd starts the real server, runs a command in a session,
-// then stops the server with SIGTERM: the session is closed with 1001, its
-// container torn down, and the server exits 0 leaving nothing behind.
+// then stops the server with SIGTERM, which drains (the session gets a
+// NOTICE and goes on), and a second SIGTERM: the session is closed with
+// 1001, its container torn down, and the server exits 0 leaving nothing
+// behind.
 func TestServeEndToEnd(t *testing.T) {
 	cmd, url, logs := startServer(t)
 	wsURL := "ws" + strings.TrimPrefix(url, "http") + "ws"
@@ -163,6 +165,20 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The first SIGTERM drains: the session is told and goes on; the
+	// second ends it.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("read while draining: %v", err)
+		}
+		if len(msg) > 0 && msg[0] == '9' && strings.Contains(string(msg), "maintenance") {
+			break // the NOTICE
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

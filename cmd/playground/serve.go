@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -23,7 +28,13 @@ Serves the web playground: open the address in a browser and get a shell in
 a fresh, isolated container. Every flag can also be set by an environment
 variable, PLAYGROUND_ and the flag's name in capitals (PLAYGROUND_LISTEN,
 PLAYGROUND_ROOTFS, PLAYGROUND_ORIGINS as a comma-separated list, ...).
-SIGINT or SIGTERM ends every session, tears its container down, and exits 0.
+SIGINT or SIGTERM drains: no new sessions, each open one is told, and they
+get --drain-timeout to finish; then (or at a second signal) every session is
+closed with 1001, its container torn down, and the server exits 0.
+
+Auth: on a loopback address anyone who can reach the port may open a
+session; on any other address a token is needed (--token, or one generated
+and printed in the URL to open, as Jupyter does), unless --auth none.
 
 Flags:
 `
@@ -64,6 +75,11 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Hostname: cfg.Hostname,
 		StateDir: cfg.StateDir,
 	}
+	if cfg.MaxSessions == 0 {
+		// The server's cap from the machine's size, which the limits'
+		// checks (sessions x --pids against RLIMIT_NPROC) must know too.
+		cfg.MaxSessions = server.DefaultMaxSessions()
+	}
 	host, err := withLimits(&spec, cfg.LimitsConfig, cfg.MaxSessions, &log)
 	if err != nil {
 		return err
@@ -84,36 +100,73 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		defer pool.Close() // on every way out; idempotent
 		start = pool.Start
 	}
-	srv, err := server.New(server.Config{
-		AllowedOrigins: cfg.Origins,
-		Credential:     cfg.Credential,
-		MaxSessions:    cfg.MaxSessions,
-	}, server.Deps{
-		Log:    log,
-		Start:  start,
-		Static: static.FS(),
-	})
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	scfg, err := cfg.serverConfig(ln.Addr(), log)
 	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	srv, err := server.New(scfg, server.Deps{
+		Log:    log,
+		Start:  start,
+		Static: static.FS(),
+		Pool:   pool,
+	})
+	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	logServing(log, cfg.Listen, ln.Addr()) // listen.go: the URLs to hand out
+	// The URLs to hand out (listen.go's), each with the token when there is one.
+	urls := listenURLs(cfg.Listen, ln.Addr(), net.InterfaceAddrs)
+	if scfg.Token != "" {
+		for i := range urls {
+			urls[i] += "?token=" + scfg.Token
+		}
+	}
+	ev := log.Info().Str("url", urls[0]).Int("max_sessions", srv.MaxSessions())
+	if len(urls) > 1 {
+		ev = ev.Strs("urls", urls)
+	}
+	ev.Msg("serving")
+	if scfg.Token != "" && cfg.Token == "" {
+		// As Jupyter does: the generated token, in the URL to open.
+		log.Info().Str("url", urls[0]).Msg("open the playground at this URL: it carries the access token, generated for this run")
+	}
 
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down: ending sessions")
+	// Drain: no new sessions, the open ones told and given the drain
+	// timeout to finish; a second signal ends them at once.
+	log.Info().Dur("drain_timeout", cfg.DrainTimeout).Int("sessions", srv.Sessions()).
+		Msg("draining: no new sessions; open ones may finish (a second signal ends them now)")
+	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer dcancel()
+	second := make(chan os.Signal, 1)
+	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(second)
+	go func() {
+		select {
+		case <-second:
+			log.Info().Msg("second signal: ending the sessions now")
+			dcancel()
+		case <-dctx.Done():
+		}
+	}()
+	if err := srv.Drain(dctx); err != nil {
+		log.Info().Err(err).Msg("drain over: ending the sessions left")
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
 	defer cancel()
-	// Stop taking connections first, then end the sessions (hijacked
+	// Stop taking connections, then end the sessions (hijacked
 	// WebSockets are the server package's, not net/http's).
 	_ = hs.Shutdown(sctx) // its only error is the deadline, which srv.Shutdown reports too
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -127,4 +180,71 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// serverConfig is the server's configuration from the command line's,
+// with the auth the listen address calls for: none on loopback, else a
+// token (generated when none was given) unless --auth none says so.
+func (c *serveConfig) serverConfig(addr net.Addr, log zerolog.Logger) (server.Config, error) {
+	sc := server.Config{
+		AllowedOrigins:       c.Origins,
+		AllowedHosts:         c.AllowedHosts,
+		Credential:           c.Credential,
+		Token:                c.Token,
+		AuthHeader:           c.AuthHeader,
+		AdminToken:           c.AdminToken,
+		MaxSessions:          c.MaxSessions,
+		MaxSessionsPerClient: orNone(c.MaxSessionsPerClient),
+		ConnRate:             c.Rate,
+		ConnBurst:            c.RateBurst,
+		IdleTimeout:          orNever(c.IdleTimeout),
+		MaxLifetime:          orNever(c.MaxLifetime),
+		ReconnectGrace:       orNever(c.ReconnectGrace),
+		RouteID:              c.RouteID,
+	}
+	if c.Rate == 0 {
+		sc.ConnRate = -1
+	}
+	for _, p := range c.TrustedProxies {
+		for _, q := range strings.Split(p, ",") {
+			if q = strings.TrimSpace(q); q != "" {
+				sc.TrustedProxies = append(sc.TrustedProxies, q)
+			}
+		}
+	}
+	loopback := isLoopback(addr)
+	switch {
+	case c.Auth == "none":
+		if !loopback {
+			log.Warn().Str("listen", addr.String()).Msg("--auth none: anyone who reaches this address gets a shell")
+		}
+	case c.Token != "", c.Credential != "", c.AuthHeader != "":
+		// Auth as configured.
+	case c.Auth == "token" || !loopback:
+		sc.Token = rand.Text()
+	}
+	if err := sc.Validate(); err != nil {
+		return sc, usagef("%v", err)
+	}
+	return sc, nil
+}
+
+// orNever maps the command line's 0 ("never", "off") to the server's -1.
+func orNever(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func orNone(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
