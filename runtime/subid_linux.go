@@ -80,6 +80,12 @@ func lookupSubIDs(subuid, subgid string) (*SubIDs, error) {
 	if uid == 0 && initialUserNS() {
 		return nil, fmt.Errorf("%w: running as root, every session gets its own 65536-id range from the pool instead", ErrNoSubIDs)
 	}
+	if noNewPrivs() {
+		// newuidmap and newgidmap are setuid (or file-capability) helpers,
+		// and no_new_privs, which a container's allowPrivilegeEscalation:
+		// false sets, takes their privilege away.
+		return nil, fmt.Errorf("%w: no_new_privs is set on this process, so newuidmap and newgidmap cannot gain their privileges", ErrNoSubIDs)
+	}
 	s := &SubIDs{User: strconv.Itoa(uid), UID: uid, GID: gid}
 	names := []string{strconv.Itoa(uid)}
 	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
@@ -255,4 +261,10 @@ func BecomeRoot() error {
 		return fmt.Errorf("setresuid 0: %w (are the uid maps written?)", err)
 	}
 	return nil
+}
+
+// noNewPrivs reports whether no_new_privs is set on this process.
+func noNewPrivs() bool {
+	v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	return err == nil && v == 1
 }
