@@ -23,7 +23,8 @@ import (
 // loads, beside a bare Go WebSocket client's dial-to-prompt in the same run.
 func BenchmarkPagePrompt(b *testing.B) {
 	exe := chromiumB(b)
-	_, srvURL, _ := startServer(b, "--warm", "2")
+	// No per-client cap: every tab's session waits out the reconnect grace.
+	_, srvURL, _ := startServer(b, "--warm", "2", "--max-sessions-per-client", "0")
 	br := newBrowser(b, exe)
 	wsURL := "ws" + strings.TrimPrefix(srvURL, "http") + "ws"
 	var page, wall, bare []float64
@@ -74,7 +75,8 @@ func wsPrompt(b *testing.B, wsURL string) float64 {
 // whose median echo stayed within 50 ms. The baseline is the echo with no output.
 func BenchmarkPageEchoUnderOutput(b *testing.B) {
 	exe := chromiumB(b)
-	_, srvURL, _ := startServer(b, "--warm", "2")
+	// No per-client cap: every tab's session waits out the reconnect grace.
+	_, srvURL, _ := startServer(b, "--warm", "2", "--max-sessions-per-client", "0")
 	rates := []float64{0.25, 0.5, 1, 2, 4, 8} // MB/s asked of the program
 	browsers := map[string]*testBrowser{"webgl": newBrowser(b, exe), "dom": newBrowser(b, exe, chromedp.Flag("disable-webgl", true))}
 	for b.Loop() {

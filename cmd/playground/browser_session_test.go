@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // scriptedConn is one /ws connection of the scripted server: its init frame, and the
 // socket for the test to answer on.
 type scriptedConn struct {
-	init map[string]any
-	ws   *websocket.Conn
+	init  map[string]any
+	route string // the request's ?route=
+	ws    *websocket.Conn
 }
 
 func (c *scriptedConn) send(t *testing.T, cmd byte, payload string) {
@@ -34,19 +36,30 @@ func (c *scriptedConn) close(t *testing.T, code int, text string) {
 	_ = c.ws.Close()
 }
 
-// TestBrowserSessionLife drives the page's session logic (resume keys, NOTICE, EXIT
-// and the close codes 1013, 4404, 4409 of docs/PROTOCOL.md) against a scripted server:
-// the real page and static handler, and a /ws that answers as the protocol says a
-// server does. The real server cannot send NOTICE, resume keys or 4409 yet (issue 8);
-// when it can, TestBrowser's reattach subtest covers the same against it.
+// TestBrowserSessionLife drives the page's session logic (resume keys and routes,
+// NOTICE, EXIT, the close codes 1013, 4404, 4409 of docs/PROTOCOL.md, and a route whose
+// server is gone) against a scripted server: the real page and static handler, and a
+// /ws that answers as the protocol says a server does, in orders and cases that a real
+// server gives only by chance (a proxy in front of a dead server, for one).
+// TestBrowser and TestBrowserDrain cover the same against the real server.
 func TestBrowserSessionLife(t *testing.T) {
 	exe := chromium(t)
 	conns := make(chan *scriptedConn, 10)
+	var deadRoute atomic.Value // a route whose server is gone: a proxy's 502
+	deadRoute.Store("")
+	var deadTries atomic.Int32
 	up := websocket.Upgrader{Subprotocols: []string{"tty"}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /", static.Handler())
 	mux.HandleFunc("GET /token", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"token":""}`)) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		route := r.URL.Query().Get("route")
+		if dead := deadRoute.Load().(string); dead != "" && route == dead {
+			deadTries.Add(1)
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+			return
+		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -60,7 +73,7 @@ func TestBrowserSessionLife(t *testing.T) {
 			t.Errorf("init %q: %v", first, err)
 			return
 		}
-		conns <- &scriptedConn{init: init, ws: ws}
+		conns <- &scriptedConn{init: init, route: route, ws: ws}
 		for { // the page's frames are not needed; read until it goes
 			if _, _, err := ws.ReadMessage(); err != nil {
 				return
@@ -72,19 +85,23 @@ func TestBrowserSessionLife(t *testing.T) {
 	b := newBrowser(t, exe)
 	tab := b.open(t, srv.URL+"/")
 
-	next := func(wantResume string) *scriptedConn {
+	nextWithin := func(d time.Duration, wantResume, wantRoute string) *scriptedConn {
 		t.Helper()
 		select {
 		case c := <-conns:
 			got, _ := c.init["resume"].(string)
-			if got != wantResume {
-				t.Fatalf("init %v: resume %q, want %q", c.init, got, wantResume)
+			if got != wantResume || c.route != wantRoute {
+				t.Fatalf("init %v, route %q: want resume %q, route %q", c.init, c.route, wantResume, wantRoute)
 			}
 			return c
-		case <-time.After(20 * time.Second):
+		case <-time.After(d):
 			t.Fatalf("the page did not connect; state %s", tab.state())
 			return nil
 		}
+	}
+	next := func(wantResume string) *scriptedConn {
+		t.Helper()
+		return nextWithin(20*time.Second, wantResume, "")
 	}
 	status := func() string { return tab.run(chromedp.Text(chromedp.ID(`status-text`))) }
 	waitStatus := func(want string) {
@@ -138,6 +155,43 @@ func TestBrowserSessionLife(t *testing.T) {
 	// Until the person asks for it.
 	tab.do(chromedp.WaitVisible(chromedp.ID(`retry`)), chromedp.Click(chromedp.ID(`retry`)))
 	c = next("key-2")
+
+	// A session on a server with a route id: the tab keeps the route with the key, and
+	// a reconnect names it.
+	c.send(t, '7', `{"id":"s2","resume":"key-2","route":"pg-a"}`)
+	c.send(t, '0', "routed$ ")
+	tab.waitText("routed$")
+	if r := eval[string](tab, `sessionStorage.getItem('playground.route') ?? ''`); r != "pg-a" {
+		t.Errorf("route in sessionStorage: %q, want pg-a", r)
+	}
+	_ = c.ws.Close() // dropped, no close frame
+	c = nextWithin(20*time.Second, "key-2", "pg-a")
+	c.send(t, '7', `{"id":"s2","resume":"key-2","route":"pg-a"}`)
+	c.send(t, '0', "\x1bcrouted$ back$ ") // a resume's screen begins with a full reset
+	tab.waitText("back$")
+
+	// The server of that route is gone: the proxy answers its handshakes with 502 while
+	// the site answers. The page retries with the key for a while, then starts afresh
+	// without key or route, and says so.
+	deadRoute.Store("pg-a")
+	_ = c.ws.Close()
+	waitStatus("session's server does not answer")
+	c = nextWithin(90*time.Second, "", "")
+	if n := deadTries.Load(); n < 2 {
+		t.Errorf("the page gave the session up after %d refused handshakes", n)
+	}
+	if n := eval[string](tab, `document.getElementById('notice').textContent`); !strings.Contains(n, "cannot be reached") {
+		t.Errorf("notice after giving up the route: %q", n)
+	}
+	if r := eval[string](tab, `(sessionStorage.getItem('playground.resume') ?? '') + (sessionStorage.getItem('playground.route') ?? '')`); r != "" {
+		t.Errorf("key or route kept after giving the session up: %q", r)
+	}
+	c.send(t, '7', `{"id":"s3","resume":"key-3"}`)
+	c.send(t, '0', "three$ ")
+	tab.waitText("three$")
+	if strings.Contains(tab.text(), "back$") {
+		t.Errorf("the new session's terminal still shows the old one's output: %q", tab.text())
+	}
 
 	// The program is killed at a limit: ended, with the reason and a way to start again.
 	c.send(t, '8', `{"code":-1,"signal":"KILL","reason":"memory limit 512 MiB reached"}`)

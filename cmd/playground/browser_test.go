@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,13 +31,18 @@ import (
 // prompt is the host rootfs's bash prompt, as the terminal shows it.
 const prompt = "root@playground:~#"
 
+// adminToken opens TestBrowser's server's /api.
+const adminToken = "admin-s3cret"
+
 // TestBrowser drives Debian's chromium against the real `playground serve`: one
 // server and one browser for most subtests, each subtest in a tab of its own. Every
 // tab records Content-Security-Policy violations from its first script on, and fails
 // its subtest if there was any.
 func TestBrowser(t *testing.T) {
 	exe := chromium(t)
-	_, srvURL, _ := startServer(t)
+	// A closed tab's session waits out the reconnect grace (a refresh must find it):
+	// the subtests' sessions add up beyond the default per-client cap of 10.
+	_, srvURL, _ := startServer(t, "--max-sessions-per-client", "0", "--admin-token", adminToken)
 	b := newBrowser(t, exe)
 
 	t.Run("type a command and read the answer", func(t *testing.T) {
@@ -146,7 +155,7 @@ func TestBrowser(t *testing.T) {
 			t.Error("the selection is still there after copying")
 		}
 		// Without a selection, Ctrl+C interrupts.
-		tab.do(typeLine("echo started; sleep 100"))
+		tab.do(typeLine(foregroundSleep))
 		tab.waitText("\nstarted")
 		tab.do(ctrlKey("c", "KeyC", 67, nil))
 		tab.do(typeLine("echo rc=$?"))
@@ -192,7 +201,7 @@ func TestBrowser(t *testing.T) {
 		tab := b.openWith(t, srvURL, chromedp.EmulateViewport(390, 700, chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch))
 		tab.waitPrompt()
 		tab.do(chromedp.WaitVisible(chromedp.ID(`keybar`)))
-		tab.do(typeLine("echo started; sleep 100"))
+		tab.do(typeLine(foregroundSleep))
 		tab.waitText("\nstarted")
 		tab.do(chromedp.Tap(chromedp.ID(`key-ctrl`)))
 		if p := eval[string](tab, `document.getElementById('key-ctrl').getAttribute('aria-pressed')`); p != "true" {
@@ -266,25 +275,168 @@ func TestBrowser(t *testing.T) {
 		proxy := newCutProxy(t, srvURL)
 		tab := b.open(t, proxy.url)
 		tab.waitPrompt()
-		if eval[string](tab, `window.playground.state.session?.resume ?? ''`) == "" {
-			testenv.Skipf(t, "needs server resume (issue 8): SESSION carries no resume key")
+		// SESSION's resume key and route are the tab's.
+		session := eval[map[string]any](tab, `window.playground.state.session`)
+		stored := eval[[]string](tab, `[sessionStorage.getItem('playground.resume') ?? '', sessionStorage.getItem('playground.route') ?? '']`)
+		resume, _ := session["resume"].(string)
+		route, _ := session["route"].(string)
+		if resume == "" || route == "" {
+			t.Fatalf("SESSION %v: want a resume key and a route (the server's route id defaults to its host name)", session)
+		}
+		if stored[0] != resume || stored[1] != route {
+			t.Errorf("sessionStorage holds resume %q route %q, want %q and %q", stored[0], stored[1], resume, route)
 		}
 		tab.do(typeLine("export MARK=kept-$((7*6))"))
 		tab.waitText("# export MARK=kept-$((7*6))\n")
+		before := tab.text()
+
+		// The server's side drops (no close frame, as when a network fails): the page
+		// comes back with the key, to the route, and gets the screen as it was.
 		proxy.cut()
-		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.resumes >= 1 && window.playground.state.phase === 'connected'`)))
+		tab.do(voidOf(chromedp.Poll[bool](`window.playground.state.resumes >= 1 && window.playground.state.phase === 'connected' && window.playground.state.session !== null`)))
+		if got := tab.waitScreen(before); got != before {
+			t.Errorf("the screen after the reattach differs from before the drop:\n--- before\n%s\n--- after\n%s", before, got)
+		}
+		if id := eval[string](tab, `window.playground.state.session.id`); id != session["id"] {
+			t.Errorf("reattached to session %q, want %v", id, session["id"])
+		}
+		if reqs := proxy.requests(); len(reqs) < 2 || !strings.Contains(reqs[len(reqs)-1], "/ws?route="+url.QueryEscape(route)+" ") {
+			t.Errorf("the reconnect's request does not name the route %q: %q", route, reqs)
+		}
 		tab.do(typeLine("echo mark=$MARK"))
 		text := tab.waitText("mark=kept-42\n")
-		if n := strings.Count(text, "export MARK=kept-$((7*6))"); n != 1 {
-			t.Errorf("the line typed before the drop shows %d times after the reattach:\n%s", n, text)
+		for _, line := range []string{"export MARK=kept-$((7*6))", "echo mark=$MARK"} {
+			if n := strings.Count(text, line); n != 1 {
+				t.Errorf("%q shows %d times after the reattach, want once:\n%s", line, n, text)
+			}
 		}
+
 		// A refresh reattaches too: the resume key lives in the tab's sessionStorage.
 		tab.do(chromedp.Reload())
+		tab.waitPrompt()
 		tab.waitText("mark=kept-42\n")
 		tab.do(typeLine("echo again=$MARK"))
-		tab.waitText("again=kept-42\n")
+		text = tab.waitText("again=kept-42\n")
+		if n := strings.Count(text, "export MARK=kept-$((7*6))"); n != 1 {
+			t.Errorf("after the refresh the line typed first shows %d times, want once:\n%s", n, text)
+		}
+		if id := eval[string](tab, `window.playground.state.session.id`); id != session["id"] {
+			t.Errorf("the refreshed tab is in session %q, want %v", id, session["id"])
+		}
+
+		// A new tab starts a session of its own.
+		other := b.open(t, proxy.url)
+		other.waitPrompt()
+		if id := eval[string](other, `window.playground.state.session.id`); id == session["id"] {
+			t.Errorf("a new tab joined session %q, want a new one", id)
+		}
+		other.do(typeLine("echo fresh=[$MARK]"))
+		other.waitText("fresh=[]\n")
+	})
+
+	t.Run("a watcher follows the owner's terminal, read-only, at its size", func(t *testing.T) {
+		owner := b.open(t, srvURL)
+		owner.waitPrompt()
+		owner.do(typeLine("echo before-watch-$((3*5))"))
+		owner.waitText("\nbefore-watch-15\n")
+		key := eval[string](owner, `window.playground.state.session?.watch ?? ''`)
+		if key == "" {
+			t.Fatal("SESSION carries no watch key")
+		}
+		// The owner's bar offers the read-only link.
+		owner.do(chromedp.WaitVisible(chromedp.ID(`share`)))
+
+		w := b.open(t, srvURL+"?watch="+url.QueryEscape(key))
+		w.do(voidOf(chromedp.Poll[bool](`window.playground.state.connected && window.playground.state.session !== null`)))
+		w.waitText("\nbefore-watch-15\n") // the screen as it is
+		w.do(chromedp.WaitVisible(chromedp.ID(`mode`)))
+		if s := w.run(chromedp.Text(chromedp.ID(`status-text`))); !strings.Contains(s, "read-only") {
+			t.Errorf("the watcher's status %q does not say read-only", s)
+		}
+		if eval[bool](w, `!document.getElementById('share').hidden`) {
+			t.Error("a watcher is offered a link to share")
+		}
+		size := func(tb *tab) string {
+			return eval[string](tb, `window.playground.term.rows + " " + window.playground.term.cols`)
+		}
+		if got, want := size(w), size(owner); got != want {
+			t.Errorf("watcher's terminal %s, owner's %s: want the owner's size", got, want)
+		}
+
+		owner.do(typeLine("echo live-$((6*7))"))
+		w.waitText("\nlive-42\n")
+		w.screenshot("browser-watch.png")
+
+		// What the watcher types goes nowhere.
+		w.do(chromedp.Focus(chromedp.CSS(`.xterm-helper-textarea`)), typeLine("echo intruder"))
+		owner.do(typeLine("echo owner-after"))
+		owner.waitText("\nowner-after\n")
+		w.waitText("\nowner-after\n")
+		if strings.Contains(owner.text(), "intruder") || strings.Contains(w.text(), "intruder") {
+			t.Errorf("the watcher's typing reached the terminal:\n%s", owner.text())
+		}
+
+		// The owner resizes: the watcher follows. The watcher's window changes nothing.
+		before := size(owner)
+		owner.do(chromedp.EmulateViewport(700, 400))
+		after := owner.waitChange(func() string { return size(owner) }, before)
+		w.waitFor(func() bool { return size(w) == after }, "the watcher's terminal to follow the owner's "+after)
+		w.do(chromedp.EmulateViewport(500, 300))
+		owner.do(typeLine("echo size=$(stty size)"))
+		owner.waitText("size=" + after + "\n")
+		if got := size(w); got != after {
+			t.Errorf("watcher's terminal %s after its own window shrank, want the owner's %s", got, after)
+		}
+		// Nothing went from the watcher but its init: no INPUT, RESIZE, PAUSE or RESUME.
+		if sent := eval[[]string](w, `window.__sent.map(f => f[0])`); len(sent) != 1 || sent[0] != "{" {
+			t.Errorf("the watcher sent %q, want its init alone", sent)
+		}
+
+		// A teacher watches any session through the admin API's link.
+		id := eval[string](owner, `window.playground.state.session.id`)
+		var api struct{ Watch, Path string }
+		adminGet(t, srvURL+"api/sessions/"+id+"/watch", &api)
+		if !strings.HasPrefix(api.Path, "/?watch=") {
+			t.Fatalf("admin watch path %q", api.Path)
+		}
+		teacher := b.open(t, srvURL+strings.TrimPrefix(api.Path, "/"))
+		teacher.waitText("size=" + after + "\n")
+		teacher.do(chromedp.WaitVisible(chromedp.ID(`mode`)))
+
+		// The session ends: the watchers say how, and offer a session of their own.
+		owner.do(typeLine("exit 3"))
+		for _, tb := range []*tab{w, teacher} {
+			tb.do(voidOf(chromedp.Poll[bool](`window.playground.state.ended`)), chromedp.WaitVisible(chromedp.ID(`restart`)))
+			if s := tb.run(chromedp.Text(chromedp.ID(`status-text`))); !strings.Contains(s, "exit code 3") {
+				t.Errorf("watcher's status after the owner's exit 3: %q", s)
+			}
+			if label := tb.run(chromedp.Text(chromedp.ID(`restart`))); label != "Start your own session" {
+				t.Errorf("watcher's button after the end: %q", label)
+			}
+		}
+		// The button navigates: wait for the new page (evaluations fail while it loads).
+		w.do(chromedp.Click(chromedp.ID(`restart`)))
+		w.waitFor(func() bool {
+			ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+			defer cancel()
+			own, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!window.playground && !window.playground.state.watching`))
+			return err == nil && own
+		}, "the page of a session of one's own")
+		w.waitPrompt()
+		if eval[bool](w, `window.playground.state.watching || location.search.includes('watch')`) {
+			t.Errorf("after 'Start your own session' the page still watches: %s", eval[string](w, `location.href`))
+		}
 	})
 }
+
+// foregroundSleep starts a program that an interrupt ends, and prints "started" once
+// that program runs in the terminal's foreground: sh prints it after bash has made it
+// the foreground process group and restored the default SIGINT (a job control shell
+// does both in the child, before exec), and sh then becomes sleep in place. So a ^C
+// after "started" ends sh or sleep, whichever it is by then, by SIGINT, and $? is 130.
+// (After `echo started; sleep 100` a ^C could come between the echo and sleep's exec,
+// reach bash, or a child that had not reset bash's handlers yet, and sleep ran on.)
+const foregroundSleep = `sh -c 'echo started; exec sleep 100'`
 
 // TestBrowserNoWebGL: without WebGL the DOM renderer draws the terminal, colours and
 // all, with no CSP violation (xterm's DOM renderer writes dynamic styles).
@@ -397,9 +549,24 @@ func (b *testBrowser) grantClipboard(t testing.TB, origin string) {
 	}
 }
 
-// cspRecorder runs before the page's own scripts and records every CSP violation.
+// cspRecorder runs before the page's own scripts and records every CSP violation, and
+// every WebSocket frame the page sends (window.__sent: the init frame whole, others as
+// their command byte and length).
 const cspRecorder = `window.__csp = [];
-document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || '')));`
+document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || '')));
+window.__sent = [];
+(() => {
+	const send = WebSocket.prototype.send;
+	WebSocket.prototype.send = function (data) {
+		try {
+			const b = data instanceof Uint8Array ? data : new Uint8Array(data instanceof ArrayBuffer ? data : new TextEncoder().encode(String(data)));
+			window.__sent.push(b[0] === 0x7b ? new TextDecoder().decode(b) : String.fromCharCode(b[0]) + ':' + (b.length - 1));
+		} catch (e) {
+			window.__sent.push('?');
+		}
+		return send.call(this, data);
+	};
+})();`
 
 // open opens url in a new tab of b, for the life of the subtest t.
 func (b *testBrowser) open(t testing.TB, url string) *tab {
@@ -438,7 +605,8 @@ type tab struct {
 func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
 	if err := chromedp.Do(tb.ctx, actions...); err != nil {
-		tb.t.Fatalf("browser: %v; terminal text:\n%s", err, tb.text())
+		tb.screenshot(tb.name + "-failed.png")
+		tb.t.Fatalf("browser: %v; state %s; terminal text:\n%s", err, tb.state(), tb.text())
 	}
 }
 
@@ -513,6 +681,32 @@ func (tb *tab) waitPrompt() {
 		chromedp.Focus(chromedp.CSS(`.xterm-helper-textarea`)),
 	)
 	tb.waitText(prompt)
+}
+
+// waitScreen waits for the terminal's text to be want (a screen redrawn after a
+// reattach arrives in a few frames) and returns what it was last.
+func (tb *tab) waitScreen(want string) string {
+	tb.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := tb.text()
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test saying what it waited for.
+func (tb *tab) waitFor(cond func() bool, what string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("timed out waiting for %s; state %s", what, tb.state())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitChange polls f until it returns something other than old.
@@ -607,6 +801,14 @@ type cutProxy struct {
 	url   string
 	mu    sync.Mutex
 	conns []net.Conn
+	reqs  []string // the first line of each request that came through, for /ws
+}
+
+// requests returns the request lines of the /ws requests so far.
+func (p *cutProxy) requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.reqs)
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -640,7 +842,21 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(s, c); _ = s.Close() })
+			wg.Go(func() {
+				// Each connection's first line, when it is /ws (a WebSocket's connection
+				// carries one request); the bytes go on unchanged.
+				br := bufio.NewReader(c)
+				if line, err := br.ReadString('\n'); err == nil {
+					if strings.HasPrefix(line, "GET /ws") {
+						p.mu.Lock()
+						p.reqs = append(p.reqs, strings.TrimSpace(line))
+						p.mu.Unlock()
+					}
+					_, _ = io.WriteString(s, line)
+				}
+				_, _ = io.Copy(s, br)
+				_ = s.Close()
+			})
 			wg.Go(func() { _, _ = io.Copy(c, s); _ = c.Close() })
 		}
 	})
@@ -676,4 +892,26 @@ func saveArtifact(t testing.TB, name string, b []byte) {
 		t.Fatal(err)
 	}
 	t.Logf("saved %s", p)
+}
+
+// adminGet GETs an admin API URL with adminToken and decodes its JSON into v.
+func adminGet(t *testing.T, u string, v any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(res.Body)
+		t.Fatalf("GET %s: %s %s", u, res.Status, body)
+	}
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
 }

@@ -26,6 +26,7 @@ import {
 } from './options';
 import {
   Client,
+  CloseCode,
   Server,
   afterClose,
   binaryInputFrames,
@@ -38,11 +39,15 @@ import {
   parseNotice,
   parseObject,
   parseSession,
+  readRefusal,
   resizeFrame,
+  wsURL,
   type AfterClose,
   type ExitInfo,
   type InitMessage,
   type Notice,
+  type Offer,
+  type Refusal,
   type SessionInfo,
 } from './protocol';
 
@@ -67,6 +72,12 @@ export interface State {
   paused: boolean;
   /** Following a session read-only (?watch=KEY). */
   watching: boolean;
+  /** The route this connection named (/ws?route=ID), "" for none. */
+  route: string;
+  /** Why the last handshake failed, as /readyz said, or null. */
+  refusal: Refusal | null;
+  /** Handshakes that failed in a row (reset by one that opens). */
+  refusals: number;
   /** The text the status bar shows. */
   status: string;
   /** Which renderer draws the terminal, and whether the choice is made (WebGL loads on demand). */
@@ -127,7 +138,10 @@ const LOW_WATER = 128 * 1024;
 // Typed input is held until the session's first output (see holdInput), at most this long.
 const HOLD_INPUT_MS = 3000;
 
+// Per tab (sessionStorage): the session's resume key, and the route id of the server
+// that holds it (SESSION's "route"), so that a refresh or a reconnect goes back to it.
 const RESUME_KEY = 'playground.resume';
+const ROUTE_KEY = 'playground.route';
 const HINT_KEY = 'playground.hinted';
 
 const darkTheme: ITheme = {
@@ -179,7 +193,10 @@ function save(store: () => Storage, key: string, value: string | null): void {
 const local = () => localStorage;
 const perTab = () => sessionStorage;
 
+// ?watch=KEY follows a session read-only; ?route=ID names the server that holds it
+// (a shared watch link carries both; the page keeps the route up to date from SESSION).
 const watchKey = params.get('watch') ?? '';
+let watchRoute = watchKey ? (params.get('route') ?? '') : '';
 const fromURL = fromQuery(params);
 const options: Options = resolve(fromStorage(load(local, STORAGE_KEY)), fromURL);
 function saveOptions(): void {
@@ -198,6 +215,9 @@ const state: State = {
   notice: null,
   paused: false,
   watching: watchKey !== '',
+  route: '',
+  refusal: null,
+  refusals: 0,
   status: 'Connecting…',
   renderer: 'dom',
   rendererReady: false,
@@ -224,8 +244,14 @@ const fontSmaller = byId<HTMLButtonElement>('font-smaller');
 const fontLarger = byId<HTMLButtonElement>('font-larger');
 const themeButton = byId<HTMLButtonElement>('theme');
 const readerButton = byId<HTMLButtonElement>('screen-reader');
+const shareButton = byId<HTMLButtonElement>('share');
 const keybar = byId('keybar');
 const terminalBox = byId('terminal');
+const modeBadge = byId('mode');
+
+// A watcher's page says so, beside the status and in the layout (style.css).
+document.documentElement.dataset.mode = state.watching ? 'watch' : 'own';
+modeBadge.hidden = !state.watching;
 
 // ---- the terminal ----
 
@@ -253,7 +279,18 @@ term.loadAddon(new Unicode11Addon());
 term.unicode.activeVersion = '11'; // emoji and CJK two cells wide, as current programs assume
 term.loadAddon(new WebLinksAddon());
 term.open(terminalBox);
-fit.fit();
+
+// refit sizes the terminal to its box. A watcher's terminal has the size of the session
+// it follows instead (SESSION's columns and rows, sent again when the owner resizes),
+// which it cannot change: its box scrolls when the terminal is larger.
+function refit(): void {
+  if (!state.watching) fit.fit();
+}
+function followSize(info: SessionInfo | null): void {
+  if (!info?.columns || !info.rows) return;
+  if (term.cols !== info.columns || term.rows !== info.rows) term.resize(info.columns, info.rows);
+}
+refit();
 
 // The WebGL renderer is faster under heavy output; it loads on demand, and the DOM
 // renderer (xterm's own) stays when WebGL is missing or its context is lost. It is
@@ -325,6 +362,7 @@ function showNotice(n: Notice | null, action?: { label: string; run: () => void 
   clearTimeout(noticeTimer);
   state.notice = n;
   noticeText.textContent = n ? n.text : '';
+  noticeText.title = n ? n.text : ''; // the whole text, where the bar cuts it short
   noticeText.dataset.level = n ? n.level : '';
   noticeHandler = action ? action.run : null;
   noticeAction.textContent = action ? action.label : '';
@@ -339,7 +377,7 @@ noticeAction.addEventListener('click', () => {
 });
 
 function connectedText(): string {
-  const verb = state.watching ? 'Watching (read-only)' : 'Connected';
+  const verb = state.watching ? 'Watching, read-only' : 'Connected';
   return state.session?.id ? `${verb} · session ${state.session.id}` : verb;
 }
 
@@ -353,6 +391,8 @@ let retryTimer: ReturnType<typeof setTimeout> | undefined;
 let countdownTimer: ReturnType<typeof setInterval> | undefined;
 let resetOnAttach = false; // the next session's output repaints a cleared terminal
 let requestedEnv = ''; // the env this connection's init asked for
+let failingSince: number | null = null; // Date.now() of the first of the handshakes failing in a row
+let progressNotice: Notice | null = null; // a NOTICE that came before SESSION: the start's progress
 
 // Input typed before the session's first output is held back until that output arrives.
 // With no warm container, the shell is still starting when a quick person types: the
@@ -378,7 +418,9 @@ function releaseInput(): void {
 }
 
 function send(data: Uint8Array): void {
-  // Nothing may go before init, which onopen sends itself.
+  // Nothing may go before init, which onopen sends itself; a watcher sends nothing else
+  // at all (no INPUT, RESIZE, PAUSE or RESUME: the server would ignore them).
+  if (state.watching) return;
   if (socket && state.connected && socket.readyState === WebSocket.OPEN) socket.send(data);
 }
 
@@ -434,7 +476,7 @@ function writeOutput(ws: WebSocket, data: Uint8Array): void {
       send(frame(Client.RESUME));
     }
   });
-  if (!state.paused && pending > HIGH_WATER) {
+  if (!state.watching && !state.paused && pending > HIGH_WATER) {
     state.paused = true;
     send(frame(Client.PAUSE));
   }
@@ -479,13 +521,14 @@ function applyPreferences(prefs: Record<string, unknown>): void {
       console.warn(`playground: preference ${key} ignored:`, err);
     }
   }
-  fit.fit(); // a new font size changes how many cells fit
+  refit(); // a new font size changes how many cells fit
 }
 
 function attached(ws: WebSocket): void {
   if (ws !== socket || !resetOnAttach) return;
-  // A reattach replays the session's kept output, a new session starts clean: either
-  // way, on a cleared terminal, so nothing shows twice.
+  // A new session after one that ended or was lost starts on a clean terminal. A resume
+  // or a watch is not cleared here: the server sends the screen as it is, beginning with
+  // a full reset (ESC c), and draws it like any output.
   resetOnAttach = false;
   term.reset();
 }
@@ -514,19 +557,38 @@ function onMessage(ws: WebSocket, data: ArrayBuffer | string): void {
     case Server.SESSION: {
       attached(ws);
       state.attempt = 0;
-      state.session = parseSession(payload);
-      if (!state.watching) save(perTab, RESUME_KEY, state.session?.resume ?? null);
+      const info = parseSession(payload);
+      state.session = info;
+      if (state.watching) {
+        // Sent again whenever the owner resizes: follow the size; keep the route, and
+        // the address bar's link, true to the server that holds the session.
+        followSize(info);
+        if (info?.route && info.route !== watchRoute) {
+          watchRoute = info.route;
+          const u = new URL(location.href);
+          u.searchParams.set('route', watchRoute);
+          history.replaceState(history.state, '', u.pathname + u.search + u.hash);
+        }
+      } else {
+        save(perTab, RESUME_KEY, info?.resume ?? null);
+        save(perTab, ROUTE_KEY, info?.resume && info.route ? info.route : null);
+      }
+      // The start's progress notices are done with once the session is there.
+      if (progressNotice && state.notice === progressNotice) showNotice(null);
+      progressNotice = null;
+      shareButton.hidden = state.watching || !info?.watch;
       if (state.connected) setPhase('connected', connectedText());
       break;
     }
     case Server.EXIT: {
       state.exit = parseExit(payload);
-      save(perTab, RESUME_KEY, null); // nothing left to resume
+      forgetSession(); // nothing left to resume
       break;
     }
     case Server.NOTICE: {
       const n = parseNotice(payload);
       if (n) showNotice(n);
+      if (n && state.session === null) progressNotice = n;
       break;
     }
     default:
@@ -535,7 +597,11 @@ function onMessage(ws: WebSocket, data: ArrayBuffer | string): void {
   }
 }
 
-function onClose(ws: WebSocket, ev: CloseEvent): void {
+// onClose decides what comes next when a socket closed. opened says whether its
+// handshake was accepted: a browser shows a refused one (HTTP 503 from a draining or
+// full server, or no server at all) only as close 1006 before open, so the page asks
+// /readyz why before it retries.
+function onClose(ws: WebSocket, ev: CloseEvent, opened: boolean, route: string): void {
   if (ws !== socket) return;
   const hadSession = state.session !== null;
   state.connected = false;
@@ -547,17 +613,50 @@ function onClose(ws: WebSocket, ev: CloseEvent): void {
     options.env = '';
     saveOptions();
   }
+  const refused = !opened && ev.code === CloseCode.ABNORMAL;
   afterOutput(() => {
     if (ws !== socket) return;
-    const next = afterClose(ev.code, ev.reason, {
-      exit: state.exit,
-      hasKey: !!resumeKey(),
-      watching: state.watching,
-      attempt: state.attempt,
-      random: Math.random(),
-    });
-    follow(next);
+    void (async () => {
+      let refusal: Refusal | undefined;
+      if (refused) {
+        state.refusals++;
+        failingSince ??= Date.now();
+        setPhase('reconnecting', state.connections > 1 ? 'Reconnecting…' : 'Connecting…', 'connecting');
+        refusal = await probeReady();
+        if (ws !== socket) return; // the person clicked, or another connect began
+        state.refusal = refusal;
+      }
+      const next = afterClose(ev.code, ev.reason, {
+        exit: state.exit,
+        hasKey: !!resumeKey(),
+        watching: state.watching,
+        attempt: state.attempt,
+        random: Math.random(),
+        opened,
+        routed: route !== '',
+        refusal,
+        failingMs: failingSince === null ? 0 : Date.now() - failingSince,
+      });
+      follow(next);
+    })();
   });
+}
+
+// probeReady asks /readyz why a handshake may have been refused.
+async function probeReady(): Promise<Refusal> {
+  try {
+    const res = await fetch(new URL('readyz', location.href), { cache: 'no-store', signal: AbortSignal.timeout(5000) });
+    return readRefusal(res.status, await res.text());
+  } catch {
+    return readRefusal(null, '');
+  }
+}
+
+// forgetSession drops the tab's resume key and route: the session is over, or lost.
+function forgetSession(): void {
+  if (state.watching) return; // a watcher's key is its address's
+  save(perTab, RESUME_KEY, null);
+  save(perTab, ROUTE_KEY, null);
 }
 
 function releaseInputDropped(): void {
@@ -575,10 +674,12 @@ function follow(next: AfterClose): void {
   clearTimers();
   switch (next.action) {
     case 'stop':
+      if (next.forget) forgetSession();
       end(next.text, next.offer);
       return;
     case 'fresh':
-      save(perTab, RESUME_KEY, null);
+      forgetSession();
+      failingSince = null;
       showNotice({ level: 'warn', text: next.notice });
       scheduleConnect(next.delay, next.text);
       return;
@@ -598,9 +699,10 @@ function scheduleConnect(delay: number, why: string): void {
     return;
   }
   const at = Date.now() + delay;
+  const verb = state.connections > 0 && state.refusals === 0 ? 'reconnecting' : 'retrying';
   const tick = () => {
     const s = Math.max(1, Math.ceil((at - Date.now()) / 1000));
-    setPhase('reconnecting', `${why} · reconnecting in ${s} s`);
+    setPhase('reconnecting', `${why} · ${verb} in ${s} s`);
   };
   tick();
   countdownTimer = setInterval(tick, 1000);
@@ -614,7 +716,7 @@ function clearTimers(): void {
 }
 
 // end shows why the session is over and what the person can do next.
-function end(text: string, offer: 'restart' | 'takeback' | 'retry'): void {
+function end(text: string, offer: Offer): void {
   state.ended = true;
   setPhase('ended', text, state.exit && state.exit.code === 0 && !state.exit.signal ? 'ended' : 'error');
   // A notice such as "idle: this session ends in 60 s" is stale now; the status says
@@ -625,9 +727,11 @@ function end(text: string, offer: 'restart' | 'takeback' | 'retry'): void {
   term.options.cursorBlink = false;
   // "Start again" begins a new session; "Try again" and "Use it here" reconnect, with
   // the resume key when the tab has one.
-  retryButton.hidden = offer === 'restart';
+  retryButton.hidden = offer === 'restart' || offer === 'own';
   retryButton.textContent = offer === 'takeback' ? 'Use it here' : 'Try again';
   restartButton.hidden = offer === 'retry';
+  restartButton.textContent = state.watching ? 'Start your own session' : 'Start again';
+  shareButton.hidden = true;
   // Enter now starts again instead of typing into a dead terminal.
   (retryButton.hidden ? restartButton : retryButton).focus();
 }
@@ -647,10 +751,13 @@ async function fetchToken(): Promise<string> {
 
 // connect opens /ws and sends init: with the tab's resume key when it has one (a
 // refresh, or a dropped connection), which reattaches to the living session; without,
-// which starts a new one.
+// which starts a new one. A resume or a watch names the route of the server that holds
+// the session (/ws?route=ID), so that a proxy sends it there and a full or draining
+// server still lets it in; a new session names none.
 async function connect(): Promise<void> {
   clearTimers();
   const key = state.watching ? '' : resumeKey();
+  const route = state.watching ? watchRoute : key ? (load(perTab, ROUTE_KEY) ?? '') : '';
   const again = state.connections > 0;
   setPhase(again ? 'reconnecting' : 'connecting', key && again ? 'Reconnecting…' : 'Connecting…', 'connecting');
   const old = socket;
@@ -658,17 +765,21 @@ async function connect(): Promise<void> {
   old?.close();
   const token = await (firstToken ?? fetchToken());
   firstToken = null;
-  // Relative to the page, so the playground also works mounted under a path prefix.
-  const url = new URL('ws', location.href);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(url, ['tty']);
+  const ws = new WebSocket(wsURL(location.href, route), ['tty']);
   ws.binaryType = 'arraybuffer';
   socket = ws;
   state.connections++;
-  Object.assign(state, { ended: false, exit: null, session: null, closeCode: null, closeReason: '', paused: false });
-  resetOnAttach = again;
+  Object.assign(state, { ended: false, exit: null, session: null, closeCode: null, closeReason: '', paused: false, route });
+  // A new session after another clears the terminal; a resume or watch gets the screen.
+  resetOnAttach = again && !key && !state.watching;
+  progressNotice = null;
+  let opened = false;
   ws.onopen = () => {
     if (ws !== socket) return;
+    opened = true;
+    failingSince = null;
+    state.refusals = 0;
+    state.refusal = null;
     const init: InitMessage = { AuthToken: token, ...clampSize(term.cols, term.rows) };
     if (key) {
       init.resume = key;
@@ -688,11 +799,11 @@ async function connect(): Promise<void> {
     term.focus();
   };
   ws.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => onMessage(ws, ev.data);
-  ws.onclose = (ev) => onClose(ws, ev);
+  ws.onclose = (ev) => onClose(ws, ev, opened, route);
 }
 
 function startAgain(): void {
-  save(perTab, RESUME_KEY, null);
+  forgetSession();
   state.attempt = 0;
   showNotice(null);
   void connect();
@@ -702,7 +813,25 @@ retryButton.addEventListener('click', () => {
   state.attempt = 0;
   void connect();
 });
-restartButton.addEventListener('click', startAgain);
+restartButton.addEventListener('click', () => {
+  // A watcher's way on is a session of its own: the page without ?watch= and ?route=.
+  if (state.watching) location.assign(withoutParams(location.href, ['watch', 'route']));
+  else startAgain();
+});
+
+// The owner's read-only link: anyone who opens it follows this session and cannot type.
+shareButton.addEventListener('click', () => {
+  const key = state.session?.watch;
+  if (!key) return;
+  const u = new URL(location.href);
+  u.search = '';
+  u.hash = '';
+  u.searchParams.set('watch', key);
+  if (state.session?.route) u.searchParams.set('route', state.session.route);
+  copyText(u.toString());
+  showNotice({ level: 'info', text: `Read-only link copied (whoever opens it sees this terminal but cannot type): ${u}` }, undefined, 30_000);
+  term.focus();
+});
 // Back online: no need to wait out the backoff.
 addEventListener('online', () => {
   if (state.phase === 'reconnecting' && retryTimer !== undefined) void connect();
@@ -830,7 +959,7 @@ for (const k of BAR_KEYS) {
   });
   keybar.append(b);
 }
-keybar.hidden = !touch;
+keybar.hidden = !touch || state.watching;
 
 // The on-screen keyboard shrinks the visual viewport, not the layout: size the page to
 // what is visible, so the key bar sits just above the keyboard and the terminal refits.
@@ -851,7 +980,7 @@ function setFontSize(size: number): void {
   options.fontSize = Math.min(MAX_FONT, Math.max(MIN_FONT, size));
   term.options.fontSize = options.fontSize;
   saveOptions();
-  fit.fit();
+  refit();
 }
 fontSmaller.addEventListener('click', () => setFontSize(options.fontSize - 1));
 fontLarger.addEventListener('click', () => setFontSize(options.fontSize + 1));
@@ -896,10 +1025,10 @@ new ResizeObserver(() => {
   fitQueued = true;
   requestAnimationFrame(() => {
     fitQueued = false;
-    fit.fit();
+    refit();
   });
 }).observe(terminalBox);
-void document.fonts?.ready.then(() => fit.fit());
+void document.fonts?.ready.then(refit);
 
 window.playground = {
   term,

@@ -43,13 +43,20 @@ export interface InitMessage {
   env?: string; // pick an environment (root file system)
 }
 
-/** SESSION: who this session is and how long it may live. */
+/**
+ * SESSION: who this session is and how long it may live. An owner gets its keys; a
+ * watcher gets the terminal's size instead (again whenever the owner resizes). Both
+ * get the route id of the server that holds the session, when it has one.
+ */
 export interface SessionInfo {
   id: string;
   resume?: string;
   watch?: string;
   idleTimeout?: number; // seconds
   maxLifetime?: number; // seconds
+  columns?: number; // watchers: the terminal's size, which they cannot change
+  rows?: number;
+  route?: string; // reconnect and watch with /ws?route=ID
 }
 
 /** EXIT: how the program ended; sent once, just before the server closes with 1000. */
@@ -152,7 +159,28 @@ export function parseSession(payload: Uint8Array): SessionInfo | null {
   if (typeof o.watch === 'string' && o.watch !== '') s.watch = o.watch;
   if (typeof o.idleTimeout === 'number') s.idleTimeout = o.idleTimeout;
   if (typeof o.maxLifetime === 'number') s.maxLifetime = o.maxLifetime;
+  const size = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_TERM_SIZE;
+  if (size(o.columns) && size(o.rows)) {
+    s.columns = o.columns as number;
+    s.rows = o.rows as number;
+  }
+  if (typeof o.route === 'string' && o.route !== '') s.route = o.route;
   return s;
+}
+
+/**
+ * wsURL is the address of /ws for a page at href: relative to the page (so the
+ * playground also works mounted under a path prefix), ws: or wss: as the page is http:
+ * or https:, and with ?route=ID when the connection goes back to the server that holds
+ * a session (a resume or a watch). A new session names no route, so that a proxy in
+ * front may send it to any server, and a full or draining one may refuse it.
+ */
+export function wsURL(href: string, route: string): string {
+  const url = new URL('ws', href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = route ? `?route=${encodeURIComponent(route)}` : '';
+  url.hash = '';
+  return url.toString();
 }
 
 /** parseExit reads EXIT; a malformed one still means the program ended. */
@@ -195,15 +223,80 @@ export const CloseCode = {
 } as const;
 
 /**
+ * Why a handshake failed. A browser does not show a page the HTTP status of a refused
+ * WebSocket handshake: a server that is draining or at its session limit answers a new
+ * session's handshake with 503 (so that a proxy in front can try another server), and
+ * the page sees close 1006 before the socket ever opened, as it does for a network that
+ * is down. So after such a failure the page asks /readyz, which says why in words.
+ *
+ * - "full": at its session limit; "draining": shutting down; "unready": not ready for
+ *   another reason (an environment still downloading), with the server's text;
+ * - "refused": the server answers and is ready, yet the handshake failed (a proxy that
+ *   cannot reach the server a route names, an origin the server refuses);
+ * - "unreachable": no answer at all (the network, or the server is down).
+ */
+export interface Refusal {
+  kind: 'full' | 'draining' | 'unready' | 'refused' | 'unreachable';
+  text: string; // the server's words, when it said any
+}
+
+/** readRefusal reads /readyz's answer: its status, or null when the request failed. */
+export function readRefusal(status: number | null, body: string): Refusal {
+  const text = body.trim().slice(0, 200);
+  if (status === null || status === 0 || status === 502 || status === 504) return { kind: 'unreachable', text: '' };
+  if (status >= 200 && status < 300) return { kind: 'refused', text: '' };
+  if (/^at capacity/i.test(text)) return { kind: 'full', text };
+  if (/^draining/i.test(text)) return { kind: 'draining', text };
+  return { kind: 'unready', text };
+}
+
+/** refusalText is what the status bar says while the page retries after a refusal. */
+export function refusalText(r: Refusal, routed: boolean): string {
+  switch (r.kind) {
+    case 'full':
+      return 'Server full';
+    case 'draining':
+      return 'Server shutting down';
+    case 'unready':
+      return r.text ? `Server not ready (${r.text})` : 'Server not ready';
+    case 'refused':
+      return routed ? "Your session's server does not answer" : 'The server refused the connection';
+    case 'unreachable':
+      return 'Cannot reach the server';
+  }
+}
+
+/**
+ * GIVE_UP_ROUTE_MS: how long the page keeps retrying a reconnect that names a route
+ * (its session's server) and fails at the handshake while the site itself answers,
+ * before it gives the session up and starts a new one on whichever server takes it.
+ * A proxy answers so when the server that held the session is gone: its sessions went
+ * with it. While the site does not answer at all, the page keeps the key and retries
+ * (the network may be down, or the server restarting: the session may still be there,
+ * or the server will say 4404 when it is back).
+ */
+export const GIVE_UP_ROUTE_MS = 20_000;
+
+/**
  * What the page does after its socket closed:
- * - "resume": reconnect after `delay` ms, with the resume key when there is one;
- * - "fresh": start a new session after `delay` ms (the old one is gone);
- * - "stop": show `text` and wait for the person (a button offers `offer`).
+ * - "resume": connect again after `delay` ms, with the resume key and route when it has
+ *   them (a watcher: with its watch key);
+ * - "fresh": drop the key and route and start a new session after `delay` ms (the old
+ *   one is gone), saying so with `notice`;
+ * - "stop": show `text` and wait for the person (a button offers `offer`); `forget`
+ *   means the session is over and its key is dropped.
  */
 export type AfterClose =
   | { action: 'resume'; delay: number; text: string }
   | { action: 'fresh'; delay: number; text: string; notice: string }
-  | { action: 'stop'; text: string; offer: 'restart' | 'takeback' | 'retry' };
+  | { action: 'stop'; text: string; offer: Offer; forget: boolean };
+
+/**
+ * What the page offers once it stopped: "restart" a new session, "takeback" the
+ * session from the tab that took it, "retry" the same connection, or, for a watcher,
+ * "own": a session of one's own (the page without ?watch=).
+ */
+export type Offer = 'restart' | 'takeback' | 'retry' | 'own';
 
 export interface CloseContext {
   /** EXIT arrived before the close. */
@@ -216,6 +309,13 @@ export interface CloseContext {
   attempt: number;
   /** A number in [0, 1) for the jitter of the backoff; Math.random() in the page. */
   random: number;
+  /** The socket opened (the handshake was accepted). Absent: it did. */
+  opened?: boolean;
+  /** The connection named a route (a resume or a watch of a known server). */
+  routed?: boolean;
+  /** For a failed handshake: what /readyz said, and for how long (ms) handshakes to this route have failed in a row. */
+  refusal?: Refusal;
+  failingMs?: number;
 }
 
 /**
@@ -230,33 +330,65 @@ export function backoff(attempt: number, random: number): number {
 
 /** afterClose decides what the page does after a close (docs/PROTOCOL.md's codes). */
 export function afterClose(code: number, reason: string, c: CloseContext): AfterClose {
+  const r = decide(code, reason, c);
+  // A watcher cannot start the session it watched again: it can start one of its own.
+  if (c.watching && r.action === 'stop' && r.offer === 'restart') return { ...r, offer: 'own' };
+  return r;
+}
+
+function decide(code: number, reason: string, c: CloseContext): AfterClose {
   const why = (fallback: string) => reason || fallback;
-  if (c.exit) return { action: 'stop', text: exitText(c.exit), offer: 'restart' };
+  const stop = (text: string, offer: Offer, forget = false): AfterClose => ({ action: 'stop', text, offer, forget });
+  if (c.exit) return stop(exitText(c.exit), 'restart', true);
+  if (c.opened === false && code === CloseCode.ABNORMAL) {
+    // Refused at the handshake (or no server at all): nothing was lost yet.
+    const refusal = c.refusal ?? { kind: 'unreachable', text: '' };
+    const routed = !!c.routed;
+    if (routed && refusal.kind !== 'unreachable' && (c.failingMs ?? 0) >= GIVE_UP_ROUTE_MS) {
+      if (c.watching) return stop("The server of the session you watched cannot be reached", 'retry');
+      return {
+        action: 'fresh',
+        delay: 0,
+        text: 'Starting a new session…',
+        notice: 'The server that ran your session cannot be reached; this is a new session.',
+      };
+    }
+    return { action: 'resume', delay: backoff(c.attempt, c.random), text: refusalText(refusal, routed) };
+  }
   switch (code) {
     case CloseCode.NORMAL:
-      return { action: 'stop', text: `Session ended: ${why('closed by the server')}`, offer: 'restart' };
+      return stop(`Session ended: ${why('closed by the server')}`, 'restart', true);
+    case CloseCode.GOING_AWAY:
+      // The server ended every session as it shut down (after the drain's NOTICE).
+      // The shell is gone; the screen stays, to copy from, until the person starts again.
+      return stop('Session ended: the server shut down', 'restart', true);
     case CloseCode.UNKNOWN_KEY:
-      if (c.watching) return { action: 'stop', text: 'The session to watch has ended or was never there', offer: 'restart' };
+      if (c.watching) return stop('The session to watch has ended or was never there', 'restart');
       return { action: 'fresh', delay: 0, text: 'Starting a new session…', notice: 'Your previous session had ended; this is a new one.' };
     case CloseCode.TAKEN_OVER:
-      return { action: 'stop', text: 'This session was opened in another tab or window', offer: 'takeback' };
+      return stop('This session was opened in another tab or window', 'takeback');
     case CloseCode.PROTOCOL_ERROR:
     case CloseCode.TOO_BIG:
-      return { action: 'stop', text: `Disconnected: ${why('protocol error')} (code ${code}; a bug in the page or server)`, offer: 'restart' };
+      return stop(`Disconnected: ${why('protocol error')} (code ${code}; a bug in the page or server)`, 'restart');
     case CloseCode.POLICY:
-      return { action: 'stop', text: `Not allowed: ${why('refused by the server')}`, offer: 'retry' };
+      if (/watch key cannot resume/i.test(reason)) return stop(`Not allowed: ${reason}`, 'restart', true);
+      if (c.watching && /too slow/i.test(reason)) {
+        return { action: 'resume', delay: backoff(c.attempt, c.random), text: 'Fell behind the session' };
+      }
+      if (/try again later/i.test(reason)) {
+        return { action: 'resume', delay: backoff(c.attempt + 1, c.random), text: `Refused: ${reason}` };
+      }
+      return stop(`Not allowed: ${why('refused by the server')}`, 'retry');
     case CloseCode.INTERNAL:
-      return { action: 'stop', text: `The server could not start the session: ${why('server error')}`, offer: 'retry' };
+      return stop(`The server could not start the session: ${why('server error')}`, 'retry');
     case CloseCode.TRY_AGAIN_LATER:
-      return { action: 'resume', delay: backoff(c.attempt + 1, c.random), text: 'The server is at capacity' };
-    case CloseCode.GOING_AWAY:
+      return { action: 'resume', delay: backoff(c.attempt + 1, c.random), text: 'Server full' };
     default: {
-      // The server restarting, a dropped network, a proxy's timeout: come back.
-      const text = code === CloseCode.GOING_AWAY ? 'The server is restarting' : 'Connection lost';
-      const delay = c.attempt === 0 && code !== CloseCode.GOING_AWAY ? 0 : backoff(c.attempt, c.random);
-      if (c.hasKey || c.watching) return { action: 'resume', delay, text };
+      // A dropped network, a proxy's timeout, a server that died: come back.
+      const delay = c.attempt === 0 ? 0 : backoff(c.attempt, c.random);
+      if (c.hasKey || c.watching) return { action: 'resume', delay, text: 'Connection lost' };
       // Without a resume key the shell cannot be found again: say so, and start anew.
-      return { action: 'fresh', delay, text, notice: 'The connection was lost and the session could not be resumed; this is a new one.' };
+      return { action: 'fresh', delay, text: 'Connection lost', notice: 'The connection was lost and the session could not be resumed; this is a new one.' };
     }
   }
 }

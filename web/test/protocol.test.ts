@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Client,
+  GIVE_UP_ROUTE_MS,
   MAX_INPUT_PAYLOAD,
   afterClose,
   backoff,
@@ -14,8 +15,11 @@ import {
   parseNotice,
   parseObject,
   parseSession,
+  readRefusal,
   resizeFrame,
+  wsURL,
   type CloseContext,
+  type Refusal,
 } from '../src/protocol';
 
 const enc = new TextEncoder();
@@ -98,6 +102,11 @@ test('server messages are read defensively', () => {
     idleTimeout: 900,
   });
   assert.deepEqual(parseSession(enc.encode('{"id":"abc","resume":7}')), { id: 'abc' });
+  // A watcher's SESSION: the terminal's size and the route, no keys.
+  assert.deepEqual(parseSession(enc.encode('{"id":"abc","columns":120,"rows":40,"route":"pg-a"}')), { id: 'abc', columns: 120, rows: 40, route: 'pg-a' });
+  assert.deepEqual(parseSession(enc.encode('{"id":"abc","columns":0,"rows":40}')), { id: 'abc' }, 'no size of zero');
+  assert.deepEqual(parseSession(enc.encode('{"id":"abc","columns":5000,"rows":40}')), { id: 'abc' }, 'no size beyond the limit');
+  assert.deepEqual(parseSession(enc.encode('{"id":"abc","columns":80}')), { id: 'abc' }, 'both or neither');
   assert.deepEqual(parseExit(enc.encode('{"code":0}')), { code: 0 });
   assert.deepEqual(parseExit(enc.encode('{"code":-1,"signal":"KILL","reason":"memory limit"}')), { code: -1, signal: 'KILL', reason: 'memory limit' });
   assert.deepEqual(parseExit(enc.encode('garbage')), { code: -1 });
@@ -123,32 +132,67 @@ test('backoff doubles from about a second to at most 30 s, with jitter', () => {
   for (let a = 0; a < 20; a++) assert.ok(backoff(a, 0.5) <= backoff(a + 1, 0.5));
 });
 
+test('the WebSocket address: relative to the page, with the route only when given', () => {
+  assert.equal(wsURL('http://h:8080/', ''), 'ws://h:8080/ws');
+  assert.equal(wsURL('https://h/play/?watch=k&route=x#y', 'pg-a'), 'wss://h/play/ws?route=pg-a');
+  assert.equal(wsURL('http://h/', 'a b&c'), 'ws://h/ws?route=a%20b%26c');
+});
+
+test('/readyz says why a handshake was refused', () => {
+  assert.deepEqual(readRefusal(503, 'at capacity: 1 sessions\n'), { kind: 'full', text: 'at capacity: 1 sessions' });
+  assert.deepEqual(readRefusal(503, 'draining: the server is shutting down\n'), { kind: 'draining', text: 'draining: the server is shutting down' });
+  assert.deepEqual(readRefusal(503, 'environment ubuntu: downloading 40%'), { kind: 'unready', text: 'environment ubuntu: downloading 40%' });
+  assert.equal(readRefusal(200, 'ready\n').kind, 'refused');
+  assert.equal(readRefusal(null, '').kind, 'unreachable');
+  assert.equal(readRefusal(502, '<html>bad gateway</html>').kind, 'unreachable', "a proxy's own error: no server behind it");
+});
+
 test('what the page does after each close code', () => {
   const base: CloseContext = { exit: null, hasKey: true, watching: false, attempt: 0, random: 1 };
-  const cases: { name: string; code: number; ctx?: Partial<CloseContext>; action: string; offer?: string; delay?: number }[] = [
-    { name: 'exit then 1000', code: 1000, ctx: { exit: { code: 0 } }, action: 'stop', offer: 'restart' },
-    { name: '1000 without exit (ended by a limit or an admin)', code: 1000, action: 'stop', offer: 'restart' },
-    { name: 'server restarting', code: 1001, action: 'resume', delay: 1000 },
-    { name: 'server restarting, third try', code: 1001, ctx: { attempt: 2 }, action: 'resume', delay: 4000 },
+  const full: Refusal = { kind: 'full', text: 'at capacity: 1 sessions' };
+  const down: Refusal = { kind: 'unreachable', text: '' };
+  const dead: Refusal = { kind: 'refused', text: '' };
+  const cases: { name: string; code: number; ctx?: Partial<CloseContext>; action: string; offer?: string; delay?: number; forget?: boolean; text?: RegExp }[] = [
+    { name: 'exit then 1000', code: 1000, ctx: { exit: { code: 0 } }, action: 'stop', offer: 'restart', forget: true },
+    { name: '1000 without exit (ended by a limit or an admin)', code: 1000, action: 'stop', offer: 'restart', forget: true },
+    { name: 'server shut down: the session is gone, the screen stays', code: 1001, action: 'stop', offer: 'restart', forget: true, text: /server shut down/ },
+    { name: 'a watcher after the exit: a session of its own', code: 1000, ctx: { exit: { code: 0 }, watching: true, hasKey: false }, action: 'stop', offer: 'own' },
     { name: 'network dropped: at once', code: 1006, action: 'resume', delay: 0 },
     { name: 'network dropped again: back off', code: 1006, ctx: { attempt: 1 }, action: 'resume', delay: 2000 },
     { name: 'dropped without a resume key: a new session', code: 1006, ctx: { hasKey: false }, action: 'fresh', delay: 0 },
     { name: 'protocol error is not retried', code: 1002, action: 'stop', offer: 'restart' },
     { name: 'too big is not retried', code: 1009, action: 'stop', offer: 'restart' },
-    { name: 'policy: wait for the person', code: 1008, action: 'stop', offer: 'retry' },
+    { name: 'policy: wait for the person', code: 1008, action: 'stop', offer: 'retry', forget: false },
     { name: 'start failed: wait for the person', code: 1011, action: 'stop', offer: 'retry' },
     { name: 'at capacity: retry later', code: 1013, action: 'resume', delay: 2000 },
     { name: 'resume key unknown: start fresh', code: 4404, action: 'fresh', delay: 0 },
-    { name: 'watch key unknown: stop', code: 4404, ctx: { watching: true, hasKey: false }, action: 'stop', offer: 'restart' },
+    { name: 'watch key unknown: stop, offer a session of its own', code: 4404, ctx: { watching: true, hasKey: false }, action: 'stop', offer: 'own' },
     { name: 'taken over: do not fight back', code: 4409, action: 'stop', offer: 'takeback' },
+    // Refused at the handshake (1006 before open): /readyz said why.
+    { name: 'full: retry, and say so', code: 1006, ctx: { opened: false, hasKey: false, refusal: full }, action: 'resume', delay: 1000, text: /^Server full$/ },
+    { name: 'full, fourth try: back off', code: 1006, ctx: { opened: false, hasKey: false, refusal: full, attempt: 3 }, action: 'resume', delay: 8000 },
+    { name: 'draining', code: 1006, ctx: { opened: false, hasKey: false, refusal: { kind: 'draining', text: 'draining' } }, action: 'resume', text: /shutting down/ },
+    { name: 'no server at all', code: 1006, ctx: { opened: false, hasKey: false, refusal: down }, action: 'resume', text: /Cannot reach/ },
+    { name: 'a routed resume refused: keep the key for a while', code: 1006, ctx: { opened: false, routed: true, refusal: dead, failingMs: GIVE_UP_ROUTE_MS - 1 }, action: 'resume', text: /session's server/ },
+    { name: 'a routed resume refused for long while the site answers: start fresh', code: 1006, ctx: { opened: false, routed: true, refusal: dead, failingMs: GIVE_UP_ROUTE_MS }, action: 'fresh', delay: 0 },
+    { name: 'a routed resume while the site is down: keep the key', code: 1006, ctx: { opened: false, routed: true, refusal: down, failingMs: 10 * GIVE_UP_ROUTE_MS }, action: 'resume' },
+    { name: 'a routed watch refused for long: stop', code: 1006, ctx: { opened: false, routed: true, watching: true, hasKey: false, refusal: dead, failingMs: GIVE_UP_ROUTE_MS }, action: 'stop', offer: 'retry' },
   ];
   for (const c of cases) {
     const got = afterClose(c.code, '', { ...base, ...c.ctx });
     assert.equal(got.action, c.action, c.name);
     if (c.offer !== undefined) assert.equal(got.action === 'stop' && got.offer, c.offer, c.name);
+    if (c.forget !== undefined) assert.equal(got.action === 'stop' && got.forget, c.forget, c.name);
     if (c.delay !== undefined) assert.equal(got.action !== 'stop' && got.delay, c.delay, c.name);
+    if (c.text !== undefined) assert.match(got.text, c.text, c.name);
     assert.ok(got.text.length > 0, `${c.name}: says something`);
   }
   const refused = afterClose(1008, 'authentication failed', base);
   assert.match(refused.text, /authentication failed/);
+  const watchAsResume = afterClose(1008, 'a watch key cannot resume a session', base);
+  assert.deepEqual(watchAsResume.action === 'stop' && [watchAsResume.offer, watchAsResume.forget], ['restart', true], 'a watch key used to resume: final, and forgotten');
+  const slowWatcher = afterClose(1008, 'too slow to follow the session', { ...base, watching: true, hasKey: false });
+  assert.equal(slowWatcher.action, 'resume', 'a watcher that fell behind follows again');
+  const rate = afterClose(1008, 'too many connections from your address, try again later', base);
+  assert.equal(rate.action, 'resume', 'a rate limit says try again later: the page does, later');
 });
