@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -157,10 +158,16 @@ func (s *Server) apiWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	key := ss.id + "." + ss.watch
 	ss.l().Info().Str("remote", r.RemoteAddr).Msg("watch key handed to an administrator")
+	// Behind a proxy that routes by route id (docs/DEPLOY.md), the page's
+	// watch connection must reach this server: the link carries its id.
+	path := "/?watch=" + url.QueryEscape(key)
+	if s.cfg.RouteID != "" {
+		path += "&route=" + url.QueryEscape(s.cfg.RouteID)
+	}
 	apiJSON(w, http.StatusOK, struct {
 		Watch string `json:"watch"`
 		Path  string `json:"path"`
-	}{key, "/?watch=" + key})
+	}{key, path})
 }
 
 func (s *Server) apiEnvs(w http.ResponseWriter, r *http.Request) {
