@@ -146,7 +146,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	// Drain: no new sessions, the open ones told and given the drain
 	// timeout to finish; a second signal ends them at once.
-	log.Info().Dur("drain_timeout", cfg.DrainTimeout).Int("sessions", srv.Sessions()).
+	log.Info().Float64("drain_timeout_ms", float64(cfg.DrainTimeout.Microseconds())/1000).Int("sessions", srv.Sessions()).
 		Msg("draining: no new sessions; open ones may finish (a second signal ends them now)")
 	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer dcancel()

@@ -92,7 +92,7 @@ func (c *Cache) download(ctx context.Context, url, want, part string, base Progr
 			return fmt.Errorf("download %s: %w", url, err)
 		}
 		wait := c.Backoff << attempt
-		c.Log.Warn().Err(err).Str("url", url).Int("attempt", attempt+1).Dur("retry_in", wait).Msg("download interrupted; resuming")
+		c.Log.Warn().Err(err).Str("url", url).Int("attempt", attempt+1).Float64("retry_in_ms", float64(wait.Microseconds())/1000).Msg("download interrupted; resuming")
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("download %s: %w", url, ctx.Err())
