@@ -466,6 +466,38 @@ func (c *Container) Resize(cols, rows uint16) error {
 	return ierr
 }
 
+// SignalForeground sends sig (SIGINT, SIGQUIT or SIGTSTP: what the keys
+// ^C, ^\ and ^Z send) to the foreground process group of the program's
+// terminal, as the line discipline does when it reads one of those keys:
+// ioctl TIOCSIG on the pty master. It reaches the program also when the
+// pty's input buffer is full (a program that does not read its input),
+// where a ^C written as input would wait behind the rest.
+func (c *Container) SignalForeground(sig syscall.Signal) error {
+	if c.master == nil {
+		return ErrNoTerminal
+	}
+	select {
+	case <-c.done:
+		return os.ErrProcessDone
+	default:
+	}
+	rc, err := c.master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetInt(int(fd), unix.TIOCSIG, int(sig))
+	})
+	if err != nil {
+		return err
+	}
+	if ierr != nil {
+		return fmt.Errorf("signal the terminal's foreground process group: %w", ierr)
+	}
+	return nil
+}
+
 // Signal sends sig to the program through init, which forwards it.
 func (c *Container) Signal(sig syscall.Signal) error {
 	select {
