@@ -74,6 +74,10 @@ type Cache struct {
 	Backoff time.Duration
 	// StallTimeout ends a download that receives nothing for so long: 60 s.
 	StallTimeout time.Duration
+	// ProbeTimeout bounds auto's check that the Ubuntu mirror can be
+	// reached before it downloads (DefaultProbeTimeout): offline, auto
+	// uses host after at most this long.
+	ProbeTimeout time.Duration
 	// Log gets what is worth a line: a fallback, a retry, what an unpack
 	// changed.
 	Log zerolog.Logger
@@ -126,6 +130,7 @@ func OpenCache(dir string, log zerolog.Logger) (*Cache, error) {
 		Retries:      3,
 		Backoff:      time.Second,
 		StallTimeout: 60 * time.Second,
+		ProbeTimeout: DefaultProbeTimeout,
 		Log:          log,
 	}
 	c.Limits = c.Limits.withDefaults()
