@@ -579,3 +579,41 @@ func TestServeAutoOffline(t *testing.T) {
 		t.Errorf("/api/envs: %+v", st)
 	}
 }
+
+// TestRunDefaultIsAuto: run's default environment is auto, as serve's:
+// offline it runs on the host with the warning, and where the mirror
+// answers it runs in the Ubuntu it downloaded.
+func TestRunDefaultIsAuto(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o711)
+	_ = os.Chmod(filepath.Dir(dir), 0o711)
+	t.Setenv("PLAYGROUND_STATE_DIR", filepath.Join(dir, "state"))
+	t.Setenv("PLAYGROUND_CACHE", filepath.Join(dir, "cache"))
+	t.Setenv("PLAYGROUND_ROOTFS", "")
+	run := func(args ...string) (string, string, error) {
+		var stdout, stderr bytes.Buffer
+		err := runMain(func() {}, args, strings.NewReader(""), &stdout, &stderr)
+		return stdout.String(), stderr.String(), err
+	}
+
+	pinUbuntu(t, "https://ubuntu-mirror.invalid/ubuntu-base-24.04.3-base.tar.gz", []byte("never fetched"))
+	out, errs, err := run("--", "sh", "-c", "test -d /usr/lib && echo on the host")
+	if err != nil || out != "on the host\n" {
+		t.Fatalf("offline: %v, stdout %q, stderr:\n%s", err, out, errs)
+	}
+	if !strings.Contains(errs, "playground rootfs pull ubuntu") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Errorf("offline: want one warning line that says how to get Ubuntu, got:\n%s", errs)
+	}
+
+	m := &ubuntuMirror{data: fakeUbuntu(t)}
+	mirror := httptest.NewServer(m)
+	defer mirror.Close()
+	pinUbuntu(t, mirror.URL+"/ubuntu-base-24.04.3-base.tar.gz", m.data)
+	out, errs, err = run("--", "cat", "/etc/os-release")
+	if err != nil || !strings.Contains(out, `PRETTY_NAME="Ubuntu 24.04.3 LTS"`) {
+		t.Fatalf("online: %v, stdout %q, stderr:\n%s", err, out, errs)
+	}
+	if n := m.requests.Load(); n != 1 {
+		t.Errorf("mirror requests: %d, want 1", n)
+	}
+}

@@ -16,10 +16,10 @@ import (
 )
 
 // runDefaultRootfs is run's root file system when neither --rootfs nor
-// PLAYGROUND_ROOTFS names one: "host", as serve's default is. When serve's
-// default becomes "auto" (the cached Ubuntu, else a download, else host),
-// flip this with it.
-const runDefaultRootfs = runtime.HostRootfs
+// PLAYGROUND_ROOTFS names one: "auto", as serve's default is: the cached
+// Ubuntu, else Ubuntu downloaded now, else (offline) the host's /usr with
+// a warning that says how to get Ubuntu.
+const runDefaultRootfs = "auto"
 
 // runStopTimeout is how long a program gets to end after SIGINT, SIGTERM
 // or SIGHUP before run ends its container: docker stop's 10 seconds.
@@ -46,12 +46,15 @@ interactive shell that ignores SIGTERM 10 s later. When playground run is
 killed, its container ends with it.
 
 --rootfs takes any environment source (see 'playground rootfs --help'):
-host, ubuntu, ubuntu:22.04, docker://REF, a directory, an archive, auto. A
-source that needs the cache is prepared there once (downloaded, verified,
-unpacked, with a progress bar) and its image config (environment, working
-directory, user, shell) applied; host and a directory need no cache.
-PLAYGROUND_ROOTFS, PLAYGROUND_CACHE and PLAYGROUND_STATE_DIR set the
-defaults of --rootfs, --cache and --state-dir.
+auto (the default), ubuntu, ubuntu:22.04, docker://REF, a directory, an
+archive, host. A source that needs the cache is prepared there once
+(downloaded, verified, unpacked, with a progress bar) and its image config
+(environment, working directory, user, shell) applied; host and a
+directory need no cache. auto is the cached Ubuntu, else Ubuntu downloaded
+now, else, offline, host with a warning that says how to get Ubuntu.
+PLAYGROUND_ROOTFS (its first source, when it lists several for serve),
+PLAYGROUND_CACHE and PLAYGROUND_STATE_DIR set the defaults of --rootfs,
+--cache and --state-dir.
 
 Flags:
 `
@@ -79,16 +82,19 @@ func defaultRunConfig() runConfig {
 		Limits:      defaultLimitsConfig(),
 		StopTimeout: runStopTimeout,
 	}
-	for name, dst := range map[string]*string{"PLAYGROUND_ROOTFS": &c.Rootfs, "PLAYGROUND_STATE_DIR": &c.StateDir} {
-		if v := getenv(name); v != "" {
-			*dst = v
-		}
+	// PLAYGROUND_ROOTFS is serve's list of environments: run takes the
+	// first, the default.
+	if v, _, _ := strings.Cut(getenv("PLAYGROUND_ROOTFS"), ","); strings.TrimSpace(v) != "" {
+		c.Rootfs = strings.TrimSpace(v)
+	}
+	if v := getenv("PLAYGROUND_STATE_DIR"); v != "" {
+		c.StateDir = v
 	}
 	return c
 }
 
 func (c *runConfig) bind(fs *flag.FlagSet) {
-	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system: an environment `SOURCE` (host, ubuntu, docker://REF, a directory or archive, auto)")
+	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system: an environment `SOURCE` (auto, ubuntu, docker://REF, a directory or archive, host)")
 	fs.StringVar(&c.Cache, "cache", c.Cache, "cache `directory` of environments, for sources that need one")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the container's mount point")
 	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "hostname inside the container")
