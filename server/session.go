@@ -71,6 +71,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	input  inputQueue
+	ahead  typeahead // holds the first input until the program has set up its terminal
 	flow   flowGate
 	screen *termState
 
@@ -593,6 +594,7 @@ func (ss *session) kickInput() {
 // on, and a full queue refuses input with a NOTICE. It returns when the
 // queue is empty.
 func (ss *session) writeInput(term Terminal) {
+	ss.waitTypeahead(term)
 	for {
 		p := ss.input.popOrRelease()
 		if p == nil {
@@ -621,6 +623,9 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	}
 	ss.lastInput.Store(time.Now().UnixNano())
 	interrupt := bytes.IndexByte(p, 0x03) >= 0 // Ctrl-C: VINTR
+	if interrupt {
+		ss.ahead.release() // typeahead held for the terminal's setup goes now
+	}
 	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
 		// behind it would wait as long. Ask the terminal to signal the
