@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,6 +236,19 @@ func (c *Container) start(spec Spec) error {
 		}
 		defer unix.Close(fd)
 		cfg.MappedLower = true
+		send = append(send, fd)
+	} else if plan.sub != nil && spec.Rootfs != HostRootfs {
+		// Init runs as the slice's root, which may not reach the rootfs
+		// by its path: a tree in the server's 0700 cache. The parent can,
+		// and hands it over opened, through init's root so that it is a
+		// path of init's mount namespace (overlayfs takes no layer of
+		// another namespace).
+		fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/root"+plan.lower, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		defer unix.Close(fd)
+		cfg.LowerFD = true
 		send = append(send, fd)
 	}
 	if err := c.sync.send(cfg, send...); err != nil {

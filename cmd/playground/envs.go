@@ -230,4 +230,5 @@ func useSubIDs(c *image.Cache, h *runtime.Host) {
 	if h == nil || h.SubIDs() == nil {
 		return
 	}
+	c.UseSubIDs(h.SubIDs())
 }

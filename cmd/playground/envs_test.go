@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -119,7 +121,7 @@ type liveServer struct {
 // unless cfg says so, until the test ends.
 func serveEnvs(t *testing.T, setup func(cfg *serveConfig)) *liveServer {
 	t.Helper()
-	dir := t.TempDir()
+	dir := subIDTempDir(t)
 	// Container root, another uid than ours (a pool range, subordinate
 	// ids), must reach its mount point in the state dir.
 	_ = os.Chmod(dir, 0o711)
@@ -173,6 +175,25 @@ func serveEnvs(t *testing.T, setup func(cfg *serveConfig)) *liveServer {
 			t.Fatalf("serve did not start:\n%s", logs)
 		}
 	}
+}
+
+// subIDTempDir is t.TempDir, which an ordinary user's server may fill
+// with trees of its subordinate ids (the cache's, the prepared host root
+// in the state dir): those are removed through the ids at the end, as the
+// user cannot remove them itself.
+func subIDTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if os.Getuid() != 0 {
+		if s, err := runtime.LookupSubIDs(); err == nil {
+			t.Cleanup(func() {
+				if err := s.RemoveTree(dir); err != nil {
+					t.Errorf("remove %s through the subordinate ids: %v", dir, err)
+				}
+			})
+		}
+	}
+	return dir
 }
 
 // get fetches path; it returns the status and body.
@@ -485,7 +506,7 @@ func TestServeWaitsForUbuntu(t *testing.T) {
 	release := sync.OnceFunc(func() { close(m.hold) })
 	defer release()
 	pinUbuntu(t, mirror.URL+"/ubuntu-base-24.04.3-base.tar.gz", m.data)
-	cache := filepath.Join(t.TempDir(), "cache")
+	cache := filepath.Join(subIDTempDir(t), "cache")
 	s := serveEnvs(t, func(cfg *serveConfig) {
 		cfg.Rootfs = sourceList{list: []string{"auto"}}
 		cfg.Cache = cache
@@ -584,7 +605,7 @@ func TestServeAutoOffline(t *testing.T) {
 // offline it runs on the host with the warning, and where the mirror
 // answers it runs in the Ubuntu it downloaded.
 func TestRunDefaultIsAuto(t *testing.T) {
-	dir := t.TempDir()
+	dir := subIDTempDir(t)
 	_ = os.Chmod(dir, 0o711)
 	_ = os.Chmod(filepath.Dir(dir), 0o711)
 	t.Setenv("PLAYGROUND_STATE_DIR", filepath.Join(dir, "state"))
@@ -617,3 +638,79 @@ func TestRunDefaultIsAuto(t *testing.T) {
 		t.Errorf("mirror requests: %d, want 1", n)
 	}
 }
+
+// TestServeDebianKeepsOwners: a real Debian rootfs (debootstrap minbase,
+// .tar.zst) served as an environment keeps its archive's owners inside
+// the session where the server has an id range: as root (the pool and an
+// id-mapped mount), and as an ordinary user with /etc/subuid (the cache
+// unpacks through the subordinate ids). shadow, utmp and mail groups and
+// setuid and setgid bits are there; apt drops to _apt for a local
+// repository's update, with no apt-as-root setting in the tree; and
+// dpkg -i installs a package (built in the session with dpkg-deb: no
+// Debian mirror is reachable here to apt-get download one).
+func TestServeDebianKeepsOwners(t *testing.T) {
+	if testing.Short() {
+		t.Skip("unpacks a 200 MB rootfs")
+	}
+	tarball := testenv.DebianTarball(t)
+	if os.Getuid() != 0 {
+		if _, err := runtime.LookupSubIDs(); err != nil {
+			testenv.Skipf(t, "an ordinary user without subordinate ids has no id range: %v", err)
+		}
+	}
+	s := serveEnvs(t, func(cfg *serveConfig) { cfg.Rootfs = sourceList{list: []string{"debian=" + tarball}} })
+	s.waitReady(t, 5*time.Minute)
+	if m := s.logs.find("environment ready"); m != nil {
+		t.Logf("ready: %v", m)
+	}
+
+	const script = `set -e
+stat -c '%n %U:%G %a' /etc/shadow /usr/bin/chage /var/mail /var/log/wtmp /usr/bin/passwd
+echo "uid_map $(cat /proc/self/uid_map)"
+test -e /etc/apt/apt.conf.d/99playground-sandbox && echo "apt setting present" || echo "no apt setting"
+mkdir -p /tmp/repo /tmp/parts && : > /tmp/repo/Packages
+echo 'deb [trusted=yes] file:/tmp/repo ./' > /tmp/parts/local.list
+apt-get -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/tmp/parts update >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; exit 1; }
+echo "apt partial $(stat -c %U /var/lib/apt/lists/partial)"
+mkdir -p /tmp/pkg/DEBIAN /tmp/pkg/usr/share/hello-playground
+printf 'Package: hello-playground\nVersion: 1.0\nArchitecture: all\nMaintainer: test <test@example.org>\nDescription: a test package\n' > /tmp/pkg/DEBIAN/control
+echo hello > /tmp/pkg/usr/share/hello-playground/greeting
+dpkg-deb --root-owner-group --build /tmp/pkg /tmp/hello.deb >/dev/null
+dpkg -i /tmp/hello.deb >/tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; exit 1; }
+dpkg -s hello-playground | grep Status
+echo "script done"
+`
+	c := s.open(t, "")
+	c.input("bash -c \"$(echo " + base64Std(script) + " | base64 -d)\"; echo exit-$?\r")
+	c.waitFor("the script's end", 3*time.Minute, func(out string, _ []string) bool {
+		return strings.Contains(out, "script done") || regexpExit.MatchString(out)
+	})
+	c.mu.Lock()
+	out := strings.ReplaceAll(c.out.String(), "\r\n", "\n")
+	c.mu.Unlock()
+	for _, want := range []string{
+		"/etc/shadow root:shadow 640\n",
+		"/usr/bin/chage root:shadow 2755\n",
+		"/var/mail root:mail 2775\n",
+		"/var/log/wtmp root:utmp 664\n",
+		"/usr/bin/passwd root:root 4755\n",
+		"no apt setting\n",
+		"apt partial _apt\n",
+		"Status: install ok installed\n",
+		"script done\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q in the session's output:\n%s", want, out)
+		}
+	}
+	if m := regexpUIDMap.FindStringSubmatch(out); m == nil || m[1] != "65536" {
+		t.Errorf("the session's uid map is not a 65536-id range:\n%s", out)
+	}
+}
+
+var (
+	regexpExit   = regexp.MustCompile(`exit-[1-9][0-9]*`)
+	regexpUIDMap = regexp.MustCompile(`uid_map +0 +[0-9]+ +([0-9]+)`)
+)
+
+func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

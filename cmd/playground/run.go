@@ -192,7 +192,20 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	defer sigs.stop()
 	stopSignals()
 
-	img, err := prepareRootfs(sigs.ctx, &cfg, src, stderr)
+	// What a killed earlier run or server left: their mount points.
+	if _, err := runtime.CleanStateDir(cfg.StateDir); err != nil {
+		fmt.Fprintln(stderr, "playground: clean state dir:", err)
+	}
+	// The host first: whether containers map subordinate ids decides how
+	// the cache unpacks an archive.
+	limited := runtime.Spec{StateDir: cfg.StateDir}
+	host, err := withLimits(&limited, cfg.Limits, 1, nil)
+	if err != nil {
+		return err
+	}
+	defer host.Close() // after the container: removes its parent cgroup
+
+	img, err := prepareRootfs(sigs.ctx, &cfg, src, host, stderr)
 	if sig := sigs.ending(); sig != 0 {
 		// Asked to end before the program started: nothing is started.
 		_ = img.Close() // nil-safe
@@ -203,16 +216,7 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	}
 	defer img.Close()
 	spec := cfg.spec(img, fs.Args())
-
-	// What a killed earlier run or server left: their mount points.
-	if _, err := runtime.CleanStateDir(spec.StateDir); err != nil {
-		fmt.Fprintln(stderr, "playground: clean state dir:", err)
-	}
-	host, err := withLimits(&spec, cfg.Limits, 1, nil)
-	if err != nil {
-		return err
-	}
-	defer host.Close() // after the container: removes its parent cgroup
+	spec.Host, spec.Limits, spec.Net = limited.Host, limited.Limits, limited.Net
 	var c *runtime.Container
 	if tty {
 		c, err = runOnTerminal(sigs, spec, in, out)
@@ -424,7 +428,7 @@ func sameFile(a, b *os.File) bool {
 // prepareRootfs turns --rootfs into a root file system and its image
 // config. host and a directory need nothing prepared, and no cache:
 // nothing is written for them.
-func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, stderr io.Writer) (*image.Image, error) {
+func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, host *runtime.Host, stderr io.Writer) (*image.Image, error) {
 	switch src.Kind {
 	case image.KindHost:
 		return &image.Image{Name: src.Name, Source: src, Dir: runtime.HostRootfs}, nil
@@ -440,6 +444,7 @@ func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, stderr
 	if err != nil {
 		return nil, err
 	}
+	useSubIDs(cache, host)
 	rep := image.NewReporter(stderr, writerIsTerminal(stderr), log, 2*time.Second)
 	defer rep.Close()
 	return cache.Prepare(ctx, src, quietProgress(rep.Report))
@@ -464,6 +469,14 @@ func quietProgress(report image.ProgressFunc) image.ProgressFunc {
 		}
 		report(p)
 	}
+}
+
+// defaultStateDir is PLAYGROUND_STATE_DIR, else the runtime's default.
+func defaultStateDir() string {
+	if d := getenv("PLAYGROUND_STATE_DIR"); d != "" {
+		return d
+	}
+	return runtime.DefaultStateDir()
 }
 
 // defaultCacheDir is PLAYGROUND_CACHE, else the image package's default
