@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,6 +236,19 @@ func (c *Container) start(spec Spec) error {
 		}
 		defer unix.Close(fd)
 		cfg.MappedLower = true
+		send = append(send, fd)
+	} else if plan.sub != nil && spec.Rootfs != HostRootfs {
+		// Init runs as the slice's root, which may not reach the rootfs
+		// by its path: a tree in the server's 0700 cache. The parent can,
+		// and hands it over opened, through init's root so that it is a
+		// path of init's mount namespace (overlayfs takes no layer of
+		// another namespace).
+		fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/root"+plan.lower, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		defer unix.Close(fd)
+		cfg.LowerFD = true
 		send = append(send, fd)
 	}
 	if err := c.sync.send(cfg, send...); err != nil {
@@ -464,6 +478,38 @@ func (c *Container) Resize(cols, rows uint16) error {
 		return err
 	}
 	return ierr
+}
+
+// SignalForeground sends sig (SIGINT, SIGQUIT or SIGTSTP: what the keys
+// ^C, ^\ and ^Z send) to the foreground process group of the program's
+// terminal, as the line discipline does when it reads one of those keys:
+// ioctl TIOCSIG on the pty master. It reaches the program also when the
+// pty's input buffer is full (a program that does not read its input),
+// where a ^C written as input would wait behind the rest.
+func (c *Container) SignalForeground(sig syscall.Signal) error {
+	if c.master == nil {
+		return ErrNoTerminal
+	}
+	select {
+	case <-c.done:
+		return os.ErrProcessDone
+	default:
+	}
+	rc, err := c.master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetInt(int(fd), unix.TIOCSIG, int(sig))
+	})
+	if err != nil {
+		return err
+	}
+	if ierr != nil {
+		return fmt.Errorf("signal the terminal's foreground process group: %w", ierr)
+	}
+	return nil
 }
 
 // Signal sends sig to the program through init, which forwards it.

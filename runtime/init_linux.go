@@ -93,7 +93,7 @@ func initMain() int {
 		return 1
 	}
 	lower := -1
-	if cfg.MappedLower && len(fds) == 1 {
+	if (cfg.MappedLower || cfg.LowerFD) && len(fds) == 1 {
 		lower = fds[0]
 	} else {
 		closeFds(fds)

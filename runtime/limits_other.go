@@ -123,3 +123,9 @@ func (h *Host) Cgroups() *Cgroups   { return nil }
 func (h *Host) SubIDs() *SubIDs     { return nil }
 func (h *Host) ModeLines() []string { return nil }
 func (h *Host) Close() error        { return nil }
+
+// OwnTree fails: subordinate ids need Linux.
+func (s *SubIDs) OwnTree(string, []TreeOwner) error { return ErrUnsupported }
+
+// RemoveTree fails: subordinate ids need Linux.
+func (s *SubIDs) RemoveTree(string) error { return ErrUnsupported }

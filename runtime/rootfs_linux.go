@@ -56,7 +56,12 @@ func buildRoot(cfg *initConfig, lower int) error {
 	root := filepath.Join(mp, "root")
 	{
 		lowerDir := "lower"
-		if lower >= 0 {
+		if lower >= 0 && cfg.LowerFD {
+			// The rootfs, opened by the parent: "/proc/self/fd/N" is all
+			// mountinfo shows.
+			defer unix.Close(lower)
+			lowerDir = "/proc/self/fd/" + strconv.Itoa(lower)
+		} else if lower >= 0 {
 			err := unix.MoveMount(lower, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH)
 			_ = unix.Close(lower)
 			if err := step("attach id-mapped rootfs", err); err != nil {

@@ -25,13 +25,14 @@ func DefaultStateDir() string { return "" }
 // CleanStateDir has nothing to clean on this system.
 func CleanStateDir(string) (int, error) { return 0, nil }
 
-func (c *Container) ID() string                      { return "" }
-func (c *Container) Pid() int                        { return 0 }
-func (c *Container) Read([]byte) (int, error)        { return 0, io.EOF }
-func (c *Container) Write([]byte) (int, error)       { return 0, ErrUnsupported }
-func (c *Container) Resize(cols, rows uint16) error  { return ErrUnsupported }
-func (c *Container) Signal(sig syscall.Signal) error { return ErrUnsupported }
-func (c *Container) Wait() (ExitStatus, error)       { return ExitStatus{}, ErrUnsupported }
-func (c *Container) Done() <-chan struct{}           { ch := make(chan struct{}); close(ch); return ch }
-func (c *Container) Close() error                    { return nil }
-func (c *Container) Stats() (Stats, error)           { return Stats{}, ErrUnsupported }
+func (c *Container) ID() string                            { return "" }
+func (c *Container) Pid() int                              { return 0 }
+func (c *Container) Read([]byte) (int, error)              { return 0, io.EOF }
+func (c *Container) Write([]byte) (int, error)             { return 0, ErrUnsupported }
+func (c *Container) Resize(cols, rows uint16) error        { return ErrUnsupported }
+func (c *Container) Signal(sig syscall.Signal) error       { return ErrUnsupported }
+func (c *Container) SignalForeground(syscall.Signal) error { return ErrUnsupported }
+func (c *Container) Wait() (ExitStatus, error)             { return ExitStatus{}, ErrUnsupported }
+func (c *Container) Done() <-chan struct{}                 { ch := make(chan struct{}); close(ch); return ch }
+func (c *Container) Close() error                          { return nil }
+func (c *Container) Stats() (Stats, error)                 { return Stats{}, ErrUnsupported }

@@ -35,12 +35,13 @@ type shifter struct {
 
 // chown gives every file of dir to the slice's root (container ids 0:0),
 // keeping setuid and setgid bits, which a chown clears.
-func (s *shifter) chown(dir string) error { return s.run("chown", dir) }
+func (s *shifter) chown(dir string) error { return s.run("chown", dir, nil) }
 
 // remove removes dir, a tree the slice's ids own.
-func (s *shifter) remove(dir string) error { return s.run("remove", dir) }
+func (s *shifter) remove(dir string) error { return s.run("remove", dir, nil) }
 
-func (s *shifter) run(op, dir string) error {
+// run runs op on dir in the helper, which reads input after the go-ahead.
+func (s *shifter) run(op, dir string, input []byte) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -66,7 +67,7 @@ func (s *shifter) run(op, dir string) error {
 	}
 	err = s.ids.MapForUnpack(cmd.Process.Pid)
 	if err == nil {
-		_, err = in.Write([]byte("mapped\n"))
+		_, err = in.Write(append([]byte("mapped\n"), input...))
 	}
 	_ = in.Close() // without the go-ahead, it exits
 	if werr := cmd.Wait(); err == nil && werr != nil {
@@ -84,13 +85,16 @@ func idsMain(args []string) int {
 		fmt.Fprintln(os.Stderr, idsArg0+": internal helper of the playground runtime; not for direct use")
 		return 2
 	}
-	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "mapped\n" {
+	in := bufio.NewReader(os.Stdin)
+	if line, err := in.ReadString('\n'); err != nil || line != "mapped\n" {
 		return 1 // the parent could not map us
 	}
 	var err error
 	switch args[0] {
 	case "chown":
 		err = chownTree(args[1])
+	case "own":
+		err = ownTree(args[1], in) // subid_tree_linux.go
 	case "remove":
 		err = os.RemoveAll(args[1])
 	default:

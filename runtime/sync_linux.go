@@ -31,6 +31,7 @@ type initConfig struct {
 	ResolvConf  string   `json:"resolvConf"`  // contents for /etc/resolv.conf
 	IDRange     bool     `json:"idRange"`     // a full 65536-id range is mapped, not just root
 	MappedLower bool     `json:"mappedLower"` // an id-mapped mount of Rootfs (or HostLower) comes with this message
+	LowerFD     bool     `json:"lowerFD"`     // an O_PATH fd of Rootfs comes with this message: a path init may not reach
 	HostLower   string   `json:"hostLower"`   // for HostRootfs: the prepared lower layer (preparedHostRoot)
 	Check       bool     `json:"check"`       // stop once the program is found; report "checked"
 	Stdio       bool     `json:"stdio"`       // Spec.Stdio: a stdioMessage with the program's files follows

@@ -23,7 +23,7 @@ import (
 //	DELETE /api/sessions/{id}          end it; {"reason": "..."} is shown to its user
 //	POST   /api/sessions/{id}/end      the same, for clients without DELETE
 //	GET    /api/sessions/{id}/watch    its watch key, and the page's path to watch it
-//	GET    /api/envs                   the environments offered, the first the default
+//	GET    /api/envs                   the environments offered, the first the default, and where each is (ready, preparing, failed)
 func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/sessions", s.admin(s.apiList))
 	mux.HandleFunc("GET /api/sessions/{id}", s.admin(s.apiGet))
@@ -179,10 +179,26 @@ func (s *Server) apiEnvs(w http.ResponseWriter, r *http.Request) {
 	if envs == nil {
 		envs = []string{}
 	}
+	var states []EnvStatus
+	if s.envState != nil {
+		states = s.envState()
+	}
 	apiJSON(w, http.StatusOK, struct {
-		Envs    []string `json:"envs"`
-		Default string   `json:"default"`
-	}{envs, s.defaultEnv()})
+		Envs         []string    `json:"envs"`
+		Default      string      `json:"default"`
+		Environments []EnvStatus `json:"environments,omitempty"`
+	}{envs, s.defaultEnv(), states})
+}
+
+// EnvStatus is an environment as /api/envs shows it.
+type EnvStatus struct {
+	Name   string `json:"name"`
+	Source string `json:"source,omitempty"` // what it is prepared from: "ubuntu:24.04", "host"
+	State  string `json:"state"`            // "ready", "preparing" or "failed"
+	// Detail is the progress while preparing ("downloading 12.0 MiB of
+	// 29.6 MiB (40%)"), what it stands in for when ready, or that it
+	// failed (why is in the server's log).
+	Detail string `json:"detail,omitempty"`
 }
 
 // info is the session as the admin API shows it.

@@ -269,7 +269,7 @@ func (c *wsConn) writeLoop() {
 			idle := time.Since(time.Unix(0, c.heard.Load()))
 			quiet := time.Since(time.Unix(0, c.wrote.Load()))
 			if idle > 2*cfg.PingInterval && quiet > 2*cfg.PingInterval && len(c.data) == 0 {
-				c.logger().Info().Dur("silent", idle).Msg("client gone: no answer to pings")
+				c.logger().Info().Float64("silent_ms", ms(idle)).Msg("client gone: no answer to pings")
 				c.end(0, "", "client gone", false)
 				continue
 			}
@@ -313,7 +313,7 @@ func (c *wsConn) writeFailed(err error) {
 		// Ending already.
 	case isTimeout(err):
 		if !c.isEnded() {
-			c.logger().Info().Dur("timeout", c.srv.cfg.WriteTimeout).Msg("client too slow")
+			c.logger().Info().Float64("timeout_ms", ms(c.srv.cfg.WriteTimeout)).Msg("client too slow")
 		}
 		c.end(0, "", "client too slow", false) // the writer is broken: no close frame can follow
 	default:

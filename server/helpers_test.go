@@ -532,6 +532,15 @@ func (t *recordedTerminal) SignalForeground(sig syscall.Signal) error {
 	return errors.ErrUnsupported
 }
 
+// EchoesInput passes the wrapped terminal's on (the typeahead hold asks
+// it); a terminal without it is never held.
+func (t *recordedTerminal) EchoesInput() (bool, error) {
+	if e, ok := t.Terminal.(echoer); ok {
+		return e.EchoesInput()
+	}
+	return false, errors.ErrUnsupported
+}
+
 func (t *recordedTerminal) Close() error {
 	t.closed.Store(true)
 	return t.Terminal.Close()

@@ -32,7 +32,7 @@ func logRequests(log zerolog.Logger, next http.Handler) http.Handler {
 			Str("path", r.URL.Path).
 			Int("status", status).
 			Int64("bytes", rec.bytes).
-			Dur("duration", time.Since(start)).
+			Float64("duration_ms", ms(time.Since(start))).
 			Str("remote", r.RemoteAddr).
 			Msg("http request")
 	})

@@ -169,7 +169,7 @@ func (p *Pool) fill() {
 				return
 			}
 			if err != nil {
-				p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("warm start failed")
+				p.log.Warn().Err(err).Float64("retry_in_ms", ms(backoff)).Msg("warm start failed")
 				select {
 				case <-time.After(backoff):
 				case <-p.ctx.Done():

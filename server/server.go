@@ -53,6 +53,9 @@ type Deps struct {
 	// Ready adds to /readyz: a non-nil error ("environment ubuntu:
 	// downloading 40%") makes it 503 with the error's text. Optional.
 	Ready func() error
+	// EnvStatus says where each of Envs is, for /api/envs: ready,
+	// preparing (with its progress) or failed. Optional.
+	EnvStatus func() []EnvStatus
 }
 
 // Server serves the playground. It is an http.Handler; run it under an
@@ -66,6 +69,7 @@ type Server struct {
 	pool     *Pool
 	envs     []string
 	ready    func() error
+	envState func() []EnvStatus
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	origins  originPolicy
@@ -126,6 +130,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		pool:     deps.Pool,
 		envs:     slices.Clone(deps.Envs),
 		ready:    deps.Ready,
+		envState: deps.EnvStatus,
 		origins:  origins,
 		hosts:    newHostPolicy(cfg.AllowedHosts),
 		auth:     newAuth(cfg, trusted),

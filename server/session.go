@@ -71,6 +71,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	input  inputQueue
+	ahead  typeahead // holds the first input until the program has set up its terminal
 	flow   flowGate
 	screen *termState
 
@@ -216,7 +217,7 @@ func (ss *session) start(req StartRequest) Terminal {
 		ss.l().Info().Err(err).Float64("spawn_ms", ms(spawn)).Msg("start abandoned")
 		return nil
 	case errors.Is(err, errStartTimeout) || errors.Is(context.Cause(ctx), errStartTimeout):
-		ss.l().Error().Dur("timeout", cfg.StartTimeout).Msg("start timed out")
+		ss.l().Error().Float64("timeout_ms", ms(cfg.StartTimeout)).Msg("start timed out")
 		ss.srv.metrics.startFailures.Inc()
 		ss.endWith(&endCause{reason: "start timeout", code: websocket.CloseInternalServerErr, text: "the terminal took too long to start"})
 		return nil
@@ -349,7 +350,7 @@ func (ss *session) limitTimer(d time.Duration, since func() time.Time, reason, w
 			}
 			t.Reset(from.Add(d).Sub(now))
 		default:
-			ss.l().Info().Dur("limit", d).Msg(reason)
+			ss.l().Info().Float64("limit_ms", ms(d)).Msg(reason)
 			ss.srv.metrics.limitEnds.WithLabelValues(reason).Inc()
 			ss.endWith(&endCause{
 				reason:     reason,
@@ -593,6 +594,7 @@ func (ss *session) kickInput() {
 // on, and a full queue refuses input with a NOTICE. It returns when the
 // queue is empty.
 func (ss *session) writeInput(term Terminal) {
+	ss.waitTypeahead(term)
 	for {
 		p := ss.input.popOrRelease()
 		if p == nil {
@@ -621,6 +623,9 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	}
 	ss.lastInput.Store(time.Now().UnixNano())
 	interrupt := bytes.IndexByte(p, 0x03) >= 0 // Ctrl-C: VINTR
+	if interrupt {
+		ss.ahead.release() // typeahead held for the terminal's setup goes now
+	}
 	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
 		// behind it would wait as long. Ask the terminal to signal the
@@ -771,14 +776,14 @@ func (ss *session) detach(c *wsConn) {
 			still := !ss.detached.IsZero()
 			ss.mu.Unlock()
 			if still {
-				ss.l().Info().Dur("grace", grace).Msg("reconnect grace expired")
+				ss.l().Info().Float64("grace_ms", ms(grace)).Msg("reconnect grace expired")
 				ss.endWith(&endCause{reason: "reconnect grace expired", notice: "session ended: its client did not come back",
 					exitReason: "reconnect grace expired", code: websocket.CloseNormalClosure, text: "reconnect grace expired"})
 			}
 		})
 		ss.mu.Unlock()
 		ss.screen.kick()
-		ss.l().Info().Str("why", why).Dur("grace", grace).Msg("session detached")
+		ss.l().Info().Str("why", why).Float64("grace_ms", ms(grace)).Msg("session detached")
 	}
 }
 

@@ -640,7 +640,7 @@ func TestSessionLog(t *testing.T) {
 	for _, e := range requests {
 		switch e["path"] {
 		case "/ws":
-			sawWS = sawWS || (e["status"] == 101.0 && e["method"] == "GET" && e["duration"] != nil && e["remote"] != nil)
+			sawWS = sawWS || (e["status"] == 101.0 && e["method"] == "GET" && e["duration_ms"] != nil && e["remote"] != nil)
 		case "/healthz":
 			sawHealthz = sawHealthz || e["status"] == 200.0
 		}

@@ -294,7 +294,7 @@ func (st *termState) snapshot() (out []byte) {
 			st.dropLocked(st.n)
 			st.gap = true
 			st.rmu.Unlock()
-			st.log().Warn().Dur("budget", snapshotBudget).Msg("terminal state: catching up took too long; output skipped")
+			st.log().Warn().Float64("budget_ms", ms(snapshotBudget)).Msg("terminal state: catching up took too long; output skipped")
 		}
 	}
 	defer func() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/guntainer/playground/runtime"
+	"github.com/guntainer/playground/runtime/image"
 	"github.com/guntainer/playground/server"
 )
 
@@ -15,7 +17,8 @@ import (
 // PLAYGROUND_* environment variables (read here and only here), then flags.
 type serveConfig struct {
 	Listen       string
-	Rootfs       string
+	Rootfs       sourceList // the environments, the first the default
+	Cache        string     // the cache of prepared environments
 	Hostname     string
 	LogFormat    string
 	LogLevel     string
@@ -47,7 +50,8 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	return serveConfig{
 		Listen:       "127.0.0.1:8080",
-		Rootfs:       runtime.HostRootfs,
+		Rootfs:       sourceList{list: []string{"auto"}},
+		Cache:        defaultCacheDir(),
 		Hostname:     "playground",
 		LogFormat:    logAuto,
 		LogLevel:     "info",
@@ -86,7 +90,15 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 		}
 	}
 	str("PLAYGROUND_LISTEN", &c.Listen)
-	str("PLAYGROUND_ROOTFS", &c.Rootfs)
+	if v := getenv("PLAYGROUND_ROOTFS"); v != "" {
+		c.Rootfs = sourceList{}
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Rootfs.list = append(c.Rootfs.list, s)
+			}
+		}
+	}
+	str("PLAYGROUND_CACHE", &c.Cache)
 	str("PLAYGROUND_HOSTNAME", &c.Hostname)
 	str("PLAYGROUND_LOG_FORMAT", &c.LogFormat)
 	str("PLAYGROUND_LOG_LEVEL", &c.LogLevel)
@@ -152,7 +164,8 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 
 func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "`address` to serve HTTP on")
-	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system of the containers: `DIR` (an unpacked tree) or \"host\" (the host's /usr, /bin, /lib read-only)")
+	fs.Var(&c.Rootfs, "rootfs", "an environment (root file system) to offer: `[NAME=]SOURCE`, SOURCE one of auto, ubuntu, ubuntu:22.04, docker://REF, a directory, an archive, host; repeatable, the first is the default and the page picks another with ?env=NAME (default auto: the cached Ubuntu, else downloaded, else offline host)")
+	fs.StringVar(&c.Cache, "cache", c.Cache, "cache `directory` of prepared environments")
 	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "hostname inside the containers")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: auto (console on a terminal, else json), json or console")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -194,8 +207,11 @@ func (c *serveConfig) Validate() error {
 	default:
 		bad = append(bad, fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
-	if c.Rootfs == "" {
-		bad = append(bad, "--rootfs is empty")
+	if _, err := c.sources(); err != nil {
+		bad = append(bad, err.Error())
+	}
+	if c.Cache == "" {
+		bad = append(bad, "--cache is empty")
 	}
 	if c.MaxSessions < 0 {
 		bad = append(bad, "--max-sessions must not be negative")
@@ -232,6 +248,47 @@ func (c *serveConfig) Validate() error {
 	if len(bad) > 0 {
 		return usagef("%s", strings.Join(bad, "; "))
 	}
+	return nil
+}
+
+// sources parses the environments: each a source, their names distinct.
+func (c *serveConfig) sources() ([]image.Source, error) {
+	if len(c.Rootfs.list) == 0 {
+		return nil, errors.New("--rootfs: no environment given")
+	}
+	var out []image.Source
+	seen := map[string]string{}
+	for _, text := range c.Rootfs.list {
+		src, err := image.ParseSource(text)
+		if err != nil {
+			return nil, fmt.Errorf("--rootfs: %v", err)
+		}
+		if prev, ok := seen[src.Name]; ok {
+			return nil, fmt.Errorf("--rootfs: two environments named %q (%s and %s): name them with NAME=SOURCE", src.Name, prev, text)
+		}
+		seen[src.Name] = text
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+// sourceList is --rootfs: repeatable; given on the command line, it
+// replaces the default (or PLAYGROUND_ROOTFS's list) rather than adding
+// to it.
+type sourceList struct {
+	list []string
+	set  bool // a flag has set it
+}
+
+func (l *sourceList) String() string { return strings.Join(l.list, ",") }
+func (l *sourceList) Set(v string) error {
+	if !l.set {
+		l.list, l.set = nil, true
+	}
+	if strings.TrimSpace(v) == "" {
+		return errors.New("empty source")
+	}
+	l.list = append(l.list, v)
 	return nil
 }
 

@@ -43,8 +43,11 @@ func playground(t testing.TB, args ...string) *exec.Cmd {
 	state := filepath.Join(t.TempDir(), "state")
 	// The test's own state dir and cache, neither made yet: a usage error
 	// must leave them so.
+	// The host rootfs, not the default auto, which would download Ubuntu
+	// into every test's cache where the machine is online: the tests of
+	// auto (envs_test.go) point it at a mirror of their own.
 	cmd.Env = append(os.Environ(), "PLAYGROUND_TEST_MAIN=1", "PLAYGROUND_STATE_DIR="+state, "XDG_RUNTIME_DIR="+filepath.Dir(state),
-		"PLAYGROUND_CACHE="+filepath.Join(filepath.Dir(state), "cache"))
+		"PLAYGROUND_CACHE="+filepath.Join(filepath.Dir(state), "cache"), "PLAYGROUND_ROOTFS=host")
 	if os.Getuid() == 0 {
 		// A pool uid must reach its mount point.
 		_ = os.Chmod(filepath.Dir(state), 0o711)

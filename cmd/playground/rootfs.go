@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/guntainer/playground/runtime"
 	"github.com/guntainer/playground/runtime/image"
 )
 
@@ -60,6 +61,7 @@ func rootfsMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("rootfs "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cacheDir := fs.String("cache", defaultCacheDir(), "cache `directory` (PLAYGROUND_CACHE)")
+	stateDir := fs.String("state-dir", defaultStateDir(), "the servers' state `directory` (PLAYGROUND_STATE_DIR): whether their containers map subordinate ids decides how an archive is unpacked")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	all := fs.Bool("all", false, "prune: remove every environment not in use")
 	unused := fs.Duration("unused-for", 0, "prune: also remove environments not used for this `long` (e.g. 720h)")
@@ -96,6 +98,16 @@ func rootfsMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	c, err := image.OpenCache(*cacheDir, log)
 	if err != nil {
 		return err
+	}
+	if cmd != "ls" {
+		// Unpack, and remove, as serve and run do: through the
+		// subordinate ids where their containers map them.
+		host, err := runtime.NewHost(runtime.HostOptions{StateDir: *stateDir, NoCgroups: true})
+		if err != nil {
+			return err
+		}
+		defer host.Close()
+		useSubIDs(c, host)
 	}
 	switch cmd {
 	case "pull":

@@ -16,10 +16,10 @@ import (
 )
 
 // runDefaultRootfs is run's root file system when neither --rootfs nor
-// PLAYGROUND_ROOTFS names one: "host", as serve's default is. When serve's
-// default becomes "auto" (the cached Ubuntu, else a download, else host),
-// flip this with it.
-const runDefaultRootfs = runtime.HostRootfs
+// PLAYGROUND_ROOTFS names one: "auto", as serve's default is: the cached
+// Ubuntu, else Ubuntu downloaded now, else (offline) the host's /usr with
+// a warning that says how to get Ubuntu.
+const runDefaultRootfs = "auto"
 
 // runStopTimeout is how long a program gets to end after SIGINT, SIGTERM
 // or SIGHUP before run ends its container: docker stop's 10 seconds.
@@ -46,12 +46,15 @@ interactive shell that ignores SIGTERM 10 s later. When playground run is
 killed, its container ends with it.
 
 --rootfs takes any environment source (see 'playground rootfs --help'):
-host, ubuntu, ubuntu:22.04, docker://REF, a directory, an archive, auto. A
-source that needs the cache is prepared there once (downloaded, verified,
-unpacked, with a progress bar) and its image config (environment, working
-directory, user, shell) applied; host and a directory need no cache.
-PLAYGROUND_ROOTFS, PLAYGROUND_CACHE and PLAYGROUND_STATE_DIR set the
-defaults of --rootfs, --cache and --state-dir.
+auto (the default), ubuntu, ubuntu:22.04, docker://REF, a directory, an
+archive, host. A source that needs the cache is prepared there once
+(downloaded, verified, unpacked, with a progress bar) and its image config
+(environment, working directory, user, shell) applied; host and a
+directory need no cache. auto is the cached Ubuntu, else Ubuntu downloaded
+now, else, offline, host with a warning that says how to get Ubuntu.
+PLAYGROUND_ROOTFS (its first source, when it lists several for serve),
+PLAYGROUND_CACHE and PLAYGROUND_STATE_DIR set the defaults of --rootfs,
+--cache and --state-dir.
 
 Flags:
 `
@@ -79,16 +82,19 @@ func defaultRunConfig() runConfig {
 		Limits:      defaultLimitsConfig(),
 		StopTimeout: runStopTimeout,
 	}
-	for name, dst := range map[string]*string{"PLAYGROUND_ROOTFS": &c.Rootfs, "PLAYGROUND_STATE_DIR": &c.StateDir} {
-		if v := getenv(name); v != "" {
-			*dst = v
-		}
+	// PLAYGROUND_ROOTFS is serve's list of environments: run takes the
+	// first, the default.
+	if v, _, _ := strings.Cut(getenv("PLAYGROUND_ROOTFS"), ","); strings.TrimSpace(v) != "" {
+		c.Rootfs = strings.TrimSpace(v)
+	}
+	if v := getenv("PLAYGROUND_STATE_DIR"); v != "" {
+		c.StateDir = v
 	}
 	return c
 }
 
 func (c *runConfig) bind(fs *flag.FlagSet) {
-	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system: an environment `SOURCE` (host, ubuntu, docker://REF, a directory or archive, auto)")
+	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system: an environment `SOURCE` (auto, ubuntu, docker://REF, a directory or archive, host)")
 	fs.StringVar(&c.Cache, "cache", c.Cache, "cache `directory` of environments, for sources that need one")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the container's mount point")
 	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "hostname inside the container")
@@ -186,7 +192,20 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	defer sigs.stop()
 	stopSignals()
 
-	img, err := prepareRootfs(sigs.ctx, &cfg, src, stderr)
+	// What a killed earlier run or server left: their mount points.
+	if _, err := runtime.CleanStateDir(cfg.StateDir); err != nil {
+		fmt.Fprintln(stderr, "playground: clean state dir:", err)
+	}
+	// The host first: whether containers map subordinate ids decides how
+	// the cache unpacks an archive.
+	limited := runtime.Spec{StateDir: cfg.StateDir}
+	host, err := withLimits(&limited, cfg.Limits, 1, nil)
+	if err != nil {
+		return err
+	}
+	defer host.Close() // after the container: removes its parent cgroup
+
+	img, err := prepareRootfs(sigs.ctx, &cfg, src, host, stderr)
 	if sig := sigs.ending(); sig != 0 {
 		// Asked to end before the program started: nothing is started.
 		_ = img.Close() // nil-safe
@@ -197,16 +216,7 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	}
 	defer img.Close()
 	spec := cfg.spec(img, fs.Args())
-
-	// What a killed earlier run or server left: their mount points.
-	if _, err := runtime.CleanStateDir(spec.StateDir); err != nil {
-		fmt.Fprintln(stderr, "playground: clean state dir:", err)
-	}
-	host, err := withLimits(&spec, cfg.Limits, 1, nil)
-	if err != nil {
-		return err
-	}
-	defer host.Close() // after the container: removes its parent cgroup
+	spec.Host, spec.Limits, spec.Net = limited.Host, limited.Limits, limited.Net
 	var c *runtime.Container
 	if tty {
 		c, err = runOnTerminal(sigs, spec, in, out)
@@ -418,7 +428,7 @@ func sameFile(a, b *os.File) bool {
 // prepareRootfs turns --rootfs into a root file system and its image
 // config. host and a directory need nothing prepared, and no cache:
 // nothing is written for them.
-func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, stderr io.Writer) (*image.Image, error) {
+func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, host *runtime.Host, stderr io.Writer) (*image.Image, error) {
 	switch src.Kind {
 	case image.KindHost:
 		return &image.Image{Name: src.Name, Source: src, Dir: runtime.HostRootfs}, nil
@@ -434,6 +444,7 @@ func prepareRootfs(ctx context.Context, cfg *runConfig, src image.Source, stderr
 	if err != nil {
 		return nil, err
 	}
+	useSubIDs(cache, host)
 	rep := image.NewReporter(stderr, writerIsTerminal(stderr), log, 2*time.Second)
 	defer rep.Close()
 	return cache.Prepare(ctx, src, quietProgress(rep.Report))
@@ -458,6 +469,14 @@ func quietProgress(report image.ProgressFunc) image.ProgressFunc {
 		}
 		report(p)
 	}
+}
+
+// defaultStateDir is PLAYGROUND_STATE_DIR, else the runtime's default.
+func defaultStateDir() string {
+	if d := getenv("PLAYGROUND_STATE_DIR"); d != "" {
+		return d
+	}
+	return runtime.DefaultStateDir()
 }
 
 // defaultCacheDir is PLAYGROUND_CACHE, else the image package's default

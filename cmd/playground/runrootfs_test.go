@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"sort"
 	"strings"
 	"testing"
 
@@ -29,6 +30,13 @@ import (
 // busyboxTar is a small root file system as a tar: Debian's busybox-static
 // with its applets, /etc/motd, and an empty /work.
 func busyboxTar(t *testing.T) []byte {
+	t.Helper()
+	return busyboxTarWith(t, nil)
+}
+
+// busyboxTarWith is busyboxTar with more files (name -> content; a name
+// ending in "/" is a directory), after the others.
+func busyboxTarWith(t *testing.T, extra map[string]string) []byte {
 	t.Helper()
 	bb := "/bin/busybox"
 	list, err := exec.Command(bb, "--list").Output()
@@ -61,6 +69,18 @@ func busyboxTar(t *testing.T) []byte {
 	}
 	add(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("root:x:0:0:root:/root:/bin/sh\n"))
 	add(&tar.Header{Name: "etc/motd", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("welcome to the course\n"))
+	names := make([]string, 0, len(extra))
+	for n := range extra {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if strings.HasSuffix(n, "/") {
+			add(&tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
+		} else {
+			add(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644}, []byte(extra[n]))
+		}
+	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,18 @@ SIGINT or SIGTERM drains: no new sessions, each open one is told, and they
 get --drain-timeout to finish; then (or at a second signal) every session is
 closed with 1001, its container torn down, and the server exits 0.
 
+Environments (root file systems): --rootfs [NAME=]SOURCE, repeatable, the
+first the default; a page picks another with ?env=NAME (the init frame's
+"env"). SOURCE is auto, ubuntu, ubuntu:22.04, docker://REF, a directory,
+an archive or host (see 'playground rootfs --help'). The default, auto, is
+the cached Ubuntu, else Ubuntu downloaded now, else, offline, host: the
+host's /usr read-only, with a warning that says how to get Ubuntu. Every
+environment is prepared in the background from the start, and checked
+with a container once it is; /readyz says 503 with the progress until the
+default one is ready, and a session that asks for one still preparing
+waits, with its progress shown. PLAYGROUND_ROOTFS is a comma-separated
+list of sources.
+
 Auth: on a loopback address anyone who can reach the port may open a
 session; on any other address a token is needed (--token, or one generated
 and printed in the URL to open, as Jupyter does), unless --auth none.
@@ -71,7 +83,6 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		log.Info().Int("removed", n).Str("dir", cfg.StateDir).Msg("removed what a previous server left")
 	}
 	spec := runtime.Spec{
-		Rootfs:   cfg.Rootfs,
 		Hostname: cfg.Hostname,
 		StateDir: cfg.StateDir,
 	}
@@ -85,17 +96,28 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		return err
 	}
 	defer host.Close() // after the server and the pool below: removes the sessions' parent cgroup
-	// Fail now, loudly, rather than at the first visitor.
+	// Fail now, loudly, rather than at the first visitor: a container on
+	// the host rootfs, which needs nothing downloaded. Each environment is
+	// checked the same way once it is prepared.
 	t0 := time.Now()
-	if err := runtime.Check(spec); err != nil {
-		return fmt.Errorf("cannot start containers with rootfs %q: %w", cfg.Rootfs, err)
+	check := spec
+	check.Rootfs = runtime.HostRootfs
+	if err := runtime.Check(check); err != nil {
+		return fmt.Errorf("cannot start containers: %w", err)
 	}
-	log.Info().Str("rootfs", cfg.Rootfs).Float64("check_ms", float64(time.Since(t0).Microseconds())/1000).Msg("containers work")
+	log.Info().Float64("check_ms", float64(time.Since(t0).Microseconds())/1000).Msg("containers work")
 	cfg.LimitsConfig.logModes(host, cfg.MaxSessions, log)
 
-	start := server.ContainerStart(spec)
+	envs, err := openEnvironments(ctx, &cfg, spec, true, log)
+	if err != nil {
+		return err
+	}
+	defer envs.Close() // after the pool and the sessions: their trees stay in the cache until then
+	var start server.StartFunc = envs.start
 	var pool *server.Pool
 	if cfg.Warm > 0 {
+		// Warm containers of the default environment: the pool's starts
+		// wait, as a session's would, until it is ready.
 		pool = server.NewPool(start, cfg.Warm, log)
 		defer pool.Close() // on every way out; idempotent
 		start = pool.Start
@@ -110,10 +132,13 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		return err
 	}
 	srv, err := server.New(scfg, server.Deps{
-		Log:    log,
-		Start:  start,
-		Static: static.FS(),
-		Pool:   pool,
+		Log:       log,
+		Start:     start,
+		Static:    static.FS(),
+		Pool:      pool,
+		Envs:      envs.set.Names(),
+		Ready:     envs.set.Ready,
+		EnvStatus: envs.status,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -129,7 +154,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 			urls[i] += "?token=" + scfg.Token
 		}
 	}
-	ev := log.Info().Str("url", urls[0]).Int("max_sessions", srv.MaxSessions())
+	ev := log.Info().Str("url", urls[0]).Int("max_sessions", srv.MaxSessions()).Strs("envs", envs.set.Names())
 	if len(urls) > 1 {
 		ev = ev.Strs("urls", urls)
 	}
@@ -146,7 +171,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	// Drain: no new sessions, the open ones told and given the drain
 	// timeout to finish; a second signal ends them at once.
-	log.Info().Dur("drain_timeout", cfg.DrainTimeout).Int("sessions", srv.Sessions()).
+	log.Info().Float64("drain_timeout_ms", float64(cfg.DrainTimeout.Microseconds())/1000).Int("sessions", srv.Sessions()).
 		Msg("draining: no new sessions; open ones may finish (a second signal ends them now)")
 	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer dcancel()

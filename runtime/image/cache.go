@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/rs/zerolog"
+
+	"github.com/guntainer/playground/runtime"
 )
 
 // The cache, content-addressed by digest (a tarball's or archive's
@@ -52,8 +54,11 @@ const metaFormat = 1
 type Cache struct {
 	dir string
 
-	// Owners says who owns unpacked files: DefaultOwners().
+	// Owners says who owns unpacked files: DefaultOwners(), or
+	// SubIDOwners (UseSubIDs).
 	Owners Owners
+	// SubIDs are the subordinate ids of SubIDOwners; nil otherwise.
+	SubIDs *runtime.SubIDs
 	// Limits bound archives and downloads.
 	Limits Limits
 	// Releases is the table of pinned Ubuntu tarballs: UbuntuReleases.
@@ -74,6 +79,10 @@ type Cache struct {
 	Backoff time.Duration
 	// StallTimeout ends a download that receives nothing for so long: 60 s.
 	StallTimeout time.Duration
+	// ProbeTimeout bounds auto's check that the Ubuntu mirror can be
+	// reached before it downloads (DefaultProbeTimeout): offline, auto
+	// uses host after at most this long.
+	ProbeTimeout time.Duration
 	// Log gets what is worth a line: a fallback, a retry, what an unpack
 	// changed.
 	Log zerolog.Logger
@@ -126,6 +135,7 @@ func OpenCache(dir string, log zerolog.Logger) (*Cache, error) {
 		Retries:      3,
 		Backoff:      time.Second,
 		StallTimeout: 60 * time.Second,
+		ProbeTimeout: DefaultProbeTimeout,
 		Log:          log,
 	}
 	c.Limits = c.Limits.withDefaults()
@@ -171,11 +181,25 @@ type Meta struct {
 	Config  Config    `json:"config"`
 }
 
-func ownersName(o Owners) string {
-	if o == KeepOwners {
+// ownersName is the owner mode trees are unpacked in, as meta.json records
+// it: a tree of another mode is prepared again.
+func (c *Cache) ownersName() string {
+	switch {
+	case c.Owners == KeepOwners:
 		return "keep"
+	case c.Owners == SubIDOwners && c.SubIDs != nil:
+		return fmt.Sprintf("subids:%d:%d", c.SubIDs.UIDBase, c.SubIDs.GIDBase)
 	}
 	return "own"
+}
+
+// UseSubIDs makes the cache unpack through the subordinate ids s
+// (SubIDOwners), for a server whose containers map them: the archives'
+// owners are kept inside its containers. Trees unpacked otherwise are
+// prepared again when next asked for. Call it before the cache is used.
+func (c *Cache) UseSubIDs(s *runtime.SubIDs) {
+	c.SubIDs, c.Owners = s, SubIDOwners
+	c.cleanTmp() // what a crashed predecessor left may be theirs
 }
 
 // ref maps a source to the digest it was last prepared as. For an archive
@@ -283,7 +307,7 @@ func (c *Cache) open(ctx context.Context, key string, src Source) (*Image, error
 		return nil, err
 	}
 	m, err := readMeta(dir)
-	if err != nil || m.Format != metaFormat || m.Owners != ownersName(c.Owners) {
+	if err != nil || m.Format != metaFormat || m.Owners != c.ownersName() {
 		_ = lock.Close() // not ours to use
 		if err == nil {
 			c.Log.Info().Str("digest", m.Digest).Msg("cached tree is of another format or owner mode; preparing it again")
@@ -311,7 +335,7 @@ func (c *Cache) newTemp() (string, error) {
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	if err := os.Mkdir(filepath.Join(d, "root"), 0o755); err != nil {
-		_ = removeTree(d) // just made
+		_ = os.RemoveAll(d) // just made: ours
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return d, nil
@@ -322,7 +346,7 @@ func (c *Cache) newTemp() (string, error) {
 // meanwhile, ours is thrown away and theirs used.
 func (c *Cache) install(ctx context.Context, tmp, key string, m Meta, src Source) (*Image, error) {
 	m.Format = metaFormat
-	m.Owners = ownersName(c.Owners)
+	m.Owners = c.ownersName()
 	m.Created = time.Now().UTC()
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -349,7 +373,7 @@ func (c *Cache) install(ctx context.Context, tmp, key string, m Meta, src Source
 			_ = lock.Close()
 			return nil, fmt.Errorf("cache: install %s: %w", key, err)
 		}
-		_ = removeTree(tmp) // the same content is there already
+		_ = c.removeTree(tmp) // the same content is there already
 	}
 	_ = lock.Close() // open takes its own
 	img, err := c.open(ctx, key, src)
@@ -378,7 +402,7 @@ func (c *Cache) discard(key string) error {
 		}
 		return err
 	}
-	return removeTree(gone)
+	return c.removeTree(gone)
 }
 
 // cleanTmp removes tmp/ entries whose process is gone.
@@ -394,11 +418,22 @@ func (c *Cache) cleanTmp() int {
 		if !ok || err != nil || p <= 0 || p == os.Getpid() || processAlive(p) {
 			continue
 		}
-		if removeTree(c.path("tmp", e.Name())) == nil {
+		if c.removeTree(c.path("tmp", e.Name())) == nil {
 			n++
 		}
 	}
 	return n
+}
+
+// removeTree removes a tree of the cache: with removeTree, else, for a
+// tree of the subordinate ids, which the server's user cannot remove, with
+// their helper.
+func (c *Cache) removeTree(p string) error {
+	err := removeTree(p)
+	if err != nil && c.SubIDs != nil && errors.Is(err, fs.ErrPermission) {
+		err = c.SubIDs.RemoveTree(p)
+	}
+	return err
 }
 
 // removeTree removes a tree the way os.RemoveAll does, first making its

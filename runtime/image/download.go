@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -92,7 +93,7 @@ func (c *Cache) download(ctx context.Context, url, want, part string, base Progr
 			return fmt.Errorf("download %s: %w", url, err)
 		}
 		wait := c.Backoff << attempt
-		c.Log.Warn().Err(err).Str("url", url).Int("attempt", attempt+1).Dur("retry_in", wait).Msg("download interrupted; resuming")
+		c.Log.Warn().Err(err).Str("url", url).Int("attempt", attempt+1).Float64("retry_in_ms", float64(wait.Microseconds())/1000).Msg("download interrupted; resuming")
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("download %s: %w", url, ctx.Err())
@@ -100,6 +101,46 @@ func (c *Cache) download(ctx context.Context, url, want, part string, base Progr
 		}
 	}
 }
+
+// probe checks that the server of rawURL (or the proxy the environment
+// names for it) accepts a TCP connection within ProbeTimeout, name lookup
+// included. It is auto's test for being offline: no DNS, no route, or a
+// network that swallows packets all fail it within the timeout, where a
+// download would wait out its longer limits and retry.
+func (c *Cache) probe(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	target := u
+	if p, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && p != nil {
+		target = p
+	}
+	host := target.Host
+	if target.Port() == "" {
+		port := "443"
+		if target.Scheme == "http" {
+			port = "80"
+		}
+		host = net.JoinHostPort(target.Hostname(), port)
+	}
+	timeout := c.ProbeTimeout
+	if timeout <= 0 {
+		timeout = DefaultProbeTimeout
+	}
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return fmt.Errorf("%s cannot be reached (offline?): %w", host, err)
+	}
+	_ = conn.Close() // reachable: that is all a probe asks
+	return nil
+}
+
+// DefaultProbeTimeout bounds auto's check that the Ubuntu mirror can be
+// reached: name lookup and TCP connect, which take well under a second
+// where there is a network.
+const DefaultProbeTimeout = 3 * time.Second
 
 // fetchOnce makes one request, appending to part from its current size.
 // It reports whether it resumed.

@@ -159,6 +159,19 @@ func newCache(t testing.TB) (*Cache, *logBuffer) {
 	return c, logs
 }
 
+// checkAptSetting checks the apt-as-root setting: in a tree unpacked for
+// the one-id map (OwnEntries), and only there.
+func checkAptSetting(t testing.TB, c *Cache, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "etc/apt/apt.conf.d/99playground-sandbox"))
+	switch {
+	case c.Owners == OwnEntries && (err != nil || !strings.Contains(string(b), `APT::Sandbox::User "root";`)):
+		t.Errorf("the apt setting of a tree for the one-id map: %q %v", b, err)
+	case c.Owners != OwnEntries && err == nil:
+		t.Errorf("the apt setting in a tree that keeps its owners (their containers map a range)")
+	}
+}
+
 // snapshot describes every file under dir: type, mode, size, links,
 // content hash or link target, so that two snapshots differ if anything
 // under dir changed.

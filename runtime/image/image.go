@@ -112,7 +112,7 @@ func (c *Cache) prepare(ctx context.Context, src Source, progress ProgressFunc, 
 	case KindAuto:
 		img, err = c.prepareAuto(ctx, src, base, progress)
 	case KindUbuntu:
-		img, err = c.prepareUbuntu(ctx, src, base, progress)
+		img, err = c.prepareUbuntu(ctx, src, base, progress, false)
 	case KindDocker:
 		img, err = c.preparePull(ctx, src, base, progress, refresh)
 	case KindPath:
@@ -137,7 +137,7 @@ func (c *Cache) prepare(ctx context.Context, src Source, progress ProgressFunc, 
 // with a warning that says how to get Ubuntu.
 func (c *Cache) prepareAuto(ctx context.Context, src Source, base Progress, progress ProgressFunc) (*Image, error) {
 	ub := Source{Kind: KindUbuntu, Version: DefaultUbuntu, Name: src.Name}
-	img, err := c.prepareUbuntu(ctx, ub, base, progress)
+	img, err := c.prepareUbuntu(ctx, ub, base, progress, true)
 	if err == nil {
 		img.Source = src
 		return img, nil
@@ -155,8 +155,10 @@ func (c *Cache) prepareAuto(ctx context.Context, src Source, base Progress, prog
 }
 
 // prepareUbuntu is the pinned ubuntu-base tarball, downloaded, verified
-// and unpacked once.
-func (c *Cache) prepareUbuntu(ctx context.Context, src Source, base Progress, progress ProgressFunc) (*Image, error) {
+// and unpacked once. With probe (auto), a download first checks, within
+// ProbeTimeout, that the mirror can be reached at all: offline, auto
+// falls back to host at once rather than after the download's retries.
+func (c *Cache) prepareUbuntu(ctx context.Context, src Source, base Progress, progress ProgressFunc, probe bool) (*Image, error) {
 	rel, ok := findRelease(c.Releases, src.Version, c.Arch)
 	if !ok {
 		return nil, fmt.Errorf("no ubuntu-base %s is pinned for %s", src.Version, c.Arch)
@@ -179,6 +181,11 @@ func (c *Cache) prepareUbuntu(ctx context.Context, src Source, base Progress, pr
 		return img, err
 	}
 	part := c.path("downloads", key+".part")
+	if probe {
+		if err := c.probe(ctx, rel.URL); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.download(ctx, rel.URL, rel.SHA256, part, base, progress); err != nil {
 		return nil, err
 	}

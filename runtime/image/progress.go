@@ -234,7 +234,7 @@ func (r *Reporter) logDone(st *reportState, now time.Time) {
 	if p.Done > st.startDone {
 		ev = ev.Str("rate", HumanRate(p.Done-st.startDone, now.Sub(st.started)))
 	}
-	ev.Str("took", now.Sub(st.started).Round(time.Millisecond).String()).Msg("environment " + string(p.Phase) + " done")
+	ev.Float64("took_ms", float64(now.Sub(st.started).Microseconds())/1000).Msg("environment " + string(p.Phase) + " done")
 }
 
 func (r *Reporter) drawBar(p Progress, changed bool) {

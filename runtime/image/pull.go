@@ -97,7 +97,7 @@ func (c *Cache) preparePull(ctx context.Context, src Source, base Progress, prog
 	done := false
 	defer func() {
 		if !done {
-			_ = removeTree(tmp) // nothing half pulled stays
+			_ = c.removeTree(tmp) // nothing half pulled stays
 		}
 	}()
 	u, err := newUnpacker(filepath.Join(tmp, "root"), c.Owners, c.Limits, c.Log.With().Str("image", src.Ref).Logger())

@@ -13,6 +13,11 @@ import (
 // prepares them all in the background, each on its own; one that fails
 // does not stop the others. Safe for concurrent use.
 type Set struct {
+	// Check, when set before Start, runs on each environment once it is
+	// prepared and before it is ready (a server starts a container on it):
+	// an error fails the environment, as a failed preparation does.
+	Check func(*Image) error
+
 	cache  *Cache
 	report ProgressFunc
 	envs   []*env
@@ -105,7 +110,21 @@ func (s *Set) run(e *env) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		img, err := s.cache.Prepare(s.ctx, e.src, func(p Progress) { s.update(e, p) })
+		img, err := s.cache.Prepare(s.ctx, e.src, func(p Progress) {
+			if p.Phase == PhaseReady && s.Check != nil {
+				return // ready once checked
+			}
+			s.update(e, p)
+		})
+		if err == nil && s.Check != nil {
+			if cerr := s.Check(img); cerr != nil {
+				_ = img.Close() // of no use
+				img, err = nil, fmt.Errorf("environment %s (%s): %w", e.src.Name, e.src, cerr)
+				s.update(e, Progress{Env: e.src.Name, Source: e.src.String(), Phase: PhaseFailed, Err: err})
+			} else {
+				s.update(e, Progress{Env: e.src.Name, Source: e.src.String(), Phase: PhaseReady})
+			}
+		}
 		e.mu.Lock()
 		e.running = false
 		if err != nil {

@@ -42,7 +42,7 @@ func (c *Cache) unpackFile(ctx context.Context, file, archive, key, digest strin
 	done := false
 	defer func() {
 		if !done {
-			_ = removeTree(tmp) // nothing half unpacked stays
+			_ = c.removeTree(tmp) // nothing half unpacked stays
 		}
 	}()
 	u, err := newUnpacker(filepath.Join(tmp, "root"), c.Owners, c.Limits, c.Log.With().Str("archive", archive).Logger())
@@ -111,8 +111,10 @@ func (c *Cache) finishTree(u *unpacker, base Progress, progress ProgressFunc, ic
 		p.Phase = PhaseFinishing
 		progress(p)
 	}
-	if err := u.writeAptSandbox(); err != nil {
-		return Config{}, fmt.Errorf("apt setting: %w", err)
+	if u.owners == OwnEntries {
+		if err := u.writeAptSandbox(); err != nil {
+			return Config{}, fmt.Errorf("apt setting: %w", err)
+		}
 	}
 	var cfg Config
 	if ic != nil {
@@ -124,13 +126,21 @@ func (c *Cache) finishTree(u *unpacker, base Progress, progress ProgressFunc, ic
 	if err := u.finish(); err != nil {
 		return Config{}, err
 	}
+	if u.owners == SubIDOwners {
+		if err := c.SubIDs.OwnTree(u.dir, u.treeOwners()); err != nil {
+			return Config{}, fmt.Errorf("give the tree to the subordinate ids: %w", err)
+		}
+	}
 	return cfg, nil
 }
 
 // aptSandbox keeps apt root: where a container maps one id only (an
-// ordinary user's server), apt cannot drop to _apt for its downloads, and
-// fails. As root it does the same work without the drop; the container's
-// root is no host root either way.
+// ordinary user's server without subordinate ids), apt cannot drop to
+// _apt for its downloads, and fails. As root it does the same work
+// without the drop; the container's root is no host root either way.
+// Only a tree for that map (OwnEntries) gets it: where the archive's
+// owners are kept (KeepOwners, SubIDOwners), containers map a whole range
+// and _apt exists.
 const aptSandbox = `// Written by playground when it unpacked this environment: a container
 // that maps one id only (a server run by an ordinary user) has no _apt
 // user to drop to, so apt keeps running its downloads as root. Container

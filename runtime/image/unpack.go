@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/guntainer/playground/runtime"
 )
 
 // An archive is hostile input. The unpacker writes only through an
@@ -56,14 +58,16 @@ const (
 	// KeepOwners keeps the archive's uids and gids: root's server, whose
 	// containers see the tree through an id-mapped mount.
 	KeepOwners
+	// SubIDOwners keeps them through the subordinate ids: an ordinary
+	// user's server with an /etc/subuid range, whose containers map it
+	// (runtime.SubIDs). The unpack writes as OwnEntries does, with no
+	// setuid or setgid bit, and notes each entry's owner and bits; at the
+	// end the runtime's helper, root of a user namespace that maps the
+	// range, gives the tree to the range's root and each noted entry to
+	// its owner, with its bits (SubIDs.OwnTree). Containers then see the
+	// archive's owners, as root's containers do.
+	SubIDOwners
 )
-
-// A seam for later: an ordinary user with an /etc/subuid range could keep
-// owners too, by running the same unpack (KeepOwners) in a helper process
-// inside a user namespace mapped with that range, as the runtime re-execs
-// its init; the files would then belong to the range's host ids, and a
-// container mapped with the same range would see them as the archive
-// says.
 
 // Limits bound what one archive or image may unpack to, and what one
 // download may fetch.
@@ -118,7 +122,7 @@ type UnpackStats struct {
 	Devices  int   // device nodes and fifos dropped
 	Owned    int   // entries of other owners made the user's own (OwnEntries)
 	Setid    int   // setuid/setgid bits dropped (OwnEntries)
-	BigIDs   int   // owners above 65535 made 65534 (KeepOwners)
+	BigIDs   int   // owners above 65535 made 65534 (KeepOwners, SubIDOwners)
 	Skipped  int   // entries of no use in a rootfs (sockets, aufs metadata)
 	Removed  int   // whiteouts and opaque directories applied (layers)
 	Archives int   // archives or layers unpacked
@@ -128,8 +132,10 @@ type UnpackStats struct {
 // unpacked one after the other into the same target (StartLayer), with
 // their whiteouts honoured. Not safe for concurrent use.
 type unpacker struct {
+	dir    string
 	root   *os.Root
 	owners Owners
+	owned  map[string]runtime.TreeOwner // SubIDOwners: entries not root's, or with setuid, setgid bits
 	limits Limits
 	log    zerolog.Logger
 
@@ -156,8 +162,10 @@ func newUnpacker(dir string, owners Owners, limits Limits, log zerolog.Logger) (
 		return nil, err
 	}
 	return &unpacker{
+		dir:     dir,
 		root:    r,
 		owners:  owners,
+		owned:   map[string]runtime.TreeOwner{},
 		limits:  limits.withDefaults(),
 		log:     log,
 		dirs:    map[string]bool{},
@@ -270,6 +278,7 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 			return errors.New("the archive's root is not a directory")
 		}
 		u.pending[""] = u.dirMeta(hdr)
+		u.record("", hdr, false)
 		return nil
 	}
 	switch hdr.Typeflag {
@@ -402,7 +411,7 @@ func (u *unpacker) resolve(p string, create bool, hops *int) (string, error) {
 // workDirMode is the mode directories have while the unpack runs: the
 // user's own must stay writable until the end, when their modes are set.
 func (u *unpacker) workDirMode() fs.FileMode {
-	if u.owners == OwnEntries {
+	if u.owners != KeepOwners {
 		return 0o700
 	}
 	return 0o755
@@ -426,6 +435,7 @@ func (u *unpacker) clear(full string) error {
 	if fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0 {
 		u.forget()
 	}
+	u.disown(full, fi.IsDir())
 	if fi.IsDir() {
 		return u.root.RemoveAll(full)
 	}
@@ -444,8 +454,10 @@ func (u *unpacker) mode(hdr *tar.Header, dir bool) fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	setid := hdr.Mode&0o6000 != 0
-	if u.owners == OwnEntries && !dir {
-		if setid {
+	if u.owners != KeepOwners && !dir {
+		// Not on a file of the server's own; SubIDOwners sets them once
+		// the file is the container's.
+		if setid && u.owners == OwnEntries {
 			u.stats.Setid++
 		}
 		return m
@@ -467,6 +479,15 @@ func (u *unpacker) ids(hdr *tar.Header) (int, int) {
 		}
 		return -1, -1
 	}
+	if u.owners == SubIDOwners {
+		return -1, -1 // the helper gives them (record)
+	}
+	return u.archiveIDs(hdr)
+}
+
+// archiveIDs are the entry's owner, ids above 65535, which no container
+// maps, made 65534 (nobody).
+func (u *unpacker) archiveIDs(hdr *tar.Header) (int, int) {
 	uid, gid := hdr.Uid, hdr.Gid
 	if uid < 0 || uid > 65535 || gid < 0 || gid > 65535 {
 		u.stats.BigIDs++
@@ -478,6 +499,52 @@ func (u *unpacker) ids(hdr *tar.Header) (int, int) {
 		}
 	}
 	return uid, gid
+}
+
+// record notes, under SubIDOwners, the owner and setuid, setgid bits that
+// the entry at full is to have in the container; symlink: it has no mode
+// to set.
+func (u *unpacker) record(full string, hdr *tar.Header, symlink bool) {
+	if u.owners != SubIDOwners {
+		return
+	}
+	uid, gid := u.archiveIDs(hdr)
+	var mode uint32
+	if !symlink && hdr.Typeflag != tar.TypeDir && hdr.Mode&0o6000 != 0 {
+		mode = uint32(hdr.Mode & 0o7777)
+	}
+	if uid == 0 && gid == 0 && mode == 0 {
+		delete(u.owned, full)
+		return
+	}
+	u.owned[full] = runtime.TreeOwner{Path: rootName(full), UID: uid, GID: gid, Mode: mode}
+}
+
+// disown forgets what record noted at full (and below it, for a
+// directory): it is being replaced or removed.
+func (u *unpacker) disown(full string, dir bool) {
+	if len(u.owned) == 0 {
+		return
+	}
+	delete(u.owned, full)
+	if dir {
+		prefix := full + "/"
+		for p := range u.owned {
+			if full == "" || strings.HasPrefix(p, prefix) {
+				delete(u.owned, p)
+			}
+		}
+	}
+}
+
+// treeOwners is what record noted, in path order.
+func (u *unpacker) treeOwners() []runtime.TreeOwner {
+	out := make([]runtime.TreeOwner, 0, len(u.owned))
+	for _, o := range u.owned {
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
 }
 
 func (u *unpacker) mkdir(full string, hdr *tar.Header) error {
@@ -498,6 +565,7 @@ func (u *unpacker) mkdir(full string, hdr *tar.Header) error {
 	}
 	u.dirs[full] = true
 	u.pending[full] = u.dirMeta(hdr)
+	u.record(full, hdr, false)
 	return nil
 }
 
@@ -531,6 +599,7 @@ func (u *unpacker) file(ctx context.Context, full string, hdr *tar.Header, r io.
 	if err != nil {
 		return err
 	}
+	u.record(full, hdr, false)
 	return u.root.Chtimes(full, hdr.ModTime, hdr.ModTime)
 }
 
@@ -557,6 +626,7 @@ func (u *unpacker) symlink(full string, hdr *tar.Header) error {
 	if err := u.root.Symlink(hdr.Linkname, full); err != nil {
 		return err
 	}
+	u.record(full, hdr, true)
 	if uid, gid := u.ids(hdr); uid >= 0 {
 		return u.root.Lchown(full, uid, gid)
 	}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package runtime
+
+// EchoesInput returns ErrUnsupported: containers need Linux.
+func (c *Container) EchoesInput() (bool, error) { return false, ErrUnsupported }

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Typeahead: what a client types before a new session's program has set
+// up its terminal. A pty starts in the line discipline's cooked echo mode
+// (ICANON and ECHO on): input written to it then is echoed by the kernel
+// at once, and when the shell's line editor (bash's readline, zsh's zle)
+// starts, turns both off and reads that input, it echoes it again. A
+// command typed before the prompt (--warm 0, or a pool that ran dry) was
+// shown twice. So the input writer holds a new session's input, which
+// queues meanwhile within maxInputQueue, until the terminal is out of
+// cooked echo mode; or until the program, still in cooked mode, has
+// printed something and then nothing for typeaheadQuiet (a shell without
+// a line editor, such as dash, waiting at its prompt: the kernel's echo
+// is the only one it gets); or until typeaheadHold has passed since the
+// program started; or until a Ctrl-C comes. After
+// that first release input is never held again: a program that goes back
+// to cooked mode later (cat, read) gets what is typed at once.
+//
+// The terminal says whether it echoes through an optional method,
+// runtime.Container's: TCGETS on the pty master, which reports the
+// slave's settings. A Terminal without it is never held.
+
+const (
+	typeaheadHold  = 2 * time.Second
+	typeaheadQuiet = 150 * time.Millisecond
+	typeaheadPoll  = 10 * time.Millisecond
+)
+
+type echoer interface {
+	EchoesInput() (bool, error)
+}
+
+// typeahead is a session's hold on its first input.
+type typeahead struct {
+	done     atomic.Bool // released: input flows
+	once     sync.Once
+	released chan struct{} // closed by release
+	mu       sync.Mutex
+}
+
+// release lets input through at once (a Ctrl-C: the user wants the
+// program interrupted, not the terminal's setup waited for).
+func (h *typeahead) release() {
+	h.init()
+	h.once.Do(func() { close(h.released) })
+}
+
+func (h *typeahead) init() {
+	h.mu.Lock()
+	if h.released == nil {
+		h.released = make(chan struct{})
+	}
+	h.mu.Unlock()
+}
+
+// waitTypeahead is the input writer's wait before its first write to
+// term: until term leaves cooked echo mode, typeaheadHold after the
+// program started, a Ctrl-C, or the session's end. It returns at once
+// after the first time.
+func (ss *session) waitTypeahead(term Terminal) {
+	h := &ss.ahead
+	if h.done.Load() {
+		return
+	}
+	defer h.done.Store(true)
+	e, ok := term.(echoer)
+	if !ok {
+		return
+	}
+	h.init()
+	ss.mu.Lock()
+	started := ss.started
+	ss.mu.Unlock()
+	wait := time.Until(started.Add(typeaheadHold))
+	if wait <= 0 {
+		return
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(typeaheadPoll)
+	defer poll.Stop()
+	var out int64   // the program's output so far
+	var quiet int64 // since when it has not grown, unix nanos; 0 before any
+	for {
+		cooked, err := e.EchoesInput()
+		if err != nil || !cooked {
+			return
+		}
+		now := time.Now()
+		if n := ss.bytesOut.Load(); n != out {
+			out, quiet = n, now.UnixNano()
+		} else if quiet != 0 && now.Sub(time.Unix(0, quiet)) >= typeaheadQuiet {
+			return // a prompt printed in cooked mode: no line editor to echo again
+		}
+		select {
+		case <-poll.C:
+		case <-deadline.C:
+			ss.l().Debug().Float64("hold_ms", ms(typeaheadHold)).Msg("typeahead: the terminal is still in cooked echo mode; input goes on")
+			return
+		case <-h.released:
+			return
+		case <-ss.ctx.Done():
+			return
+		}
+	}
+}

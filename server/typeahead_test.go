@@ -1,0 +1,58 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/guntainer/playground/internal/testenv"
+	"github.com/guntainer/playground/runtime"
+)
+
+// bashStart starts a real container running bash with its line editor
+// (readline), cold, for every session: the --warm 0 case. Before bash
+// starts, the container takes the half second that a login shell's
+// profile scripts may take on a busy machine.
+func bashStart(t testing.TB) StartFunc {
+	t.Helper()
+	spec := runtime.Spec{
+		Args:     []string{"/bin/sh", "-c", "sleep 0.5; exec /bin/bash --norc --noprofile -i"},
+		Env:      []string{"PS1=$ ", "TERM=xterm-256color"},
+		StateDir: testStateDir(t),
+	}
+	if err := runtime.Check(spec); err != nil {
+		testenv.Skipf(t, "cannot start bash in a container here: %v", err)
+	}
+	return ContainerStart(spec)
+}
+
+// TestTypeaheadEchoedOnce is issue 10's defect as a ttyd client meets it
+// with --warm 0: a command typed at once after init, before the shell
+// has printed its prompt, was echoed twice, once by the line discipline
+// (the pty is in cooked echo mode until bash's readline sets it up) and
+// once by readline when it read the line. The server holds a new
+// session's input until the program has left cooked echo mode, so the
+// line shows once.
+func TestTypeaheadEchoedOnce(t *testing.T) {
+	s := newTestServer(t, Config{}, withStart(bashStart(t)))
+	for i := range 3 {
+		c := s.open(t, "", nil)
+		c.input("echo typed-$((6*7))\r") // at once: the container is not even started
+		out := c.waitOutput("typed-42\r\n")
+		if n := strings.Count(out, "echo typed-$((6*7))"); n != 1 {
+			t.Fatalf("session %d: the typed line shows %d times, want once; output:\n%q", i, n, out)
+		}
+	}
+}
+
+// TestTypeaheadWithoutALineEditor: a shell that stays in cooked echo mode
+// (dash, no line editor) gets what was typed before its prompt, shown
+// once, by the kernel's echo.
+func TestTypeaheadWithoutALineEditor(t *testing.T) {
+	s := newTestServer(t, Config{}, withStart(testStart(t)))
+	c := s.open(t, "", nil)
+	c.input("echo typed-$((6*7))\r")
+	out := c.waitOutput("typed-42\r\n")
+	if n := strings.Count(out, "echo typed-$((6*7))"); n != 1 {
+		t.Fatalf("the typed line shows %d times, want once; output:\n%q", n, out)
+	}
+}
