@@ -96,6 +96,7 @@ func Start(spec Spec) (*Container, error) {
 }
 
 func (c *Container) start(spec Spec) error {
+	c.phases = append(c.phases, phase{"start", monotonic()})
 	uid, gid, err := parseUser(spec.User)
 	if err != nil {
 		return err
@@ -120,7 +121,7 @@ func (c *Container) start(spec Spec) error {
 		_ = childEnd.Close() // not started: nobody else has it
 		return err
 	}
-	c.phases = append(c.phases, phase{"begin", monotonic()})
+	c.phases = append(c.phases, phase{"id range, cgroup", monotonic()})
 	attr := initProcAttr(plan)
 	if plan.sub != nil {
 		if err := plan.sub.Prepare(attr); err != nil {

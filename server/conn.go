@@ -19,6 +19,9 @@ type outFrame struct {
 	b    []byte
 	refs atomic.Int32
 	pool *sync.Pool
+	// streaming: gathered from a streaming pty; written in a turn
+	// (turns.go).
+	streaming bool
 }
 
 func (f *outFrame) release() {
@@ -40,6 +43,7 @@ func newOutFrame(data []byte) *outFrame {
 	}
 	f := p.Get().(*outFrame)
 	f.pool = p
+	f.streaming = false
 	f.b = append(append(f.b[:0], msgOutput), data...)
 	return f
 }
@@ -257,7 +261,7 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 		case f := <-c.data:
-			ok := c.writePreamble() && c.writeMsg(f.b)
+			ok := c.writePreamble() && c.writeOutput(f)
 			f.release()
 			if !ok {
 				return
@@ -292,6 +296,21 @@ func (c *wsConn) writePreamble() bool {
 		}
 	}
 	return true
+}
+
+// writeOutput writes an OUTPUT frame; a streaming one in a turn, which
+// ends before the write waits for a slow client.
+func (c *wsConn) writeOutput(f *outFrame) bool {
+	hc, _ := c.ws.NetConn().(*blockHookConn)
+	if !f.streaming || hc == nil || !hc.canHook() {
+		return c.writeMsg(f.b)
+	}
+	t, _ := c.srv.turns.take(c.ctx.Done()) // none when ending: what is left goes out as end says
+	hc.setHook(t)
+	ok := c.writeMsg(f.b)
+	hc.setHook(nil)
+	t.end()
+	return ok
 }
 
 // writeMsg writes one data frame within the write timeout.

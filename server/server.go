@@ -79,6 +79,7 @@ type Server struct {
 	clients  *clientLimits
 	prefs    []byte // Config.Preferences as JSON
 	metrics  *metrics
+	turns    *outputTurns // streaming output's turns (turns.go)
 
 	mu        sync.Mutex
 	sessions  map[string]*session
@@ -138,6 +139,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		clients:  newClientLimits(cfg),
 		prefs:    prefs,
 		sessions: make(map[string]*session),
+		turns:    newOutputTurns(defaultOutputTurns(), turnPatience),
 		ended:    newEndedIDs(),
 		drained:  make(chan struct{}),
 	}

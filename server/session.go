@@ -494,10 +494,17 @@ func (ss *session) pump(term Terminal) {
 			data := small[:n]
 			var f *outFrame
 			if err == nil && now != nil && n == len(small) {
+				// Streaming: gathered in a turn (turns.go).
+				t, ok := ss.srv.turns.take(ss.ctx.Done())
+				if !ok {
+					return // the session has ended
+				}
 				f = bigFrames.Get().(*outFrame)
 				f.pool = &bigFrames
 				f.b = append(append(f.b[:0], msgOutput), data...)
 				f.b, err = gather(now, f.b)
+				t.end()
+				f.streaming = true
 			} else {
 				f = newOutFrame(data)
 			}

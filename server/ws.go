@@ -49,7 +49,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := identityOf(r)
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, err := s.upgrader.Upgrade(hookHijacker{w}, r, nil) // turns.go
 	if err != nil {
 		log.Debug().Err(err).Msg("websocket upgrade failed") // Upgrade has answered
 		return

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,24 @@ const (
 	subprotocol = "tty"
 	cmdInput    = '0'
 	msgOutput   = '0'
+	msgSession  = '7' // extension (PROTOCOL.md): the session's id and keys
 	initFrame   = `{"AuthToken": "", "columns": 80, "rows": 24}`
 )
+
+// initWith is an init frame with one extension field: "resume" or "watch"
+// and its key.
+func initWith(field, key string) string {
+	b, _ := json.Marshal(map[string]any{"AuthToken": "", "columns": 80, "rows": 24, field: key}) // cannot fail for these types
+	return string(b)
+}
+
+// sessionInfo is the SESSION extension a playground server sends first;
+// ttyd sends none.
+type sessionInfo struct {
+	ID     string `json:"id"`
+	Resume string `json:"resume"`
+	Watch  string `json:"watch"`
+}
 
 // question is what every session is asked, and answer the line that says
 // the shell has answered. The typed line is echoed first, so the answer is
@@ -53,7 +70,8 @@ type session interface {
 // client is a session over a WebSocket.
 type client struct {
 	conn *websocket.Conn
-	buf  []byte // reused for every frame read
+	buf  []byte      // reused for every frame read
+	info sessionInfo // the last SESSION, if the server sent one
 }
 
 var dialer = &websocket.Dialer{
@@ -64,7 +82,10 @@ var dialer = &websocket.Dialer{
 }
 
 // dial opens url and sends init, as ttyd's web client does.
-func dial(ctx context.Context, url string) (*client, error) {
+func dial(ctx context.Context, url string) (*client, error) { return dialInit(ctx, url, initFrame) }
+
+// dialInit opens url and sends the given init frame.
+func dialInit(ctx context.Context, url, init string) (*client, error) {
 	conn, resp, err := dialer.DialContext(ctx, url, http.Header{})
 	if err != nil {
 		if resp != nil {
@@ -73,7 +94,7 @@ func dial(ctx context.Context, url string) (*client, error) {
 		return nil, fmt.Errorf("dial %s: %w", url, err)
 	}
 	c := &client{conn: conn, buf: make([]byte, 0, 4<<10)}
-	if err := c.write(ctx, []byte(initFrame)); err != nil {
+	if err := c.write(ctx, []byte(init)); err != nil {
 		_ = conn.Close() // failing already
 		return nil, fmt.Errorf("send init: %w", err)
 	}
@@ -115,6 +136,12 @@ func (c *client) output(ctx context.Context) ([]byte, error) {
 		}
 		if len(c.buf) > 0 && c.buf[0] == msgOutput {
 			return c.buf[1:], nil
+		}
+		if len(c.buf) > 0 && c.buf[0] == msgSession {
+			var si sessionInfo
+			if json.Unmarshal(c.buf[1:], &si) == nil {
+				c.info = si
+			}
 		}
 	}
 }

@@ -33,10 +33,13 @@ protocol only, beside baselines measured in the same run:
   raw    /bin/sh on a pty read by this process: no server, no network
   ttyd   ttyd running /bin/sh (--ttyd PATH, or ttyd in PATH)
   url    the server at --url, which may be anything that speaks ttyd's protocol
+  serve  the playground binary itself (--playground PATH), with the host
+         rootfs: measured for startup only
 
 Every shell is /bin/sh with PS1='$ '. The servers of self, plain, bwrap and
 ttyd are started by this command on 127.0.0.1, a fresh one for every target
-and measurement, and stopped after it.
+and measurement, each in a session of its own (as a service runs), and
+stopped after it.
 
 Measurements:
 
@@ -48,9 +51,22 @@ Measurements:
   throughput  one session prints B bytes (head -c B /dev/zero | tr); MB/s,
               the median of R rounds
   echo        one byte typed into cat in raw mode and echoed back, K round
-              trips, idle and while M other sessions flood output
+              trips: idle; while M other sessions flood output; and (servers)
+              while S more flood to clients that read a frame every 50 ms,
+              with the server's memory. The flooding sessions' clients run in
+              a process of their own
   churn       C connect, command, disconnect cycles; then what is left over
               (processes, mounts, fds, goroutines)
+  resume      a session's connection dropped and resumed N times: drop to
+              screen restored, beside a new session on the same server
+  detached    N sessions attached, then their clients gone: the server's
+              memory per attached and per detached session
+  watch       N sessions at once with a watcher each: all answer, watchers
+              see it; the server's memory per session and per watcher
+  startup     R starts of each server: exec to /readyz 200 (ttyd: to /)
+
+The sessions per pod at the requests of the shipped manifest (--pod-memory,
+--pod-cpu) are worked out from self's many and echo figures.
 
 MB is 10^6 bytes, KiB and MiB are 2^10 and 2^20. Exit status: 0 when every
 measurement was made (a missed goal, or sessions that failed within a
@@ -61,49 +77,66 @@ Flags:
 `
 
 // measurement names, in the order they run.
-var allMeasurements = []string{"ready", "many", "burst", "throughput", "echo", "churn"}
+var allMeasurements = []string{"ready", "many", "burst", "throughput", "echo", "churn", "resume", "detached", "watch", "startup"}
 
 // target names, in the order of the report's columns.
-var allTargets = []string{"self", "warm", "rlimits", "plain", "bwrap", "ttyd", "url", "raw"}
+var allTargets = []string{"self", "warm", "rlimits", "plain", "bwrap", "ttyd", "url", "serve", "raw"}
 
 // Config is what to measure and how much. Defaults in code; flags override.
 type Config struct {
-	Targets  []string
-	Measure  []string
-	URL      string // ws:// URL of an external server, for the url target
-	PID      int    // the external server's pid; 0: found from its port when local
-	Rootfs   string
-	TTYD     string // ttyd binary for the ttyd target
-	Ready    int
-	Many     int
-	Burst    int
-	Bytes    int64
-	Rounds   int // throughput: runs per target, of which the median counts
-	Echo     int
-	Flood    int
-	Churn    int
-	Format   string // table, json or markdown
-	Timeout  time.Duration
-	Quiet    bool
-	Short    bool
-	All      bool
-	cmdline  []string
-	explicit map[string]bool // flags set on the command line
+	Targets    []string
+	Measure    []string
+	URL        string // ws:// URL of an external server, for the url target
+	PID        int    // the external server's pid; 0: found from its port when local
+	Rootfs     string
+	TTYD       string // ttyd binary for the ttyd target
+	Ready      int
+	Many       int
+	Burst      int
+	Bytes      int64
+	Rounds     int // throughput: runs per target, of which the median counts
+	Echo       int
+	Flood      int
+	Slow       int // echo: sessions flooding to slow readers, in a third phase
+	Churn      int
+	Resume     int    // resumes of one session
+	Detached   int    // sessions detached at once
+	Watch      int    // sessions with a watcher each
+	Startup    int    // server starts timed to /readyz 200
+	Playground string // the playground binary, for the serve target
+	// PodMemory and PodCPU are a pod's requested resources (the shipped
+	// manifest's), for the sessions-per-pod figure.
+	PodMemory int64
+	PodCPU    float64
+	Format    string // table, json or markdown
+	Timeout   time.Duration
+	Quiet     bool
+	Short     bool
+	All       bool
+	cmdline   []string
+	explicit  map[string]bool // flags set on the command line
 }
 
 func defaultConfig() Config {
 	return Config{
-		Rootfs:  runtime.HostRootfs,
-		Ready:   200,
-		Many:    1000,
-		Burst:   300,
-		Bytes:   100_000_000,
-		Rounds:  3,
-		Echo:    2000,
-		Flood:   8,
-		Churn:   1000,
-		Format:  "table",
-		Timeout: 60 * time.Minute,
+		Rootfs:    runtime.HostRootfs,
+		Ready:     200,
+		Many:      1000,
+		Burst:     300,
+		Bytes:     100_000_000,
+		Rounds:    3,
+		Echo:      2000,
+		Flood:     8,
+		Slow:      20,
+		Churn:     1000,
+		Resume:    200,
+		Detached:  300,
+		Watch:     1000,
+		Startup:   10,
+		PodMemory: 160 << 20,
+		PodCPU:    0.25,
+		Format:    "table",
+		Timeout:   60 * time.Minute,
 	}
 }
 
@@ -120,7 +153,12 @@ func (c *Config) shortSizes() {
 	set("bytes", func() { c.Bytes = 16_000_000 })
 	set("echo", func() { c.Echo = 50 })
 	set("flood", func() { c.Flood = 2 })
+	set("slow", func() { c.Slow = 2 })
 	set("churn", func() { c.Churn = 10 })
+	set("resume", func() { c.Resume = 5 })
+	set("detached", func() { c.Detached = 5 })
+	set("watch", func() { c.Watch = 10 })
+	set("startup", func() { c.Startup = 2 })
 }
 
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
@@ -134,10 +172,10 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&targets, "targets", "", "comma-separated `list` of targets: self, warm, rlimits, plain, bwrap, raw, ttyd, url (default self,warm,plain,bwrap,raw; with --url, url and raw)")
+	fs.StringVar(&targets, "targets", "", "comma-separated `list` of targets: self, warm, rlimits, plain, bwrap, raw, ttyd, url, serve (default self,warm,plain,bwrap,raw; with --url, url and raw)")
 	fs.StringVar(&measures, "measure", strings.Join(allMeasurements, ","), "comma-separated `list` of measurements")
-	fs.BoolVar(&c.All, "all", false, "every target this machine has (ttyd too when found, url with --url) and, unless --measure says otherwise, every measurement")
-	fs.BoolVar(&c.Short, "short", false, "small sizes (ready 5, many 10, burst 10, bytes 16 MB, echo 50, flood 2, churn 10), for a quick look; explicit sizes win")
+	fs.BoolVar(&c.All, "all", false, "every target this machine has (ttyd too when found, url with --url, serve with --playground) and, unless --measure says otherwise, every measurement")
+	fs.BoolVar(&c.Short, "short", false, "small sizes (ready 5, many 10, burst 10, bytes 16 MB, echo 50, flood 2, slow 2, churn 10, resume 5, detached 5, watch 10, startup 2), for a quick look; explicit sizes win")
 	fs.StringVar(&c.URL, "url", "", "measure the server at `URL` (ws://host:port/ws, or http://host:port/ for its /ws)")
 	fs.IntVar(&c.PID, "server-pid", 0, "`pid` of the --url server, for memory, descriptor and process figures from /proc (default: found from its port when it listens here)")
 	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system of the self target's containers: `DIR` or \"host\"")
@@ -149,7 +187,16 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "throughput: `R` runs on each target, in turn; the median counts")
 	fs.IntVar(&c.Echo, "echo", c.Echo, "echo: `K` round trips, idle and again under flood")
 	fs.IntVar(&c.Flood, "flood", c.Flood, "echo: `M` sessions flooding output meanwhile")
+	fs.IntVar(&c.Slow, "slow", c.Slow, "echo: `S` more sessions flooding to clients that read a frame every 50 ms, in a third phase (servers only; 0: none)")
 	fs.IntVar(&c.Churn, "churn", c.Churn, "churn: `C` connect, command, disconnect cycles")
+	fs.IntVar(&c.Resume, "resume", c.Resume, "resume: `N` drops and resumes of one session")
+	fs.IntVar(&c.Detached, "detached", c.Detached, "detached: `N` sessions detached at once")
+	fs.IntVar(&c.Watch, "watch", c.Watch, "watch: `N` sessions with a watcher each")
+	fs.IntVar(&c.Startup, "startup", c.Startup, "startup: `R` starts of each server, timed to /readyz 200")
+	fs.StringVar(&c.Playground, "playground", "", "the playground `binary`, for the serve target (startup only; go build -o /tmp/playground ./cmd/playground)")
+	var podMemory string
+	fs.StringVar(&podMemory, "pod-memory", "160M", "a pod's memory request, for the sessions-per-pod figure (the shipped manifest's)")
+	fs.Float64Var(&c.PodCPU, "pod-cpu", c.PodCPU, "a pod's CPU request in CPUs, for the sessions-per-pod figure (the shipped manifest's)")
 	fs.BoolVar(&asJSON, "json", false, "write the report as JSON, for machines")
 	fs.BoolVar(&asMarkdown, "markdown", false, "write the report as Markdown (BENCHMARKS.md)")
 	fs.StringVar(&format, "format", "", "report `format`: table, json or markdown (--json and --markdown are short for it)")
@@ -163,6 +210,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, usagef("no arguments expected, got %q (see playground-load --help)", fs.Args())
+	}
+	if n, err := runtime.ParseSize(podMemory); err != nil || n <= 0 {
+		return c, usagef("--pod-memory %q: want a size such as 160M", podMemory)
+	} else {
+		c.PodMemory = n
 	}
 	c.explicit = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
@@ -199,6 +251,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		if c.URL != "" {
 			c.Targets = append(c.Targets, "url")
 		}
+		if c.Playground != "" {
+			c.Targets = append(c.Targets, "serve")
+		}
 	case c.URL != "":
 		c.Targets = []string{"url", "raw"}
 	default:
@@ -233,6 +288,12 @@ func (c *Config) Validate() error {
 	if c.PID < 0 {
 		bad = append(bad, "--server-pid must not be negative")
 	}
+	if slices.Contains(c.Targets, "serve") && c.Playground == "" {
+		bad = append(bad, "target serve needs --playground PATH")
+	}
+	if c.PodCPU <= 0 {
+		bad = append(bad, "--pod-cpu must be positive")
+	}
 	if slices.Contains(c.Targets, "ttyd") && c.ttydPath() == "" {
 		bad = append(bad, "target ttyd: no ttyd in PATH; give --ttyd PATH")
 	}
@@ -243,7 +304,8 @@ func (c *Config) Validate() error {
 	}{
 		{"--ready", int64(c.Ready), 1_000_000}, {"--many", int64(c.Many), 100_000}, {"--burst", int64(c.Burst), 100_000},
 		{"--bytes", c.Bytes, 1 << 40}, {"--rounds", int64(c.Rounds), 100}, {"--echo", int64(c.Echo), 10_000_000},
-		{"--churn", int64(c.Churn), 1_000_000},
+		{"--churn", int64(c.Churn), 1_000_000}, {"--resume", int64(c.Resume), 1_000_000}, {"--detached", int64(c.Detached), 100_000},
+		{"--watch", int64(c.Watch), 100_000}, {"--startup", int64(c.Startup), 10_000},
 	} {
 		if n.v < 1 || n.v > n.max {
 			bad = append(bad, fmt.Sprintf("%s %d: want 1 to %d", n.name, n.v, n.max))
@@ -251,6 +313,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Flood < 0 || c.Flood > 10_000 {
 		bad = append(bad, fmt.Sprintf("--flood %d: want 0 to 10000", c.Flood))
+	}
+	if c.Slow < 0 || c.Slow > 10_000 {
+		bad = append(bad, fmt.Sprintf("--slow %d: want 0 to 10000", c.Slow))
 	}
 	if c.Timeout <= 0 {
 		bad = append(bad, "--timeout must be positive")

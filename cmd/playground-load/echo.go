@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -13,29 +12,52 @@ import (
 )
 
 // EchoResult is keystroke echo: one byte typed into cat, with the terminal
-// in raw mode, and the same byte back, timed from send to receipt.
+// in raw mode, and the same byte back, timed from send to receipt: idle,
+// while other sessions flood output, and (for servers) while slow readers
+// are attached too.
 type EchoResult struct {
 	RoundTrips int     `json:"round_trips"`
 	IdleP50ms  float64 `json:"idle_p50_ms"`
 	IdleP99ms  float64 `json:"idle_p99_ms"`
 	IdleMaxMs  float64 `json:"idle_max_ms"`
+	// IdleCPUPerKeyMs is the CPU time the server and the processes under
+	// it used per round trip while idle (kernel threads not counted).
+	IdleCPUPerKeyMs float64 `json:"idle_cpu_per_key_ms,omitempty"`
 	// Flood is how many other sessions printed without end meanwhile, and
-	// FloodMBps what their clients received together.
+	// FloodMBps what their clients received together. Their clients run
+	// in a process of their own (floodproc.go).
 	Flood      int     `json:"flood"`
 	FloodP50ms float64 `json:"flood_p50_ms,omitempty"`
 	FloodP99ms float64 `json:"flood_p99_ms,omitempty"`
 	FloodMaxMs float64 `json:"flood_max_ms,omitempty"`
 	FloodMBps  float64 `json:"flood_mb_per_s,omitempty"`
 	// FloodBusyPct is how busy the machine was under the flood, in
-	// percent of all its CPUs.
+	// percent of all its CPUs, and FloodLoadAvg its load average (one
+	// minute) as the flood began: work of others on the machine shows
+	// there.
 	FloodBusyPct float64 `json:"flood_busy_pct,omitempty"`
+	FloodLoadAvg float64 `json:"flood_load_avg,omitempty"`
 	// FloodSchedP99ms is, for servers of this command, the p99 of how
 	// long the server's goroutines waited to run once runnable, during
-	// the flood: the part of the echo's wait that is the Go scheduler's
-	// (the output pumps of the flooding sessions), and the OS's wait for
-	// the server's threads.
+	// the flood: the Go scheduler's part of the echo's wait, and the OS's
+	// wait for the server's threads.
 	FloodSchedP99ms float64 `json:"flood_sched_p99_ms,omitempty"`
-	Error           string  `json:"error,omitempty"`
+	// FloodRunDelayPct is how long the server's threads waited on a run
+	// queue of the kernel during the flood, runnable but not running, in
+	// percent of the flood's time (/proc/PID/task/*/schedstat, summed
+	// over threads): the OS's part.
+	FloodRunDelayPct float64 `json:"flood_run_delay_pct,omitempty"`
+	// Slow is how many sessions flooded to clients that read a frame every
+	// 50 ms, attached besides the Flood ones, in a third phase; the echo
+	// then, and the server's memory before and at its peak meanwhile.
+	Slow               int     `json:"slow,omitempty"`
+	SlowP50ms          float64 `json:"slow_p50_ms,omitempty"`
+	SlowP99ms          float64 `json:"slow_p99_ms,omitempty"`
+	SlowMaxMs          float64 `json:"slow_max_ms,omitempty"`
+	SlowRSSBeforeMiB   float64 `json:"slow_rss_before_mib,omitempty"`
+	SlowRSSPeakMiB     float64 `json:"slow_rss_peak_mib,omitempty"`
+	SlowServerSessions int     `json:"slow_server_sessions,omitempty"`
+	Error              string  `json:"error,omitempty"`
 }
 
 // catCommand puts the terminal in raw mode without echo and runs cat, so
@@ -48,12 +70,13 @@ const (
 )
 
 // measureEcho times k round trips through cat idle, then k more while
-// flood other sessions print without end.
-func measureEcho(ctx context.Context, t *target, k, flood int) *EchoResult {
+// flood other sessions print without end, then (servers only) k more
+// while slow sessions flood to slow readers besides.
+func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult {
 	r := &EchoResult{RoundTrips: k, Flood: flood}
 	// Bounded: a round trip slower than 100 ms on average is a finding in
 	// itself; each waits at most sessionTimeout.
-	ctx, cancel := context.WithTimeout(ctx, 2*sessionTimeout+time.Duration(2*k+warmup)*100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, 4*sessionTimeout+time.Duration(3*k+warmup)*100*time.Millisecond)
 	defer cancel()
 	s, _, err := openAndAsk(ctx, t)
 	if err != nil {
@@ -73,40 +96,112 @@ func measureEcho(ctx context.Context, t *target, k, flood int) *EchoResult {
 		r.Error = fmt.Sprintf("warm-up: %v", err)
 		return r
 	}
+	cpu0 := treeCPU(t.pid)
 	idle, err := roundTrips(ctx, s, k)
 	if err != nil {
 		r.Error = fmt.Sprintf("idle: %v", err)
 		return r
+	}
+	if t.pid > 0 {
+		r.IdleCPUPerKeyMs = round(ms(treeCPU(t.pid)-cpu0)/float64(k), 3)
 	}
 	r.IdleP50ms, r.IdleP99ms, r.IdleMaxMs = ms(pct(idle, 50)), ms(pct(idle, 99)), ms(pct(idle, 100))
 	if flood == 0 {
 		return r
 	}
 
-	f, err := startFlood(ctx, t, flood)
+	f, err := startFloodProc(ctx, t, flood, 0, t.home)
 	if err != nil {
 		r.Error = fmt.Sprintf("flood: %v", err)
 		return r
 	}
+	defer func() { _, _ = f.end() }() // on a failure below; ended and checked otherwise
+	r.FloodLoadAvg = loadAvg()
 	sched0, _ := t.stats(ctx, false)
-	t0, host := time.Now(), startCPU()
+	got0, err := f.received()
+	if err != nil {
+		r.Error = fmt.Sprintf("flood: %v", err)
+		return r
+	}
+	t0, host, delay0 := time.Now(), startCPU(), runDelay(t.pid)
 	loaded, err := roundTrips(ctx, s, k)
-	d, busy := time.Since(t0), host.busyPct()
+	d, busy, delay := time.Since(t0), host.busyPct(), runDelay(t.pid)-delay0
+	got1, ferr := f.received()
 	if sched1, serr := t.stats(ctx, false); serr == nil {
 		r.FloodSchedP99ms = schedP99(sched0, sched1)
 	}
-	received, ferr := f.stop()
 	if err == nil && ferr != nil {
-		err = fmt.Errorf("a flooding session failed: %w", ferr)
+		err = fmt.Errorf("the flood: %w", ferr)
 	}
 	if err != nil {
 		r.Error = fmt.Sprintf("under flood: %v", err)
 		return r
 	}
 	r.FloodP50ms, r.FloodP99ms, r.FloodMaxMs = ms(pct(loaded, 50)), ms(pct(loaded, 99)), ms(pct(loaded, 100))
-	r.FloodMBps = round(float64(received)/1e6/d.Seconds(), 1)
+	r.FloodMBps = round(float64(got1-got0)/1e6/d.Seconds(), 1)
 	r.FloodBusyPct = busy
+	if t.pid > 0 {
+		r.FloodRunDelayPct = round(100*delay.Seconds()/d.Seconds(), 1)
+	}
+	if slow > 0 && t.url != "" {
+		if err := echoWithSlowReaders(ctx, t, s, k, slow, r); err != nil {
+			r.Error = err.Error()
+			return r
+		}
+	}
+	if _, err := f.end(); err != nil {
+		r.Error = fmt.Sprintf("under flood: %v", err)
+	}
 	return r
+}
+
+// echoWithSlowReaders is the third phase: slow more sessions flood to
+// clients that read slowly, besides the floods already running; k round
+// trips meanwhile, and the server's memory sampled.
+func echoWithSlowReaders(ctx context.Context, t *target, s session, k, slow int, r *EchoResult) error {
+	if t.pid > 0 {
+		if st, err := readStatus(t.pid); err == nil {
+			r.SlowRSSBeforeMiB = round(float64(st.rss)/mib, 1)
+		}
+	}
+	sf, err := startFloodProc(ctx, t, 0, slow, t.home)
+	if err != nil {
+		return fmt.Errorf("slow readers: %w", err)
+	}
+	defer func() { _, _ = sf.end() }() // on a failure below; ended and checked otherwise
+	r.Slow = slow
+	var peak atomic.Int64
+	sampling := make(chan struct{})
+	var sampler sync.WaitGroup
+	if t.pid > 0 {
+		sampler.Go(func() {
+			for {
+				if st, err := readStatus(t.pid); err == nil && st.rss > peak.Load() {
+					peak.Store(st.rss)
+				}
+				select {
+				case <-sampling:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+	loaded, err := roundTrips(ctx, s, k)
+	if st, serr := t.stats(ctx, false); serr == nil {
+		r.SlowServerSessions = st.Sessions
+	}
+	close(sampling)
+	sampler.Wait()
+	if err != nil {
+		return fmt.Errorf("with slow readers: %w", err)
+	}
+	if _, err := sf.end(); err != nil {
+		return fmt.Errorf("slow readers: %w", err)
+	}
+	r.SlowP50ms, r.SlowP99ms, r.SlowMaxMs = ms(pct(loaded, 50)), ms(pct(loaded, 99)), ms(pct(loaded, 100))
+	r.SlowRSSPeakMiB = round(float64(peak.Load())/mib, 1)
+	return nil
 }
 
 // roundTrips types k bytes one at a time, each after the previous came
@@ -131,95 +226,6 @@ func roundTrips(ctx context.Context, s session, k int) ([]time.Duration, error) 
 		out = append(out, time.Since(t0))
 	}
 	return out, nil
-}
-
-// flood is sessions that print without end, each read and discarded by a
-// goroutine of its own.
-type flood struct {
-	sessions []session
-	readers  sync.WaitGroup
-	received atomic.Int64
-	stopping atomic.Bool
-	mu       sync.Mutex
-	err      error // the first reader failure before stop
-}
-
-// startFlood opens n sessions, starts each printing, and returns once
-// every one is delivering.
-func startFlood(ctx context.Context, t *target, n int) (*flood, error) {
-	f := &flood{}
-	flowing := make(chan struct{}, n)
-	for range n {
-		s, _, err := openAndAsk(ctx, t)
-		if err == nil {
-			err = s.input(ctx, floodCommand)
-			if err != nil {
-				s.close()
-			}
-		}
-		if err != nil {
-			_, _ = f.stop() // failing already
-			return nil, err
-		}
-		f.sessions = append(f.sessions, s)
-		f.readers.Go(func() { f.read(ctx, s, flowing) })
-	}
-	for range n {
-		select {
-		case <-flowing:
-		case <-ctx.Done():
-			_, _ = f.stop() // failing already
-			return nil, fmt.Errorf("waiting for the flood to flow: %w", ctx.Err())
-		}
-	}
-	return f, nil
-}
-
-// read discards a flooding session's output until stop aborts it. It
-// signals flowing once, after the first megabyte.
-func (f *flood) read(ctx context.Context, s session, flowing chan<- struct{}) {
-	var mine int64
-	for {
-		b, err := s.output(ctx)
-		if err != nil {
-			if !f.stopping.Load() {
-				f.mu.Lock()
-				if f.err == nil {
-					f.err = err
-				}
-				f.mu.Unlock()
-				if mine < 1<<20 {
-					flowing <- struct{}{} // let startFlood see the failure's effect rather than wait
-				}
-			}
-			return
-		}
-		before := mine
-		mine += int64(len(b))
-		f.received.Add(int64(len(b)))
-		if before < 1<<20 && mine >= 1<<20 {
-			flowing <- struct{}{}
-		}
-	}
-}
-
-// stop ends every flooding session, joins the readers, and returns what
-// they received and the first failure.
-func (f *flood) stop() (int64, error) {
-	f.stopping.Store(true)
-	for _, s := range f.sessions {
-		s.abort()
-	}
-	f.readers.Wait()
-	for _, s := range f.sessions {
-		s.close()
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil && !errors.Is(f.err, context.Canceled) {
-		return f.received.Load(), f.err
-	}
-	return f.received.Load(), nil
 }
 
 // schedP99 is the p99 of the scheduler latencies counted between two

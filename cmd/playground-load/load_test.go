@@ -24,6 +24,7 @@ import (
 func TestMain(m *testing.M) {
 	runtime.MaybeInit()
 	maybeServe()
+	maybeFlood()
 	before := len(testenv.Goroutines())
 	code := m.Run()
 	if code == 0 {
@@ -115,6 +116,21 @@ func checkServerTarget(t *testing.T, rep *Report, name string) {
 	if r := tr.Echo; r == nil || r.Error != "" || r.IdleP50ms <= 0 || r.FloodP50ms <= 0 || r.FloodMBps <= 0 {
 		t.Errorf("%s echo = %+v, want idle and flood round trips, and the flood flowing", name, r)
 	}
+	if r := tr.Echo; r != nil && rep.Sizes.Slow > 0 && (r.Slow != rep.Sizes.Slow || r.SlowP50ms <= 0 || r.SlowRSSPeakMiB <= 0) {
+		t.Errorf("%s echo with slow readers = %+v, want %d slow readers, round trips and the server's memory", name, r, rep.Sizes.Slow)
+	}
+	if r := tr.Resume; r == nil || r.Error != "" || r.Failed != 0 || r.P50ms <= 0 || r.P99ms < r.P50ms || r.NewP50ms <= 0 {
+		t.Errorf("%s resume = %+v, want %d resumes and new sessions beside", name, r, rep.Sizes.Resume)
+	}
+	if r := tr.Detached; r == nil || r.Error != "" || r.Opened != rep.Sizes.Detached || r.RSSDetachedMiB <= 0 {
+		t.Errorf("%s detached = %+v, want %d sessions detached and the server's memory", name, r, rep.Sizes.Detached)
+	}
+	if r := tr.Watch; r == nil || r.Error != "" || r.Watched != rep.Sizes.Watch || r.ServerWatchers < float64(rep.Sizes.Watch) {
+		t.Errorf("%s watch = %+v, want all %d sessions watched and answered, and the server counting the watchers", name, r, rep.Sizes.Watch)
+	}
+	if r := tr.Startup; r == nil || r.Error != "" || r.P50ms <= 0 {
+		t.Errorf("%s startup = %+v, want the time to /readyz 200", name, r)
+	}
 	if r := tr.Churn; r == nil || r.Error != "" || r.Failed != 0 || r.Leftover == nil {
 		t.Errorf("%s churn = %+v, want %d cycles and the leftovers counted", name, r, rep.Sizes.Churn)
 	} else if !r.Leftover.zero() {
@@ -197,8 +213,23 @@ func TestSelf(t *testing.T) {
 			t.Errorf("goal %q: status %q", g.Goal, g.Status)
 		}
 	}
-	if len(rep.Goals) != 10 {
-		t.Errorf("goals = %q, want the issues' 10", names)
+	if len(rep.Goals) != 11 {
+		t.Errorf("goals = %q, want the issues' 11", names)
+	}
+	var phases []string
+	for _, p := range self.Ready.Phases {
+		phases = append(phases, p.Name)
+		if p.P50ms < 0 || p.MeanMs < 0 {
+			t.Errorf("phase %q: p50 %.3f, mean %.3f ms", p.Name, p.P50ms, p.MeanMs)
+		}
+	}
+	for _, want := range []string{"namespaces, exec of init", "root and mounts", "capabilities", "no_new_privs, seccomp", "ready"} {
+		if !slices.Contains(phases, want) {
+			t.Errorf("self's start phases %q: no %q", phases, want)
+		}
+	}
+	if rep.Pod == nil || rep.Pod.Sessions <= 0 && rep.Pod.MemorySessions != 0 {
+		t.Errorf("sessions per pod = %+v", rep.Pod)
 	}
 }
 
@@ -446,7 +477,7 @@ func startTarget(t *testing.T, name string) *target {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
 	defer cancel()
-	tg, err := l.start(ctx, name)
+	tg, err := l.start(ctx, name, "")
 	if err != nil {
 		_ = l.cleanup()
 		t.Fatalf("start %s: %v", name, err)

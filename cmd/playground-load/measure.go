@@ -37,6 +37,9 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		}
 		var ts []*target
 		for _, name := range cfg.Targets {
+			if !measuredOn(m, name) {
+				continue
+			}
 			if t := rep.start(ctx, l, name, m); t != nil {
 				ts = append(ts, t)
 			}
@@ -51,13 +54,20 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		for name, r := range measureReady(ctx, ts, cfg.Ready, progress) {
 			rep.get(name).Ready = r
 		}
+		// What each layer of a container's start cost, from the starts
+		// just measured (servers of this command that start containers).
+		for _, t := range ts {
+			if ps, err := t.phases(ctx); err == nil && len(ps) > 0 {
+				rep.get(t.name).Ready.Phases = phaseFigures(ps)
+			}
+		}
 	})
-	each := func(m string, withRaw bool, f func(*target) string) {
+	each := func(m string, f func(*target) string) {
 		if !cfg.measures(m) {
 			return
 		}
 		for _, name := range cfg.Targets {
-			if name == "raw" && !withRaw {
+			if !measuredOn(m, name) {
 				continue
 			}
 			if ctx.Err() != nil {
@@ -71,13 +81,13 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 			}
 		}
 	}
-	each("many", false, func(t *target) string {
+	each("many", func(t *target) string {
 		fmt.Fprintf(progress, "many %s: %d sessions at once\n", t.name, cfg.Many)
 		r := measureMany(ctx, t, cfg.Many, progress)
 		rep.get(t.name).Many = r
 		return fmt.Sprintf("%d/%d answered in %.2f s, server %.1f KiB/session %s", r.Answered, r.Sessions, r.AllReadyS, r.ServerKiBPerSession, r.Error)
 	})
-	each("burst", false, func(t *target) string {
+	each("burst", func(t *target) string {
 		fmt.Fprintf(progress, "burst %s: %d sessions at once, no warm container\n", t.name, cfg.Burst)
 		r := measureBurst(ctx, t, cfg.Burst, progress)
 		rep.get(t.name).Burst = r
@@ -89,12 +99,16 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 			rep.get(name).Throughput = r
 		}
 	})
-	each("echo", true, func(t *target) string {
-		r := measureEcho(ctx, t, cfg.Echo, cfg.Flood)
+	each("echo", func(t *target) string {
+		r := measureEcho(ctx, t, cfg.Echo, cfg.Flood, cfg.Slow)
 		rep.get(t.name).Echo = r
-		return fmt.Sprintf("p99 %.3f ms idle, %.3f ms under %d floods %s", r.IdleP99ms, r.FloodP99ms, r.Flood, r.Error)
+		line := fmt.Sprintf("p99 %.3f ms idle, %.3f ms under %d floods", r.IdleP99ms, r.FloodP99ms, r.Flood)
+		if r.Slow > 0 {
+			line += fmt.Sprintf(", %.3f ms with %d slow readers besides", r.SlowP99ms, r.Slow)
+		}
+		return line + " " + r.Error
 	})
-	each("churn", false, func(t *target) string {
+	each("churn", func(t *target) string {
 		r := measureChurn(ctx, t, cfg.Churn, progress)
 		rep.get(t.name).Churn = r
 		left := "n/a"
@@ -103,6 +117,31 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		}
 		return fmt.Sprintf("%d cycles, leftover %s %s", r.Cycles, left, r.Error)
 	})
+	each("resume", func(t *target) string {
+		r := measureResume(ctx, t, cfg.Resume, progress)
+		rep.get(t.name).Resume = r
+		return fmt.Sprintf("p50 %.2f ms, p99 %.2f ms over %d resumes (a new session: p50 %.2f ms) %s", r.P50ms, r.P99ms, r.Resumes, r.NewP50ms, r.Error)
+	})
+	each("detached", func(t *target) string {
+		r := measureDetached(ctx, t, cfg.Detached, progress)
+		rep.get(t.name).Detached = r
+		return fmt.Sprintf("%.1f KiB per detached session, %.1f attached %s", r.DetachedKiB, r.AttachedKiB, r.Error)
+	})
+	each("watch", func(t *target) string {
+		r := measureWatch(ctx, t, cfg.Watch, progress)
+		rep.get(t.name).Watch = r
+		return fmt.Sprintf("%d of %d watched sessions answered, %.1f KiB per watcher %s", r.Watched, r.Sessions, r.WatcherKiB, r.Error)
+	})
+	if cfg.measures("startup") {
+		for _, name := range cfg.Targets {
+			if !measuredOn("startup", name) {
+				continue
+			}
+			r := measureStartup(ctx, func() (*target, error) { return l.start(ctx, name, "startup") }, cfg.Startup, progress)
+			rep.get(name).Startup = r
+			fmt.Fprintf(progress, "startup %s: p50 %.1f ms to /readyz 200 %s\n", name, r.P50ms, r.Error)
+		}
+	}
 	rep.Seconds = round(time.Since(t0).Seconds(), 1)
 	rep.evaluate()
 	if err := ctx.Err(); err != nil {
@@ -111,9 +150,28 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	return rep, nil
 }
 
+// measuredOn says which targets a measurement takes: the raw pty has no
+// server to connect to, start or hold sessions; ttyd has no resume, watch
+// or detached sessions; the playground binary itself (serve) is measured
+// for its start only, as its limits (connection rate, sessions per
+// client) are an operator's, not a load test's.
+func measuredOn(m, name string) bool {
+	switch name {
+	case "raw":
+		return m == "ready" || m == "throughput" || m == "echo"
+	case "serve":
+		return m == "startup"
+	case "ttyd":
+		return m != "resume" && m != "detached" && m != "watch"
+	case "url":
+		return m != "startup"
+	}
+	return true
+}
+
 // start starts a target for a measurement, or records why it could not.
 func (r *Report) start(ctx context.Context, l *launcher, name, m string) *target {
-	t, err := l.start(ctx, name)
+	t, err := l.start(ctx, name, m)
 	if err != nil {
 		r.get(name).fail(m, err)
 		return nil
@@ -145,6 +203,14 @@ func (tr *TargetReport) fail(m string, err error) {
 		tr.Echo = &EchoResult{Error: msg}
 	case "churn":
 		tr.Churn = &ChurnResult{Error: msg}
+	case "resume":
+		tr.Resume = &ResumeResult{Error: msg}
+	case "detached":
+		tr.Detached = &DetachedResult{Error: msg}
+	case "watch":
+		tr.Watch = &WatchResult{Error: msg}
+	case "startup":
+		tr.Startup = &StartupResult{Error: msg}
 	}
 }
 
@@ -170,6 +236,18 @@ func (r *Report) failures() int {
 			n++
 		}
 		if t.Churn != nil && t.Churn.Error != "" && t.Churn.Failed == t.Churn.Cycles {
+			n++
+		}
+		if t.Resume != nil && t.Resume.Error != "" && t.Resume.P50ms == 0 {
+			n++
+		}
+		if t.Detached != nil && t.Detached.Error != "" && t.Detached.Opened == 0 {
+			n++
+		}
+		if t.Watch != nil && t.Watch.Error != "" && t.Watch.Watched == 0 {
+			n++
+		}
+		if t.Startup != nil && t.Startup.Error != "" {
 			n++
 		}
 		n += len(t.Errors)

@@ -320,3 +320,61 @@ func listenerPid(port int) int {
 	}
 	return 0
 }
+
+// runDelay is how long the threads of pid have waited on a CPU's run
+// queue, runnable but not running, in all (the second field of each
+// /proc/PID/task/TID/schedstat; threads that ended are not counted); 0
+// when unknown.
+func runDelay(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64) // 0 if odd
+		sum += n
+	}
+	return time.Duration(sum)
+}
+
+// loadAvg is the machine's load average over the last minute, from
+// /proc/loadavg: how many tasks were running or waiting to run, on
+// average. Other work on the machine shows here.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64) // 0 if odd
+	return v
+}
+
+// treeCPU is the CPU time pid and every process under it have used (those
+// still running); 0 when unknown.
+func treeCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	d := cpuTime(pid)
+	for _, c := range descendants(pid) {
+		d += cpuTime(c)
+	}
+	return d
+}

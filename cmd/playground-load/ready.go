@@ -25,7 +25,10 @@ type ReadyResult struct {
 	// terminal (its StartFunc: runtime.Start for self), from its log; 0
 	// when the server does not log it.
 	StartP50ms float64 `json:"start_p50_ms,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// Phases are that start, phase by phase, for servers that start
+	// containers (issue 6: the cost of each layer on a cold start).
+	Phases []PhaseFigure `json:"phases,omitempty"`
+	Error  string        `json:"error,omitempty"`
 }
 
 // sessionTimeout bounds one session's wait for its answer.

@@ -16,8 +16,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,7 +43,8 @@ const childArg0 = "playground-load-server"
 const statsPath = "/load/stats"
 
 // serverStats is statsPath's answer. With ?gc=1 the server collects
-// garbage first, so the heap figure is what is live.
+// garbage first, so the heap figure is what is live; with ?free=1 it also
+// gives the free pages back to the OS, so that its RSS is what it holds.
 type serverStats struct {
 	Goroutines int    `json:"goroutines"`
 	Sessions   int    `json:"sessions"`
@@ -53,6 +57,69 @@ type serverStats struct {
 	// cumulative: bucket boundaries in seconds, and counts.
 	SchedBuckets []float64 `json:"sched_buckets,omitempty"`
 	SchedCounts  []uint64  `json:"sched_counts,omitempty"`
+	// Phases are the containers' starts so far, phase by phase
+	// (runtime's StartPhases), in the order of a start.
+	Phases []phaseTimes `json:"phases,omitempty"`
+	// HostMs is how long making the runtime's Host took at the server's
+	// start: the sealed copy of the binary, the sessions' parent cgroup,
+	// leftovers of crashed servers removed.
+	HostMs float64 `json:"host_ms,omitempty"`
+}
+
+// phaseTimes is one phase of every container start so far, in ns.
+type phaseTimes struct {
+	Name string  `json:"name"`
+	Ns   []int64 `json:"ns"`
+}
+
+// phaseLog gathers the phases of the starts of a child server's
+// containers. Safe for concurrent use.
+type phaseLog struct {
+	mu     sync.Mutex
+	order  []string
+	byName map[string][]int64
+}
+
+// maxPhaseSamples bounds what a phase log keeps per phase.
+const maxPhaseSamples = 100_000
+
+func (l *phaseLog) add(ps []runtime.StartPhase) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byName == nil {
+		l.byName = map[string][]int64{}
+	}
+	for _, p := range ps {
+		v, ok := l.byName[p.Name]
+		if !ok {
+			l.order = append(l.order, p.Name)
+		}
+		if len(v) < maxPhaseSamples {
+			l.byName[p.Name] = append(v, int64(p.Duration))
+		}
+	}
+}
+
+func (l *phaseLog) snapshot() []phaseTimes {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]phaseTimes, 0, len(l.order))
+	for _, n := range l.order {
+		out = append(out, phaseTimes{Name: n, Ns: slices.Clone(l.byName[n])})
+	}
+	return out
+}
+
+// recordPhases wraps start so that every container it starts has its
+// phases logged.
+func recordPhases(start server.StartFunc, l *phaseLog) server.StartFunc {
+	return func(ctx context.Context, req server.StartRequest) (server.Terminal, error) {
+		t, err := start(ctx, req)
+		if c, ok := t.(*runtime.Container); ok && err == nil {
+			l.add(c.StartPhases())
+		}
+		return t, err
+	}
 }
 
 // maybeServe runs the child server and exits when this process is one.
@@ -80,10 +147,14 @@ type childOptions struct {
 	// NoCgroups: self's sessions get rlimits and a nice level even where
 	// the server could give them cgroups (the rlimits target).
 	NoCgroups bool
+	// Grace is the reconnect grace; 0 (most measurements): a session ends
+	// with its connection.
+	Grace time.Duration
 }
 
 func (o childOptions) args() []string {
-	return []string{"--kind", o.Kind, "--state-dir", o.StateDir, "--rootfs", o.Rootfs, "--home", o.Home, "--bwrap", o.Bwrap, "--no-cgroups=" + strconv.FormatBool(o.NoCgroups)}
+	return []string{"--kind", o.Kind, "--state-dir", o.StateDir, "--rootfs", o.Rootfs, "--home", o.Home, "--bwrap", o.Bwrap,
+		"--no-cgroups=" + strconv.FormatBool(o.NoCgroups), "--grace", o.Grace.String()}
 }
 
 func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -96,15 +167,19 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Home, "home", os.TempDir(), "HOME of plain's shells")
 	fs.StringVar(&o.Bwrap, "bwrap", "bwrap", "bubblewrap binary")
 	fs.BoolVar(&o.NoCgroups, "no-cgroups", false, "self: rlimits and a nice level, no cgroups")
+	fs.DurationVar(&o.Grace, "grace", 0, "reconnect grace; 0: sessions end with their connection")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	log := zerolog.New(stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	start, pool, host, err := starter(o, log)
+	phases := &phaseLog{}
+	t0 := time.Now()
+	start, pool, host, err := starter(o, log, phases)
 	if err != nil {
 		return err
 	}
+	hostTime := time.Since(t0)
 	if host != nil {
 		// After the pool's: removes the sessions' parent cgroup, and the
 		// state dir, this server's alone (the prepared host root owned by
@@ -119,13 +194,17 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// config, the embedded page, JSON logs at info; but with the limits
 	// that would get in the way of measuring off (every client is this
 	// one address, and thousands of sessions are opened), and sessions
-	// that end with their connection (no reconnect grace), as the
-	// measurements count on.
+	// that end with their connection (no reconnect grace), as most
+	// measurements count on; resume and detached sessions need a grace.
+	grace := o.Grace
+	if grace <= 0 {
+		grace = -1
+	}
 	srv, err := server.New(server.Config{
 		MaxSessions:          1 << 20,
 		MaxSessionsPerClient: -1,
 		ConnRate:             -1,
-		ReconnectGrace:       -1,
+		ReconnectGrace:       grace,
 	}, server.Deps{Log: log, Start: start, Static: static.FS(), Pool: pool})
 	if err != nil {
 		return err
@@ -133,7 +212,10 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	mux := http.NewServeMux()
 	mux.Handle("/", srv)
 	mux.HandleFunc("GET "+statsPath, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("gc") == "1" {
+		switch {
+		case r.URL.Query().Get("free") == "1":
+			debug.FreeOSMemory() // a GC, and the free pages back to the OS
+		case r.URL.Query().Get("gc") == "1":
 			goruntime.GC()
 		}
 		var ms goruntime.MemStats
@@ -147,6 +229,12 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if pool != nil {
 			st.Warm, st.WarmSize = pool.Warm(), warmPool
+		}
+		if host != nil {
+			st.HostMs = float64(hostTime.Microseconds()) / 1000
+		}
+		if r.URL.Query().Get("phases") == "1" {
+			st.Phases = phases.snapshot()
 		}
 		sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
 		metrics.Read(sample)
@@ -193,7 +281,7 @@ const warmPool = 4
 // for self and warm the Host, as cmd/playground's serve prepares it: the
 // default limits, cgroups where this user has them (unless --no-cgroups),
 // subordinate ids where /etc/subuid grants them.
-func starter(o childOptions, log zerolog.Logger) (server.StartFunc, *server.Pool, *runtime.Host, error) {
+func starter(o childOptions, log zerolog.Logger, phases *phaseLog) (server.StartFunc, *server.Pool, *runtime.Host, error) {
 	switch o.Kind {
 	case "self", "warm":
 		if o.StateDir == "" {
@@ -223,11 +311,12 @@ func starter(o childOptions, log zerolog.Logger) (server.StartFunc, *server.Pool
 			_ = host.Close()
 			return nil, nil, nil, fmt.Errorf("cannot start containers with rootfs %q: %w", o.Rootfs, err)
 		}
+		start := recordPhases(server.ContainerStart(spec), phases)
 		if o.Kind == "warm" {
-			pool := server.NewPool(server.ContainerStart(spec), warmPool, log)
+			pool := server.NewPool(start, warmPool, log)
 			return pool.Start, pool, host, nil
 		}
-		return server.ContainerStart(spec), nil, host, nil
+		return start, nil, host, nil
 	case "plain":
 		return plainStarter(o.Home), nil, nil, nil
 	case "bwrap":

@@ -26,12 +26,16 @@ import (
 // the raw pty.
 type target struct {
 	name     string
-	url      string // the server's ws:// URL; "" for raw
-	pid      int    // the server's pid, for /proc; 0 when unknown
-	statsURL string // a child server's statsPath; "" for others
-	stateDir string // self: its containers' mount points live here
-	logPath  string // a started server's log, "" for others
-	warm     bool   // the server keeps a warm pool (its stats say how full)
+	url      string    // the server's ws:// URL; "" for raw
+	pid      int       // the server's pid, for /proc; 0 when unknown
+	statsURL string    // a child server's statsPath; "" for others
+	httpURL  string    // a child server's http://ADDR, for /metrics and /readyz
+	stateDir string    // self: its containers' mount points live here
+	home     string    // raw: the shells' HOME
+	logPath  string    // a started server's log, "" for others
+	warm     bool      // the server keeps a warm pool (its stats say how full)
+	readyURL string    // an HTTP URL that answers 200 once the server is ready
+	began    time.Time // when a server this command started was executed
 	// open starts a session.
 	open func(ctx context.Context) (session, error)
 	// stop stops a server this command started; a no-op for the others.
@@ -48,6 +52,7 @@ var describe = map[string]string{
 	"ttyd":    "ttyd running an unisolated /bin/sh (built from its source, outside the project)",
 	"url":     "the server at --url",
 	"raw":     "/bin/sh on a pty read by the load process: no server, no network",
+	"serve":   "the playground binary itself (`playground serve`, --playground PATH) with the host rootfs, as an operator starts it: measured for startup only",
 }
 
 // launcher starts targets, each time afresh. Its work directory holds the
@@ -74,8 +79,8 @@ func newLauncher(cfg *Config) (*launcher, error) {
 // cleanup removes the work directory. Every server must have been stopped.
 func (l *launcher) cleanup() error { return os.RemoveAll(l.work) }
 
-// start starts (or, for url, finds) a target.
-func (l *launcher) start(ctx context.Context, name string) (*target, error) {
+// start starts (or, for url, finds) a target for measurement m.
+func (l *launcher) start(ctx context.Context, name, m string) (*target, error) {
 	l.n++
 	switch name {
 	case "raw":
@@ -85,6 +90,7 @@ func (l *launcher) start(ctx context.Context, name string) (*target, error) {
 		}
 		return &target{
 			name: name,
+			home: home,
 			open: func(context.Context) (session, error) { return openRaw(home) },
 			stop: func() error { return nil },
 		}, nil
@@ -97,8 +103,10 @@ func (l *launcher) start(ctx context.Context, name string) (*target, error) {
 		return t, nil
 	case "ttyd":
 		return l.startTTYD(ctx)
+	case "serve":
+		return l.startServe(ctx)
 	case "self", "warm", "rlimits", "plain", "bwrap":
-		return l.startChild(ctx, name)
+		return l.startChild(ctx, name, m)
 	}
 	return nil, fmt.Errorf("unknown target %q", name)
 }
@@ -108,8 +116,11 @@ func wsOpener(u string) func(context.Context) (session, error) {
 }
 
 // startChild starts this binary as a server of the given kind.
-func (l *launcher) startChild(ctx context.Context, kind string) (*target, error) {
+func (l *launcher) startChild(ctx context.Context, kind, m string) (*target, error) {
 	o := childOptions{Kind: kind, Rootfs: l.cfg.Rootfs, Bwrap: "bwrap"}
+	if m == "resume" || m == "detached" {
+		o.Grace = resumeGrace
+	}
 	if kind == "rlimits" {
 		o.Kind, o.NoCgroups = "self", true
 	}
@@ -133,10 +144,13 @@ func (l *launcher) startChild(ctx context.Context, kind string) (*target, error)
 	}
 	logPath := base + ".log"
 	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        append([]string{childArg0}, o.args()...),
-		Env:         os.Environ(),
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}, // never outlive us
+		Path: "/proc/self/exe",
+		Args: append([]string{childArg0}, o.args()...),
+		Env:  os.Environ(),
+		// A session of its own, as a service runs: it competes for the CPU
+		// as a process of its own, not inside this one's share (the
+		// scheduler's autogroups); and it never outlives us.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true},
 	}
 	proc, addr, err := startServer(ctx, cmd, logPath, 60*time.Second, func(line string) (string, bool) {
 		return strings.CutPrefix(line, "listening ")
@@ -145,10 +159,13 @@ func (l *launcher) startChild(ctx context.Context, kind string) (*target, error)
 		return nil, fmt.Errorf("start %s server: %w", kind, err)
 	}
 	return &target{
+		began:    proc.began,
+		readyURL: "http://" + addr + "/readyz",
 		name:     kind,
 		url:      "ws://" + addr + "/ws",
 		pid:      cmd.Process.Pid,
 		statsURL: "http://" + addr + statsPath,
+		httpURL:  "http://" + addr,
 		stateDir: o.StateDir,
 		logPath:  logPath,
 		warm:     kind == "warm",
@@ -158,6 +175,39 @@ func (l *launcher) startChild(ctx context.Context, kind string) (*target, error)
 }
 
 var ttydPort = regexp.MustCompile(`Listening on port: (\d+)`)
+
+// serveURL finds the address in the playground binary's "serving" line.
+var serveURL = regexp.MustCompile(`"url":"http://([^/"]+)/`)
+
+// startServe starts the playground binary itself, as an operator would,
+// on loopback, with the host rootfs and its own state dir; the address it
+// says in its log.
+func (l *launcher) startServe(ctx context.Context) (*target, error) {
+	if l.cfg.Playground == "" {
+		return nil, errors.New("target serve needs --playground PATH")
+	}
+	base := filepath.Join(l.work, fmt.Sprintf("serve-%d", l.n))
+	cmd := exec.Command(l.cfg.Playground, "serve", "--listen", "127.0.0.1:0", "--rootfs", l.cfg.Rootfs,
+		"--state-dir", base+"-state", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+base+"-cache", "XDG_RUNTIME_DIR="+base+"-run")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true} // as startChild's
+	proc, addr, err := startServer(ctx, cmd, base+".log", 60*time.Second, func(line string) (string, bool) {
+		m := serveURL.FindStringSubmatch(line)
+		if m == nil || !strings.Contains(line, `"message":"serving"`) {
+			return "", false
+		}
+		return m[1], true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start %s serve: %w", l.cfg.Playground, err)
+	}
+	return &target{
+		name: "serve", url: "ws://" + addr + "/ws", pid: cmd.Process.Pid, logPath: base + ".log",
+		httpURL: "http://" + addr, readyURL: "http://" + addr + "/readyz", began: proc.began,
+		open: wsOpener("ws://" + addr + "/ws"),
+		stop: proc.stop,
+	}, nil
+}
 
 // startTTYD starts ttyd on loopback, on a port of its choosing, running
 // /bin/sh writable, with the same prompt as every other shell.
@@ -169,7 +219,7 @@ func (l *launcher) startTTYD(ctx context.Context) (*target, error) {
 	}
 	cmd := exec.Command(l.cfg.ttydPath(), "--writable", "--interface", "lo", "--port", "0", "--cwd", home, shell)
 	cmd.Env = shellEnv(home)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true} // as startChild's
 	// ttyd says its port in its log, on stderr.
 	proc, port, err := startServer(ctx, cmd, logPath, 30*time.Second, func(line string) (string, bool) {
 		m := ttydPort.FindStringSubmatch(line)
@@ -183,6 +233,7 @@ func (l *launcher) startTTYD(ctx context.Context) (*target, error) {
 	}
 	u := "ws://127.0.0.1:" + port + "/ws"
 	return &target{
+		began: proc.began, readyURL: "http://127.0.0.1:" + port + "/",
 		name: "ttyd", url: u, pid: cmd.Process.Pid, logPath: logPath,
 		open: wsOpener(u),
 		stop: proc.stop,
@@ -194,6 +245,7 @@ func (l *launcher) startTTYD(ctx context.Context) (*target, error) {
 type serverProc struct {
 	cmd     *exec.Cmd
 	logPath string
+	began   time.Time // just before the exec
 	copying sync.WaitGroup
 }
 
@@ -211,6 +263,7 @@ func startServer(ctx context.Context, cmd *exec.Cmd, logPath string, timeout tim
 		return nil, "", err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
+	began := time.Now()
 	err = cmd.Start()
 	_ = pw.Close() // the child has its own copy
 	if err != nil {
@@ -218,7 +271,7 @@ func startServer(ctx context.Context, cmd *exec.Cmd, logPath string, timeout tim
 		_ = logf.Close()
 		return nil, "", err
 	}
-	p := &serverProc{cmd: cmd, logPath: logPath}
+	p := &serverProc{cmd: cmd, logPath: logPath, began: began}
 	found := make(chan string, 1)
 	// Ends when the server's output closes, at its exit; stop joins it.
 	p.copying.Go(func() {
@@ -265,7 +318,7 @@ func (p *serverProc) stop() error {
 	select {
 	case err := <-done:
 		// ttyd exits with 1 on SIGTERM by design; only ours are checked.
-		if err != nil && filepath.Base(p.cmd.Args[0]) == childArg0 {
+		if err != nil && filepath.Base(p.cmd.Args[0]) != "ttyd" {
 			return fmt.Errorf("server exited: %v; its log: %s", err, logTail(p.logPath))
 		}
 		return nil
@@ -295,6 +348,20 @@ func logTail(path string) string {
 // stats asks a child server for its goroutines, sessions and memory;
 // after a garbage collection when gc is set.
 func (t *target) stats(ctx context.Context, gc bool) (serverStats, error) {
+	q := ""
+	if gc {
+		q = "gc=1"
+	}
+	return t.statsQuery(ctx, q)
+}
+
+// phases asks a child server for its containers' start phases so far.
+func (t *target) phases(ctx context.Context) ([]phaseTimes, error) {
+	st, err := t.statsQuery(ctx, "phases=1")
+	return st.Phases, err
+}
+
+func (t *target) statsQuery(ctx context.Context, query string) (serverStats, error) {
 	var st serverStats
 	if t.statsURL == "" {
 		return st, errors.New("no stats")
@@ -302,8 +369,8 @@ func (t *target) stats(ctx context.Context, gc bool) (serverStats, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	u := t.statsURL
-	if gc {
-		u += "?gc=1"
+	if query != "" {
+		u += "?" + query
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

@@ -1,0 +1,113 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/guntainer/playground/internal/testenv"
+)
+
+// TestFloodProcess: the flooding sessions' clients run in a process of
+// their own, fast and slow readers both receive, and ending it ends every
+// session on the server.
+func TestFloodProcess(t *testing.T) {
+	tg := startTarget(t, "plain")
+	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
+	defer cancel()
+	f, err := startFloodProc(ctx, tg, 1, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.cmd.Process.Pid == os.Getpid() || filepath.Base(f.cmd.Args[0]) != floodArg0 {
+		t.Fatalf("the flood runs in %v, pid %d", f.cmd.Args, f.cmd.Process.Pid)
+	}
+	if sid, _ := sessionID(f.cmd.Process.Pid); sid != f.cmd.Process.Pid {
+		t.Errorf("the flood process is in session %d, want one of its own", sid)
+	}
+	a, err := f.received()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a < 1<<20 {
+		t.Errorf("received %d bytes once flowing, want at least the fast reader's megabyte", a)
+	}
+	total, err := f.end()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total < a {
+		t.Errorf("received %d in all, less than the %d counted before", total, a)
+	}
+	if _, err := tg.waitMetric(ctx, "playground_sessions_active", func(v float64) bool { return v == 0 }); err != nil {
+		t.Errorf("the flood's sessions did not end with it: %v", err)
+	}
+}
+
+// sessionID is a process's session, from /proc/PID/stat.
+func sessionID(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 4 {
+		return 0, fmt.Errorf("pid %d: odd stat", pid)
+	}
+	return strconv.Atoi(f[3]) // after the comm: state ppid pgrp session
+}
+
+// TestServeStartup builds the playground binary and times its start to
+// /readyz 200, as bench.sh does.
+func TestServeStartup(t *testing.T) {
+	needContainers(t)
+	goBin := testenv.NeedCommand(t, "go")
+	bin := filepath.Join(t.TempDir(), "playground")
+	build := exec.Command(goBin, "build", "-o", bin, "../playground")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/playground: %v\n%s", err, out)
+	}
+	rep := runShort(t, "--targets", "serve", "--measure", "startup", "--startup", "1", "--playground", bin)
+	r := rep.find("serve")
+	if r == nil || r.Startup == nil || r.Startup.Error != "" || r.Startup.P50ms <= 0 {
+		t.Fatalf("serve startup = %+v", r)
+	}
+}
+
+// TestPodFigure checks the sessions-per-pod arithmetic on figures given.
+func TestPodFigure(t *testing.T) {
+	r := &Report{podMemory: 160 << 20, podCPU: 0.25}
+	r.Targets = []*TargetReport{{
+		Name:    "self",
+		Many:    &ManyResult{HostKiBPerSession: 2048, ServerRSSBeforeMiB: 10},
+		Echo:    &EchoResult{IdleCPUPerKeyMs: 0.5},
+		Startup: &StartupResult{P50ms: 40},
+	}}
+	p := r.podFigure()
+	// Memory: (160 - 10) MiB / 2 MiB = 75; CPU: 0.25 / (5 × 0.5 ms/s) = 100.
+	if p == nil || p.MemorySessions != 75 || p.CPUSessions != 100 || p.Sessions != 75 || p.StartupMs != 40 {
+		t.Fatalf("pod figure = %+v, want 75 by memory, 100 by CPU, 75 in all, ready in 40 ms", p)
+	}
+	r.Targets[0].Echo.IdleCPUPerKeyMs = 1 // 0.25 / 0.005 = 50: CPU binds
+	if p := r.podFigure(); p.Sessions != 50 {
+		t.Fatalf("pod figure = %+v, want 50 (CPU)", p)
+	}
+	if lines := podLines(r.podFigure()); len(lines) != 4 || !strings.Contains(lines[0], "**50**") {
+		t.Errorf("pod lines = %q", lines)
+	}
+}
+
+// TestPhaseFigures checks the phase table's arithmetic.
+func TestPhaseFigures(t *testing.T) {
+	got := phaseFigures([]phaseTimes{{Name: "a", Ns: []int64{1e6, 3e6, 2e6}}, {Name: "empty"}})
+	if len(got) != 1 || got[0].Name != "a" || got[0].P50ms != 2 || got[0].MeanMs != 2 {
+		t.Fatalf("phaseFigures = %+v", got)
+	}
+}

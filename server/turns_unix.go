@@ -1,0 +1,62 @@
+//go:build unix
+
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+func newBlockHookConn(nc net.Conn) *blockHookConn {
+	c := &blockHookConn{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+		}
+	}
+	return c
+}
+
+// writeHooked writes p as net.Conn's Write does (the whole of it, within
+// the write deadline), through the socket itself so that it sees the
+// moment the kernel has no room: t ends then, before the wait.
+func (c *blockHookConn) writeHooked(p []byte, t *turn) (int, error) {
+	n := 0
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, e := syscall.Write(int(fd), p[n:])
+			if m > 0 {
+				n += m
+			}
+			switch {
+			case e == nil && m == 0:
+				werr = io.ErrUnexpectedEOF
+				return true
+			case e == nil:
+			case errors.Is(e, syscall.EINTR):
+			case errors.Is(e, syscall.EAGAIN):
+				t.end()
+				return false // the poller waits for room, within the deadline
+			default:
+				werr = os.NewSyscallError("write", e)
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		var oe *net.OpError
+		if !errors.As(err, &oe) {
+			err = &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+		}
+		return n, err
+	}
+	return n, nil
+}
