@@ -228,8 +228,15 @@ func TestSelf(t *testing.T) {
 			t.Errorf("self's start phases %q: no %q", phases, want)
 		}
 	}
-	if rep.Pod == nil || rep.Pod.Sessions <= 0 && rep.Pod.MemorySessions != 0 {
-		t.Errorf("sessions per pod = %+v", rep.Pod)
+	// The pod figure rests on the host's MemAvailable drop, which other
+	// work on a shared machine can hide (a figure of 0 or less): then
+	// there is no pod figure, and that is a finding, not a failure.
+	if m := self.Many; m != nil && m.HostKiBPerSession > 0 {
+		if rep.Pod == nil || rep.Pod.Sessions <= 0 && rep.Pod.MemorySessions != 0 {
+			t.Errorf("sessions per pod = %+v (host KiB per session %.1f)", rep.Pod, m.HostKiBPerSession)
+		}
+	} else if rep.Pod != nil {
+		t.Errorf("sessions per pod = %+v without a host memory figure", rep.Pod)
 	}
 }
 
