@@ -1,6 +1,9 @@
 package runtime
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestEchoesInput: the master's view of the slave's termios follows what
 // the program sets: cooked echo until it turns it off, as a line editor
@@ -19,4 +22,46 @@ func TestEchoesInput(t *testing.T) {
 	if on, err := c.EchoesInput(); err != nil || on {
 		t.Fatalf("after stty -icanon -echo: EchoesInput %v, %v; want false", on, err)
 	}
+}
+
+// TestReadsCookedInput: true while the foreground program blocks reading
+// a cooked terminal (dash at its prompt, read), false while it reads a
+// terminal its line editor set up, or does not read at all.
+func TestReadsCookedInput(t *testing.T) {
+	c := start(t, Spec{Args: sh(`echo state-$((1+1)); read x; stty -icanon -echo; echo state-$((2+1)); read y; stty sane; echo state-$((3+1)); exec sleep 100`)})
+	o := readAll(c)
+	o.waitFor(t, "state-2")
+	waitReads := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := c.ReadsCookedInput()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ReadsCookedInput stayed %v, want %v; output %q", got, want, o.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitReads(true) // read x, cooked
+	if _, err := c.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	o.waitFor(t, "state-3")
+	for range 5 { // read y, raw: never true
+		if got, err := c.ReadsCookedInput(); err != nil || got {
+			t.Fatalf("reading with -icanon -echo: ReadsCookedInput %v, %v; want false", got, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := c.Write([]byte("y\n")); err != nil {
+		t.Fatal(err)
+	}
+	o.waitFor(t, "state-4")
+	waitReads(false) // sleep, cooked: not reading
 }

@@ -541,6 +541,14 @@ func (t *recordedTerminal) EchoesInput() (bool, error) {
 	return false, errors.ErrUnsupported
 }
 
+// ReadsCookedInput passes the wrapped terminal's on, as EchoesInput.
+func (t *recordedTerminal) ReadsCookedInput() (bool, error) {
+	if r, ok := t.Terminal.(cookedReader); ok {
+		return r.ReadsCookedInput()
+	}
+	return false, errors.ErrUnsupported
+}
+
 func (t *recordedTerminal) Close() error {
 	t.closed.Store(true)
 	return t.Terminal.Close()

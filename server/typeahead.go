@@ -14,7 +14,8 @@ import (
 // command typed before the prompt (--warm 0, or a pool that ran dry) was
 // shown twice. So the input writer holds a new session's input, which
 // queues meanwhile within maxInputQueue, until the terminal is out of
-// cooked echo mode; or until the program, still in cooked mode, has
+// cooked echo mode; or until the program, still in cooked mode, blocks
+// reading it (see cookedReader); or until the program, in cooked mode, has
 // printed something and then nothing for typeaheadQuiet (a shell without
 // a line editor, such as dash, waiting at its prompt: the kernel's echo
 // is the only one it gets); or until typeaheadHold has passed since the
@@ -26,14 +27,27 @@ import (
 // runtime.Container's: TCGETS on the pty master, which reports the
 // slave's settings. A Terminal without it is never held.
 
-const (
+// Variables, not constants, so that a test can take a fallback away and
+// see the path it means to test.
+var (
 	typeaheadHold  = 2 * time.Second
 	typeaheadQuiet = 150 * time.Millisecond
-	typeaheadPoll  = 10 * time.Millisecond
+	typeaheadPoll  = 2 * time.Millisecond
 )
 
 type echoer interface {
 	EchoesInput() (bool, error)
+}
+
+// cookedReader is an echoer that can also tell that its program is
+// blocked reading the cooked terminal (runtime.Container: the foreground
+// process in read(2)). Then the kernel's echo is the only one input will
+// get, and the hold ends at once: a shell without a line editor (dash)
+// gets its typeahead as soon as it waits at its prompt, not
+// typeaheadQuiet after it (which cost every such session's first
+// command 150 ms).
+type cookedReader interface {
+	ReadsCookedInput() (bool, error)
 }
 
 // typeahead is a session's hold on its first input.
@@ -87,10 +101,16 @@ func (ss *session) waitTypeahead(term Terminal) {
 	defer poll.Stop()
 	var out int64   // the program's output so far
 	var quiet int64 // since when it has not grown, unix nanos; 0 before any
+	cr, _ := term.(cookedReader)
 	for {
 		cooked, err := e.EchoesInput()
 		if err != nil || !cooked {
 			return
+		}
+		if cr != nil {
+			if reading, err := cr.ReadsCookedInput(); err == nil && reading {
+				return
+			}
 		}
 		now := time.Now()
 		if n := ss.bytesOut.Load(); n != out {

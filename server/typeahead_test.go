@@ -3,6 +3,7 @@ package server
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guntainer/playground/internal/testenv"
 	"github.com/guntainer/playground/runtime"
@@ -47,7 +48,13 @@ func TestTypeaheadEchoedOnce(t *testing.T) {
 // TestTypeaheadWithoutALineEditor: a shell that stays in cooked echo mode
 // (dash, no line editor) gets what was typed before its prompt, shown
 // once, by the kernel's echo.
+//
+// The fallbacks (the program quiet for typeaheadQuiet, typeaheadHold since
+// it started) are taken out of reach, so the input can only go through
+// because the server saw the shell blocked reading its cooked terminal.
 func TestTypeaheadWithoutALineEditor(t *testing.T) {
+	defer func(q, h time.Duration) { typeaheadQuiet, typeaheadHold = q, h }(typeaheadQuiet, typeaheadHold)
+	typeaheadQuiet, typeaheadHold = time.Hour, time.Hour
 	s := newTestServer(t, Config{}, withStart(testStart(t)))
 	c := s.open(t, "", nil)
 	c.input("echo typed-$((6*7))\r")
