@@ -25,9 +25,11 @@ import (
 const serveUsage = `Usage: playground [serve] [flags]
 
 Serves the web playground: open the address in a browser and get a shell in
-a fresh, isolated container. Every flag can also be set by an environment
-variable, PLAYGROUND_ and the flag's name in capitals (PLAYGROUND_LISTEN,
-PLAYGROUND_ROOTFS, PLAYGROUND_ORIGINS as a comma-separated list, ...).
+a fresh, isolated container. Every flag but --shutdown-grace can also be
+set by an environment variable, PLAYGROUND_ and the flag's name in capitals
+(PLAYGROUND_LISTEN, PLAYGROUND_IDLE_TIMEOUT, ...); a repeatable flag takes
+a comma-separated list (PLAYGROUND_ROOTFS, PLAYGROUND_NET_ALLOW, and in the
+plural PLAYGROUND_ORIGINS, PLAYGROUND_ALLOWED_HOSTS). Flags win.
 SIGINT or SIGTERM drains: no new sessions, each open one is told, and they
 get --drain-timeout to finish; then (or at a second signal) every session is
 closed with 1001, its container torn down, and the server exits 0.
