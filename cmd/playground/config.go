@@ -126,6 +126,7 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 		{"PLAYGROUND_MAX_LIFETIME", &c.MaxLifetime},
 		{"PLAYGROUND_RECONNECT_GRACE", &c.ReconnectGrace},
 		{"PLAYGROUND_DRAIN_TIMEOUT", &c.DrainTimeout},
+		{"PLAYGROUND_SHUTDOWN_GRACE", &c.Grace},
 	} {
 		if v := getenv(d.name); v != "" {
 			dur, err := time.ParseDuration(v)

@@ -174,3 +174,26 @@ func TestServeOutboundWithoutHelper(t *testing.T) {
 		t.Errorf("stderr: want it to say what --net outbound needs:\n%s", stderr.String())
 	}
 }
+
+// TestEveryServeFlagHasAVariable: serve --help and the README promise
+// that every flag can be set as PLAYGROUND_ and its name in capitals (the
+// repeatable --origin and --allowed-host under a plural name).
+func TestEveryServeFlagHasAVariable(t *testing.T) {
+	asked := map[string]bool{}
+	cfg := defaultServeConfig()
+	if err := cfg.fromEnv(func(k string) string { asked[k] = true; return "" }); err != nil {
+		t.Fatal(err)
+	}
+	plural := map[string]string{"origin": "PLAYGROUND_ORIGINS", "allowed-host": "PLAYGROUND_ALLOWED_HOSTS"}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.bind(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		name := plural[f.Name]
+		if name == "" {
+			name = "PLAYGROUND_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		}
+		if !asked[name] {
+			t.Errorf("--%s: %s is never read", f.Name, name)
+		}
+	})
+}

@@ -25,8 +25,8 @@ import (
 const serveUsage = `Usage: playground [serve] [flags]
 
 Serves the web playground: open the address in a browser and get a shell in
-a fresh, isolated container. Every flag but --shutdown-grace can also be
-set by an environment variable, PLAYGROUND_ and the flag's name in capitals
+a fresh, isolated container. Every flag can also be set by an environment
+variable, PLAYGROUND_ and the flag's name in capitals
 (PLAYGROUND_LISTEN, PLAYGROUND_IDLE_TIMEOUT, ...); a repeatable flag takes
 a comma-separated list (PLAYGROUND_ROOTFS, PLAYGROUND_NET_ALLOW, and in the
 plural PLAYGROUND_ORIGINS, PLAYGROUND_ALLOWED_HOSTS). Flags win.
