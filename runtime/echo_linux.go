@@ -37,13 +37,15 @@ func (c *Container) EchoesInput() (bool, error) {
 }
 
 // ReadsCookedInput reports whether the program's terminal is in cooked
-// echo mode and its foreground process is blocked in read(2): a shell
-// without a line editor (dash) at its prompt, or cat, or read. Input
-// written now is echoed by the kernel and by nothing else, so a server
-// holding typeahead can let it go at once rather than wait for the
-// program to fall quiet. It reads /proc/PGID/syscall of the foreground
-// process group's leader (a process of this server's own container,
-// which it may inspect); false when that cannot be read.
+// echo mode and its foreground process is blocked in read(2) on that
+// terminal: a shell without a line editor (dash) at its prompt, or cat, or
+// read. Input written now is echoed by the kernel and by nothing else, so
+// a server holding typeahead can let it go at once rather than wait for
+// the program to fall quiet. It reads /proc/PGID/syscall of the foreground
+// process group's leader (a process of this server's own container, which
+// it may inspect) and checks that the fd it reads is this pty's slave (a
+// read of a pipe, as a process waiting to be released does before its
+// exec, does not count); false when any of that cannot be read.
 func (c *Container) ReadsCookedInput() (bool, error) {
 	cooked, err := c.EchoesInput()
 	if err != nil || !cooked {
@@ -53,23 +55,30 @@ func (c *Container) ReadsCookedInput() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var pgid int
+	var pgid, ptn int
 	var ierr error
-	if err := rc.Control(func(fd uintptr) { pgid, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPGRP) }); err != nil {
+	if err := rc.Control(func(fd uintptr) {
+		if pgid, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPGRP); ierr == nil {
+			ptn, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+		}
+	}); err != nil {
 		return false, err
 	}
 	if ierr != nil || pgid <= 0 {
 		return false, ierr
 	}
-	return inRead(pgid), nil
+	return readsPTY(pgid, ptn), nil
 }
 
-// inRead reports whether process pid is blocked in read(2): the first
-// field of /proc/PID/syscall is the number of the system call it is
-// blocked in ("running" or -1 otherwise).
-func inRead(pid int) bool {
-	var buf [64]byte
-	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/syscall", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// readsPTY reports whether process pid is blocked in read(2) of the pty
+// slave numbered ptn: the first two fields of /proc/PID/syscall are the
+// number of the system call it is blocked in ("running" or -1 otherwise)
+// and its first argument, the fd; that fd must be a pty slave (majors
+// 136 to 143) of that number.
+func readsPTY(pid, ptn int) bool {
+	var buf [128]byte
+	dir := "/proc/" + strconv.Itoa(pid)
+	fd, err := unix.Open(dir+"/syscall", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
@@ -78,6 +87,18 @@ func inRead(pid int) bool {
 	if err != nil || n <= 0 {
 		return false
 	}
-	nr, _, _ := strings.Cut(string(buf[:n]), " ")
-	return nr == strconv.Itoa(unix.SYS_READ)
+	f := strings.Fields(string(buf[:n]))
+	if len(f) < 2 || f[0] != strconv.Itoa(unix.SYS_READ) {
+		return false
+	}
+	rfd, err := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 31)
+	if err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir+"/fd/"+strconv.FormatUint(rfd, 10), &st); err != nil {
+		return false
+	}
+	major, minor := unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && major >= 136 && major <= 143 && int(minor+(major-136)<<20) == ptn
 }

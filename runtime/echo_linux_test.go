@@ -1,8 +1,14 @@
 package runtime
 
 import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestEchoesInput: the master's view of the slave's termios follows what
@@ -28,7 +34,7 @@ func TestEchoesInput(t *testing.T) {
 // a cooked terminal (dash at its prompt, read), false while it reads a
 // terminal its line editor set up, or does not read at all.
 func TestReadsCookedInput(t *testing.T) {
-	c := start(t, Spec{Args: sh(`echo state-$((1+1)); read x; stty -icanon -echo; echo state-$((2+1)); read y; stty sane; echo state-$((3+1)); exec sleep 100`)})
+	c := start(t, Spec{Args: sh(`echo state-$((1+1)); read x; stty -icanon -echo; echo state-$((2+1)); read y; stty sane; echo state-$((3+1)); read w; mkfifo /tmp/f; (exec sleep 100 >/tmp/f) & echo state-$((4+1)); read z </tmp/f`)})
 	o := readAll(c)
 	o.waitFor(t, "state-2")
 	waitReads := func(want bool) {
@@ -63,5 +69,42 @@ func TestReadsCookedInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.waitFor(t, "state-4")
-	waitReads(false) // sleep, cooked: not reading
+	waitReads(true) // read w, cooked again
+	if _, err := c.Write([]byte("w\n")); err != nil {
+		t.Fatal(err)
+	}
+	o.waitFor(t, "state-5")
+	// read z of a fifo, the terminal cooked: blocked in read(2), but not
+	// of the terminal (as a process waiting on a pipe before its exec).
+	deadline := time.Now().Add(10 * time.Second)
+	for !leaderInRead(t, c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell never blocked reading the fifo; output %q", o.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got, err := c.ReadsCookedInput(); err != nil || got {
+		t.Fatalf("reading a fifo: ReadsCookedInput %v, %v; want false", got, err)
+	}
+}
+
+// leaderInRead: the terminal's foreground process group leader is blocked
+// in read(2), of whatever.
+func leaderInRead(t *testing.T, c *Container) bool {
+	t.Helper()
+	rc, err := c.master.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pgid int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { pgid, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPGRP) }); err != nil || ierr != nil {
+		t.Fatal(err, ierr)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pgid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_READ)
 }
