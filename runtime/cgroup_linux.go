@@ -198,7 +198,9 @@ type Cgroup struct {
 	reason  string // the first limit hit, as ExitStatus.Reason says it
 }
 
-var cgroupIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+// Compiled on first use, not at package initialisation, which every
+// container's init goes through (early_linux.go).
+var cgroupIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`) })
 
 // New makes the cgroup of session id with limits l. onLimit, when not
 // nil, is called once, from the watcher's goroutine, when the session hits
@@ -206,7 +208,7 @@ var cgroupIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 // with the reason ("memory limit 512 MiB reached"); the caller ends the
 // session (Kill) and reports the reason. It must not block.
 func (m *Cgroups) New(id string, l Limits, onLimit func(reason string)) (*Cgroup, error) {
-	if !cgroupIDPattern.MatchString(id) || strings.HasPrefix(id, ".") {
+	if !cgroupIDPattern().MatchString(id) || strings.HasPrefix(id, ".") {
 		return nil, fmt.Errorf("cgroup: bad session id %q", id)
 	}
 	l = l.WithDefaults()
@@ -987,7 +989,7 @@ func keys(m map[string]string) []string {
 	return ks
 }
 
-var leftoverPattern = regexp.MustCompile(`^` + cgroupPrefix + `(\d+)(-server)?$`)
+var leftoverPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^` + cgroupPrefix + `(\d+)(-server)?$`) })
 
 // cleanCgroupLeftovers removes, below each own dir, the playground-PID
 // cgroups of servers that no longer run: it kills what is still in them
@@ -1001,7 +1003,7 @@ func cleanCgroupLeftovers(version int, ownDirs []string) int {
 			continue
 		}
 		for _, e := range entries {
-			sm := leftoverPattern.FindStringSubmatch(e.Name())
+			sm := leftoverPattern().FindStringSubmatch(e.Name())
 			if !e.IsDir() || sm == nil {
 				continue
 			}
