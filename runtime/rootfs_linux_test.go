@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -134,4 +136,60 @@ func diffLines(want, got []string) string {
 		d = append(d, fmt.Sprintf("an entry twice: %d entries, want %d", len(got), len(want)))
 	}
 	return strings.Join(d, "\n")
+}
+
+// TestAptSandboxSetting: a container with only its root mapped (the
+// single-id map) finds in its /etc/apt/apt.conf.d the setting that keeps
+// apt from dropping to _apt, an id it does not have; a container with a
+// range of ids does not (apt drops to _apt there). The file is written in
+// the container's own layer: the rootfs on the host never has it.
+func TestAptSandboxSetting(t *testing.T) {
+	const name = "etc/apt/apt.conf.d/00playground-sandbox"
+	const setting = `APT::Sandbox::User "root";`
+	type tc struct {
+		name     string
+		m        hostMode
+		shift    bool // give the rootfs to the subordinate ids' root (forMode)
+		singleID bool
+	}
+	var cases []tc
+	for _, m := range testModes(t) {
+		single := os.Getuid() != 0 && !m.subIDs()
+		cases = append(cases, tc{m.name, m, true, single})
+		if m.subIDs() {
+			// A rootfs the server's user owns falls back to the single-id
+			// map, with subordinate ids too.
+			cases = append(cases, tc{m.name + " with the server user's rootfs", m, false, true})
+		}
+	}
+	if os.Getuid() == 0 {
+		t.Log("as root every container has a range of the pool: the single-id map is the ordinary user's run (playground-ci)")
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rootfs := busyboxRootfs(t)
+			if err := os.MkdirAll(filepath.Join(rootfs, "etc/apt/apt.conf.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if c.shift {
+				rootfs = forMode(t, c.m, rootfs)
+			}
+			before := treeState(t, rootfs)
+			out, st := runMode(t, c.m, Spec{Rootfs: rootfs, Args: sh("cat /" + name + " 2>&1; cat /proc/self/uid_map")})
+			if st.Code != 0 {
+				t.Fatalf("%v:\n%s", st, out)
+			}
+			has := strings.Contains(out, setting)
+			if has != c.singleID {
+				t.Errorf("single-id map %v, but the setting in the container: %v:\n%s", c.singleID, has, out)
+			}
+			if _, err := os.Lstat(filepath.Join(rootfs, name)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the host's rootfs has %s after the container: %v", name, err)
+			}
+			if after := treeState(t, rootfs); after != before {
+				t.Errorf("the host's rootfs changed:\n-%s\n+%s", before, after)
+			}
+			t.Logf("%s", out)
+		})
+	}
 }
