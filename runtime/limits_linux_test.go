@@ -291,3 +291,107 @@ func TestHostChecks(t *testing.T) {
 		t.Errorf("CheckNproc of one small session: %v", err)
 	}
 }
+
+// TestNprocChargedToTheServer: the processes of a container count against
+// the RLIMIT_NPROC of the server's own uid, whatever the id map (with the
+// subordinate ids they run as another host uid), because the kernel
+// charges each to the uid that made its user namespace too (Linux 5.14
+// on). A process of the server's uid, limited to the tasks the server's
+// uid has outside any container plus a few, forks before a container
+// starts, cannot fork while the container's processes live, and forks
+// again once they are gone: that is why CheckNproc wants sessions × pids
+// below the server's own limit.
+func TestNprocChargedToTheServer(t *testing.T) {
+	if os.Getuid() == 0 {
+		t.Log("as root RLIMIT_NPROC binds nothing (the kernel exempts root), and a root server's containers are charged to root: the claim is an ordinary user's, checked by the run as one (playground-ci)")
+		return
+	}
+	const procs = 64 // the container's processes, far above the slack
+	const slack = 8  // the forking shell, its child, threads the test may add
+	for _, m := range testModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			if got := forkUnderNproc(t, slack); got != "forked" {
+				t.Fatalf("before the container, with RLIMIT_NPROC = own tasks + %d: %q, want a fork", slack, got)
+			}
+			script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do sleep 1000 & i=$((i+1)); done; echo started; read x", procs)
+			c := startMode(t, m, Spec{Args: sh(script)})
+			o := readAll(c)
+			o.waitFor(t, "started")
+			uid := hostUID(t, programPid(t, c))
+			t.Logf("the container's processes run as host uid %d, the server as uid %d", uid, os.Getuid())
+			if m.subIDs() && uid == os.Getuid() {
+				t.Fatalf("with subordinate ids the program runs as the server's uid %d", uid)
+			}
+			if got := forkUnderNproc(t, slack); got == "forked" {
+				t.Errorf("with %d processes in a container, a process of uid %d limited to its own tasks + %d still forked: the container's processes are not charged to the server's uid", procs, os.Getuid(), slack)
+			} else {
+				t.Logf("with the container's processes alive: %q", got)
+			}
+			_ = c.Close()
+			if got := forkUnderNproc(t, slack); got != "forked" {
+				t.Errorf("after the container, with RLIMIT_NPROC = own tasks + %d: %q, want a fork", slack, got)
+			}
+		})
+	}
+}
+
+// forkUnderNproc runs a shell of this uid whose RLIMIT_NPROC is the number
+// of tasks this uid has outside any user namespace of its own, plus slack,
+// and has it fork: "forked", or what the shell said.
+func forkUnderNproc(t *testing.T, slack uint64) string {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", "read x; /bin/true && echo forked")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Counted once the shell runs, so that it is among them.
+	lim := unix.Rlimit{Cur: ownTasks(t) + slack, Max: ownTasks(t) + slack}
+	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_NPROC, &lim, nil); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("prlimit: %v", err)
+	}
+	_, _ = stdin.Write([]byte("\n")) // a failed write shows as the shell's answer
+	_ = stdin.Close()
+	_ = cmd.Wait() // the answer is its output
+	return strings.TrimSpace(out.String())
+}
+
+// ownTasks counts the tasks (threads) whose real uid is this process's
+// and that are in this process's user namespace: a container's processes,
+// in user namespaces of their own, are not among them, even with the
+// single-id map, where they run as this uid.
+func ownTasks(t *testing.T) uint64 {
+	t.Helper()
+	self, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := strconv.Itoa(os.Getuid())
+	es, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, e := range es {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/user"); err != nil || ns != self {
+			continue // gone, another user's, or in a namespace of its own
+		}
+		uid, threads := statusField(e.Name(), "Uid"), statusField(e.Name(), "Threads")
+		if f := strings.Fields(uid); len(f) == 0 || f[0] != me {
+			continue
+		}
+		k, _ := strconv.ParseUint(threads, 10, 64)
+		n += k
+	}
+	return n
+}
