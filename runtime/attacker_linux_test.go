@@ -382,6 +382,81 @@ var attacks = map[string]func(args []string) error{
 			try{"init_module", sysErr(unix.Syscall(unix.SYS_INIT_MODULE, 0, 0, 0))},
 		)
 	},
+	// list-dev: no attempt, an inventory for TestDevNodes: every entry
+	// under /dev, as "dev NAME KIND", where KIND is "char MAJ:MIN", "dir
+	// FSTYPE" or "-> TARGET".
+	"list-dev": func([]string) error {
+		return filepath.WalkDir("/dev", func(p string, _ os.DirEntry, err error) error {
+			if err != nil {
+				return escaped("walk %s: %v", p, err)
+			}
+			if p == "/dev" {
+				return nil
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return escaped("lstat %s: %v", p, err)
+			}
+			kind := fmt.Sprintf("mode %o", st.Mode)
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFCHR:
+				kind = fmt.Sprintf("char %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			case unix.S_IFBLK:
+				kind = fmt.Sprintf("block %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			case unix.S_IFLNK:
+				l, _ := os.Readlink(p)
+				kind = "-> " + l
+			case unix.S_IFDIR:
+				var fs unix.Statfs_t
+				_ = unix.Statfs(p, &fs) // a zero type names no file system
+				kind = "dir " + fsName(fs.Type)
+			}
+			fmt.Printf("dev %s %s\n", strings.TrimPrefix(p, "/dev/"), kind)
+			return nil
+		})
+	},
+	// masks FILE:P... DIR:P... RO:P...: each masked file must read empty
+	// and be the null device, each masked directory must list nothing and
+	// be an empty read-only tmpfs, and nothing may be created in a
+	// read-only directory (EROFS: the mount's answer, before any
+	// permission's).
+	"masks": func(args []string) error {
+		for _, a := range args {
+			kind, p, _ := strings.Cut(a, ":")
+			switch kind {
+			case "FILE":
+				b, err := os.ReadFile(p)
+				if err != nil || len(b) > 0 {
+					return escaped("read %s: %d bytes, %v", p, len(b), err)
+				}
+				var st unix.Stat_t
+				if err := unix.Stat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+					return escaped("%s is not the null device: mode %o rdev %d:%d, %v", p, st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev), err)
+				}
+				fmt.Printf("%s: 0 bytes, the null device\n", p)
+			case "DIR":
+				es, err := os.ReadDir(p)
+				if err != nil || len(es) > 0 {
+					return escaped("list %s: %d entries, %v", p, len(es), err)
+				}
+				var fs unix.Statfs_t
+				if err := unix.Statfs(p, &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
+					return escaped("%s is %s, not a tmpfs: %v", p, fsName(fs.Type), err)
+				}
+				if err := mustBeReadOnly(p); err != nil {
+					return err
+				}
+				fmt.Printf("%s: no entries, an empty tmpfs\n", p)
+			case "RO":
+				if err := mustBeReadOnly(p); err != nil {
+					return err
+				}
+			default:
+				return escaped("bad argument %q", a)
+			}
+		}
+		return nil
+	},
 	// wait: print the marker and wait for input, for the posture test.
 	"wait": func([]string) error {
 		// What the host may not be able to read (TestPosture), first:
@@ -402,4 +477,56 @@ var attacks = map[string]func(args []string) error{
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil
 	},
+}
+
+// mustBeReadOnly tries to change dir and its first entry, and to create a
+// file and a directory in it. A change of mode or times asks the mount for
+// write access before any permission check, so EROFS says that the mount
+// is read-only (on a writable one container root gets EPERM, not owning
+// the host's files); a create must fail too, though proc answers a name it
+// lacks with ENOENT before the mount is asked.
+func mustBeReadOnly(dir string) error {
+	paths := []string{dir}
+	if es, err := os.ReadDir(dir); err == nil && len(es) > 0 {
+		paths = append(paths, filepath.Join(dir, es[0].Name()))
+	}
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return escaped("lstat %s: %v", p, err)
+		}
+		cerr := unix.Fchmodat(unix.AT_FDCWD, p, st.Mode&0o7777, 0)
+		uerr := unix.UtimesNanoAt(unix.AT_FDCWD, p, nil, unix.AT_SYMLINK_NOFOLLOW)
+		if !errors.Is(cerr, unix.EROFS) || !errors.Is(uerr, unix.EROFS) {
+			return escaped("%s: chmod: %v, utimes: %v; want EROFS (a read-only mount)", p, cerr, uerr)
+		}
+		fmt.Printf("%s: chmod and utimes: %v\n", p, cerr)
+	}
+	name := filepath.Join(dir, "playground-test")
+	fd, err := unix.Open(name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		_ = unix.Close(fd)
+		return escaped("created %s", name)
+	}
+	merr := unix.Mkdir(name+".d", 0o755)
+	if merr == nil {
+		return escaped("made directory %s.d", name)
+	}
+	fmt.Printf("%s: create: %v, mkdir: %v\n", dir, err, merr)
+	return nil
+}
+
+// fsName names the file systems /dev and the masks are made of.
+func fsName(magic int64) string {
+	switch magic {
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.DEVPTS_SUPER_MAGIC:
+		return "devpts"
+	case unix.PROC_SUPER_MAGIC:
+		return "proc"
+	case unix.SYSFS_MAGIC:
+		return "sysfs"
+	}
+	return fmt.Sprintf("fs-%#x", magic)
 }

@@ -32,13 +32,11 @@ var rlimitResources = map[string]int{
 // NPROC counts the processes of one uid inside the session's user
 // namespace, and also (Linux 5.14 on, ucounts) charges every one of them
 // to the uid that created the namespace, the server's, whatever the id map
-// is (kernel/ucount.c, inc_rlimit_ucounts; seen here on Linux 6.18 with a
-// subuid map: processes running as host uid 100000 in a namespace made by
-// uid 1001 stopped uid 1001's own forks at its limit; not yet a test). So
-// with N sessions the
-// server's own RLIMIT_NPROC must exceed N × Pids plus its own threads, or
-// a fork bomb stops the server from starting containers: see
-// CheckNproc.
+// is (kernel/ucount.c, inc_rlimit_ucounts: processes running as host uid
+// 100000 in a namespace made by uid 1001 stop uid 1001's own forks at its
+// limit; TestNprocChargedToTheServer). So with N sessions the server's own
+// RLIMIT_NPROC must exceed N × Pids plus its own threads, or a fork bomb
+// stops the server from starting containers: see CheckNproc.
 func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 	l = l.WithDefaults()
 	rl := []Rlimit{

@@ -291,3 +291,106 @@ func TestHostChecks(t *testing.T) {
 		t.Errorf("CheckNproc of one small session: %v", err)
 	}
 }
+
+// TestNprocChargedToTheServer: the processes of a container count against
+// the RLIMIT_NPROC of the server's own uid, whatever the id map (with the
+// subordinate ids they run as another host uid), because the kernel
+// charges each to the uid that made its user namespace too (Linux 5.14
+// on). What the server's uid is charged with is measured as the kernel
+// sees it: the lowest RLIMIT_NPROC under which a shell of that uid can
+// still fork. It grows by the container's processes while they live, and
+// falls back once they are gone: that is why CheckNproc wants sessions ×
+// pids below the server's own limit. (Counted, not listed: other processes
+// of the same uid, other sessions' containers too, are in the figure, and
+// the test asks only for the difference.)
+func TestNprocChargedToTheServer(t *testing.T) {
+	if os.Getuid() == 0 {
+		t.Log("as root RLIMIT_NPROC binds nothing (the kernel exempts root), and a root server's containers are charged to root: the claim is an ordinary user's, checked by the run as one (playground-ci)")
+		return
+	}
+	const procs = 64 // the container's sleeps, besides its init and shell
+	for _, m := range testModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			before := nprocCharged(t)
+			script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do sleep 1000 & i=$((i+1)); done; echo started; read x", procs)
+			c := startMode(t, m, Spec{Args: sh(script)})
+			o := readAll(c)
+			o.waitFor(t, "started")
+			uid := hostUID(t, programPid(t, c))
+			if m.subIDs() && uid == os.Getuid() {
+				t.Fatalf("with subordinate ids the program runs as the server's uid %d", uid)
+			}
+			with := nprocCharged(t)
+			_ = c.Close()
+			after := nprocCharged(t)
+			t.Logf("uid %d is charged with %d tasks before the container, %d while its %d sleeps live (as host uid %d), %d after", os.Getuid(), before, with, procs, uid, after)
+			// Other processes of this uid may come and go meanwhile: half
+			// the container's processes is the margin.
+			if with < before+procs/2 {
+				t.Errorf("the container's %d processes (host uid %d) are not charged to uid %d: %d tasks before, %d with them", procs, uid, os.Getuid(), before, with)
+			}
+			if after+procs/2 > with {
+				t.Errorf("uid %d is still charged with the container's processes after its end: %d tasks with them, %d after", os.Getuid(), with, after)
+			}
+		})
+	}
+}
+
+// nprocCharged is what this uid is charged with against RLIMIT_NPROC, as
+// the kernel counts it: the lowest limit under which a shell of this uid
+// forks, less one (the fork's child), found by bisection.
+func nprocCharged(t *testing.T) uint64 {
+	t.Helper()
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &r); err != nil {
+		t.Fatal(err)
+	}
+	hi := min(r.Max, 1<<20)
+	if !forksUnderNproc(t, hi) {
+		t.Fatalf("a shell of uid %d cannot fork even under RLIMIT_NPROC %d", os.Getuid(), hi)
+	}
+	lo := uint64(0) // a limit of 0 never lets it fork
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if forksUnderNproc(t, mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi - 1
+}
+
+// forksUnderNproc runs a shell of this uid under RLIMIT_NPROC limit and
+// says whether it could fork.
+func forksUnderNproc(t *testing.T, limit uint64) bool {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", "read x; /bin/true && echo forked")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lim := unix.Rlimit{Cur: limit, Max: limit}
+	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_NPROC, &lim, nil); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("prlimit: %v", err)
+	}
+	_, _ = stdin.Write([]byte("\n")) // a failed write shows in the shell's answer
+	_ = stdin.Close()
+	_ = cmd.Wait() // the answer is its output
+	switch got := strings.TrimSpace(out.String()); {
+	case got == "forked":
+		return true
+	case strings.Contains(got, "fork"):
+		return false
+	default:
+		t.Fatalf("shell under RLIMIT_NPROC %d: %q", limit, got)
+		return false
+	}
+}

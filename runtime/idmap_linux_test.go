@@ -1,0 +1,210 @@
+package runtime
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/guntainer/playground/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// TestIDPoolBetweenServers: two servers' pools on one state dir (two
+// Hosts, each with its own pool and its own lock files' open file
+// descriptions, as two processes have) both start their search at the
+// same range, and start containers at once: the ranges their inits run in,
+// read from /proc, are all different. Then a server's death is played (its
+// flock dropped, as the kernel drops it when the process dies) while its
+// container lives: the other server passes over that range while the
+// container's init exists, and takes it once it has been reaped.
+func TestIDPoolBetweenServers(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Log("as an ordinary user containers get the subordinate ids or the single-id map, not the pool: covered by the root run (TestIDPoolReuse runs for both)")
+		return
+	}
+	state := testStateDir(t)
+	hosts := make([]*Host, 2)
+	for i := range hosts {
+		h, err := NewHost(HostOptions{StateDir: state, NoCgroups: true})
+		if err != nil {
+			t.Fatalf("NewHost: %v", err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		if h.pool == nil {
+			t.Fatalf("as root, no id pool: %s", h.ModeLines())
+		}
+		hosts[i] = h
+	}
+	setNext := func(h *Host, n int) {
+		h.pool.mu.Lock()
+		h.pool.next = n
+		h.pool.mu.Unlock()
+	}
+	// Far from where the tests' other Hosts start (pid-based).
+	first := (int(uint(os.Getpid()*7919))%poolSlots + poolSlots/2) % poolSlots
+	setNext(hosts[0], first)
+	setNext(hosts[1], first)
+
+	const each = 4
+	type started struct {
+		c   *Container
+		err error
+	}
+	res := make(chan started, 2*each)
+	for i := 0; i < each; i++ {
+		for _, h := range hosts {
+			go func() {
+				c, err := Start(Spec{Host: h, StateDir: state, Args: sh("read x")})
+				res <- started{c, err}
+			}()
+		}
+	}
+	var cs []*Container
+	for i := 0; i < 2*each; i++ {
+		r := <-res
+		if r.err != nil {
+			t.Errorf("Start: %v", r.err)
+			continue
+		}
+		t.Cleanup(func() { _ = r.c.Close() })
+		cs = append(cs, r.c)
+	}
+	if t.Failed() {
+		return
+	}
+	byUID := map[int]int{}
+	for _, c := range cs {
+		byUID[hostUID(t, c.Pid())]++
+	}
+	for uid, n := range byUID {
+		if n > 1 {
+			t.Errorf("%d containers of two servers share the range at host uid %d: %v", n, uid, byUID)
+		}
+	}
+	t.Logf("%d containers of two servers, starting at the same range, got %d ranges", len(cs), len(byUID))
+
+	// Server 0 "dies": its flock on c's range goes, c's init lives on.
+	c := cs[0]
+	for _, o := range cs[1:] {
+		_ = o.Close() // their ranges are free again: only c's is in the way
+	}
+	uid := hostUID(t, c.Pid())
+	n := (uid - poolBase) / rangeSize
+	if err := unix.Flock(int(c.ids.lock.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	other := hosts[1]
+	if c.host == other {
+		other = hosts[0]
+	}
+	setNext(other, n)
+	d, err := Start(Spec{Host: other, StateDir: state, Args: sh("read x")})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := hostUID(t, d.Pid()); got == uid {
+		t.Errorf("a new container took host uid %d, the range of a container whose init is alive (pid %d)", got, c.Pid())
+	}
+	_ = d.Close()
+	_ = c.Close() // init killed and reaped: its range is free
+	setNext(other, n)
+	e, err := Start(Spec{Host: other, StateDir: state, Args: sh("read x")})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer e.Close()
+	if got := hostUID(t, e.Pid()); got != uid {
+		t.Errorf("after its init was reaped, range %d (host uid %d) was not taken again: got host uid %d", n, uid, got)
+	}
+}
+
+// TestIDPoolReuse follows one range of two pools on one directory (two
+// servers) through a container's life, with a real process as its init:
+// while the first server holds the range's flock the second passes over
+// it; after the first server is gone (its flock dropped) the range still
+// names the living init and is passed over; after that init has exited
+// but is not yet reaped (a zombie) still; and once it is reaped, the range
+// is taken.
+func TestIDPoolReuse(t *testing.T) {
+	sleep := "/bin/sleep"
+	if _, err := os.Stat(sleep); err != nil {
+		testenv.Skipf(t, "no /bin/sleep on the host: %v", err)
+	}
+	dir := t.TempDir()
+	a := &idPool{dir: dir, held: map[int]bool{}}
+	b := &idPool{dir: dir, held: map[int]bool{}}
+	const n = 7
+	take := func(what string) int {
+		t.Helper()
+		b.mu.Lock()
+		b.next = n
+		b.mu.Unlock()
+		s, err := b.acquire()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		s.release()
+		return s.n
+	}
+
+	a.next = n
+	s, err := a.acquire()
+	if err != nil || s.n != n {
+		t.Fatalf("first server: range %v, %v; want %d", s, err, n)
+	}
+	if got := take("flock held"); got == n {
+		t.Fatalf("the second server took range %d while the first holds its flock", n)
+	}
+
+	init := exec.Command(sleep, "1000")
+	if err := init.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := false
+	defer func() {
+		if !reaped {
+			_ = init.Process.Kill()
+			_ = init.Wait()
+		}
+	}()
+	if err := s.claim(init.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	s.release() // the first server is gone: its lock file closed, the flock with it
+	if got := take("init alive"); got == n {
+		t.Errorf("range %d taken while its init (pid %d) is alive", n, init.Process.Pid)
+	}
+
+	if err := init.Process.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for its exit without reaping it: a zombie.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, init.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := procState(init.Process.Pid); st != "Z" {
+		t.Fatalf("init's state %q, want a zombie", st)
+	}
+	if got := take("init a zombie"); got == n {
+		t.Errorf("range %d taken while its init (pid %d) is a zombie, not yet reaped", n, init.Process.Pid)
+	}
+
+	_ = init.Wait() // reaped: killed, as it should be
+	reaped = true
+	if got := take("init reaped"); got != n {
+		t.Errorf("range %d not taken after its init was reaped: got %d", n, got)
+	}
+}
+
+// procState is a process's state letter from /proc/PID/stat, "" if none.
+func procState(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	s := string(b)
+	if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
