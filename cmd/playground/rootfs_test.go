@@ -142,7 +142,13 @@ func TestRootfsProgressBar(t *testing.T) {
 		got <- string(b)
 	}()
 	cache := filepath.Join(t.TempDir(), "cache")
-	t.Cleanup(func() { _ = os.RemoveAll(cache) })
+	// Through prune: where this user has subordinate ids, the unpacked tree
+	// belongs to them, and only the cache's own removal can take it away.
+	t.Cleanup(func() {
+		if _, _, err := rootfsCmd(t, "prune", "--cache", cache, "--all"); err != nil {
+			t.Errorf("prune: %v", err)
+		}
+	})
 	var out bytes.Buffer
 	err = rootfsMain(context.Background(), []string{"pull", "--cache", cache, courseArchive(t)}, &out, slave)
 	_ = slave.Close()
