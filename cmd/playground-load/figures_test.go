@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,7 +71,14 @@ func TestServeStartup(t *testing.T) {
 	needContainers(t)
 	goBin := testenv.NeedCommand(t, "go")
 	bin := filepath.Join(t.TempDir(), "playground")
-	build := exec.Command(goBin, "build", "-o", bin, "../playground")
+	// From this file's directory, wherever the test binary runs (CI runs
+	// it from /tmp as an ordinary user).
+	_, self, _, ok := goruntime.Caller(0)
+	if !ok {
+		t.Fatal("no source file for this test")
+	}
+	build := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "../playground") // the copy CI builds from may be another user's git tree
+	build.Dir = filepath.Dir(self)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/playground: %v\n%s", err, out)
 	}
