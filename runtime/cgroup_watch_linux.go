@@ -261,10 +261,17 @@ func (w *cgroupWatcher) loop() {
 				}
 				w.mu.Unlock()
 			default:
-				var cnt [8]byte
-				_, _ = unix.Read(int(ev.Fd), cnt[:]) // resets the eventfd; EAGAIN if raced
+				// Read only an eventfd still registered, under the lock
+				// that remove closes it under: once closed, its number
+				// may already be another file's (a pipe of a concurrent
+				// exec, a session's socket), whose bytes a read here
+				// would steal.
 				w.mu.Lock()
 				r := w.byFD[ev.Fd]
+				if r != nil {
+					var cnt [8]byte
+					_, _ = unix.Read(int(ev.Fd), cnt[:]) // resets the eventfd; EAGAIN if raced
+				}
 				w.mu.Unlock()
 				if r != nil {
 					fired, kinds = append(fired, r), append(kinds, 1)

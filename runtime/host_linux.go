@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -48,7 +49,8 @@ type Host struct {
 	hostRoot    func() (string, error) // the host rootfs's lower layer, made once
 	subHostRoot func() (string, error) // the same, owned by the subordinate ids' root
 
-	notices   sync.Map // notice text -> struct{}: each is logged once
+	notices   sync.Map    // notice text -> struct{}: each is logged once
+	started   atomic.Bool // a container has started here: namespaces work
 	closeOnce sync.Once
 	closeErr  error
 }
