@@ -74,10 +74,15 @@ type Config struct {
 	// RouteID names this server among several behind one proxy: SESSION
 	// carries it ("route"), every response has it as X-Playground-Route,
 	// and a client reconnects with /ws?route=ID so the proxy sends it
-	// here. A /ws request without a route is turned away with HTTP 503
-	// while the server drains or is at capacity, so the proxy can try the
-	// next server. Empty: none.
+	// here. Empty: none.
 	RouteID string
+	// Routed says this server is one of several behind a routing proxy:
+	// a /ws request without a route (a new session) is turned away with
+	// HTTP 503 at its handshake while the server drains or is at
+	// capacity, so that the proxy can try the next server. Otherwise a
+	// new session is refused after its init as the protocol says, with
+	// 1001 while draining and 1013 at capacity.
+	Routed bool
 	// Title is the window title sent at session start. Default "playground".
 	Title string
 	// Preferences are the xterm.js options sent at session start

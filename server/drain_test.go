@@ -12,10 +12,17 @@ import (
 )
 
 // TestDrain: on SIGTERM the server stops taking sessions (/readyz 503, a
-// new one is closed with 1001), tells the open ones, lets them finish
-// (a resume still works meanwhile), and is done when they are.
+// new one is closed with 1001, or, on a routed server, refused with 503 at
+// its handshake), tells the open ones, lets them finish (a resume still
+// works meanwhile), and is done when they are.
 func TestDrain(t *testing.T) {
-	s := newTestServer(t, Config{})
+	for _, route := range []string{"", "pg-1"} {
+		t.Run("route="+route, func(t *testing.T) { testDrain(t, route) })
+	}
+}
+
+func testDrain(t *testing.T, route string) {
+	s := newTestServer(t, Config{RouteID: route, Routed: route != ""})
 	c := s.open(t, "", nil)
 	si := c.session()
 	c.waitOutput("$ ")
@@ -29,17 +36,26 @@ func TestDrain(t *testing.T) {
 	if code, _, body := s.get(t, "/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
 		t.Errorf("/readyz while draining: %d %q", code, body)
 	}
-	// A new session is turned away at the handshake (a proxy tries the
-	// next server); one that names the route but no key, after its init.
-	s.refusedAt503(t, "draining")
-	n := s.openAt(t, "route=pg-1", `{"columns": 80, "rows": 24}`, nil)
-	if code, _, _ := n.waitClose(); code != websocket.CloseGoingAway {
-		t.Errorf("new session with a route while draining: close %d, want 1001", code)
+	if route == "" {
+		// On its own: as the protocol says, after the init.
+		s.refusedNew(t, websocket.CloseGoingAway, "shutting down")
+	} else {
+		// Routed: turned away at the handshake (the proxy tries the next
+		// server); one that names the route but no key, after its init.
+		s.refusedAt503(t, "draining")
+		n := s.openAt(t, "route="+route, `{"columns": 80, "rows": 24}`, nil)
+		if code, _, _ := n.waitClose(); code != websocket.CloseGoingAway {
+			t.Errorf("new session with a route while draining: close %d, want 1001", code)
+		}
 	}
 	_ = c.conn.Close()
 	s.waitDetached(t, 1)
-	// A reconnect names the route, and gets its session back.
-	r := s.openAt(t, "route=pg-1", initWith("resume", si.Resume), nil)
+	// A reconnect (naming the route where there is one) gets its session back.
+	query := ""
+	if route != "" {
+		query = "route=" + route
+	}
+	r := s.openAt(t, query, initWith("resume", si.Resume), nil)
 	r.input("echo still-$((6*7))\r")
 	r.waitLine("still-42")
 	select {

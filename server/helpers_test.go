@@ -132,8 +132,23 @@ func (s *testServer) openAt(t testing.TB, query, init string, header http.Header
 	return c
 }
 
-// refusedAt503 checks that a new session's handshake is turned away with
-// 503 and reason.
+// refusedNew checks that a new session is turned away as the protocol
+// says for a server on its own: upgraded, and closed after its init with
+// code and a text that says reason.
+func (s *testServer) refusedNew(t testing.TB, code int, reason string) {
+	t.Helper()
+	if s.srv.cfg.Routed {
+		t.Fatalf("a routed server refuses at the handshake: use refusedAt503")
+	}
+	c := s.open(t, "", nil)
+	got, text, _ := c.waitClose()
+	if got != code || !strings.Contains(text, reason) {
+		t.Fatalf("a new session: closed %d %q, want %d saying %q", got, text, code, reason)
+	}
+}
+
+// refusedAt503 checks that a routed server (Config.Routed) turns a
+// new session's handshake away with 503 and reason.
 func (s *testServer) refusedAt503(t testing.TB, reason string) {
 	t.Helper()
 	conn, resp, err := s.dial(nil)

@@ -180,7 +180,7 @@ func TestPoolWithinLimit(t *testing.T) {
 	b := s.open(t, "", nil)
 	b.waitOutput("$ ")
 	waitWarm(t, p, 0)
-	s.refusedAt503(t, "capacity")
+	s.refusedNew(t, websocket.CloseTryAgainLater, "capacity")
 	a.input("exit\r")
 	a.waitClose()
 	waitWarm(t, p, 1)

@@ -3,6 +3,7 @@ package server
 import (
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 )
 
@@ -16,7 +17,7 @@ func TestMetrics(t *testing.T) {
 	a.waitLine("42")
 	b := s.open(t, "", nil)
 	b.waitOutput("$ ")
-	s.refusedAt503(t, "capacity") // over the limit
+	s.refusedNew(t, websocket.CloseTryAgainLater, "capacity") // over the limit
 	m := s.metrics(t)
 	for name, want := range map[string]float64{
 		"playground_sessions_active":                           2,

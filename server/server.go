@@ -330,9 +330,10 @@ func (s *Server) lookup(id string) (ss *session, expired bool) {
 	return nil, s.ended.has(id)
 }
 
-// refuseNew says why a /ws request that is not a reconnect (it names no
-// route) is turned away before the upgrade, or "": while draining or at
-// capacity, a proxy in front can try another server on a 503.
+// refuseNew says why a /ws request to a routed server (Config.Routed)
+// that is not a reconnect (it names no route) is turned away before
+// the upgrade, or "": while draining or at capacity, the proxy in front
+// can try another server on a 503.
 func (s *Server) refuseNew() (why, metric string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

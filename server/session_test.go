@@ -459,20 +459,32 @@ func TestSlowStartIsNotTheClients(t *testing.T) {
 	c.waitLine("56")
 }
 
+// TestCapacity: at --max-sessions a new session is closed with 1013 after
+// its init, as the protocol says; a routed server (one with a route id)
+// turns it away at the handshake with 503 instead, so that the proxy in
+// front can send it to another server, and one that names a route (a
+// reconnect whose session is gone) still gets 1013 after its init.
 func TestCapacity(t *testing.T) {
-	s := newTestServer(t, Config{MaxSessions: 1})
+	for _, route := range []string{"", "pg-1"} {
+		t.Run("route="+route, func(t *testing.T) { testCapacity(t, route) })
+	}
+}
+
+func testCapacity(t *testing.T, route string) {
+	s := newTestServer(t, Config{MaxSessions: 1, RouteID: route, Routed: route != ""})
 	first := s.open(t, "", nil)
 	first.waitOutput("$ ")
 	if code, _, body := s.get(t, "/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "capacity") {
 		t.Errorf("/readyz at capacity: %d %q, want 503 saying so", code, body)
 	}
-	// A new session is turned away at the handshake, so that a proxy can
-	// send it to another server; one that names a route (a reconnect
-	// whose session is gone) gets 1013 after its init.
-	s.refusedAt503(t, "capacity")
-	second := s.openAt(t, "route=elsewhere", `{"columns": 80, "rows": 24}`, nil)
-	if code, text, _ := second.waitClose(); code != websocket.CloseTryAgainLater {
-		t.Errorf("second session: close %d %q, want %d", code, text, websocket.CloseTryAgainLater)
+	if route == "" {
+		s.refusedNew(t, websocket.CloseTryAgainLater, "capacity")
+	} else {
+		s.refusedAt503(t, "capacity")
+		second := s.openAt(t, "route=elsewhere", `{"columns": 80, "rows": 24}`, nil)
+		if code, text, _ := second.waitClose(); code != websocket.CloseTryAgainLater {
+			t.Errorf("second session: close %d %q, want %d", code, text, websocket.CloseTryAgainLater)
+		}
 	}
 	if n := s.starts.calls.Load(); n != 1 {
 		t.Errorf("%d terminals started, want 1", n)

@@ -37,10 +37,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	// A reconnect (a resume, a watcher) names the server's route; anything
-	// else would be a new session, which a draining or full server turns
-	// away here, where a proxy can still send it elsewhere.
-	if r.URL.Query().Get("route") == "" {
+	// A server among several behind a routing proxy (Config.Routed)
+	// turns a new session away here, before the upgrade, while draining
+	// or full, so that the proxy can still send it elsewhere (on a 503);
+	// a reconnect (a resume, a watcher) names the route and goes on. A
+	// server on its own answers as the protocol says: the session is
+	// refused after the init, with 1013 when full and 1001 when draining.
+	if s.cfg.Routed && r.URL.Query().Get("route") == "" {
 		if why, metric := s.refuseNew(); why != "" {
 			log.Info().Str("why", why).Msg("new session refused")
 			s.metrics.rejected.WithLabelValues(metric).Inc()

@@ -45,6 +45,7 @@ type serveConfig struct {
 	RateBurst            int
 	DrainTimeout         time.Duration
 	RouteID              string
+	Routed               bool // the route id was given: one of several servers behind a routing proxy
 }
 
 func defaultServeConfig() serveConfig {
@@ -112,6 +113,7 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 	str("PLAYGROUND_AUTH_HEADER", &c.AuthHeader)
 	str("PLAYGROUND_ADMIN_TOKEN", &c.AdminToken)
 	str("PLAYGROUND_ROUTE_ID", &c.RouteID)
+	c.Routed = getenv("PLAYGROUND_ROUTE_ID") != ""
 	if v := getenv("PLAYGROUND_ALLOWED_HOSTS"); v != "" {
 		c.AllowedHosts = strings.Split(v, ",")
 	}
@@ -172,7 +174,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.Var(&c.Origins, "origin", "also allow WebSocket connections from this `origin` (https://host:port); repeatable; \"*\" allows any")
 	fs.StringVar(&c.Credential, "credential", c.Credential, "HTTP basic auth `user:pass`, as ttyd's -c; empty: no auth")
-	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once, detached ones included; a new one beyond is refused: HTTP 503 at the handshake, 1013 if it came with a route id (0: from the machine's size, "+fmt.Sprint(server.DefaultMaxSessions())+" here)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most sessions at once, detached ones included; a new one beyond is closed with 1013 after its init (a routed server, see --route-id, answers its handshake with 503) (0: from the machine's size, "+fmt.Sprint(server.DefaultMaxSessions())+" here)")
 	fs.IntVar(&c.Warm, "warm", c.Warm, "containers kept started ahead of visitors, so a session starts at once (0: none)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host `directory` for the containers' mount points")
 	fs.DurationVar(&c.Grace, "shutdown-grace", c.Grace, "after the drain, how long ending the remaining sessions and their containers may take")
@@ -189,7 +191,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSessionsPerClient, "max-sessions-per-client", c.MaxSessionsPerClient, "most sessions of one client address (0: no cap; a class behind one NAT is one address)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "new connections per second a client address may open (0: no limit)")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "connections a client address may open at once, beyond --rate")
-	fs.StringVar(&c.RouteID, "route-id", c.RouteID, "this server's `name` behind a proxy with several: sent in SESSION and as X-Playground-Route, and a page reconnects with /ws?route=NAME (see docs/DEPLOY.md)")
+	fs.StringVar(&c.RouteID, "route-id", c.RouteID, "this server's `name` behind a proxy with several: sent in SESSION and as X-Playground-Route, and a page reconnects with /ws?route=NAME; given explicitly, a draining or full server answers a new session's handshake with 503 so the proxy tries another (see docs/DEPLOY.md)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGINT/SIGTERM, how long open sessions may go on (no new ones start) before they are ended; a second signal ends them at once (0: at once)")
 	c.LimitsConfig.bind(fs)
 }

@@ -71,6 +71,11 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments, got %q", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "route-id" {
+			cfg.Routed = true
+		}
+	})
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -228,6 +233,7 @@ func (c *serveConfig) serverConfig(addr net.Addr, log zerolog.Logger) (server.Co
 		MaxLifetime:          orNever(c.MaxLifetime),
 		ReconnectGrace:       orNever(c.ReconnectGrace),
 		RouteID:              c.RouteID,
+		Routed:               c.Routed,
 	}
 	if c.Rate == 0 {
 		sc.ConnRate = -1

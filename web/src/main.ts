@@ -614,6 +614,11 @@ function onClose(ws: WebSocket, ev: CloseEvent, opened: boolean, route: string):
     saveOptions();
   }
   const refused = !opened && ev.code === CloseCode.ABNORMAL;
+  // A server on its own turns a new session away after its init (1001 while it drains,
+  // 1013 when full), not at the handshake: a refusal all the same.
+  const turnedAway =
+    opened && !hadSession && !state.watching && !resumeKey() && (ev.code === CloseCode.GOING_AWAY || ev.code === CloseCode.TRY_AGAIN_LATER);
+  if (turnedAway) state.refusals++;
   afterOutput(() => {
     if (ws !== socket) return;
     void (async () => {
@@ -633,6 +638,7 @@ function onClose(ws: WebSocket, ev: CloseEvent, opened: boolean, route: string):
         attempt: state.attempt,
         random: Math.random(),
         opened,
+        session: hadSession,
         routed: route !== '',
         refusal,
         failingMs: failingSince === null ? 0 : Date.now() - failingSince,

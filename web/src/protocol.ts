@@ -313,6 +313,8 @@ export interface CloseContext {
   opened?: boolean;
   /** The connection named a route (a resume or a watch of a known server). */
   routed?: boolean;
+  /** The connection got its SESSION (the server took it). Absent: it did. */
+  session?: boolean;
   /** For a failed handshake: what /readyz said, and for how long (ms) handshakes to this route have failed in a row. */
   refusal?: Refusal;
   failingMs?: number;
@@ -354,6 +356,11 @@ function decide(code: number, reason: string, c: CloseContext): AfterClose {
       };
     }
     return { action: 'resume', delay: backoff(c.attempt, c.random), text: refusalText(refusal, routed) };
+  }
+  if (c.session === false && !c.watching && !c.hasKey && code === CloseCode.GOING_AWAY) {
+    // A new session turned away after its init by a server on its own that drains
+    // (docs/PROTOCOL.md: 1001): nothing was lost; try again, as after a refused handshake.
+    return { action: 'resume', delay: backoff(c.attempt + 1, c.random), text: refusalText({ kind: 'draining', text: '' }, false) };
   }
   switch (code) {
     case CloseCode.NORMAL:
