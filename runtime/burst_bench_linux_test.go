@@ -14,6 +14,8 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // BenchmarkBurst starts N containers at once (N is PLAYGROUND_BURST, 300
@@ -43,7 +45,7 @@ func BenchmarkBurst(b *testing.B) {
 	b.Run("bwrap", func(b *testing.B) {
 		bwrap, err := exec.LookPath("bwrap")
 		if err != nil {
-			b.Skipf("no bwrap: %v", err)
+			testenv.Skipf(b, "no bwrap: %v", err)
 		}
 		args := bwrapArgs(bwrap)
 		var kids0, kids1 unix.Rusage

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	goruntime "runtime"
 	"testing"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // foreignABIProgram is a minimal static x86-64 ELF executable, written
@@ -20,7 +22,7 @@ import (
 func foreignABIProgram(t *testing.T, abi string) []byte {
 	t.Helper()
 	if goruntime.GOARCH != "amd64" {
-		t.Skipf("the foreign ABIs tried here are x86's; this is %s", goruntime.GOARCH)
+		testenv.Skipf(t, "the foreign ABIs tried here are x86's; this is %s", goruntime.GOARCH)
 	}
 	const cloneNewUser = 0x10000000
 	le := binary.LittleEndian

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // BenchmarkStart times runtime.Start to the program's first output: the
@@ -112,7 +114,7 @@ func coldStartBwrap(b *testing.B) {
 	{
 		bwrap, err := exec.LookPath("bwrap")
 		if err != nil {
-			b.Skipf("no bwrap: %v", err)
+			testenv.Skipf(b, "no bwrap: %v", err)
 		}
 		args := bwrapArgs(bwrap)
 		var totals []time.Duration

@@ -24,7 +24,7 @@ import (
 // and the server still works.
 func TestConnectStorm(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a long test") // -short is for quick local runs; CI runs it
+		testenv.Skipf(t, "a long test, left out under -short") // -short is for quick local runs; CI runs it
 	}
 	start, state := testStartState(t)
 	var logs syncBuffer

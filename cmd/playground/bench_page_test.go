@@ -9,6 +9,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // The page's figures, each beside its baseline from the same run, in headless chromium
@@ -129,7 +131,7 @@ func chromiumB(b *testing.B) string {
 			return p
 		}
 	}
-	b.Skip("no chromium installed")
+	testenv.Skipf(b, "no chromium installed")
 	return ""
 }
 

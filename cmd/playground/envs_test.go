@@ -650,7 +650,7 @@ func TestRunDefaultIsAuto(t *testing.T) {
 // Debian mirror is reachable here to apt-get download one).
 func TestServeDebianKeepsOwners(t *testing.T) {
 	if testing.Short() {
-		t.Skip("unpacks a 200 MB rootfs")
+		testenv.Skipf(t, "unpacks a 200 MB rootfs: left out under -short")
 	}
 	tarball := testenv.DebianTarball(t)
 	if os.Getuid() != 0 {

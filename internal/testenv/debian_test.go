@@ -9,7 +9,7 @@ import (
 
 func TestDebianRootfs(t *testing.T) {
 	if testing.Short() {
-		t.Skip("makes or unpacks a 200 MB rootfs")
+		Skipf(t, "makes or unpacks a 200 MB rootfs: left out under -short")
 	}
 	root := DebianRootfs(t)
 	b, err := os.ReadFile(filepath.Join(root, "etc/os-release"))

@@ -69,7 +69,7 @@ func runIn(t testing.TB, rootfs string, script string) (string, int) {
 // has, thanks to the apt setting written at prepare time.
 func TestDebianRootfs(t *testing.T) {
 	if testing.Short() {
-		t.Skip("unpacks a 200 MB rootfs")
+		testenv.Skipf(t, "unpacks a 200 MB rootfs: left out under -short")
 	}
 	tarball := testenv.DebianTarball(t)
 	c, logs := newCache(t)
