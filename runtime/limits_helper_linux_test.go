@@ -10,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // The limits tests need real processes to limit: the test binary runs
@@ -97,4 +100,36 @@ func helperArg(v any) {
 func singleMap() (u, g []syscall.SysProcIDMap) {
 	return []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
+}
+
+// inOwnUserNS puts cmd, a helper, in a user namespace of its own (and a
+// mount namespace), as its root: this user mapped to root.
+func inOwnUserNS(cmd *exec.Cmd) {
+	u, g := singleMap()
+	cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
+	cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = u, g
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+}
+
+// helperResult runs cmd, a helper that prints one JSON object of strings,
+// within 2 minutes, and returns the object; what names the helper in a
+// failure. A helper refused a user namespace skips (testenv.Skipf).
+func helperResult(t *testing.T, cmd *exec.Cmd, what string) map[string]string {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	timer := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.Output()
+	if err != nil {
+		if strings.Contains(stderr.String(), "operation not permitted") && strings.Contains(stderr.String(), "user namespace") {
+			testenv.Skipf(t, "no user namespaces here: %s", stderr.String())
+		}
+		t.Fatalf("%s: %v\n%s\n%s", what, err, out, stderr.String())
+	}
+	var res map[string]string
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%s said %q: %v\n%s", what, out, err, stderr.String())
+	}
+	return res
 }

@@ -131,26 +131,9 @@ func checkProbes(t *testing.T, got, want map[string]string) {
 func runNetWorld(t *testing.T, w netWorld) map[string]string {
 	t.Helper()
 	cmd := helperCmd(t, "netoutside", w)
-	u, g := singleMap()
-	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS
-	cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = u, g
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	timer := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.Output()
-	if err != nil {
-		if strings.Contains(stderr.String(), "operation not permitted") && strings.Contains(stderr.String(), "user namespace") {
-			testenv.Skipf(t, "no user namespaces here: %s", stderr.String())
-		}
-		t.Fatalf("outside helper: %v\n%s\n%s", err, out, stderr.String())
-	}
-	var res map[string]string
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("outside helper said %q: %v\n%s", out, err, stderr.String())
-	}
-	return res
+	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	inOwnUserNS(cmd)
+	return helperResult(t, cmd, "outside helper")
 }
 
 // helperNetOutside is the host of the test world, in its own user and net

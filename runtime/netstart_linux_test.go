@@ -62,24 +62,9 @@ func runNetServer(t *testing.T, arg netServerArg) map[string]string {
 	cmd := helperCmd(t, "netserver", arg)
 	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	if os.Getuid() != 0 {
-		u, g := singleMap()
-		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
-		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = u, g
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		inOwnUserNS(cmd)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	timer := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("net server: %v\n%s\n%s", err, out, stderr.String())
-	}
-	var res map[string]string
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("net server said %q: %v\n%s", out, err, stderr.String())
-	}
-	return res
+	return helperResult(t, cmd, "net server")
 }
 
 func helperNetServer() int {
