@@ -492,6 +492,14 @@ func (c *Container) Write(p []byte) (int, error) {
 // file in blocking mode, where Read holds a thread and Close no longer
 // wakes it.
 func (c *Container) Resize(cols, rows uint16) error {
+	return c.masterIoctl(func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
+	})
+}
+
+// masterIoctl runs f with the pty master's fd, through SyscallConn (see
+// Resize), and returns f's error; ErrNoTerminal without a pty.
+func (c *Container) masterIoctl(f func(fd int) error) error {
 	if c.master == nil {
 		return ErrNoTerminal
 	}
@@ -499,14 +507,11 @@ func (c *Container) Resize(cols, rows uint16) error {
 	if err != nil {
 		return err
 	}
-	var ierr error
-	err = rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
-	})
-	if err != nil {
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
 		return err
 	}
-	return ierr
+	return ferr
 }
 
 // SignalForeground sends sig (SIGINT, SIGQUIT or SIGTSTP: what the keys
@@ -524,21 +529,12 @@ func (c *Container) SignalForeground(sig syscall.Signal) error {
 		return os.ErrProcessDone
 	default:
 	}
-	rc, err := c.master.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ierr error
-	err = rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetInt(int(fd), unix.TIOCSIG, int(sig))
+	return c.masterIoctl(func(fd int) error {
+		if err := unix.IoctlSetInt(fd, unix.TIOCSIG, int(sig)); err != nil {
+			return fmt.Errorf("signal the terminal's foreground process group: %w", err)
+		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if ierr != nil {
-		return fmt.Errorf("signal the terminal's foreground process group: %w", ierr)
-	}
-	return nil
 }
 
 // Signal sends sig to the program through init, which forwards it.

@@ -18,22 +18,17 @@ import (
 // TCGETS on a pty's master gives its slave's settings: the kernel answers
 // a master's termios ioctls with the other end's.
 func (c *Container) EchoesInput() (bool, error) {
-	if c.master == nil {
-		return false, ErrNoTerminal
-	}
-	rc, err := c.master.SyscallConn()
-	if err != nil {
-		return false, err
-	}
-	var tio *unix.Termios
-	var ierr error
-	if err := rc.Control(func(fd uintptr) { tio, ierr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
-		return false, err
-	}
-	if ierr != nil {
-		return false, ierr
-	}
-	return tio.Lflag&unix.ICANON != 0 && tio.Lflag&unix.ECHO != 0, nil
+	var cooked bool
+	err := c.masterIoctl(func(fd int) error {
+		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		cooked = err == nil && cookedEcho(tio)
+		return err
+	})
+	return cooked, err
+}
+
+func cookedEcho(tio *unix.Termios) bool {
+	return tio.Lflag&unix.ICANON != 0 && tio.Lflag&unix.ECHO != 0
 }
 
 // ReadsCookedInput reports whether the program's terminal is in cooked
@@ -47,25 +42,24 @@ func (c *Container) EchoesInput() (bool, error) {
 // read of a pipe, as a process waiting to be released does before its
 // exec, does not count); false when any of that cannot be read.
 func (c *Container) ReadsCookedInput() (bool, error) {
-	cooked, err := c.EchoesInput()
-	if err != nil || !cooked {
-		return false, err
-	}
-	rc, err := c.master.SyscallConn()
-	if err != nil {
-		return false, err
-	}
+	var cooked bool
 	var pgid, ptn int
-	var ierr error
-	if err := rc.Control(func(fd uintptr) {
-		if pgid, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPGRP); ierr == nil {
-			ptn, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+	err := c.masterIoctl(func(fd int) error {
+		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err != nil {
+			return err
 		}
-	}); err != nil {
+		if cooked = cookedEcho(tio); !cooked {
+			return nil
+		}
+		if pgid, err = unix.IoctlGetInt(fd, unix.TIOCGPGRP); err != nil {
+			return err
+		}
+		ptn, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
+		return err
+	})
+	if err != nil || !cooked || pgid <= 0 {
 		return false, err
-	}
-	if ierr != nil || pgid <= 0 {
-		return false, ierr
 	}
 	return readsPTY(pgid, ptn), nil
 }
