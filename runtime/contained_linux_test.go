@@ -184,7 +184,7 @@ func TestForkBomb(t *testing.T) {
 					}
 				},
 			})
-			t.Logf("at most %d processes seen; %v", most, res.status)
+			t.Logf("at most %d processes seen; %v; output %q", most, res.status, tail(res.out))
 			if m.cgroups() {
 				if want := "process limit 64 reached"; res.status.Reason != want || res.status.Signal != 9 {
 					t.Errorf("exit: %+v, want SIGKILL and reason %q", res.status, want)

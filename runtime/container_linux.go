@@ -43,6 +43,9 @@ type Container struct {
 	ids    *idSlot    // uid range in root mode, or nil
 	cg     *Cgroup    // the session's cgroup, or nil (rlimits)
 	net    *NetHelper // the outbound network's helper, or nil
+	// programIsInit: Spec.ProgramIsInit, the program is PID 1 (Pid is
+	// the program's).
+	programIsInit bool
 
 	pmu         sync.Mutex
 	proc        *os.Process // init, once started
@@ -125,6 +128,7 @@ func (e *createError) transient() bool {
 
 func (c *Container) start(spec Spec) error {
 	c.phases = append(c.phases, phase{"start", monotonic()})
+	c.programIsInit = spec.ProgramIsInit
 	uid, gid, err := parseUser(spec.User)
 	if err != nil {
 		return err
@@ -253,6 +257,8 @@ func (c *Container) start(spec Spec) error {
 		Nice:       nice,
 		NetRules:   rules,
 		BecomeRoot: plan.sub != nil,
+
+		ProgramIsInit: spec.ProgramIsInit,
 	}
 	if spec.Rootfs == HostRootfs {
 		cfg.HostLower = plan.lower
@@ -309,7 +315,31 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.phases = append(c.phases, msg.Phases...)
 	c.phases = append(c.phases, phase{"ready", monotonic()})
+	if spec.ProgramIsInit {
+		return c.awaitExec()
+	}
 	return nil
+}
+
+// awaitExec waits, with Spec.ProgramIsInit, until init has executed the
+// program in its place: its end of the sync socket, close-on-exec, is
+// then closed and this end reads end of file. A failed exec is reported
+// as any setup step is.
+func (c *Container) awaitExec() error {
+	var msg initMessage
+	fds, err := c.sync.recv(&msg, startMessageSize)
+	closeFds(fds)
+	switch {
+	case errors.Is(err, errEOF):
+		c.phases = append(c.phases, phase{"exec of the program", monotonic()})
+		return nil // executed; or killed meanwhile, which Wait will say
+	case err != nil:
+		return err
+	case msg.Kind == "error":
+		return &setupError{Step: msg.Step, Err: msg.Err, Cause: msg.Cause}
+	default:
+		return fmt.Errorf("container init: unexpected %q message after ready", msg.Kind)
+	}
 }
 
 // limitReached is the cgroup watcher's call when the session hit a limit:
@@ -375,12 +405,38 @@ func (c *Container) watch() {
 		_ = c.cmd.Wait() // init's own exit code repeats what the message said
 	} else {
 		// No exit message: init itself was killed (Close, a limit, the
-		// server's SIGKILL), so its status is the container's.
+		// server's SIGKILL), so its status is the container's; or the
+		// program is PID 1 in init's place (Spec.ProgramIsInit), and its
+		// status is.
+		awaitExit(c.cmd.Process.Pid)
 		c.status = exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
 	}
 	if c.cg != nil {
 		c.status.Reason = c.cg.Reason()
 	}
+}
+
+// awaitExit returns once the process pid has exited (or at once where
+// the kernel has no pidfd), waiting in Go's network poller on a pidfd:
+// Wait's wait4 blocks an OS thread for as long as it waits, which would be
+// a thread per running container where the program is PID 1 and no exit
+// message comes first.
+func awaitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return // Wait blocks instead
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil && !errors.Is(err, unix.EINTR) || n > 0 // readable: it has exited
+	})
 }
 
 // reap kills and waits for init when start fails, and says how it ended.
@@ -424,7 +480,8 @@ func (c *Container) Stats() (Stats, error) {
 // ID is the container's id, unique on this host.
 func (c *Container) ID() string { return c.id }
 
-// Pid is the host pid of the container's init.
+// Pid is the host pid of the container's init (of the program, which is
+// PID 1 in its place, with Spec.ProgramIsInit).
 func (c *Container) Pid() int { return c.cmd.Process.Pid }
 
 // Read reads the program's output from the pty. It returns io.EOF once the
@@ -537,7 +594,9 @@ func (c *Container) SignalForeground(sig syscall.Signal) error {
 	})
 }
 
-// Signal sends sig to the program through init, which forwards it.
+// Signal sends sig to the program through init, which forwards it; with
+// Spec.ProgramIsInit, to the program itself, which as PID 1 ignores a
+// signal it has no handler for (SIGKILL aside).
 func (c *Container) Signal(sig syscall.Signal) error {
 	select {
 	case <-c.done:

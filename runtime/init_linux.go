@@ -105,21 +105,29 @@ func initMain() int {
 	}
 
 	mark("released")
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs) // before the program starts; forwarded to it by reapUntil
-	master, shell, err := setup(&cfg, lower, stdio)
+	var sigs chan os.Signal
+	if !cfg.ProgramIsInit {
+		sigs = make(chan os.Signal, 16)
+		signal.Notify(sigs) // before the program starts; forwarded to it by reapUntil
+	}
+	files, prog, err := setup(&cfg, lower, stdio)
 	if err == nil && cfg.Check {
 		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
 		return 0
 	}
 	if err != nil {
-		msg := initMessage{Kind: "error", Step: "container setup", Err: err.Error()}
-		var se *stepError
-		if errors.As(err, &se) {
-			msg.Step, msg.Err = se.step, errText(se.err)
-			msg.Cause = programCause(se.step, se.err) // stdio_linux.go
-		}
-		_ = sendMsg(syncFd, msg) // if the parent is gone, there is nobody to tell
+		reportError(err)
+		return 1
+	}
+	master := files.master
+	if cfg.ProgramIsInit {
+		return execProgram(prog, master) // returns only if the exec failed
+	}
+	shell, err := startProgram(prog)
+	files.closeChild() // the program has its own copies
+	if err != nil {
+		_ = master.Close()
+		reportError(err)
 		return 1
 	}
 	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
@@ -134,6 +142,17 @@ func initMain() int {
 		return 128 + status.Signal
 	}
 	return status.Code
+}
+
+// reportError tells the parent which setup step failed and why.
+func reportError(err error) {
+	msg := initMessage{Kind: "error", Step: "container setup", Err: err.Error()}
+	var se *stepError
+	if errors.As(err, &se) {
+		msg.Step, msg.Err = se.step, errText(se.err)
+		msg.Cause = programCause(se.step, se.err) // stdio_linux.go
+	}
+	_ = sendMsg(syncFd, msg) // if the parent is gone, there is nobody to tell
 }
 
 // errText is an error's text without Go's "operation path:" clutter where
@@ -209,52 +228,53 @@ func reapUntil(pid int, sigs chan os.Signal) initMessage {
 	}
 }
 
-// setup builds the container and starts its program on a fresh pty, or
-// on the caller's files (stdio). It returns the pty master (nil with
-// stdio) and the program's pid.
-func setup(cfg *initConfig, lower int, stdio []int) (*os.File, int, error) {
+// setup builds the container and prepares its program on a fresh pty, or
+// on the caller's files (stdio), for startProgram or execProgram. It
+// returns the program's files (with the pty master, nil with stdio) and
+// the program.
+func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, error) {
 	if err := buildRoot(cfg, lower); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	mark("root and mounts")
 	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	if err := step("bring up lo", loopbackUp()); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	// The outbound network's rules, while init still has CAP_NET_ADMIN in
 	// the container's net namespace (the program never has it).
 	if err := step("install network rules", installNetRules(cfg.NetRules)); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	if err := writeEtc(cfg); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 
 	if err := checkMapped(cfg.UID, cfg.GID); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	user, err := lookupUser(cfg.UID)
 	if err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	env := containerEnv(cfg, user)
 	args := cfg.Args
 	if len(args) == 0 {
 		sh, err := defaultShell()
 		if err != nil {
-			return nil, 0, err
+			return nil, program{}, err
 		}
 		args = []string{sh, "-l"}
 	}
 	path, err := lookPath(args[0], envValue(env, "PATH"))
 	if err != nil {
-		return nil, 0, step("exec "+args[0], err)
+		return nil, program{}, step("exec "+args[0], err)
 	}
 	env = setEnv(env, "SHELL", path)
 	if cfg.Check {
-		return nil, 0, nil
+		return nil, program{}, nil
 	}
 	dir := cfg.Dir
 	if dir == "" {
@@ -264,51 +284,50 @@ func setup(cfg *initConfig, lower int, stdio []int) (*os.File, int, error) {
 		}
 	}
 	if err := step("working directory "+dir, checkDir(dir)); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	mark("etc, hostname, lo")
 	filter, err := filter.FromBytes(cfg.Seccomp)
 	if err != nil {
-		return nil, 0, step("seccomp filter", err)
+		return nil, program{}, step("seccomp filter", err)
 	}
 
 	// Nothing of init's may reach the program: not the sync socket, and
 	// not an fd the server inherited without close-on-exec and passed on
 	// (Go's exec does not close those).
 	if err := step("close inherited fds", closeOnExecFrom(3)); err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
 	files, err := openProgramFiles(cfg, stdio) // stdio_linux.go: a pty, or the caller's files
 	if err != nil {
-		return nil, 0, err
+		return nil, program{}, err
 	}
-	master := files.master
-	defer files.closeChild() // the program has its own copies
 	mark("pty")
 	// Rlimits on init, which the program and all it starts inherit; a
-	// limit can only be lowered from here. Init itself lives on under
+	// limit can only be lowered from here. A resident init lives on under
 	// them: under RLIMIT_DATA, the threads it will need (its waits in
-	// wait4 and recvfrom block one each) are made first, while the limit
-	// cannot refuse their stacks (8 MiB each where the binary was built
-	// with cgo; Go's own threads take 16 KiB of its heap).
+	// wait4 and recvfrom block one each, and startProgram's locked one)
+	// are made first, while the limit cannot refuse their stacks (8 MiB
+	// each where the binary was built with cgo; Go's own threads take
+	// 16 KiB of its heap). One that executes the program in its place
+	// needs only the locked thread.
+	threads := 4
+	if cfg.ProgramIsInit {
+		threads = 1
+	}
 	for _, r := range cfg.Rlimits {
 		if r.Name == "data" {
-			reserveThreads(4)
+			reserveThreads(threads)
 		}
 	}
 	if err := step("set rlimits", applyRlimits(cfg.Rlimits)); err != nil {
-		_ = master.Close()
-		return nil, 0, err
+		files.closeAll()
+		return nil, program{}, err
 	}
-	pid, err := startProgram(program{
-		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: master != nil,
+	return files, program{
+		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: files.master != nil,
 		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter, nice: cfg.Nice,
-	})
-	if err != nil {
-		_ = master.Close()
-		return nil, 0, err
-	}
-	return master, pid, nil
+	}, nil
 }
 
 // closeOnExecFrom marks every fd from lowfd on close-on-exec.

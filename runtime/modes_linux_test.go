@@ -16,9 +16,15 @@ import (
 // it: as root, a range of the pool, without and with cgroups (v1 on the CI
 // machine); as an ordinary user, the single-id map and the subordinate ids
 // (from /etc/subuid, which .ci/run gives the test user), with rlimits.
+//
+// Each list ends with the mode of a server's sessions, the program as the
+// container's PID 1 in place of init (Spec.ProgramIsInit), on the Host a
+// server would have.
 type hostMode struct {
 	name string
 	host *Host // nil: Start's default Host (no cgroups, no subordinate ids)
+	// programIsInit: Spec.ProgramIsInit, no resident init.
+	programIsInit bool
 }
 
 func (m hostMode) cgroups() bool { return m.host != nil && m.host.cgroups != nil }
@@ -30,9 +36,11 @@ func (m hostMode) subIDs() bool  { return m.host != nil && m.host.subIDs != nil 
 func testModes(t *testing.T) []hostMode {
 	t.Helper()
 	if os.Getuid() == 0 {
-		return []hostMode{{name: "pool"}, {name: "pool+cgroup", host: cgroupHost(t)}}
+		return []hostMode{{name: "pool"}, {name: "pool+cgroup", host: cgroupHost(t)},
+			{name: "pool+cgroup+program-as-init", host: cgroupHost(t), programIsInit: true}}
 	}
-	return []hostMode{{name: "single-id"}, {name: "subuid", host: subuidHost(t)}}
+	return []hostMode{{name: "single-id"}, {name: "subuid", host: subuidHost(t)},
+		{name: "subuid+program-as-init", host: subuidHost(t), programIsInit: true}}
 }
 
 // limitModes are the two ways limits are enforced: cgroups (root) or
@@ -147,6 +155,7 @@ func forMode(t *testing.T, m hostMode, rootfs string) string {
 func startMode(t *testing.T, m hostMode, spec Spec) *Container {
 	t.Helper()
 	spec.Host = m.host
+	spec.ProgramIsInit = m.programIsInit
 	return start(t, spec)
 }
 
@@ -154,6 +163,7 @@ func startMode(t *testing.T, m hostMode, spec Spec) *Container {
 func runMode(t *testing.T, m hostMode, spec Spec) (string, ExitStatus) {
 	t.Helper()
 	spec.Host = m.host
+	spec.ProgramIsInit = m.programIsInit
 	return run(t, spec)
 }
 

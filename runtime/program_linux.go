@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"os"
 	goruntime "runtime"
 	"syscall"
 	"unsafe"
@@ -63,32 +64,9 @@ func startProgram(p program) (int, error) {
 }
 
 func lastStep(p program) (int, error) {
-	// Priority is per thread, and a child inherits its forking thread's:
-	// this one's becomes the program's, and RLIMIT_NICE (0) keeps it
-	// from raising it back.
-	if p.nice != 0 {
-		if err := step("lower the CPU priority", unix.Setpriority(unix.PRIO_PROCESS, 0, p.nice)); err != nil {
-			return 0, err
-		}
-	}
-	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
+	if err := restrict(p); err != nil {
 		return 0, err
 	}
-	if err := step("new session keyring", joinSessionKeyring()); err != nil {
-		return 0, err
-	}
-	mark("cgroup namespace, keyring")
-	if err := step("drop capabilities", dropCapabilities()); err != nil {
-		return 0, err
-	}
-	mark("capabilities")
-	if err := step("set no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); err != nil {
-		return 0, err
-	}
-	if err := step("install seccomp filter", p.filter.Install()); err != nil {
-		return 0, err
-	}
-	mark("no_new_privs, seccomp")
 	sys := &syscall.SysProcAttr{Setsid: true, Setctty: p.ctty, Ctty: 0}
 	if p.uid >= 0 {
 		// Leaving uid 0 clears the permitted and effective sets.
@@ -101,13 +79,162 @@ func lastStep(p program) (int, error) {
 		Sys:   sys,
 	})
 	if err != nil {
-		if p.uid >= 0 && errors.Is(err, unix.EINVAL) {
-			err = fmt.Errorf("%w (user %d:%d is not mapped in this container: only root is, unless the server runs as root)", err, p.uid, p.gid)
-		}
-		return 0, step("exec "+p.path, err)
+		return 0, step("exec "+p.path, credentialHint(err, p))
 	}
 	mark("fork and exec the program")
 	return pid, nil
+}
+
+// credentialHint explains the EINVAL of a user the container does not map.
+func credentialHint(err error, p program) error {
+	if p.uid >= 0 && errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("%w (user %d:%d is not mapped in this container: only root is, unless the server runs as root)", err, p.uid, p.gid)
+	}
+	return err
+}
+
+// restrict takes from the calling thread, steps 0 to 5 above, what the
+// program must not have.
+func restrict(p program) error {
+	// Priority is per thread, and a child inherits its forking thread's:
+	// this one's becomes the program's, and RLIMIT_NICE (0) keeps it
+	// from raising it back.
+	if p.nice != 0 {
+		if err := step("lower the CPU priority", unix.Setpriority(unix.PRIO_PROCESS, 0, p.nice)); err != nil {
+			return err
+		}
+	}
+	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
+		return err
+	}
+	if err := step("new session keyring", joinSessionKeyring()); err != nil {
+		return err
+	}
+	mark("cgroup namespace, keyring")
+	if err := step("drop capabilities", dropCapabilities()); err != nil {
+		return err
+	}
+	mark("capabilities")
+	if err := step("set no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); err != nil {
+		return err
+	}
+	if err := step("install seccomp filter", p.filter.Install()); err != nil {
+		return err
+	}
+	mark("no_new_privs, seccomp")
+	return nil
+}
+
+// execProgram is init's last step with Spec.ProgramIsInit: on one locked
+// thread, as startProgram, it takes away what the program must not have;
+// it sends the parent its ready message with the pty master, and then
+// executes the program in its own place, so that the program is PID 1
+// and no process of the runtime stays in the container. Go's ForkExec
+// does in the child what this does in place: setsid, the user (setgroups,
+// setresgid, setresuid, on this thread alone, which the exec makes the
+// process's), chdir, the parent-death signal, fds 0 to 2 and the
+// controlling terminal. It returns init's exit code when a step or the
+// exec failed (reported to the parent first).
+func execProgram(p program, master *os.File) int {
+	done := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread exits with this goroutine
+		done <- execInPlace(p, master)
+	}()
+	err := <-done
+	if errors.Is(err, errParentGone) {
+		return 1
+	}
+	reportError(err)
+	return 1
+}
+
+var errParentGone = errors.New("the parent has gone")
+
+func execInPlace(p program, master *os.File) error {
+	if err := restrict(p); err != nil {
+		_ = master.Close()
+		return err
+	}
+	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
+		return errParentGone
+	}
+	if master != nil {
+		_ = master.Close() // the parent holds it now
+	}
+	if _, err := unix.Setsid(); err != nil {
+		return step("setsid", err)
+	}
+	if p.uid >= 0 {
+		if p.setgroups {
+			if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+				return step("setgroups", e)
+			}
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(p.gid), uintptr(p.gid), uintptr(p.gid)); e != 0 {
+			return step("exec "+p.path, credentialHint(e, p))
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(p.uid), uintptr(p.uid), uintptr(p.uid)); e != 0 {
+			return step("exec "+p.path, credentialHint(e, p))
+		}
+	}
+	if err := step("working directory "+p.dir, unix.Chdir(p.dir)); err != nil {
+		return err
+	}
+	// A change of user clears the parent-death signal set at the clone:
+	// set it again, and then make sure the parent did not die before.
+	// The parent never closes its end of the sync socket while init
+	// lives, so end of file there means it has gone.
+	if err := step("set the parent-death signal", unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)); err != nil {
+		return err
+	}
+	if n, _, err := unix.Recvfrom(syncFd, make([]byte, 1), unix.MSG_PEEK|unix.MSG_DONTWAIT); err == nil && n == 0 {
+		return errParentGone
+	}
+	if err := dupStdio(p.fds); err != nil {
+		return step("program's fds 0 to 2", err)
+	}
+	if p.ctty {
+		if err := step("controlling terminal", unix.IoctlSetInt(0, unix.TIOCSCTTY, 0)); err != nil {
+			return err
+		}
+	}
+	// Go's threads block no signal; the program starts with none blocked.
+	var none unix.Sigset_t
+	if err := step("signal mask", unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil)); err != nil {
+		return err
+	}
+	err := syscall.Exec(p.path, p.args, p.env)
+	return step("exec "+p.path, err)
+}
+
+// dupStdio makes fds 0, 1 and 2 the program's, without close-on-exec.
+// The files are init's own fds (3 and above: 0 to 2 are taken when
+// they are opened), but a lower one is moved out of the way first.
+func dupStdio(fds progFds) error {
+	var from [3]int
+	for i, fd := range fds {
+		from[i] = int(fd)
+		if from[i] < 3 && from[i] != i {
+			nfd, err := unix.FcntlInt(fds[i], unix.F_DUPFD_CLOEXEC, 3)
+			if err != nil {
+				return err
+			}
+			from[i] = nfd
+		}
+	}
+	for i, fd := range from {
+		if fd == i {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sharedKeyring is the session keyring containers share when their user's

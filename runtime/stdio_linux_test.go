@@ -245,14 +245,16 @@ func TestProgramErrors(t *testing.T) {
 		{"missing working directory", Spec{Args: []string{"true"}, Dir: "/no/such/dir"}, nil, "working directory /no/such/dir: no such file or directory"},
 		{"missing rootfs", Spec{Rootfs: "/no/such/rootfs"}, nil, "rootfs: stat /no/such/rootfs"},
 	}
-	for _, stdio := range []bool{false, true} {
+	for _, mode := range []struct{ stdio, programIsInit bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		stdio := mode.stdio
 		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s stdio=%v", tt.name, stdio), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s stdio=%v program-as-init=%v", tt.name, stdio, mode.programIsInit), func(t *testing.T) {
 				spec := tt.spec
 				if spec.Rootfs == "" {
 					spec.Rootfs = rootfs
 				}
 				spec.StateDir = testStateDir(t)
+				spec.ProgramIsInit = mode.programIsInit
 				if stdio {
 					spec.Stdio = &Stdio{}
 				}

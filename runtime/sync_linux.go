@@ -54,6 +54,11 @@ type initConfig struct {
 	// BecomeRoot: newuidmap wrote the maps after the start; init makes
 	// itself container root first (subordinate ids).
 	BecomeRoot bool `json:"becomeRoot,omitempty"`
+	// ProgramIsInit: init executes the program in its own place (Spec's
+	// field of that name) after its ready message; the parent learns
+	// that the exec happened from the sync socket's end of file (init's
+	// end is close-on-exec), or reads the error of a failed one.
+	ProgramIsInit bool `json:"programIsInit,omitempty"`
 }
 
 // initMessage is what init sends back: one error, or ready (with the pty

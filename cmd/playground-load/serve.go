@@ -306,6 +306,8 @@ func starter(o childOptions, log zerolog.Logger, phases *phaseLog) (server.Start
 			// The same shell and prompt as every baseline.
 			Args: []string{shell},
 			Env:  []string{"PS1=$ "},
+			// As playground serve starts its sessions' shells.
+			ProgramIsInit: true,
 		}
 		if err := runtime.Check(spec); err != nil {
 			_ = host.Close()

@@ -92,6 +92,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	spec := runtime.Spec{
 		Hostname: cfg.Hostname,
 		StateDir: cfg.StateDir,
+		// A session's login shell is its container's PID 1: no init
+		// stays resident beside it (about 1.6 MiB a session saved).
+		ProgramIsInit: true,
 	}
 	if cfg.MaxSessions == 0 {
 		// The server's cap from the machine's size, which the limits'

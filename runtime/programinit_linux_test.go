@@ -1,0 +1,136 @@
+package runtime
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestProgramIsInit checks, from the host, a container started as a
+// server starts its sessions' (Spec.ProgramIsInit): the program is PID 1,
+// no process of the runtime stays in the container, the program's exit
+// status is the container's, and Close and a limit still end it.
+func TestProgramIsInit(t *testing.T) {
+	for _, m := range testModes(t) {
+		if !m.programIsInit {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			t.Run("pid 1 and nothing else", func(t *testing.T) {
+				c := startMode(t, m, Spec{Args: sh(`echo "pid=$$"; exec sleep 1000`)})
+				o := readAll(c)
+				o.waitFor(t, "pid=1")
+				// The shell has executed sleep: the container's one
+				// process is sleep, the host's pid of the container, and
+				// it has no child (no init forked it, nothing reaps for it).
+				var comm string
+				deadline := time.Now().Add(10 * time.Second)
+				for comm != "sleep" && time.Now().Before(deadline) {
+					comm = procComm(t, c.Pid())
+					time.Sleep(5 * time.Millisecond)
+				}
+				if comm != "sleep" {
+					t.Fatalf("the container's pid %d runs %q, want sleep", c.Pid(), comm)
+				}
+				if kids := childrenOf(c.Pid()); len(kids) != 0 {
+					t.Errorf("the program has children %v, want none", kids)
+				}
+				if st := statusField(strconv.Itoa(c.Pid()), "NSpid"); !strings.HasSuffix(st, "\t1") && !strings.HasSuffix(st, " 1") {
+					t.Errorf("NSpid %q: want pid 1 in the container's namespace", st)
+				}
+				if err := c.Close(); err != nil {
+					t.Fatal(err)
+				}
+				st, _ := c.Wait()
+				if st.Signal != syscall.SIGKILL {
+					t.Errorf("closed: %v, want killed", st)
+				}
+			})
+			t.Run("exit status", func(t *testing.T) {
+				out, st := runMode(t, m, Spec{Args: sh("echo bye; exit 7")})
+				if st.Code != 7 || !strings.Contains(out, "bye") {
+					t.Errorf("got %v, %q; want exit 7 after bye", st, out)
+				}
+				_, st = runMode(t, m, Spec{Args: sh("kill -SEGV $$; trap - SEGV; kill -SEGV $$; exit 3")})
+				// PID 1 ignores the signals it has no handler for, even its
+				// own: the shell goes on and exits 3.
+				if st.Code != 3 {
+					t.Errorf("got %v; want exit 3: PID 1 ignores SIGSEGV without a handler", st)
+				}
+			})
+			t.Run("no thread waits per container", func(t *testing.T) {
+				// Nothing blocks an OS thread of the server's for as long
+				// as a container runs (no exit message comes first to
+				// wait for in the network poller, as with a resident init).
+				const n = 30
+				before := threads(t)
+				for range n {
+					c := startMode(t, m, Spec{Args: []string{"/bin/sleep", "1000"}})
+					_ = c
+				}
+				time.Sleep(100 * time.Millisecond) // the watchers settle into their waits
+				if after := threads(t); after-before >= n/2 {
+					t.Errorf("threads %d with %d containers, %d before: a thread per container", after, n, before)
+				}
+			})
+			t.Run("orphans are reaped by the shell", func(t *testing.T) {
+				// A daemon's double fork leaves an orphan to PID 1, the
+				// shell, which must reap it when it exits.
+				out, st := runMode(t, m, Spec{Args: sh(`(sh -c 'exit 0' &) ; sleep 0.2; ps_zombies=0; for s in /proc/[0-9]*/stat; do read -r l < "$s" 2>/dev/null || continue; case "$l" in *") Z "*) ps_zombies=$((ps_zombies+1));; esac; done; echo "zombies=$ps_zombies"`)})
+				if st.Code != 0 || !strings.Contains(out, "zombies=0") {
+					t.Errorf("got %v:\n%s", st, out)
+				}
+			})
+		})
+	}
+}
+
+// threads is this process's number of OS threads.
+func threads(t *testing.T) int {
+	t.Helper()
+	n, err := strconv.Atoi(statusField("self", "Threads"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// procComm is a host process's command name, from /proc/PID/stat, which
+// any user may read.
+func procComm(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if i < 0 || j < i {
+		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	return s[i+1 : j]
+}
+
+// childrenOf lists the host pids whose parent is pid.
+func childrenOf(pid int) []string {
+	var kids []string
+	want := strconv.Itoa(pid)
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == want {
+			kids = append(kids, e.Name())
+		}
+	}
+	return kids
+}
