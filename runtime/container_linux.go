@@ -108,7 +108,9 @@ func Start(spec Spec) (*Container, error) {
 			return nil, err
 		}
 		h.started.Store(true)
-		go c.watch()
+		if !exits.add(c) {
+			go c.watch()
+		}
 		return c, nil
 	}
 }
@@ -390,7 +392,9 @@ func Check(spec Spec) error {
 }
 
 // watch waits for the exit message and then for init itself, and frees
-// what the container held on the host as soon as it has ended.
+// what the container held on the host as soon as it has ended. The reaper
+// (exits) runs it once init has exited, so that neither waits; where the
+// kernel has no pidfds it runs on a goroutine of its own from the start.
 func (c *Container) watch() {
 	defer close(c.done)
 	defer c.releaseHost()
@@ -408,35 +412,11 @@ func (c *Container) watch() {
 		// server's SIGKILL), so its status is the container's; or the
 		// program is PID 1 in init's place (Spec.ProgramIsInit), and its
 		// status is.
-		awaitExit(c.cmd.Process.Pid)
 		c.status = exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
 	}
 	if c.cg != nil {
 		c.status.Reason = c.cg.Reason()
 	}
-}
-
-// awaitExit returns once the process pid has exited (or at once where
-// the kernel has no pidfd), waiting in Go's network poller on a pidfd:
-// Wait's wait4 blocks an OS thread for as long as it waits, which would be
-// a thread per running container where the program is PID 1 and no exit
-// message comes first.
-func awaitExit(pid int) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return // Wait blocks instead
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Read(func(fd uintptr) bool {
-		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(p, 0)
-		return err != nil && !errors.Is(err, unix.EINTR) || n > 0 // readable: it has exited
-	})
 }
 
 // reap kills and waits for init when start fails, and says how it ended.
