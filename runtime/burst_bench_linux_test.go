@@ -25,14 +25,17 @@ import (
 // burst serialises on shows in a mutex or block profile of the
 // playground sub-benchmarks (-mutexprofile, -blockprofile), and in the
 // kernel (perf). Sub-benchmarks: playground (the default Host: no
-// cgroups), playground-limits (a Host as a server has: cgroups as root,
-// subordinate ids as an ordinary user that has them), bwrap.
+// cgroups), playground-program-as-init (the same, the program as PID 1 in
+// init's place, as the server's sessions run), playground-limits (that,
+// with a Host as a server has: cgroups as root, subordinate ids as an
+// ordinary user that has them), bwrap.
 func BenchmarkBurst(b *testing.B) {
 	n := 300
 	if s := os.Getenv("PLAYGROUND_BURST"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	b.Run("playground", func(b *testing.B) { burstContainers(b, n, nil) })
+	b.Run("playground", func(b *testing.B) { burstContainers(b, n, nil, false) })
+	b.Run("playground-program-as-init", func(b *testing.B) { burstContainers(b, n, nil, true) })
 	b.Run("playground-limits", func(b *testing.B) {
 		h, err := NewHost(HostOptions{StateDir: testStateDir(b)})
 		if err != nil {
@@ -40,7 +43,7 @@ func BenchmarkBurst(b *testing.B) {
 		}
 		defer closeTestHost(h)
 		b.Logf("%s", strings.Join(h.ModeLines(), "; "))
-		burstContainers(b, n, h)
+		burstContainers(b, n, h, true)
 	})
 	b.Run("bwrap", func(b *testing.B) {
 		bwrap, err := exec.LookPath("bwrap")
@@ -72,8 +75,8 @@ func BenchmarkBurst(b *testing.B) {
 	})
 }
 
-func burstContainers(b *testing.B, n int, h *Host) {
-	spec := Spec{Args: []string{"/bin/sh", "-c", "echo ready; exec sleep 1000"}, Host: h}
+func burstContainers(b *testing.B, n int, h *Host, programIsInit bool) {
+	spec := Spec{Args: []string{"/bin/sh", "-c", "echo ready; exec sleep 1000"}, Host: h, ProgramIsInit: programIsInit}
 	if h == nil {
 		spec.StateDir = testStateDir(b)
 	}

@@ -93,7 +93,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Hostname: cfg.Hostname,
 		StateDir: cfg.StateDir,
 		// A session's login shell is its container's PID 1: no init
-		// stays resident beside it (about 1.6 MiB a session saved).
+		// stays resident beside it (its memory and a fork saved).
 		ProgramIsInit: true,
 	}
 	if cfg.MaxSessions == 0 {
