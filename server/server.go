@@ -149,7 +149,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.WriteTimeout,
-		ReadBufferSize:   4 << 10,
+		// Zero: the connection reads through the 4 KiB buffer net/http
+		// read the handshake with, rather than a second one of its own
+		// (4 KiB less per session).
+		ReadBufferSize: 0,
 		// One OUTPUT message fits the buffer, so it goes out as one frame.
 		// The pool lends the buffer only while a message is being written,
 		// so idle sessions hold none.
