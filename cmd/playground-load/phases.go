@@ -46,4 +46,5 @@ var phaseLayers = map[string]string{
 	"no_new_privs, seccomp":     "no_new_privs and the seccomp filter (seccomp)",
 	"fork and exec the program": "fork, rlimits and priority, exec of the shell",
 	"ready":                     "init's ready message back to the server, the pty's fd with it",
+	"exec of the program":       "init executes the shell in its own place (setsid, the terminal, execve: the server's sessions keep no resident init), until the server sees the sync socket close",
 }
