@@ -211,7 +211,14 @@ func (c *Container) start(spec Spec) error {
 	// Between start and release, the parent prepares what init needs
 	// before it runs; init waits on the sync socket meanwhile and has not
 	// forked, so nothing of the container escapes what is set up here.
-	if c.cg != nil && c.cg.m.version == 1 {
+	// The move into v1 cgroups is the exception: it waits for an RCU grace
+	// period of the kernel's, so it runs while init builds the root, and
+	// init waits for it before anything of the program's starts (init
+	// itself neither forks nor allocates on a user's behalf before then).
+	// (Check's init ends after its setup, so it enters before, as a v1
+	// move did before this was so.)
+	enterLater := c.cg != nil && c.cg.m.version == 1 && !spec.check
+	if c.cg != nil && c.cg.m.version == 1 && spec.check {
 		if err := c.cg.Enter(pid); err != nil {
 			return err
 		}
@@ -261,6 +268,7 @@ func (c *Container) start(spec Spec) error {
 		BecomeRoot: plan.sub != nil,
 
 		ProgramIsInit: spec.ProgramIsInit,
+		EnterLater:    enterLater,
 	}
 	if spec.Rootfs == HostRootfs {
 		cfg.HostLower = plan.lower
@@ -293,6 +301,27 @@ func (c *Container) start(spec Spec) error {
 	}
 	if err := sendStdio(c.sync, spec.Stdio); err != nil {
 		return err
+	}
+	if enterLater {
+		err := c.cg.Enter(pid)
+		if err == nil {
+			if err = c.sync.send(initMessage{Kind: "entered"}); err != nil {
+				err = fmt.Errorf("tell container init its cgroup: %w", err)
+			}
+		}
+		if err != nil {
+			// Init may have failed its setup meanwhile and exited, which
+			// fails the move or the message: then its report says why.
+			// Killed first, it cannot be left waiting for "entered".
+			_ = c.cmd.Process.Signal(syscall.SIGKILL)
+			var msg initMessage
+			fds, rerr := c.sync.recv(&msg, startMessageSize)
+			closeFds(fds)
+			if rerr == nil && msg.Kind == "error" {
+				return &setupError{Step: msg.Step, Err: msg.Err, Cause: msg.Cause}
+			}
+			return err // init is killed, never having started the program
+		}
 	}
 
 	var msg initMessage

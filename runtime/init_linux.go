@@ -120,6 +120,17 @@ func initMain() int {
 		return 1
 	}
 	master := files.master
+	if cfg.EnterLater {
+		// The parent has moved init into its cgroups once this comes: the
+		// program, and the cgroup namespace made for it, start there.
+		var msg initMessage
+		if fds, err := recvMsg(syncFd, &msg); err != nil || msg.Kind != "entered" {
+			closeFds(fds)
+			files.closeAll()
+			return 1 // the parent is gone or broken: nobody to report to
+		}
+		mark("cgroup entered")
+	}
 	if cfg.ProgramIsInit {
 		return execProgram(prog, master) // returns only if the exec failed
 	}

@@ -245,16 +245,27 @@ func TestProgramErrors(t *testing.T) {
 		{"missing working directory", Spec{Args: []string{"true"}, Dir: "/no/such/dir"}, nil, "working directory /no/such/dir: no such file or directory"},
 		{"missing rootfs", Spec{Rootfs: "/no/such/rootfs"}, nil, "rootfs: stat /no/such/rootfs"},
 	}
-	for _, mode := range []struct{ stdio, programIsInit bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+	type mode struct {
+		stdio, programIsInit bool
+		host                 *Host
+	}
+	modes := []mode{{false, false, nil}, {true, false, nil}, {false, true, nil}, {true, true, nil}}
+	if os.Getuid() == 0 {
+		// With v1 cgroups init is moved into them while it builds the
+		// container: its setup error must still be what Start says.
+		modes = append(modes, mode{false, true, cgroupHost(t)}, mode{true, false, cgroupHost(t)})
+	}
+	for _, mode := range modes {
 		stdio := mode.stdio
 		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s stdio=%v program-as-init=%v", tt.name, stdio, mode.programIsInit), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s stdio=%v program-as-init=%v cgroups=%v", tt.name, stdio, mode.programIsInit, mode.host != nil), func(t *testing.T) {
 				spec := tt.spec
 				if spec.Rootfs == "" {
 					spec.Rootfs = rootfs
 				}
 				spec.StateDir = testStateDir(t)
 				spec.ProgramIsInit = mode.programIsInit
+				spec.Host = mode.host
 				if stdio {
 					spec.Stdio = &Stdio{}
 				}

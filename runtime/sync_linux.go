@@ -59,12 +59,17 @@ type initConfig struct {
 	// that the exec happened from the sync socket's end of file (init's
 	// end is close-on-exec), or reads the error of a failed one.
 	ProgramIsInit bool `json:"programIsInit,omitempty"`
+	// EnterLater: the parent moves init into its v1 cgroups while init
+	// builds the container (a move waits for the kernel's RCU, some
+	// milliseconds), and then sends "entered", which init waits for
+	// before anything of the program's starts.
+	EnterLater bool `json:"enterLater,omitempty"`
 }
 
 // initMessage is what init sends back: one error, or ready (with the pty
 // master), and at the end the program's exit status.
 type initMessage struct {
-	Kind   string  `json:"kind"` // "error", "ready", "checked", "exit"
+	Kind   string  `json:"kind"` // "error", "ready", "checked", "exit"; to init: "entered"
 	Step   string  `json:"step,omitempty"`
 	Err    string  `json:"err,omitempty"`
 	Cause  string  `json:"cause,omitempty"` // with "error": causeNotFound, causeNotExecutable or ""
@@ -194,8 +199,16 @@ func (s *syncConn) recv(v any, size int) ([]int, error) {
 	)
 	err := s.rc.Read(func(fd uintptr) bool {
 		buf, oob = make([]byte, size), make([]byte, unix.CmsgSpace(4*4))
+		reset := false
 		for {
 			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if errors.Is(rerr, unix.ECONNRESET) && !reset {
+				// Init exited with a message of ours unread: the socket
+				// reports that once, ahead of what init sent before it
+				// exited (its error report), which the next read returns.
+				reset = true
+				continue
+			}
 			if !errors.Is(rerr, unix.EINTR) {
 				return !errors.Is(rerr, unix.EAGAIN)
 			}

@@ -35,7 +35,8 @@ func phaseFigures(ps []phaseTimes) []PhaseFigure {
 var phaseLayers = map[string]string{
 	"id range, cgroup":          "the server plans the start: an id range, the session's cgroup (limits)",
 	"namespaces, exec of init":  "clone into new namespaces, exec of the sealed copy (memfd) of the binary",
-	"cgroup, id maps, network":  "the parent moves init into its cgroups (v1), writes id maps, starts the network helper",
+	"cgroup, id maps, network":  "the parent writes id maps, starts the network helper (and, before this build, moved init into its v1 cgroups here)",
+	"cgroup entered":            "init waits, if it must, for the parent's move of it into its v1 cgroups, which runs beside init's setup",
 	"init running":              "the init's Go runtime starts, until its first line of its own",
 	"released":                  "init waits for and reads its configuration",
 	"root and mounts":           "overlay root, /proc, /dev, /sys, masks, pivot_root (mounts)",
