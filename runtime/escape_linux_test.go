@@ -345,24 +345,12 @@ func programPid(t *testing.T, c *Container) int {
 	if c.programIsInit {
 		return c.Pid()
 	}
-	want := strconv.Itoa(c.Pid())
-	es, _ := os.ReadDir("/proc")
-	for _, e := range es {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == want {
-			return pid
-		}
+	kids := childrenOf(c.Pid()) // programinit_linux_test.go
+	if len(kids) == 0 {
+		t.Fatalf("no child of init %d", c.Pid())
 	}
-	t.Fatalf("no child of init %s", want)
-	return 0
+	pid, _ := strconv.Atoi(kids[0])
+	return pid
 }
 
 // TestPosture reads, from the host, what a live container's program holds,
