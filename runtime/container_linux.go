@@ -217,8 +217,9 @@ func (c *Container) start(spec Spec) error {
 	// itself neither forks nor allocates on a user's behalf before then).
 	// (Check's init ends after its setup, so it enters before, as a v1
 	// move did before this was so.)
-	enterLater := c.cg != nil && c.cg.m.version == 1 && !spec.check
-	if c.cg != nil && c.cg.m.version == 1 && spec.check {
+	v1 := c.cg != nil && c.cg.m.version == 1
+	enterLater := v1 && !spec.check
+	if v1 && spec.check {
 		if err := c.cg.Enter(pid); err != nil {
 			return err
 		}
@@ -318,7 +319,7 @@ func (c *Container) start(spec Spec) error {
 			fds, rerr := c.sync.recv(&msg, startMessageSize)
 			closeFds(fds)
 			if rerr == nil && msg.Kind == "error" {
-				return &setupError{Step: msg.Step, Err: msg.Err, Cause: msg.Cause}
+				return msg.setupError()
 			}
 			return err // init is killed, never having started the program
 		}
@@ -333,7 +334,7 @@ func (c *Container) start(spec Spec) error {
 		return err
 	case msg.Kind == "error":
 		closeFds(fds)
-		return &setupError{Step: msg.Step, Err: msg.Err, Cause: msg.Cause}
+		return msg.setupError()
 	case msg.Kind == "checked" && spec.check:
 		closeFds(fds)
 		return nil
@@ -367,7 +368,7 @@ func (c *Container) awaitExec() error {
 	case err != nil:
 		return err
 	case msg.Kind == "error":
-		return &setupError{Step: msg.Step, Err: msg.Err, Cause: msg.Cause}
+		return msg.setupError()
 	default:
 		return fmt.Errorf("container init: unexpected %q message after ready", msg.Kind)
 	}

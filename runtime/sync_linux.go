@@ -88,6 +88,11 @@ type setupError struct {
 
 func (e *setupError) Error() string { return e.Step + ": " + e.Err }
 
+// setupError is what an "error" message of init's reports.
+func (m initMessage) setupError() *setupError {
+	return &setupError{Step: m.Step, Err: m.Err, Cause: m.Cause}
+}
+
 func sendMsg(fd int, v any, files ...int) error {
 	b, oob, err := encodeMsg(v, files)
 	if err != nil {
