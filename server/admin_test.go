@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guntainer/playground/runtime"
 )
@@ -35,8 +36,15 @@ func TestAdminAPI(t *testing.T) {
 	}
 
 	var list struct{ Sessions []SessionInfo }
-	if code := s.apiGet(t, "/api/sessions", admin, &list); code != http.StatusOK || len(list.Sessions) != 1 {
-		t.Fatalf("list: %d %+v", code, list)
+	// The input's count is added once the write to the terminal has
+	// returned, which may come just after the shell's answer: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if code := s.apiGet(t, "/api/sessions", admin, &list); code != http.StatusOK || len(list.Sessions) != 1 {
+			t.Fatalf("list: %d %+v", code, list)
+		}
+		if list.Sessions[0].BytesIn == int64(len("echo $((6*7))\r")) || time.Now().After(deadline) {
+			break
+		}
 	}
 	got := list.Sessions[0]
 	if got.ID != si.ID || got.Client != "127.0.0.1" || got.Container == "" || !got.Attached || got.Started.IsZero() ||
