@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,7 +180,7 @@ func (c *Container) start(spec Spec) error {
 		ExtraFiles:  []*os.File{childEnd},
 		SysProcAttr: attr,
 	}
-	err = execInit(c.cmd)
+	err = withExecSlot(func() error { return execInit(c.cmd) })
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if cgfd >= 0 {
 		_ = unix.Close(cgfd) // used by the clone, or not at all
@@ -225,7 +226,7 @@ func (c *Container) start(spec Spec) error {
 		}
 	}
 	if plan.sub != nil {
-		if err := plan.sub.Map(pid); err != nil {
+		if err := withExecSlot(func() error { return plan.sub.Map(pid) }); err != nil {
 			return err
 		}
 	}
@@ -756,3 +757,21 @@ func hostResolvConf() string {
 
 // execInit starts init; a variable so that a test can make it fail.
 var execInit = func(cmd *exec.Cmd) error { return cmd.Start() }
+
+// execSlots bounds the starts that are inside a fork and exec at once.
+// os/exec's Start holds its OS thread in a blocking read of a pipe until
+// the child has executed (a 15 MB Go binary for init), and Wait holds one
+// in waitid until the child ends (newuidmap): each start there has a
+// thread of the server's to itself, and Go keeps every thread it made, at
+// 48 KiB of Go stacks each (g0 and signal stacks) plus the kernel's. A
+// burst of 1,000 sessions left a server with about 300 threads, 13 KiB of
+// its memory per session. The execs run on the machine's CPUs either
+// way; a start waiting for a slot waits as a goroutine.
+var execSlots = make(chan struct{}, max(4, 2*goruntime.GOMAXPROCS(0)))
+
+// withExecSlot runs f, which forks and executes, in one of execSlots.
+func withExecSlot(f func() error) error {
+	execSlots <- struct{}{}
+	defer func() { <-execSlots }()
+	return f()
+}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestProgramIsInit checks, from the host, a container started as a
@@ -150,4 +152,95 @@ func childrenOf(pid int) []string {
 		}
 	}
 	return kids
+}
+
+// TestABurstHoldsFewThreads starts containers all at once, as a class
+// opening one link does, and watches the threads of this process that wait
+// in a start's fork and exec (os/exec blocks a thread in a read of a pipe
+// until the child has executed, and in waitid until newuidmap ends): no
+// more than execSlots at any moment, since Go keeps every thread it makes.
+// (Before the slots, a burst of 1,000 sessions left a server with about
+// 300 threads.)
+func TestABurstHoldsFewThreads(t *testing.T) {
+	for _, m := range testModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			const n = 100
+			stop := make(chan struct{})
+			peak := make(chan int)
+			go func() {
+				most := 0
+				for {
+					select {
+					case <-stop:
+						peak <- most
+						return
+					default:
+					}
+					most = max(most, threadsInExec())
+					time.Sleep(200 * time.Microsecond)
+				}
+			}()
+			type result struct {
+				c   *Container
+				err error
+			}
+			results := make(chan result, n)
+			for range n {
+				go func() {
+					c, err := Start(Spec{Host: m.host, ProgramIsInit: m.programIsInit, StateDir: testStateDir(t),
+						Args: []string{"/bin/sleep", "1000"}})
+					results <- result{c, err}
+				}()
+			}
+			var errs []error
+			for range n {
+				r := <-results
+				if r.err != nil {
+					errs = append(errs, r.err)
+					continue
+				}
+				t.Cleanup(func() { _ = r.c.Close() })
+			}
+			close(stop)
+			most := <-peak
+			if len(errs) > 0 {
+				t.Fatalf("%d of %d starts failed, the first: %v", len(errs), n, errs[0])
+			}
+			t.Logf("%d starts at once: at most %d threads waiting in a fork and exec (slots: %d)", n, most, cap(execSlots))
+			if most > cap(execSlots) {
+				t.Errorf("%d threads waited in a start's fork and exec at once, more than the %d slots", most, cap(execSlots))
+			}
+		})
+	}
+}
+
+// threadsInExec counts this process's threads that wait in a system call
+// of os/exec's: a read of a pipe (Start, until the child has executed) or
+// waitid or wait4 (Wait).
+func threadsInExec() int {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue // "running"
+		}
+		switch f[0] {
+		case strconv.Itoa(unix.SYS_WAITID), strconv.Itoa(unix.SYS_WAIT4):
+			n++
+		case strconv.Itoa(unix.SYS_READ):
+			fd, err := strconv.ParseInt(strings.TrimPrefix(f[1], "0x"), 16, 32)
+			if err != nil {
+				continue
+			}
+			if l, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd))); strings.HasPrefix(l, "pipe:") {
+				n++
+			}
+		}
+	}
+	return n
 }
