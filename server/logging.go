@@ -11,7 +11,8 @@ import (
 )
 
 // logRequests logs one line per request when it ends. A WebSocket request
-// ends with its session, so its duration is the session's.
+// ends at its upgrade (status 101); its connection and session log their
+// own end ("session end").
 func logRequests(log zerolog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

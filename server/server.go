@@ -86,7 +86,7 @@ type Server struct {
 	ended     *endedIDs
 	draining  bool          // Drain or Shutdown was called: no new sessions
 	closing   bool          // Shutdown was called: no new connections
-	inflight  int           // requests inside ServeHTTP
+	inflight  int           // requests inside ServeHTTP, and WebSocket connections
 	drained   chan struct{} // closed when closing and inflight is 0
 	isClosed  bool          // drained is closed
 	runs      sync.WaitGroup
@@ -183,12 +183,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.inflight++
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.inflight--
-		s.maybeDrainedLocked()
-		s.mu.Unlock()
-	}()
+	defer s.requestDone()
 	if s.cfg.RouteID != "" {
 		w.Header().Set("X-Playground-Route", s.cfg.RouteID)
 	}
@@ -270,6 +265,15 @@ func (s *Server) openLocked() []*session {
 		open = append(open, ss)
 	}
 	return open
+}
+
+// requestDone ends a request in flight: one in ServeHTTP, or a WebSocket
+// connection served after its handler returned.
+func (s *Server) requestDone() {
+	s.mu.Lock()
+	s.inflight--
+	s.maybeDrainedLocked()
+	s.mu.Unlock()
 }
 
 func (s *Server) maybeDrainedLocked() {

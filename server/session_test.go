@@ -689,3 +689,44 @@ func TestStreamingOutputIsGathered(t *testing.T) {
 		t.Errorf("largest OUTPUT frame %d bytes: output is not gathered beyond one pty read", largest)
 	}
 }
+
+// TestUpgradedConnectionLeavesTheHandler: once upgraded, a connection is
+// served on a goroutine of its own and net/http's handler returns, so that
+// net/http lets go of what it kept for the request (its write buffer, the
+// request, the handler's stack: a tenth of an idle session's memory). The
+// connection still counts as a request in flight: Shutdown waits for it.
+func TestUpgradedConnectionLeavesTheHandler(t *testing.T) {
+	var logs syncBuffer
+	s := newTestServer(t, Config{InitTimeout: time.Minute}, withLog(&logs))
+	c := s.open(t, "", nil)
+	c.waitOutput("$ ")
+	handled := false
+	for line := range strings.Lines(logs.String()) {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		handled = handled || e["message"] == "http request" && e["path"] == "/ws" && e["status"] == 101.0
+	}
+	if !handled {
+		t.Errorf("no http request line for /ws while its session is open: the handler has not returned; log:\n%s", logs.String())
+	}
+
+	// A connection that has not sent its init has no session, only its
+	// goroutine: Shutdown ends the session above and waits for that one.
+	quiet, resp, err := s.dial(nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err == nil {
+		t.Error("Shutdown returned while a connection was still being served")
+	}
+	_ = quiet.Close()
+	ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown after the connection closed: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
 )
 
 // handleWS is /ws: the handshake checks, init, then one connection to a
@@ -57,6 +58,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		log.Debug().Err(err).Msg("websocket upgrade failed") // Upgrade has answered
 		return
 	}
+	// The connection is served on a goroutine of its own, and this
+	// handler returns: net/http then lets go of what it holds for a
+	// request (its 4 KiB write buffer, the request and response, and the
+	// handler's deep stack), about a tenth of an idle session's memory.
+	// The goroutine counts as a request in flight, for Drain.
+	s.mu.Lock()
+	s.inflight++
+	s.mu.Unlock()
+	go func() {
+		defer s.requestDone()
+		s.serveWS(ws, log, client, id)
+	}()
+}
+
+// serveWS serves an upgraded connection: its init, then its session (a new
+// one, a resumed one, or one watched) until the connection ends.
+func (s *Server) serveWS(ws *websocket.Conn, log zerolog.Logger, client string, id identity) {
 	c := newConn(s, ws, log, client, id.user, id.ok)
 	var readErr error
 	defer func() {
