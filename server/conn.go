@@ -57,11 +57,13 @@ const (
 	roleWatcher                 // output only
 )
 
-// wsConn is one WebSocket, from the handshake until its handler returns.
-// Two goroutines work on it: the handler's, which reads (readLoop), and
-// the writer (writeLoop), the only one that writes frames; ctx is canceled
-// on any end, by end, whoever calls it, and the handler waits for the
-// writer before it returns (finish).
+// wsConn is one WebSocket, from the handshake until it is closed. Two
+// goroutines work on it: its reader (readLoop), and the writer
+// (writeLoop), the only one that writes frames. The writer runs only while
+// there is something to write (wake starts it, and it ends when the
+// queues are empty), so that an idle connection holds one goroutine, not
+// two. ctx is canceled on any end, by end, whoever calls it, and the
+// reader waits for the writer's close before it returns (finish).
 type wsConn struct {
 	srv    *Server
 	ws     *websocket.Conn
@@ -91,11 +93,14 @@ type wsConn struct {
 	reason   string // for the log
 	flush    bool   // send what is queued before the close
 
-	kick      chan struct{} // the preamble was set
-	heard     atomic.Int64  // unix nanos of the last frame or pong from the client
-	wrote     atomic.Int64  // unix nanos of the last data frame written
-	writing   atomic.Bool   // a data write is under way
-	writeDone chan struct{}
+	writerOn   bool         // a writer runs (mu)
+	writerDone bool         // the writer has closed for good (mu)
+	pingDue    bool         // the ping timer fired (mu)
+	pingTimer  *time.Timer  // wakes the writer to ping
+	heard      atomic.Int64 // unix nanos of the last frame or pong from the client
+	wrote      atomic.Int64 // unix nanos of the last data frame written
+	writing    atomic.Bool  // a data write is under way
+	writeDone  chan struct{}
 }
 
 const (
@@ -110,7 +115,6 @@ func newConn(s *Server, ws *websocket.Conn, log zerolog.Logger, client, user str
 		ctx: ctx, cancel: cancel,
 		data:      make(chan *outFrame, connDataQueue),
 		ctrl:      make(chan []byte, connCtrlQueue),
-		kick:      make(chan struct{}, 1),
 		writeDone: make(chan struct{}),
 	}
 	c.heard.Store(time.Now().UnixNano())
@@ -119,8 +123,38 @@ func newConn(s *Server, ws *websocket.Conn, log zerolog.Logger, client, user str
 		c.heard.Store(time.Now().UnixNano())
 		return nil
 	})
-	go c.writeLoop()
+	c.pingTimer = time.AfterFunc(s.cfg.PingInterval, func() {
+		c.mu.Lock()
+		c.pingDue = true
+		c.mu.Unlock()
+		c.wake()
+	})
 	return c
+}
+
+// wake starts the writer if it is not running: called after anything is
+// queued for it, and when the connection ends.
+func (c *wsConn) wake() {
+	c.mu.Lock()
+	start := !c.writerOn && !c.writerDone
+	c.writerOn = c.writerOn || start
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// idle reports, and records, that the writer may stop: nothing is queued,
+// no ping is due, and the connection has not ended. Anything queued after
+// this wakes a new writer.
+func (c *wsConn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.preamble) > 0 || len(c.ctrl) > 0 || len(c.data) > 0 || c.pingDue || c.ctx.Err() != nil {
+		return false
+	}
+	c.writerOn = false
+	return true
 }
 
 // end ends the connection, once; later calls do nothing. It closes with
@@ -139,6 +173,7 @@ func (c *wsConn) end(code int, text, reason string, flush bool) {
 		_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(c.srv.cfg.CloseGrace)) // fails only on a closed conn
 	}
 	c.cancel()
+	c.wake() // to close
 }
 
 func (c *wsConn) isEnded() bool {
@@ -170,10 +205,7 @@ func (c *wsConn) setPreamble(frames [][]byte) {
 	c.mu.Lock()
 	c.preamble = append(c.preamble, frames...)
 	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.wake()
 }
 
 func (c *wsConn) takePreamble() [][]byte {
@@ -190,6 +222,14 @@ func (c *wsConn) takePreamble() [][]byte {
 func (c *wsConn) send(f *outFrame, sessDone <-chan struct{}) bool {
 	select {
 	case c.data <- f:
+		c.wake()
+		return true
+	default:
+	}
+	// Full: a writer runs, and is behind.
+	select {
+	case c.data <- f:
+		c.wake()
 		return true
 	case <-c.ctx.Done():
 	case <-sessDone:
@@ -202,6 +242,7 @@ func (c *wsConn) send(f *outFrame, sessDone <-chan struct{}) bool {
 func (c *wsConn) offer(f *outFrame) bool {
 	select {
 	case c.data <- f:
+		c.wake()
 		return true
 	default:
 		return false
@@ -217,6 +258,7 @@ func (c *wsConn) sendFinal(msg []byte, deadline time.Time) {
 	defer t.Stop()
 	select {
 	case c.data <- f:
+		c.wake()
 	case <-c.ctx.Done():
 	case <-t.C:
 	}
@@ -224,49 +266,78 @@ func (c *wsConn) sendFinal(msg []byte, deadline time.Time) {
 
 // notice queues a NOTICE; if the control queue is full it is dropped.
 func (c *wsConn) notice(level, text string) {
-	select {
-	case c.ctrl <- frame(msgNotice, noticePayload(level, text)):
-	default:
+	if !c.sendCtrl(frame(msgNotice, noticePayload(level, text))) {
 		c.log.Debug().Str("notice", text).Msg("notice dropped: queue full")
 	}
 }
 
-// writeLoop is the only writer of frames. It also pings, and finds dead
-// clients: one that has sent nothing, not even a pong, for two ping
-// intervals while the server had nothing queued for it. A client that is
-// slow to read is the write timeout's business, and ends as "client too
-// slow", never "client gone".
+// sendCtrl queues a control message without waiting; false if the queue
+// is full.
+func (c *wsConn) sendCtrl(m []byte) bool {
+	select {
+	case c.ctrl <- m:
+		c.wake()
+		return true
+	default:
+		return false
+	}
+}
+
+// writeLoop is the only writer of frames, run by wake while there is
+// something to write; it returns when there is nothing left, and for good
+// once the connection has ended and its close is sent. It also pings, and
+// finds dead clients: one that has sent nothing, not even a pong, for two
+// ping intervals while the server had nothing queued for it. A client
+// that is slow to read is the write timeout's business, and ends as
+// "client too slow", never "client gone".
 func (c *wsConn) writeLoop() {
-	defer close(c.writeDone)
-	defer c.drainQueues()
+	if !c.writeQueued() {
+		c.mu.Lock()
+		c.writerOn, c.writerDone = false, true
+		c.mu.Unlock()
+		c.pingTimer.Stop()
+		c.drainQueues()
+		close(c.writeDone)
+	}
+}
+
+// writeQueued writes what is queued until nothing is, and reports whether
+// the writer may run again: false when the connection has ended (its
+// close sent, or a write failed).
+func (c *wsConn) writeQueued() bool {
 	cfg := &c.srv.cfg
-	ping := time.NewTicker(cfg.PingInterval)
-	defer ping.Stop()
 	for {
-		if !c.writePreamble() {
-			return
+		if c.ctx.Err() != nil {
+			c.closing()
+			return false
 		}
-		select {
+		if !c.writePreamble() {
+			return false
+		}
+		select { // control messages pass output
 		case m := <-c.ctrl:
 			if !c.writeMsg(m) {
-				return
+				return false
 			}
 			continue
 		default:
 		}
 		select {
-		case <-c.kick:
-		case m := <-c.ctrl:
-			if !c.writeMsg(m) {
-				return
-			}
 		case f := <-c.data:
 			ok := c.writePreamble() && c.writeOutput(f)
 			f.release()
 			if !ok {
-				return
+				return false
 			}
-		case <-ping.C:
+			continue
+		default:
+		}
+		c.mu.Lock()
+		ping := c.pingDue
+		c.pingDue = false
+		c.mu.Unlock()
+		if ping {
+			c.pingTimer.Reset(cfg.PingInterval)
 			// Silence while data flows is a client behind in reading
 			// (its pongs wait behind the data): the write timeout judges
 			// that. Silence with nothing to read is a client gone.
@@ -280,11 +351,12 @@ func (c *wsConn) writeLoop() {
 			err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout))
 			if err != nil {
 				c.writeFailed(err)
-				return
+				return false
 			}
-		case <-c.ctx.Done():
-			c.closing()
-			return
+			continue
+		}
+		if c.idle() {
+			return true
 		}
 	}
 }

@@ -685,10 +685,7 @@ func (ss *session) resize(cols, rows uint16) {
 	ss.screen.resize(int(cols), int(rows))
 	info := frame(msgSession, sessionPayload(sessionInfo{ID: ss.id, Columns: cols, Rows: rows, Route: ss.srv.cfg.RouteID}))
 	for _, w := range ss.watchers {
-		select {
-		case w.ctrl <- info:
-		default:
-		}
+		w.sendCtrl(info) // a watcher too far behind misses it
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -728,5 +729,41 @@ func TestUpgradedConnectionLeavesTheHandler(t *testing.T) {
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown after the connection closed: %v", err)
+	}
+}
+
+// TestIdleConnectionHoldsNoWriter: a connection's writer runs only while
+// there is something to write, so an idle session holds no goroutine for
+// it (an idle server holds thousands of sessions); output, pings and the
+// close still go out.
+func TestIdleConnectionHoldsNoWriter(t *testing.T) {
+	s := newTestServer(t, Config{PingInterval: 200 * time.Millisecond})
+	var cs []*testClient
+	for range 5 {
+		c := s.open(t, "", nil)
+		c.waitOutput("$ ")
+		cs = append(cs, c)
+	}
+	writers := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:goruntime.Stack(buf, true)]), "server.(*wsConn).writeLoop")
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for writers() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := writers(); n > 0 {
+		t.Fatalf("%d writer goroutines with 5 idle sessions, want none", n)
+	}
+	// Pings go on (the client answers them: the sessions live past two
+	// ping intervals), and output wakes a writer.
+	time.Sleep(600 * time.Millisecond)
+	for i, c := range cs {
+		c.input(fmt.Sprintf("echo idle-%d-$((6*7))\r", i))
+		c.waitLine(fmt.Sprintf("idle-%d-42", i))
+	}
+	cs[0].input("exit 4\r")
+	if code, _, _ := cs[0].waitClose(); code != websocket.CloseNormalClosure {
+		t.Errorf("close %d after exit, want 1000", code)
 	}
 }
