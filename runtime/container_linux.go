@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,7 +92,11 @@ func Start(spec Spec) (*Container, error) {
 		// than on the caller's, a session's goroutine that keeps what it
 		// grew to for as long as the session lasts.
 		errc := make(chan error, 1)
-		go func() { errc <- c.start(spec) }()
+		go func() {
+			release := takeStartSlot()
+			defer release()
+			errc <- c.start(spec)
+		}()
 		if err := <-errc; err != nil {
 			c.cleanup()
 			// A clone or exec of init refused with EACCES or EPERM on a
@@ -143,7 +148,11 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.ids = plan.slot
 	if h.cgroups != nil {
-		if c.cg, err = h.cgroups.New(c.id, c.limits, c.limitReached); err != nil {
+		err = withBlockingSlot(func() (err error) {
+			c.cg, err = h.cgroups.New(c.id, c.limits, c.limitReached)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -180,7 +189,7 @@ func (c *Container) start(spec Spec) error {
 		ExtraFiles:  []*os.File{childEnd},
 		SysProcAttr: attr,
 	}
-	err = withExecSlot(func() error { return execInit(c.cmd) })
+	err = withBlockingSlot(func() error { return execInit(c.cmd) })
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if cgfd >= 0 {
 		_ = unix.Close(cgfd) // used by the clone, or not at all
@@ -221,12 +230,12 @@ func (c *Container) start(spec Spec) error {
 	v1 := c.cg != nil && c.cg.m.version == 1
 	enterLater := v1 && !spec.check
 	if v1 && spec.check {
-		if err := c.cg.Enter(pid); err != nil {
+		if err := withBlockingSlot(func() error { return c.cg.Enter(pid) }); err != nil {
 			return err
 		}
 	}
 	if plan.sub != nil {
-		if err := withExecSlot(func() error { return plan.sub.Map(pid) }); err != nil {
+		if err := withBlockingSlot(func() error { return plan.sub.Map(pid) }); err != nil {
 			return err
 		}
 	}
@@ -305,7 +314,7 @@ func (c *Container) start(spec Spec) error {
 		return err
 	}
 	if enterLater {
-		err := c.cg.Enter(pid)
+		err := withBlockingSlot(func() error { return c.cg.Enter(pid) })
 		if err == nil {
 			if err = c.sync.send(initMessage{Kind: "entered"}); err != nil {
 				err = fmt.Errorf("tell container init its cgroup: %w", err)
@@ -758,20 +767,50 @@ func hostResolvConf() string {
 // execInit starts init; a variable so that a test can make it fail.
 var execInit = func(cmd *exec.Cmd) error { return cmd.Start() }
 
-// execSlots bounds the starts that are inside a fork and exec at once.
-// os/exec's Start holds its OS thread in a blocking read of a pipe until
-// the child has executed (a 15 MB Go binary for init), and Wait holds one
-// in waitid until the child ends (newuidmap): each start there has a
-// thread of the server's to itself, and Go keeps every thread it made, at
-// 48 KiB of Go stacks each (g0 and signal stacks) plus the kernel's. A
-// burst of 1,000 sessions left a server with about 300 threads, 13 KiB of
-// its memory per session. The execs run on the machine's CPUs either
-// way; a start waiting for a slot waits as a goroutine.
-var execSlots = make(chan struct{}, max(4, 2*goruntime.GOMAXPROCS(0)))
+// startSlots bounds the starts in flight at once. On a few CPUs a burst
+// of starts is bound by CPU: with all of them in flight (1,000 sessions
+// opened at once), each waits for all the others, every one is late, and
+// the server holds all their memory at once (the start goroutines' deep
+// stacks, their buffers, their threads) where a few at a time would do the
+// same work sooner, in order. A start that takes longer than
+// startSlotHold gives its slot back, so that a start stuck in the kernel
+// cannot hold up the others.
+var startSlots = make(chan struct{}, max(8, 4*goruntime.GOMAXPROCS(0)))
 
-// withExecSlot runs f, which forks and executes, in one of execSlots.
-func withExecSlot(f func() error) error {
-	execSlots <- struct{}{}
-	defer func() { <-execSlots }()
+// startSlotHold is a variable for a test.
+var startSlotHold = 2 * time.Second
+
+// takeStartSlot waits for one of startSlots; the function it returns gives
+// it back, at the latest after startSlotHold.
+func takeStartSlot() (release func()) {
+	startSlots <- struct{}{}
+	var once sync.Once
+	give := func() { once.Do(func() { <-startSlots }) }
+	t := time.AfterFunc(startSlotHold, give)
+	return func() {
+		t.Stop()
+		give()
+	}
+}
+
+// blockingSlots bounds the starts that are inside the parent's blocking
+// system calls at once: the fork and exec of init (os/exec's Start holds
+// its OS thread in a read of a pipe until the child has executed a 15 MB
+// Go binary), newuidmap's runs (Wait holds one in waitid), and the cgroup
+// work (mkdir and the limits' files, and the moves into v1 hierarchies,
+// which wait for an RCU grace period under a host-wide lock). A goroutine
+// in a blocking system call has an OS thread to itself, and Go keeps every
+// thread it made, at 48 KiB of Go stacks each (g0 and signal stacks) plus
+// the kernel's: a burst of 1,000 sessions left a server with about 300
+// threads, 13 KiB of its memory per session. The kernel runs these calls
+// on the machine's few CPUs, or one at a time under its locks, either way;
+// a start waiting for a slot waits as a goroutine.
+var blockingSlots = make(chan struct{}, max(4, 2*goruntime.GOMAXPROCS(0)))
+
+// withBlockingSlot runs f, which makes blocking system calls, in one of
+// blockingSlots.
+func withBlockingSlot(f func() error) error {
+	blockingSlots <- struct{}{}
+	defer func() { <-blockingSlots }()
 	return f()
 }

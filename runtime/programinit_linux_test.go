@@ -155,20 +155,23 @@ func childrenOf(pid int) []string {
 }
 
 // TestABurstHoldsFewThreads starts containers all at once, as a class
-// opening one link does, and watches the threads of this process that wait
+// opening one link does. It watches the threads of this process that wait
 // in a start's fork and exec (os/exec blocks a thread in a read of a pipe
 // until the child has executed, and in waitid until newuidmap ends): no
-// more than execSlots at any moment, since Go keeps every thread it makes.
-// (Before the slots, a burst of 1,000 sessions left a server with about
-// 300 threads.)
+// more than blockingSlots at any moment, since Go keeps every thread it
+// makes (before the slots, a burst of 1,000 sessions left a server with
+// about 300 threads). Where the program is init, it also counts the inits
+// that have not yet become the program: the starts in flight, no more
+// than startSlots (before them, all of the burst at once).
 func TestABurstHoldsFewThreads(t *testing.T) {
 	for _, m := range testModes(t) {
 		t.Run(m.name, func(t *testing.T) {
 			const n = 100
 			stop := make(chan struct{})
-			peak := make(chan int)
+			type peaks struct{ threads, inits int }
+			peak := make(chan peaks)
 			go func() {
-				most := 0
+				var most peaks
 				for {
 					select {
 					case <-stop:
@@ -176,7 +179,10 @@ func TestABurstHoldsFewThreads(t *testing.T) {
 						return
 					default:
 					}
-					most = max(most, threadsInExec())
+					most.threads = max(most.threads, threadsInExec())
+					if m.programIsInit {
+						most.inits = max(most.inits, childrenNotNamed("sleep"))
+					}
 					time.Sleep(200 * time.Microsecond)
 				}
 			}()
@@ -206,12 +212,58 @@ func TestABurstHoldsFewThreads(t *testing.T) {
 			if len(errs) > 0 {
 				t.Fatalf("%d of %d starts failed, the first: %v", len(errs), n, errs[0])
 			}
-			t.Logf("%d starts at once: at most %d threads waiting in a fork and exec (slots: %d)", n, most, cap(execSlots))
-			if most > cap(execSlots) {
-				t.Errorf("%d threads waited in a start's fork and exec at once, more than the %d slots", most, cap(execSlots))
+			t.Logf("%d starts at once: at most %d threads waiting in a fork and exec (slots: %d), %d inits at once (slots: %d)",
+				n, most.threads, cap(blockingSlots), most.inits, cap(startSlots))
+			if most.threads > cap(blockingSlots) {
+				t.Errorf("%d threads waited in a start's fork and exec at once, more than the %d slots", most.threads, cap(blockingSlots))
+			}
+			if most.inits > cap(startSlots) {
+				t.Errorf("%d containers were starting at once, more than the %d slots", most.inits, cap(startSlots))
 			}
 		})
 	}
+}
+
+// TestAStuckStartGivesItsSlotBack: a start that takes longer than
+// startSlotHold lets the next one go.
+func TestAStuckStartGivesItsSlotBack(t *testing.T) {
+	defer func(h time.Duration) { startSlotHold = h }(startSlotHold)
+	startSlotHold = 50 * time.Millisecond
+	var releases []func()
+	for range cap(startSlots) {
+		releases = append(releases, takeStartSlot()) // all of them, stuck
+	}
+	took := make(chan func())
+	go func() { took <- takeStartSlot() }()
+	select {
+	case r := <-took:
+		r()
+	case <-time.After(10 * time.Second):
+		t.Fatal("no slot came back from starts held past startSlotHold")
+	}
+	for _, r := range releases {
+		r() // a second give-back is a no-op: the slots are all free again
+	}
+	if n := len(startSlots); n != 0 {
+		t.Errorf("%d start slots taken after every start ended", n)
+	}
+}
+
+// childrenNotNamed counts this process's children whose command name is
+// not name.
+func childrenNotNamed(name string) int {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	n := 0
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		for pid := range strings.FieldsSeq(string(b)) {
+			comm, err := os.ReadFile("/proc/" + pid + "/comm")
+			if err == nil && strings.TrimSpace(string(comm)) != name {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // threadsInExec counts this process's threads that wait in a system call
