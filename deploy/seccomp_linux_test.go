@@ -275,10 +275,22 @@ func failures(out []byte) string {
 	var b strings.Builder
 	lines := strings.Split(string(out), "\n")
 	for i, l := range lines {
-		if strings.Contains(l, "--- FAIL") {
-			for _, m := range lines[i:min(i+6, len(lines))] {
-				b.WriteString(m + "\n")
+		name, ok := strings.CutPrefix(strings.TrimSpace(l), "--- FAIL: ")
+		if !ok {
+			continue
+		}
+		// What the test logged: -test.v prints it between the test's RUN
+		// line and its FAIL line (at most 30 lines of it here).
+		name, _, _ = strings.Cut(name, " ")
+		from := i
+		for j := i - 1; j >= 0 && i-j <= 30; j-- {
+			if strings.TrimSpace(lines[j]) == "=== RUN   "+name {
+				from = j
+				break
 			}
+		}
+		for _, m := range lines[from : i+1] {
+			b.WriteString(m + "\n")
 		}
 	}
 	return b.String()

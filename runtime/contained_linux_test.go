@@ -186,8 +186,16 @@ func TestForkBomb(t *testing.T) {
 			})
 			t.Logf("at most %d processes seen; %v; output %q", most, res.status, tail(res.out))
 			if m.cgroups() {
-				if want := "process limit 64 reached"; res.status.Reason != want || res.status.Signal != 9 {
-					t.Errorf("exit: %+v, want SIGKILL and reason %q", res.status, want)
+				// The watcher ends the session with SIGKILL once it sees
+				// the limit hit; on v1, which it polls four times a
+				// second, the shell may end first, of its own fork of
+				// sleep refused at the limit (exit status 2: seen under
+				// load). The reason says which limit either way.
+				want := "process limit 64 reached"
+				killed := res.status.Signal == 9
+				shellFailed := res.status.Code == 2 && strings.Contains(res.out, "Cannot fork")
+				if res.status.Reason != want || !killed && !shellFailed {
+					t.Errorf("exit: %+v, want reason %q, and SIGKILL or the shell's exit for a refused fork", res.status, want)
 				}
 			} else if res.status.Reason != "" {
 				t.Errorf("reason %q without a cgroup, which is the only one to tell", res.status.Reason)

@@ -24,13 +24,14 @@ type EchoResult struct {
 	// it used per round trip while idle (kernel threads not counted).
 	IdleCPUPerKeyMs float64 `json:"idle_cpu_per_key_ms,omitempty"`
 	// Flood is how many other sessions printed without end meanwhile, and
-	// FloodMBps what their clients received together. Their clients run
-	// in a process of their own (floodproc.go).
+	// FloodBytes and FloodMBps what their clients received together.
+	// Their clients run in a process of their own (floodproc.go).
 	Flood      int     `json:"flood"`
 	FloodP50ms float64 `json:"flood_p50_ms,omitempty"`
 	FloodP99ms float64 `json:"flood_p99_ms,omitempty"`
 	FloodMaxMs float64 `json:"flood_max_ms,omitempty"`
 	FloodMBps  float64 `json:"flood_mb_per_s,omitempty"`
+	FloodBytes int64   `json:"flood_bytes,omitempty"`
 	// FloodBusyPct is how busy the machine was under the flood, in
 	// percent of all its CPUs, and FloodLoadAvg its load average (one
 	// minute) as the flood began: work of others on the machine shows
@@ -138,7 +139,8 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 		return r
 	}
 	r.FloodP50ms, r.FloodP99ms, r.FloodMaxMs = ms(pct(loaded, 50)), ms(pct(loaded, 99)), ms(pct(loaded, 100))
-	r.FloodMBps = round(float64(got1-got0)/1e6/d.Seconds(), 1)
+	r.FloodBytes = got1 - got0
+	r.FloodMBps = round(float64(r.FloodBytes)/1e6/d.Seconds(), 1)
 	r.FloodBusyPct = busy
 	if t.pid > 0 {
 		r.FloodRunDelayPct = round(100*delay.Seconds()/d.Seconds(), 1)
