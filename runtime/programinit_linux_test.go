@@ -264,15 +264,11 @@ func TestAStuckStartGivesItsSlotBack(t *testing.T) {
 // inits lists this process's children that are container inits (argv[0]
 // initArg0: executed, and not yet the program), but for those in except.
 func inits(except map[string]bool) map[string]bool {
-	tasks, _ := os.ReadDir("/proc/self/task")
 	found := map[string]bool{}
-	for _, task := range tasks {
-		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
-		for pid := range strings.FieldsSeq(string(b)) {
-			cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
-			if arg0, _, _ := strings.Cut(string(cmdline), "\x00"); err == nil && arg0 == initArg0 && !except[pid] {
-				found[pid] = true
-			}
+	for _, pid := range childrenOf(os.Getpid()) {
+		cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if arg0, _, _ := strings.Cut(string(cmdline), "\x00"); err == nil && arg0 == initArg0 && !except[pid] {
+			found[pid] = true
 		}
 	}
 	return found

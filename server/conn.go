@@ -224,13 +224,6 @@ func (c *wsConn) send(f *outFrame, sessDone <-chan struct{}) bool {
 	case c.data <- f:
 		c.wake()
 		return true
-	default:
-	}
-	// Full: a writer runs, and is behind.
-	select {
-	case c.data <- f:
-		c.wake()
-		return true
 	case <-c.ctx.Done():
 	case <-sessDone:
 	}

@@ -181,9 +181,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 // ServeHTTP serves the playground's endpoints (docs/PROTOCOL.md).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.inflight++
-	s.mu.Unlock()
+	s.requestBegin()
 	defer s.requestDone()
 	if s.cfg.RouteID != "" {
 		w.Header().Set("X-Playground-Route", s.cfg.RouteID)
@@ -268,8 +266,14 @@ func (s *Server) openLocked() []*session {
 	return open
 }
 
-// requestDone ends a request in flight: one in ServeHTTP, or a WebSocket
-// connection served after its handler returned.
+// requestBegin and requestDone count a request in flight: one in
+// ServeHTTP, or a WebSocket connection served after its handler returned.
+func (s *Server) requestBegin() {
+	s.mu.Lock()
+	s.inflight++
+	s.mu.Unlock()
+}
+
 func (s *Server) requestDone() {
 	s.mu.Lock()
 	s.inflight--

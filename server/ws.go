@@ -63,9 +63,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// request (its 4 KiB write buffer, the request and response, and the
 	// handler's deep stack), about a tenth of an idle session's memory.
 	// The goroutine counts as a request in flight, for Drain.
-	s.mu.Lock()
-	s.inflight++
-	s.mu.Unlock()
+	s.requestBegin()
 	go func() {
 		defer s.requestDone()
 		s.serveWS(ws, log, client, id)
