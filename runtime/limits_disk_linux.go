@@ -9,12 +9,14 @@ import (
 )
 
 // The session's disk (Limits.Disk) as one tmpfs: see DiskLayout. Init
-// mounts it on its mount point (mountSessionDisk), opens its tmp and shm
-// as detached mounts before pivot_root (openSessionDirs), and attaches
-// them on /tmp and /dev/shm afterwards (attachSessionDir). One tmpfs and
-// two binds, where there were three tmpfs mounts: the writable layer, /tmp
-// and /dev/shm share one size and one inode count, so a session can fill
-// its disk once, not three times.
+// mounts it on its mount point (mountSessionDisk), opens its tmp, shm, dev
+// and mask directories as detached mounts before pivot_root
+// (openSessionDirs), and attaches them on /tmp, /dev/shm, /dev and the
+// masked directories afterwards (attachSessionDir). One tmpfs and binds of
+// it, where there were a tmpfs for each: the writable layer, /tmp and
+// /dev/shm share one size and one inode count, so a session can fill its
+// disk once, not three times; and a session makes one tmpfs where it made
+// up to seven (see DiskLayout for why that matters).
 
 // mountSessionDisk mounts the session's tmpfs on mp, size Disk and
 // DiskInodes inodes, and makes DiskLayout's directories in it.
@@ -40,20 +42,56 @@ func mountSessionDisk(mp string, l Limits) error {
 	return nil
 }
 
-// openSessionDirs opens mp/tmp and mp/shm as detached bind mounts
-// (open_tree OPEN_TREE_CLONE), for init to attach after pivot_root, when
-// mp is no longer reachable by path. The caller closes both fds.
-func openSessionDirs(mp string) (tmp, shm int, err error) {
-	tmp, err = unix.OpenTree(unix.AT_FDCWD, filepath.Join(mp, "tmp"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if err != nil {
-		return -1, -1, fmt.Errorf("open_tree %s/tmp: %w", mp, err)
+// sessionDirs are the session disk's directories that init attaches after
+// pivot_root, when the disk is no longer reachable by path: each a
+// detached bind mount (open_tree OPEN_TREE_CLONE) opened before it.
+type sessionDirs struct {
+	tmp, shm, dev int
+	// masks holds a clone of the disk's empty mask/ for each of
+	// maskedDirs, attached read-only on those the kernel has.
+	masks []int
+}
+
+// openSessionDirs opens mp's tmp, shm, dev and mask directories as
+// detached bind mounts. The caller closes them (close).
+func openSessionDirs(mp string) (*sessionDirs, error) {
+	d := &sessionDirs{tmp: -1, shm: -1, dev: -1}
+	open := func(name string) (int, error) {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(mp, name), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			d.close()
+			return -1, fmt.Errorf("open_tree %s/%s: %w", mp, name, err)
+		}
+		return fd, nil
 	}
-	shm, err = unix.OpenTree(unix.AT_FDCWD, filepath.Join(mp, "shm"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if err != nil {
-		_ = unix.Close(tmp)
-		return -1, -1, fmt.Errorf("open_tree %s/shm: %w", mp, err)
+	var err error
+	if d.tmp, err = open("tmp"); err != nil {
+		return nil, err
 	}
-	return tmp, shm, nil
+	if d.shm, err = open("shm"); err != nil {
+		return nil, err
+	}
+	if d.dev, err = open("dev"); err != nil {
+		return nil, err
+	}
+	for range maskedDirs {
+		fd, err := open("mask")
+		if err != nil {
+			return nil, err
+		}
+		d.masks = append(d.masks, fd)
+	}
+	return d, nil
+}
+
+// close closes what is still open: a detached mount that was not
+// attached goes with its fd.
+func (d *sessionDirs) close() {
+	for _, fd := range append([]int{d.tmp, d.shm, d.dev}, d.masks...) {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+		}
+	}
 }
 
 // attachSessionDir attaches a detached mount from openSessionDirs on

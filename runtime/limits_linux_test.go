@@ -167,22 +167,21 @@ func helperDisk() int {
 		return fail(err)
 	}
 	defer unix.Unmount(mp, unix.MNT_DETACH)
-	tmp, shm, err := openSessionDirs(mp)
+	dirs, err := openSessionDirs(mp)
 	if err != nil {
 		return fail(err)
 	}
-	defer unix.Close(tmp)
-	defer unix.Close(shm)
+	defer dirs.close()
 	// Targets relative to the working directory, as init's are to the
 	// new root.
 	if err := os.Chdir(base); err != nil {
 		return fail(err)
 	}
-	if err := attachSessionDir(tmp, "tmp", 0); err != nil {
+	if err := attachSessionDir(dirs.tmp, "tmp", 0); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(tmpT, unix.MNT_DETACH)
-	if err := attachSessionDir(shm, "shm", unix.MOUNT_ATTR_NOEXEC); err != nil {
+	if err := attachSessionDir(dirs.shm, "shm", unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(shmT, unix.MNT_DETACH)

@@ -113,7 +113,7 @@ func closeSharedHosts() error {
 		if h == nil {
 			continue
 		}
-		if err := closeTestHost(h); err != nil {
+		if err := closeTestHostLocked(h); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -195,11 +195,19 @@ func stateLeft(t *testing.T) []string {
 
 // closeTestHost closes a Host of the tests and removes the prepared host
 // root that the subordinate ids' root owns in the tests' state dir, which
-// the test user could not remove with it.
+// the test user could not remove with it; but not while the shared
+// subordinate-id Host, which prepared the same one (it is named by its
+// content), goes on using it: closeSharedHosts removes that one.
 func closeTestHost(h *Host) error {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	return closeTestHostLocked(h)
+}
+
+func closeTestHostLocked(h *Host) error {
 	err := h.Close()
 	if h.subIDs != nil && h.subHostRoot != nil {
-		if dir, serr := h.subHostRoot(); serr == nil {
+		if dir, serr := h.subHostRoot(); serr == nil && !sharedSubRoot(h, dir) {
 			if _, serr := os.Stat(dir); serr == nil {
 				sh := &shifter{exe: h.exe, ids: h.subIDs}
 				if rerr := sh.remove(dir); rerr != nil && err == nil {
@@ -209,4 +217,14 @@ func closeTestHost(h *Host) error {
 		}
 	}
 	return err
+}
+
+// sharedSubRoot says whether dir is the prepared host root of the shared
+// subordinate-id Host, h being another Host.
+func sharedSubRoot(h *Host, dir string) bool {
+	if shared.sub == nil || shared.sub == h || shared.sub.subHostRoot == nil {
+		return false
+	}
+	d, err := shared.sub.subHostRoot()
+	return err == nil && d == dir
 }

@@ -17,7 +17,8 @@ import (
 //	  upper/ work/    the overlay's writable layer
 //	  lower/          the id-mapped rootfs, in root mode
 //	  root/           overlay(lower=rootfs or the prepared host root, upper)
-//	  tmp/ shm/       bound onto /tmp and /dev/shm
+//	  tmp/ shm/ dev/  bound onto /tmp, /dev/shm and /dev
+//	  mask/           empty, bound read-only onto the masked directories
 //
 // then pivot_root into root/ and detach the old root. Every mount is made in
 // the container's mount namespace, so the host sees none of them and they
@@ -41,13 +42,12 @@ func buildRoot(cfg *initConfig, lower int) error {
 	if err := step("mount the session's disk on "+mp, mountSessionDisk(mp, cfg.Limits)); err != nil {
 		return err
 	}
-	// Its tmp and shm, bound onto /tmp and /dev/shm once the root is built.
-	tmp, shm, err := openSessionDirs(mp)
+	// Its directories bound into the root once it is built.
+	dirs, err := openSessionDirs(mp)
 	if err := step("session disk", err); err != nil {
 		return err
 	}
-	defer unix.Close(tmp)
-	defer unix.Close(shm)
+	defer dirs.close()
 	// Relative to the tmpfs from here, so that the overlay's options in
 	// the container's mountinfo name no host path.
 	if err := step("chdir to "+mp, os.Chdir(mp)); err != nil {
@@ -110,7 +110,7 @@ func buildRoot(cfg *initConfig, lower int) error {
 			return err
 		}
 	}
-	if err := mountSystem(cfg, tmp, shm); err != nil {
+	if err := mountSystem(cfg, dirs); err != nil {
 		return err
 	}
 	if err := step("detach old root", unix.Unmount(oldRoot, unix.MNT_DETACH)); err != nil {
@@ -164,7 +164,7 @@ var (
 	readOnlyDirs = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"}
 )
 
-func mountSystem(cfg *initConfig, tmp, shm int) error {
+func mountSystem(cfg *initConfig, dirs *sessionDirs) error {
 	const noexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := mkdirReal("/proc"); err != nil {
 		return err
@@ -175,22 +175,23 @@ func mountSystem(cfg *initConfig, tmp, shm int) error {
 	if err := mkdirReal("/dev"); err != nil {
 		return err
 	}
-	if err := step("mount tmpfs on /dev", mountOn("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=65536,nr_inodes=1024")); err != nil {
+	// The session disk's dev/: what is written there counts in --disk.
+	if err := step("bind the session's dev on /dev", attachSessionDir(dirs.dev, "./dev", unix.MOUNT_ATTR_NOEXEC)); err != nil {
 		return err
 	}
 	if err := mountSys(); err != nil {
 		return err
 	}
-	if err := populateDev(cfg, shm); err != nil {
+	if err := populateDev(cfg, dirs.shm); err != nil {
 		return err
 	}
 	if err := mkdirReal("/tmp"); err != nil {
 		return err
 	}
-	if err := step("bind the session's tmp on /tmp", attachSessionDir(tmp, "./tmp", 0)); err != nil {
+	if err := step("bind the session's tmp on /tmp", attachSessionDir(dirs.tmp, "./tmp", 0)); err != nil {
 		return err
 	}
-	return mask()
+	return mask(dirs.masks)
 }
 
 // mountSys mounts a fresh read-only sysfs, which the kernel allows in a
@@ -273,11 +274,12 @@ func populateDev(cfg *initConfig, shm int) error {
 }
 
 // mask hides the /proc and /sys files that tell about or act on the host:
-// files under /dev/null, directories under an empty read-only tmpfs, and
-// makes the rest of /proc's host-wide knobs read-only. The program can
-// undo none of it: it has no CAP_SYS_ADMIN and the seccomp filter refuses
-// every mount call.
-func mask() error {
+// files under /dev/null, directories under the session disk's empty mask/
+// bound read-only (dirMasks, one for each of maskedDirs; not a tmpfs each,
+// see DiskLayout), and makes the rest of /proc's host-wide knobs
+// read-only. The program can undo none of it: it has no CAP_SYS_ADMIN and
+// the seccomp filter refuses every mount call.
+func mask(dirMasks []int) error {
 	for _, p := range maskedFiles {
 		if fi, err := os.Lstat(p); err != nil || fi.IsDir() {
 			continue // not in this kernel
@@ -286,11 +288,11 @@ func mask() error {
 			return err
 		}
 	}
-	for _, p := range maskedDirs {
+	for i, p := range maskedDirs {
 		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := step("mask "+p, mountOn("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,nr_inodes=1")); err != nil {
+		if err := step("mask "+p, attachSessionDir(dirMasks[i], "."+p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOEXEC)); err != nil {
 			return err
 		}
 	}

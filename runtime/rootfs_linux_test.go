@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -192,4 +193,63 @@ func TestAptSandboxSetting(t *testing.T) {
 			t.Logf("%s", out)
 		})
 	}
+}
+
+// TestOneFileSystemForTheSession reads a live container's mountinfo and
+// counts the file systems made for it (those whose device the host's
+// mountinfo lacks): the session's disk is its only tmpfs (/dev, /tmp,
+// /dev/shm and the masked directories are binds of it), beside its
+// overlay, /proc, /sys and devpts. Every file system the kernel makes
+// costs every memory cgroup on the host a slot for as long as the host
+// runs (DiskLayout), so a session makes no more than these five.
+func TestOneFileSystemForTheSession(t *testing.T) {
+	host := map[string]bool{}
+	for _, m := range mountinfo(t, readFile(t, "/proc/self/mountinfo")) {
+		host[m.dev] = true
+	}
+	for _, m := range testModes(t) {
+		for _, rootfs := range []struct{ name, dir string }{{"busybox", ""}, {"host", HostRootfs}} {
+			t.Run(m.name+"/"+rootfs.name, func(t *testing.T) {
+				dir := rootfs.dir
+				if dir == "" {
+					dir = busyboxRootfs(t)
+				}
+				out, st := runMode(t, m, Spec{Rootfs: dir, Args: []string{"/bin/cat", "/proc/self/mountinfo"}})
+				if st.Code != 0 {
+					t.Fatalf("%v:\n%s", st, out)
+				}
+				own := map[string][]string{} // device: where, of which type
+				for _, mi := range mountinfo(t, out) {
+					if !host[mi.dev] {
+						own[mi.dev] = append(own[mi.dev], mi.fstype+" on "+mi.target)
+					}
+				}
+				types := map[string]int{}
+				for _, ms := range own {
+					types[strings.Fields(ms[0])[0]]++
+				}
+				if types["tmpfs"] != 1 || len(own) > 5 {
+					t.Errorf("%d file systems of its own (%d tmpfs), want at most 5 with one tmpfs: %v\n%s", len(own), types["tmpfs"], own, out)
+				}
+				t.Logf("its own file systems: %v", own)
+			})
+		}
+	}
+}
+
+type mountEntry struct{ dev, target, fstype string }
+
+// mountinfo parses /proc/PID/mountinfo's text.
+func mountinfo(t *testing.T, text string) []mountEntry {
+	t.Helper()
+	var ms []mountEntry
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		f := strings.Fields(l)
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
+			t.Fatalf("not a mountinfo line: %q", l)
+		}
+		ms = append(ms, mountEntry{dev: f[2], target: f[4], fstype: f[sep+1]})
+	}
+	return ms
 }
