@@ -482,32 +482,38 @@ func (ss *session) finish(term Terminal, st runtime.ExitStatus) {
 func (ss *session) pump(term Terminal) {
 	// An idle session waits in Read with this small buffer; a read that
 	// fills it means output is streaming, and the rest is gathered into a
-	// large frame.
+	// large frame. While frames come out full, the next is gathered at
+	// once, without a small read first: one system call fewer a frame.
 	small := make([]byte, idleReadBuf)
 	now, _ := term.(readNower)
+	full := false
 	for {
 		if !ss.flow.wait(ss.ctx.Done()) {
 			return
 		}
-		n, err := term.Read(small)
-		if n > 0 {
-			data := small[:n]
-			var f *outFrame
-			if err == nil && now != nil && n == len(small) {
-				// Streaming: gathered in a turn (turns.go).
-				t, ok := ss.srv.turns.take(ss.ctx.Done())
-				if !ok {
-					return // the session has ended
-				}
-				f = bigFrames.Get().(*outFrame)
-				f.pool = &bigFrames
-				f.b = append(append(f.b[:0], msgOutput), data...)
-				f.b, err = gather(now, f.b)
-				t.end()
-				f.streaming = true
-			} else {
-				f = newOutFrame(data)
+		var f *outFrame
+		var err error
+		if full {
+			var ok bool
+			if f, ok, err = ss.streamFrame(now, nil); !ok {
+				return // the session has ended
 			}
+			full = f != nil && cap(f.b)-len(f.b) <= readChunk
+		} else {
+			n, rerr := term.Read(small)
+			err = rerr
+			switch {
+			case n > 0 && err == nil && now != nil && n == len(small):
+				var ok bool
+				if f, ok, err = ss.streamFrame(now, small[:n]); !ok {
+					return
+				}
+				full = cap(f.b)-len(f.b) <= readChunk
+			case n > 0:
+				f = newOutFrame(small[:n])
+			}
+		}
+		if f != nil {
 			ss.output(f)
 		}
 		if err != nil {
@@ -517,6 +523,27 @@ func (ss *session) pump(term Terminal) {
 			return
 		}
 	}
+}
+
+// streamFrame gathers, in a turn (turns.go), what output is there already
+// into a large frame after data: nil when there was none. ok is false when
+// the session ended while it waited for the turn.
+func (ss *session) streamFrame(now readNower, data []byte) (f *outFrame, ok bool, err error) {
+	t, ok := ss.srv.turns.take(ss.ctx.Done())
+	if !ok {
+		return nil, false, nil
+	}
+	f = bigFrames.Get().(*outFrame)
+	f.pool = &bigFrames
+	f.streaming = true
+	f.b = append(append(f.b[:0], msgOutput), data...)
+	f.b, err = gather(now, f.b)
+	t.end()
+	if len(f.b) == 1 {
+		bigFrames.Put(f)
+		return nil, true, err
+	}
+	return f, true, err
 }
 
 // gather appends to frame what output is there already, while a whole pty

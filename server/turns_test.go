@@ -2,13 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/guntainer/playground/runtime"
 )
 
 // Streaming output takes turns (turns.go). These tests run real sessions
@@ -194,5 +198,82 @@ func TestBlockHookConn(t *testing.T) {
 	_ = c.Close()
 	if _, err := c.Write([]byte("x")); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("Write after Close: %v, want a closed connection's error", err)
+	}
+}
+
+// streamTerminal is a terminal whose program has n bytes of output ready
+// at once, as a pty that a flood keeps full does, handed out a pty read's
+// most (readChunk) at a time; it counts the server's calls.
+type streamTerminal struct {
+	mu              sync.Mutex
+	left            int
+	reads, readNows int
+	done            chan struct{}
+	closeOnce       sync.Once
+}
+
+func newStreamTerminal(n int) *streamTerminal {
+	return &streamTerminal{left: n, done: make(chan struct{})}
+}
+
+func (t *streamTerminal) take(p []byte) int {
+	n := min(len(p), readChunk, t.left)
+	for i := range n {
+		p[i] = 'x'
+	}
+	t.left -= n
+	return n
+}
+
+func (t *streamTerminal) Read(p []byte) (int, error) {
+	t.mu.Lock()
+	t.reads++
+	if t.left > 0 {
+		defer t.mu.Unlock()
+		return t.take(p), nil
+	}
+	t.mu.Unlock()
+	<-t.done
+	return 0, io.EOF
+}
+
+func (t *streamTerminal) ReadNow(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.readNows++
+	return t.take(p), nil
+}
+
+func (t *streamTerminal) calls() (reads, readNows int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.reads, t.readNows
+}
+
+func (t *streamTerminal) Write(p []byte) (int, error)    { return len(p), nil }
+func (t *streamTerminal) Resize(cols, rows uint16) error { return nil }
+func (t *streamTerminal) Wait() (runtime.ExitStatus, error) {
+	<-t.done
+	return runtime.ExitStatus{}, nil
+}
+func (t *streamTerminal) Close() error { t.closeOnce.Do(func() { close(t.done) }); return nil }
+
+// TestStreamingFramesNeedNoSmallRead: while a flood fills frame after
+// frame, the pump gathers the next frame at once, without first waiting
+// in a small read of the idle buffer: one system call fewer a frame. A
+// 2 MiB flood takes a read to start and one at its end, where it took one
+// a frame (64).
+func TestStreamingFramesNeedNoSmallRead(t *testing.T) {
+	const size = 2 << 20
+	term := newStreamTerminal(size)
+	s := newTestServer(t, Config{}, withStart(func(context.Context, StartRequest) (Terminal, error) { return term, nil }))
+	c := s.open(t, "", nil)
+	readFlood(t, c, size)
+	reads, readNows := term.calls()
+	if reads > 2 {
+		t.Errorf("%d small reads for a %d-byte flood (and %d reads of what was there), want at most 2: one to start, one at its end", reads, size, readNows)
+	}
+	if readNows < size/outputChunk {
+		t.Errorf("%d reads of what was there for a %d-byte flood, want at least one a frame (%d)", readNows, size, size/outputChunk)
 	}
 }
