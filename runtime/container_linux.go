@@ -765,7 +765,7 @@ func hostResolvConf() string {
 }
 
 // execInit starts init; a variable so that a test can make it fail.
-var execInit = func(cmd *exec.Cmd) error { return cmd.Start() }
+var execInit = startInit
 
 // startSlots bounds the starts in flight at once. On a few CPUs a burst
 // of starts is bound by CPU: with all of them in flight (1,000 sessions

@@ -22,5 +22,7 @@ func init() {
 	switch filepath.Base(os.Args[0]) {
 	case initArg0, idsArg0:
 		MaybeInit() // never returns on these paths
+	case spawnArg0:
+		spawnMain() // never returns
 	}
 }

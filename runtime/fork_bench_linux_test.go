@@ -29,21 +29,7 @@ func BenchmarkForkCost(b *testing.B) {
 		for _, userns := range []bool{false, true} {
 			name := fmt.Sprintf("heap-%dMiB-fds-%d/userns-%v", size.heapMiB, size.fds, userns)
 			b.Run(name, func(b *testing.B) {
-				ballast := make([][]byte, size.heapMiB)
-				for i := range ballast {
-					ballast[i] = make([]byte, 1<<20)
-					for j := 0; j < len(ballast[i]); j += 4096 {
-						ballast[i][j] = 1
-					}
-				}
-				var files []*os.File
-				for range size.fds {
-					f, err := os.Open(os.DevNull)
-					if err != nil {
-						b.Fatal(err)
-					}
-					files = append(files, f)
-				}
+				ballast, files := serverBallast(b, size.heapMiB, size.fds)
 				defer func() {
 					for _, f := range files {
 						_ = f.Close()

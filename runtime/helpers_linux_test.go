@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,8 +19,19 @@ import (
 // beforeTests makes what the runtime keeps for the whole process, so that
 // the leak check's baseline has it.
 func beforeTests() error {
-	_, err := sealedExecutable()
-	return err
+	if _, err := sealedExecutable(); err != nil {
+		return err
+	}
+	// The spawner too is started once and kept: its descriptors are in
+	// the baseline, and it is not a leftover (notLeftover).
+	_, _ = theSpawner()
+	return nil
+}
+
+// notLeftover is a child process the tests keep for good: the spawner.
+func notLeftover(pid string) bool {
+	s, err := theSpawner()
+	return err == nil && pid == strconv.Itoa(s.pid)
 }
 
 // afterTests removes the tests' state dir, with its prepared host root.

@@ -74,7 +74,7 @@ func childPids() []string {
 		}
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
-		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me {
+		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me && !notLeftover(e.Name()) {
 			kids = append(kids, e.Name()+" "+s[:i+1])
 		}
 	}

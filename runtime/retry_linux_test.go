@@ -35,7 +35,7 @@ func TestStartRetriesARefusedExec(t *testing.T) {
 			return cmd.Start()
 		}
 	}
-	defer func() { execInit = func(cmd *exec.Cmd) error { return cmd.Start() } }()
+	defer func() { execInit = startInit }()
 
 	refuse(1) // before any container started here: no second try
 	if _, err := Start(spec); err == nil || !errors.Is(err, syscall.EACCES) || !strings.Contains(err.Error(), "create namespaces: permission denied") {

@@ -55,16 +55,17 @@ func checkLeaks(fds int) error {
 }
 
 // openFds counts this process's open fds, but the runtime's sealed copy
-// of the binary, which it makes at the first container start and keeps
-// for good.
+// of the binary and its socket to the spawner, which it makes at the first
+// container start and keeps for good.
 func openFds() int {
 	es, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return 0 // not Linux: nothing to compare
 	}
+	_, spawnerFd := pgruntime.Spawner()
 	n := 0
 	for _, e := range es {
-		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); !strings.HasPrefix(l, "/memfd:playground") {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); !strings.HasPrefix(l, "/memfd:playground") && e.Name() != strconv.Itoa(spawnerFd) {
 			n++
 		}
 	}
@@ -81,12 +82,17 @@ func fdList() string {
 	return strings.Join(out, " ")
 }
 
-// childPids lists the processes whose parent is this process.
+// childPids lists the processes whose parent is this process, but the
+// runtime's spawner, kept for good.
 func childPids() []string {
 	es, _ := os.ReadDir("/proc")
 	var kids []string
 	me := strconv.Itoa(os.Getpid())
+	spawner, _ := pgruntime.Spawner()
 	for _, e := range es {
+		if e.Name() == strconv.Itoa(spawner) {
+			continue
+		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue

@@ -1,0 +1,392 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Init is forked by a small helper process, the spawner, not by the server
+// (issue 7: cheaper starts). Go's os/exec forks with CLONE_VM|CLONE_VFORK,
+// the child borrowing the parent's memory until it executes, only when no
+// new user namespace is asked for; every container start asks for one, so
+// from the server each start was a whole fork: a copy of the server's page
+// tables and descriptor table, which grow with its sessions (3.4 to 4.4 ms
+// of the server's CPU per start from a process of 60 MiB of heap and 7,000
+// descriptors, against 0.7 ms from a small one: BenchmarkForkCost).
+//
+// The spawner is this binary re-executed under the name spawnArg0, once
+// per process (as runc executes "runc init" before it makes any
+// namespace). It takes a start's request over a socket, with init's end of
+// the sync socket, and forks init from its own small self with
+// CLONE_PARENT: init is the server's child, as before, and the server
+// waits for it, signals it and watches it as it did. The spawner is
+// started from a thread of its own that never ends, since the parent-death
+// signal of the spawner and of every init it forks fires when the thread
+// that is their parent ends (golang/go#27505). A start into a v2 cgroup is
+// still forked by the server (startInit says why).
+//
+// A child that fails before its exec (rare: a credential or a capability
+// refused) is a zombie of the server whose pid nobody has; the spawner
+// names its threads spawnComm, which such a child keeps, and the server
+// reaps those (reapFailedSpawns). Where the spawner cannot start or has
+// ended, the server forks init itself, as it did before.
+
+const (
+	spawnArg0 = "playground-spawn"
+	spawnComm = "pg-spawn" // at most 15 bytes
+)
+
+// spawnRequest is a start's fork as the spawner makes it: init's
+// arguments and what of its SysProcAttr a start sets. Init's end of the
+// sync socket travels beside it.
+type spawnRequest struct {
+	ID                         uint64
+	Args                       []string
+	Cloneflags                 uintptr
+	UidMappings                []syscall.SysProcIDMap
+	GidMappings                []syscall.SysProcIDMap
+	GidMappingsEnableSetgroups bool
+	Credential                 *syscall.Credential
+	AmbientCaps                []uintptr
+	Pdeathsig                  syscall.Signal
+}
+
+type spawnReply struct {
+	ID    uint64
+	Pid   int
+	Errno syscall.Errno // the fork's or the exec's error number, if one
+	Err   string
+}
+
+// spawner is the server's end of the spawner.
+type spawner struct {
+	conn *net.UnixConn
+	fd   int // conn's
+	pid  int
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan spawnReply
+	dead    error // why it ended; no more requests
+}
+
+var (
+	theSpawner = sync.OnceValues(startSpawner)
+	spawnerUp  atomic.Pointer[spawner] // once started
+)
+
+// Spawner reports the helper process this package starts at the first
+// container start and keeps for the rest of the process (see above): its
+// pid, and the descriptor of this process's end of its socket. Before it
+// has started, or where it could not, 0 and -1. For a caller that counts
+// its child processes and descriptors.
+func Spawner() (pid, fd int) {
+	if s := spawnerUp.Load(); s != nil {
+		return s.pid, s.fd
+	}
+	return 0, -1
+}
+
+// startSpawner starts the spawner on a thread of its own, which is locked
+// to a goroutine that never returns: it is the spawner's parent, and every
+// init's (CLONE_PARENT), and their parent-death signal fires when it ends.
+func startSpawner() (*spawner, error) {
+	type result struct {
+		s   *spawner
+		err error
+	}
+	ch := make(chan result)
+	go func() {
+		goruntime.LockOSThread() // never unlocked: this thread must not end
+		s, err := spawnOnThisThread()
+		ch <- result{s, err}
+		select {}
+	}()
+	r := <-ch
+	return r.s, r.err
+}
+
+func spawnOnThisThread() (*spawner, error) {
+	f, err := sealedExecutable()
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("spawner: socketpair: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "spawner"), os.NewFile(uintptr(fds[1]), "spawner")
+	cmd := &exec.Cmd{
+		Path:        execPath(f),
+		Args:        []string{spawnArg0},
+		Env:         []string{},
+		ExtraFiles:  []*os.File{theirs},
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	err = cmd.Start()
+	_ = theirs.Close()
+	if err != nil {
+		_ = ours.Close()
+		return nil, fmt.Errorf("spawner: %w", err)
+	}
+	c, err := net.FileConn(ours)
+	_ = ours.Close()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("spawner: %w", err)
+	}
+	s := &spawner{conn: c.(*net.UnixConn), fd: -1, pid: cmd.Process.Pid, pending: map[uint64]chan spawnReply{}}
+	_ = cmd.Process.Release() // no pidfd kept for good: readReplies reaps it by its pid
+	if rc, err := s.conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
+	}
+	go s.readReplies()
+	spawnerUp.Store(s)
+	return s, nil
+}
+
+// readReplies hands each reply to its request, until the spawner ends.
+func (s *spawner) readReplies() {
+	buf := make([]byte, 4096)
+	var err error
+	for {
+		var n int
+		n, _, _, _, err = s.conn.ReadMsgUnix(buf, nil)
+		if err != nil || n == 0 {
+			break
+		}
+		var r spawnReply
+		if err = json.Unmarshal(buf[:n], &r); err != nil {
+			break
+		}
+		s.mu.Lock()
+		ch := s.pending[r.ID]
+		delete(s.pending, r.ID)
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	}
+	_ = s.conn.Close()
+	var ws unix.WaitStatus
+	_, werr := unix.Wait4(s.pid, &ws, 0, nil)
+	s.mu.Lock()
+	s.dead = fmt.Errorf("spawner ended (%v; status %v, %v)", err, ws, werr)
+	for id, ch := range s.pending {
+		ch <- spawnReply{ID: id, Err: s.dead.Error()}
+		delete(s.pending, id)
+	}
+	s.mu.Unlock()
+}
+
+// errSpawnerGone is a start the spawner could not take: it had ended
+// before the request went out, so init was not forked and the caller may
+// fork it itself.
+var errSpawnerGone = errors.New("spawner gone")
+
+// noSpawner makes the server fork init itself: a benchmark's comparison.
+var noSpawner bool
+
+// start forks init as cmd says, through the spawner, and sets
+// cmd.Process. cmd has no stdio, one extra file (init's end of the sync
+// socket), and a SysProcAttr as initProcAttr makes it.
+func (s *spawner) start(cmd *exec.Cmd) error {
+	attr := cmd.SysProcAttr
+	req := spawnRequest{
+		Args:                       cmd.Args,
+		Cloneflags:                 attr.Cloneflags,
+		UidMappings:                attr.UidMappings,
+		GidMappings:                attr.GidMappings,
+		GidMappingsEnableSetgroups: attr.GidMappingsEnableSetgroups,
+		Credential:                 attr.Credential,
+		AmbientCaps:                attr.AmbientCaps,
+		Pdeathsig:                  attr.Pdeathsig,
+	}
+	fds := []int{int(cmd.ExtraFiles[0].Fd())}
+	ch := make(chan spawnReply, 1)
+	s.mu.Lock()
+	if s.dead != nil {
+		s.mu.Unlock()
+		return errSpawnerGone
+	}
+	s.nextID++
+	req.ID = s.nextID
+	s.pending[req.ID] = ch
+	s.mu.Unlock()
+	b, err := json.Marshal(req)
+	if err == nil {
+		_, _, err = s.conn.WriteMsgUnix(b, unix.UnixRights(fds...), nil)
+	}
+	goruntime.KeepAlive(cmd.ExtraFiles[0])
+	if err != nil {
+		s.mu.Lock()
+		delete(s.pending, req.ID)
+		s.mu.Unlock()
+		return errSpawnerGone // not sent: nothing was forked
+	}
+	r := <-ch
+	if r.Err != "" {
+		if r.Errno != 0 {
+			return &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: r.Errno}
+		}
+		return errors.New(r.Err)
+	}
+	p, err := os.FindProcess(r.Pid)
+	if err != nil {
+		return err
+	}
+	cmd.Process = p
+	return nil
+}
+
+// startInit starts init: through the spawner where there is one, else by
+// forking the server. A start into a v2 cgroup (CLONE_INTO_CGROUP) is
+// forked by the server: that flag needs clone3, and clone3 takes
+// CLONE_PARENT only with no exit signal, where Go's asks for SIGCHLD.
+func startInit(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr.UseCgroupFD || noSpawner {
+		return cmd.Start()
+	}
+	if s, err := theSpawner(); err == nil {
+		err := s.start(cmd)
+		if !errors.Is(err, errSpawnerGone) {
+			if err != nil {
+				reapFailedSpawns()
+			}
+			return err
+		}
+	}
+	return cmd.Start()
+}
+
+// reapFailedSpawns reaps this process's zombie children that the spawner
+// forked and that failed before their exec: they still bear its name.
+func reapFailedSpawns() {
+	me := strconv.Itoa(os.Getpid())
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i || s[i+1:j] != spawnComm {
+			continue
+		}
+		if f := strings.Fields(s[j+1:]); len(f) > 1 && f[0] == "Z" && f[1] == me {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		}
+	}
+}
+
+// spawnMain is the spawner: it forks init for each request that comes, and
+// ends when the server's end of its socket closes. It never returns.
+func spawnMain() {
+	const sock = 3
+	unix.CloseOnExec(sock) // an init's fd 3 is its sync socket, never this
+	setThreadName(spawnComm)
+	devNull, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Exit(2)
+	}
+	var wmu sync.Mutex
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		// Close-on-exec: one start's descriptors must not reach another's init,
+		// forked meanwhile on another thread.
+		n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			os.Exit(0) // the server is gone
+		}
+		var fds []int
+		if scms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, scm := range scms {
+				if got, err := unix.ParseUnixRights(&scm); err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+		var req spawnRequest
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			closeFds(fds)
+			os.Exit(2) // not the server's
+		}
+		go func() {
+			r := spawn(req, fds, devNull)
+			b, _ := json.Marshal(r)
+			wmu.Lock()
+			_ = unix.Sendmsg(sock, b, nil, nil, 0)
+			wmu.Unlock()
+		}()
+	}
+}
+
+// spawn forks and executes init for one request, and closes its fd. It
+// uses syscall.ForkExec, not os/exec: no pipes, no /dev/null opened three
+// times, no pidfd for a child that is not the spawner's.
+func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
+	r := spawnReply{ID: req.ID}
+	defer closeFds(fds)
+	if len(fds) != 1 {
+		r.Err = "spawner: a request without its one descriptor"
+		return r
+	}
+	attr := &syscall.SysProcAttr{
+		Cloneflags:                 req.Cloneflags | unix.CLONE_PARENT,
+		UidMappings:                req.UidMappings,
+		GidMappings:                req.GidMappings,
+		GidMappingsEnableSetgroups: req.GidMappingsEnableSetgroups,
+		Credential:                 req.Credential,
+		AmbientCaps:                req.AmbientCaps,
+		Pdeathsig:                  req.Pdeathsig,
+	}
+	// The child bears the name of the thread that forks it until it
+	// executes: name this one, so that a child that fails before its exec
+	// is known to the server by it (reapFailedSpawns).
+	goruntime.LockOSThread()
+	setThreadName(spawnComm)
+	pid, err := syscall.ForkExec("/proc/self/exe", req.Args, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull), uintptr(fds[0])},
+		Sys:   attr,
+	})
+	goruntime.UnlockOSThread()
+	if err != nil {
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		r.Errno, r.Err = errno, "fork/exec: "+err.Error()
+		return r
+	}
+	r.Pid = pid
+	return r
+}
+
+// setThreadName names the calling thread (its comm in /proc).
+func setThreadName(name string) {
+	b := []byte(name + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
+}

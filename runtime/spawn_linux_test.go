@@ -1,0 +1,164 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSpawnerForksInit: a container's init is forked by the spawner, a
+// small process of this binary, and is this process's child all the same
+// (CLONE_PARENT), which waits for it.
+func TestSpawnerForksInit(t *testing.T) {
+	c := start(t, Spec{Args: sh("echo ready; sleep 1000")})
+	readAll(c).waitFor(t, "ready")
+	pid, fd := Spawner()
+	if pid == 0 || fd < 0 {
+		t.Fatalf("no spawner after a start: pid %d, fd %d", pid, fd)
+	}
+	if comm := strings.TrimSpace(readFile(t, "/proc/"+strconv.Itoa(pid)+"/comm")); comm != spawnComm {
+		t.Errorf("spawner %d is %q, want %q", pid, comm, spawnComm)
+	}
+	if ppid := statField(t, c.Pid(), 1); ppid != strconv.Itoa(os.Getpid()) {
+		t.Errorf("init's parent: %s, want this process (%d)", ppid, os.Getpid())
+	}
+	if ppid := statField(t, pid, 1); ppid != strconv.Itoa(os.Getpid()) {
+		t.Errorf("the spawner's parent: %s, want this process (%d)", ppid, os.Getpid())
+	}
+}
+
+// statField is field n after the command name in /proc/PID/stat (0: the
+// state, 1: the parent).
+func statField(t *testing.T, pid, n int) string {
+	t.Helper()
+	s := readFile(t, "/proc/"+strconv.Itoa(pid)+"/stat")
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) <= n {
+		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	return f[n]
+}
+
+// TestSpawnFailureBeforeExec: a child that fails before its exec (here a
+// credential in a user namespace with no id map) comes back as the
+// error's number, and leaves no zombie of this process behind (it is this
+// process's child, whose pid the spawner could not tell).
+func TestSpawnFailureBeforeExec(t *testing.T) {
+	if _, err := theSpawner(); err != nil {
+		t.Fatalf("no spawner: %v", err)
+	}
+	parent, child, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(parent)
+	defer child.Close()
+	f, err := sealedExecutable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER,
+		Credential: &syscall.Credential{Uid: 4242, Gid: 4242},
+	}}
+	err = startInit(cmd)
+	var errno syscall.Errno
+	if err == nil || !errors.As(err, &errno) {
+		t.Fatalf("start with an unmapped credential: %v, want a fork/exec error with its number", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var zombies []string
+		for _, kid := range childPids() {
+			if strings.Contains(kid, "("+spawnComm+")") {
+				zombies = append(zombies, kid)
+			}
+		}
+		if len(zombies) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children of the spawner's left: %v", zombies)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStartsAtOnceKeepTheirOwnSyncSockets: inits forked at once by the
+// spawner, on its threads, each get their own end of their sync socket
+// and no other's (the spawner receives them close-on-exec): a container
+// that ends is seen to end while the others run. Before, an init started
+// meanwhile kept a copy of another's end, whose end of file then never
+// came, and its Close hung.
+func TestStartsAtOnceKeepTheirOwnSyncSockets(t *testing.T) {
+	const n = 16
+	cs := make(chan *Container, n)
+	for range n {
+		go func() {
+			c, err := Start(Spec{StateDir: testStateDir(t), Args: []string{"/bin/sleep", "1000"}})
+			if err != nil {
+				t.Error(err)
+			}
+			cs <- c
+		}()
+	}
+	var all []*Container
+	for range n {
+		if c := <-cs; c != nil {
+			all = append(all, c)
+		}
+	}
+	for _, c := range all {
+		done := make(chan error, 1)
+		go func() { done <- c.Close() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a container's Close did not return within 10 s with %d others running", len(all)-1)
+		}
+	}
+}
+
+// TestStartsGoOnWithoutTheSpawner: a spawner that has ended takes no more
+// requests, so that its starts are forked by the server. (A spawner of
+// this test's own: the shared one stays.)
+func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
+	s, err := startSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(s.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	parent, child, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(parent)
+	defer child.Close()
+	cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"true"}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{}}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := s.start(cmd)
+		if errors.Is(err, errSpawnerGone) {
+			break
+		}
+		if err == nil {
+			_ = cmd.Process.Kill()
+			_, _ = cmd.Process.Wait()
+			cmd.Process = nil
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a killed spawner still takes requests: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(s.pid)); err == nil {
+		t.Errorf("the killed spawner %d is not reaped", s.pid)
+	}
+}
