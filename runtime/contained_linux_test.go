@@ -109,23 +109,13 @@ type procID struct {
 
 // descendants are pid and every process below it, by their parent links.
 func descendants(pid int) []procID {
-	es, _ := os.ReadDir("/proc")
 	kids := map[int][]int{}
-	for _, e := range es {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 {
+	_ = eachProcess(func(p int, _ string, f []string) {
+		if len(f) > 1 {
 			pp, _ := strconv.Atoi(f[1])
 			kids[pp] = append(kids[pp], p)
 		}
-	}
+	})
 	var out []procID
 	seen := map[int]bool{}
 	for todo := []int{pid}; len(todo) > 0; {

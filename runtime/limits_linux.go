@@ -185,26 +185,15 @@ func LimitsModeLine(cg *Cgroups, why error) string {
 // It costs a read of every process on the host: for the admin API, not
 // for a hot path.
 func ProcStats(pid int) (Stats, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return Stats{}, err
-	}
 	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	err := eachProcess(func(p int, _ string, f []string) {
 		if len(f) > 1 {
 			ppid, _ := strconv.Atoi(f[1])
 			children[ppid] = append(children[ppid], p)
 		}
+	})
+	if err != nil {
+		return Stats{}, err
 	}
 	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 		return Stats{}, err
@@ -230,4 +219,31 @@ func ProcStats(pid int) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// eachProcess calls fn for each process in /proc with its pid, its name
+// (comm) and the fields of its /proc/PID/stat after the name (state,
+// parent, ...). A process gone meanwhile is passed over.
+func eachProcess(fn func(pid int, comm string, fields []string)) error {
+	es, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		fn(pid, s[i+1:j], strings.Fields(s[j+1:]))
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	goruntime "runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -277,26 +276,12 @@ func startInit(cmd *exec.Cmd) error {
 // forked and that failed before their exec: they still bear its name.
 func reapFailedSpawns() {
 	me := strconv.Itoa(os.Getpid())
-	es, _ := os.ReadDir("/proc")
-	for _, e := range es {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if i < 0 || j < i || s[i+1:j] != spawnComm {
-			continue
-		}
-		if f := strings.Fields(s[j+1:]); len(f) > 1 && f[0] == "Z" && f[1] == me {
+	_ = eachProcess(func(pid int, comm string, f []string) {
+		if comm == spawnComm && len(f) > 1 && f[0] == "Z" && f[1] == me {
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 		}
-	}
+	})
 }
 
 // spawnMain is the spawner: it forks init for each request that comes, and
