@@ -160,9 +160,12 @@ func childrenOf(pid int) []string {
 // until the child has executed, and in waitid until newuidmap ends): no
 // more than blockingSlots at any moment, since Go keeps every thread it
 // makes (before the slots, a burst of 1,000 sessions left a server with
-// about 300 threads). Where the program is init, it also counts the inits
-// that have not yet become the program: the starts in flight, no more
-// than startSlots (before them, most of the burst at once).
+// about 300 threads). Since the spawner forks init, this process's threads
+// wait in none of init's forks (the spawner's do), but where a start is
+// forked here (a v2 cgroup, no spawner) and for newuidmap they still
+// would. Where the program is init, it also counts the inits that have not
+// yet become the program: the starts in flight, no more than startSlots
+// (before them, most of the burst at once).
 func TestABurstHoldsFewThreads(t *testing.T) {
 	for _, m := range testModes(t) {
 		t.Run(m.name, func(t *testing.T) {
