@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -273,15 +274,31 @@ func startInit(cmd *exec.Cmd) error {
 }
 
 // reapFailedSpawns reaps this process's zombie children that the spawner
-// forked and that failed before their exec: they still bear its name.
+// forked and that failed before their exec: they still bear its name. A
+// failed child reports its error before it exits, so it may not be a
+// zombie yet: this looks again, for at most 100 ms, while a child of that
+// name is still running (it may also be another start's, not yet
+// executed, which is left alone).
 func reapFailedSpawns() {
 	me := strconv.Itoa(os.Getpid())
-	_ = eachProcess(func(pid int, comm string, f []string) {
-		if comm == spawnComm && len(f) > 1 && f[0] == "Z" && f[1] == me {
+	for range 20 {
+		running := false
+		_ = eachProcess(func(pid int, comm string, f []string) {
+			if comm != spawnComm || len(f) < 2 || f[1] != me {
+				return
+			}
+			if f[0] != "Z" {
+				running = true
+				return
+			}
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		})
+		if !running {
+			return
 		}
-	})
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // spawnMain is the spawner: it forks init for each request that comes, and
