@@ -2,13 +2,14 @@ package runtime
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	goruntime "runtime"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // BenchmarkForkCost is what a start's fork costs the process that forks:
@@ -16,15 +17,13 @@ import (
 // parent's memory until it executes) only when no new user namespace is
 // asked for; with one, as every container start asks, it forks a copy of
 // the parent: its page tables, and its descriptor table, grow with the
-// server's heap and sessions. Each sub-benchmark starts /bin/true, with
+// server's heap and sessions. Each sub-benchmark starts true, with
 // and without CLONE_NEWUSER, from this process made to hold a heap of
 // 0 or 60 MiB (touched) and 100 or 7,000 more descriptors (a server with
 // 1,000 sessions holds about that much), and reports this process's CPU
 // time per start (parent-cpu-ms/start).
 func BenchmarkForkCost(b *testing.B) {
-	if _, err := os.Stat("/bin/true"); err != nil {
-		b.Skip("no /bin/true")
-	}
+	trueCmd := testenv.NeedCommand(b, "true")
 	for _, size := range []struct{ heapMiB, fds int }{{0, 100}, {60, 7000}} {
 		for _, userns := range []bool{false, true} {
 			name := fmt.Sprintf("heap-%dMiB-fds-%d/userns-%v", size.heapMiB, size.fds, userns)
@@ -38,7 +37,7 @@ func BenchmarkForkCost(b *testing.B) {
 				var r0, r1 unix.Rusage
 				_ = unix.Getrusage(unix.RUSAGE_SELF, &r0)
 				for b.Loop() {
-					cmd := exec.Command("/bin/true")
+					cmd := exec.Command(trueCmd)
 					if userns {
 						cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
 					}
