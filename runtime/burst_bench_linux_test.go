@@ -112,7 +112,7 @@ func burstContainers(b *testing.B, n int, h *Host, programIsInit bool) {
 	var self0, kids0 unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
 	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
-	spawner0 := spawnerCPU()
+	spawner0 := spawnerCPU(b)
 	burst(b, n, func() (func(), error) {
 		c, err := Start(spec)
 		if err != nil {
@@ -135,7 +135,7 @@ func burstContainers(b *testing.B, n int, h *Host, programIsInit bool) {
 	})
 	// CPU per container: this process's and the spawner's (the server's
 	// part), and its reaped children's (init and the program).
-	spawner1 := spawnerCPU()
+	spawner1 := spawnerCPU(b)
 	var self1, kids1 unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &self1)
 	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids1)
@@ -224,22 +224,13 @@ func readyOn(read func([]byte) (int, error)) error {
 // spawnerCPU is the CPU time the spawner has used, in nanoseconds (0 with
 // none): it is a child of this process that is never reaped while it runs,
 // so RUSAGE_CHILDREN leaves it out.
-func spawnerCPU() int64 {
+func spawnerCPU(b *testing.B) int64 {
 	pid, _ := Spawner()
 	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	utime, _ := strconv.ParseInt(statField(b, pid, 11), 10, 64)
+	stime, _ := strconv.ParseInt(statField(b, pid, 12), 10, 64)
 	return (utime + stime) * int64(time.Second) / 100 // clock ticks: USER_HZ is 100 on Linux
 }
 

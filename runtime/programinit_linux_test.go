@@ -137,20 +137,11 @@ func procComm(t *testing.T, pid int) string {
 func childrenOf(pid int) []string {
 	var kids []string
 	want := strconv.Itoa(pid)
-	es, _ := os.ReadDir("/proc")
-	for _, e := range es {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
+	_ = eachProcess(func(p int, _ string, f []string) {
+		if len(f) > 1 && f[1] == want {
+			kids = append(kids, strconv.Itoa(p))
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == want {
-			kids = append(kids, e.Name())
-		}
-	}
+	})
 	return kids
 }
 

@@ -33,8 +33,8 @@ func TestSpawnerForksInit(t *testing.T) {
 }
 
 // statField is field n after the command name in /proc/PID/stat (0: the
-// state, 1: the parent).
-func statField(t *testing.T, pid, n int) string {
+// state, 1: the parent, 11 and 12: user and system time in clock ticks).
+func statField(t testing.TB, pid, n int) string {
 	t.Helper()
 	s := readFile(t, "/proc/"+strconv.Itoa(pid)+"/stat")
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])

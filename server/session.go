@@ -498,7 +498,6 @@ func (ss *session) pump(term Terminal) {
 			if f, ok, err = ss.streamFrame(now, nil); !ok {
 				return // the session has ended
 			}
-			full = f != nil && cap(f.b)-len(f.b) <= readChunk
 		} else {
 			n, rerr := term.Read(small)
 			err = rerr
@@ -508,11 +507,11 @@ func (ss *session) pump(term Terminal) {
 				if f, ok, err = ss.streamFrame(now, small[:n]); !ok {
 					return
 				}
-				full = cap(f.b)-len(f.b) <= readChunk
 			case n > 0:
 				f = newOutFrame(small[:n])
 			}
 		}
+		full = f != nil && f.streaming && cap(f.b)-len(f.b) <= readChunk
 		if f != nil {
 			ss.output(f)
 		}
