@@ -200,7 +200,7 @@ func TestMemoryBomb(t *testing.T) {
 			// tail keeps the last ten lines, and /dev/zero is one endless
 			// line: it holds all it reads.
 			res := contain(t, m, abuse{
-				spec: Spec{Limits: Limits{Memory: 64 << 20}, Args: sh(`echo hogging; head -c 1000M /dev/zero | tail >/dev/null; echo "survived $?"; sleep 1000`)},
+				spec: Spec{Limits: Limits{Memory: modeMemory(m, 64<<20)}, Args: sh(`echo hogging; head -c 1000M /dev/zero | tail >/dev/null; echo "survived $?"; sleep 1000`)},
 				// With a cgroup the session must end by itself, the
 				// moment the limit is hit; without, tail fails and the
 				// shell goes on.
@@ -338,6 +338,8 @@ func TestLimitsVisible(t *testing.T) {
 	l := Limits{Memory: 100 << 20, Pids: 100, CPUs: 0.5, Disk: 32 << 20, NoFile: 1000}
 	for _, m := range limitModes(t) {
 		t.Run(m.name, func(t *testing.T) {
+			l := l
+			l.Memory = modeMemory(m, l.Memory)
 			c := startMode(t, m, Spec{Limits: l, Args: sh(`df -k / /tmp /dev/shm | tail -n +2; echo listed; read x`)})
 			o := readAll(c)
 			o.waitFor(t, "listed")
@@ -350,7 +352,7 @@ func TestLimitsVisible(t *testing.T) {
 				// With a cgroup these are its (below), and the
 				// rlimits the server's own.
 				want["Max processes"] = "100 100"
-				want["Max data size"] = "104857600 104857600"
+				want["Max data size"] = fmt.Sprintf("%d %d", l.Memory, l.Memory)
 			}
 			for _, line := range strings.Split(readFile(t, "/proc/"+pid+"/limits"), "\n") {
 				for name := range want {
@@ -560,3 +562,59 @@ func TestNothingLeftBehindWithLimits(t *testing.T) {
 }
 
 var _ = exec.Command
+
+// modeMemory is mem, or the smallest memory limit of a resident init
+// without a cgroup where mem is below it (checkResidentMemory).
+func modeMemory(m hostMode, mem int64) int64 {
+	if m.cgroups() || m.programIsInit {
+		return mem
+	}
+	return max(mem, residentMinMemory)
+}
+
+// TestInitUnderTheSmallestLimits runs sessions at the smallest memory a
+// mode allows and a small process limit, with init's Go started as on a
+// host of 64 CPUs. Init holds more address space than the smallest limit
+// (its binary's bss, Go's arena index, 8 MiB of stack for each thread
+// where the binary uses cgo: 157 MiB, VmData), so under RLIMIT_DATA it
+// could map nothing more, and died the next time Go's runtime needed
+// memory or a thread, with Go's exit status 2, before it was ready or
+// later (CI: TestLimitsVisible/rlimits+subuid as an ordinary user, at 100
+// MiB). In the program's place init sets them last; a resident init
+// needs residentMinMemory, and a smaller limit is refused, saying so.
+func TestInitUnderTheSmallestLimits(t *testing.T) {
+	initEnv = []string{"GOMAXPROCS=64"}
+	t.Cleanup(func() { initEnv = []string{} })
+	modes := limitModes(t)
+	modes = append(modes, hostMode{name: modes[0].name + "+program-as-init", host: modes[0].host, programIsInit: true})
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			l := Limits{Memory: modeMemory(m, minMemory), Pids: 32, Disk: 32 << 20}
+			for i := range 10 {
+				// Enough of init's work for Go to want more memory: a
+				// program that starts others and ends, reaped and
+				// reported.
+				out, st := runMode(t, m, Spec{Limits: l, Args: sh(`for i in 1 2 3; do /bin/true; done; grep -E '^Max (data size|processes)' /proc/self/limits; echo ran`)})
+				if st.Code != 0 || st.Reason != "" || !strings.Contains(out, "ran") {
+					t.Fatalf("session %d: %+v, output %q; want it to run and exit 0", i, st, out)
+				}
+				if m.cgroups() {
+					continue
+				}
+				got := strings.Join(strings.Fields(out), " ")
+				for _, w := range []string{fmt.Sprintf("Max data size %d %d", l.Memory, l.Memory), "Max processes 32 32"} {
+					if !strings.Contains(got, w) {
+						t.Fatalf("session %d: no %q in the program's limits:\n%s", i, w, out)
+					}
+				}
+			}
+			if l.Memory == minMemory {
+				return
+			}
+			_, err := Start(Spec{Host: m.host, StateDir: testStateDir(t), Limits: Limits{Memory: minMemory}, Args: sh("true")})
+			if err == nil || !strings.Contains(err.Error(), "below the minimum of 256 MiB for a container whose init stays") {
+				t.Errorf("Start of a resident init at %s without a cgroup: %v; want it refused", FormatSize(minMemory), err)
+			}
+		})
+	}
+}

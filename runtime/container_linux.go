@@ -25,6 +25,11 @@ import (
 // enter the init path.
 const initArg0 = "playground-init"
 
+// initEnv is init's environment: empty (never the server's), whatever the
+// program's will be. Tests set GOMAXPROCS in it to start init as Go would
+// on a host of many CPUs.
+var initEnv = []string{}
+
 // Sizes of the messages the parent reads: init's setup report (an error
 // text at most) and the exit status. A longer one fails to decode, which
 // is reported, never trusted.
@@ -156,6 +161,10 @@ func (c *Container) start(spec Spec) error {
 			return err
 		}
 	}
+	limCg := c.cg != nil && c.cg.m.has("memory") && c.cg.m.has("pids")
+	if err := checkResidentMemory(c.limits, limCg, spec.ProgramIsInit); err != nil {
+		return err
+	}
 	parentEnd, childEnd, err := socketPair()
 	if err != nil {
 		return err
@@ -185,7 +194,7 @@ func (c *Container) start(spec Spec) error {
 	c.cmd = &exec.Cmd{
 		Path:        execPath(h.exe),
 		Args:        []string{initArg0},
-		Env:         []string{},
+		Env:         initEnv,
 		ExtraFiles:  []*os.File{childEnd},
 		SysProcAttr: attr,
 	}
@@ -251,7 +260,6 @@ func (c *Container) start(spec Spec) error {
 	c.phases = append(c.phases, phase{"cgroup, id maps, network", monotonic()})
 	// Without a memory (or cpu) controller, rlimits per process and a
 	// lower CPU priority stand in for the cgroup.
-	limCg := c.cg != nil && c.cg.m.has("memory") && c.cg.m.has("pids")
 	nice := 0
 	if c.cg == nil || !c.cg.m.has("cpu") {
 		nice = SessionNice
@@ -340,6 +348,8 @@ func (c *Container) start(spec Spec) error {
 	switch {
 	case errors.Is(err, errEOF):
 		return fmt.Errorf("container init ended before it was ready: %s", c.reap())
+	case errors.As(err, new(*initCrash)):
+		return fmt.Errorf("%w (%s)", err, c.reap())
 	case err != nil:
 		return err
 	case msg.Kind == "error":
@@ -456,6 +466,9 @@ func (c *Container) watch() {
 	}
 	if c.cg != nil {
 		c.status.Reason = c.cg.Reason()
+	}
+	if crash := (*initCrash)(nil); c.status.Reason == "" && errors.As(err, &crash) {
+		c.status.Reason = crash.Error()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,22 @@ func step(name string, err error) error {
 
 func initMain() int {
 	mark("init running")
+	// One P, whatever the host: Go would otherwise start threads up to
+	// one per CPU (a GC's mark workers on idle Ps), and each counts
+	// against the session's pids cgroup, or against RLIMIT_NPROC of a uid
+	// the sessions of one subordinate-id slice share, and holds 8 MiB of
+	// stack where the binary uses cgo. Init does little at once.
+	goruntime.GOMAXPROCS(1)
+	// A crash of init is reported: Go's fatal error goes to the sync
+	// socket too, where the parent reads it as init's last words
+	// (syncConn.recv). SetCrashOutput keeps a close-on-exec copy of this
+	// one, which is ours to close (an os.File of syncFd itself would close
+	// it when collected).
+	if fd, err := unix.FcntlInt(syncFd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+		f := os.NewFile(uintptr(fd), "sync")
+		_ = debug.SetCrashOutput(f, debug.CrashOptions{}) // best effort: only the report is lost
+		_ = f.Close()
+	}
 	// "exe" is all ps would show otherwise.
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(initArg0 + "\x00")[0])), 0, 0, 0) // cosmetic
 	var cfg initConfig
@@ -141,6 +158,9 @@ func initMain() int {
 		reportError(err)
 		return 1
 	}
+	// No crash report from here on: the parent reads the sync socket
+	// again only once init has exited, so a long one would block init.
+	_ = debug.SetCrashOutput(nil, debug.CrashOptions{})
 	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
 		return 1
 	}
@@ -315,33 +335,17 @@ func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, err
 	}
 	mark("pty")
 	// Rlimits on init, which the program and all it starts inherit; a
-	// limit can only be lowered from here. A resident init lives on under
-	// them: under RLIMIT_DATA or RLIMIT_NPROC (counted per host uid, which
-	// the sessions of one subordinate-id slice share), the threads it will
-	// need (its waits in wait4 and recvfrom block one each, and
-	// startProgram's locked one) are made first, while the limit cannot
-	// refuse them (8 MiB stacks each where the binary was built with cgo;
-	// Go's own threads take 16 KiB of its heap). Without that, 4 inits in
-	// 100 died of a refused thread (Go's exit status 2) in
-	// TestLimitsVisible/rlimits+subuid as an ordinary user. One that
-	// executes the program in its place needs only the locked thread.
-	threads := 4
-	if cfg.ProgramIsInit {
-		threads = 1
-	}
-	for _, r := range cfg.Rlimits {
-		if r.Name == "data" || r.Name == "nproc" {
-			reserveThreads(threads)
-			break
-		}
-	}
-	if err := step("set rlimits", applyRlimits(cfg.Rlimits)); err != nil {
+	// limit can only be lowered from here. DATA and NPROC come last, just
+	// before the program starts (programRlimits).
+	own, progRlimits := programRlimits(cfg.Rlimits)
+	if err := step("set rlimits", applyRlimits(own, 0)); err != nil {
 		files.closeAll()
 		return nil, program{}, err
 	}
 	return files, program{
 		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: files.master != nil,
 		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter, nice: cfg.Nice,
+		rlimits: progRlimits,
 	}, nil
 }
 

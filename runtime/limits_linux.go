@@ -58,13 +58,15 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 	return rl
 }
 
-// applyRlimits sets the limits on init itself, so that every process of
-// the session inherits them. It runs inside the container, after the user
-// namespace is set up and before the program starts. A limit can only be
+// applyRlimits sets the limits on process pid, 0 for the caller: init
+// itself, so that every process of the session inherits them, or the
+// program init has just started (programRlimits). It runs inside the
+// container, after the user namespace is set up. A limit can only be
 // lowered there (raising a hard limit needs CAP_SYS_RESOURCE in the host's
-// user namespace): one above the server's own hard limit is clamped to it
-// (CheckRlimits refuses such a configuration at server start).
-func applyRlimits(rl []Rlimit) error {
+// user namespace): one above init's own hard limit, the server's, is
+// clamped to it (CheckRlimits refuses such a configuration at server
+// start).
+func applyRlimits(rl []Rlimit, pid int) error {
 	for _, r := range rl {
 		res, ok := rlimitResources[r.Name]
 		if !ok {
@@ -76,11 +78,34 @@ func applyRlimits(rl []Rlimit) error {
 		}
 		nl := unix.Rlimit{Cur: min(r.Cur, old.Max), Max: min(r.Max, old.Max)}
 		nl.Cur = min(nl.Cur, nl.Max)
-		if err := unix.Setrlimit(res, &nl); err != nil {
+		if err := unix.Prlimit(pid, res, &nl, nil); err != nil {
 			return fmt.Errorf("setrlimit %s %d:%d: %w", r.Name, nl.Cur, nl.Max, err)
 		}
 	}
 	return nil
+}
+
+// programRlimits splits off, from the rlimits of a session, those set
+// last before the program starts: DATA and NPROC, which bind init's own Go
+// runtime too. Init's address space is larger than the smallest memory
+// limit before the program starts (its binary's bss, Go's arena index, and
+// 8 MiB of stack for each thread where the binary uses cgo: about 160 MiB,
+// VmData), so under RLIMIT_DATA it could map nothing more, and Go ends a
+// process that is refused memory or a thread
+// (TestInitUnderTheSmallestLimits). Init in the program's place
+// (Spec.ProgramIsInit, a server's sessions) sets them as its last act
+// before the exec. A resident init forks the program under them and lives
+// on under them, having made its threads first (startProgram); its memory
+// limit must leave it room: checkResidentMemory.
+func programRlimits(rl []Rlimit) (own, program []Rlimit) {
+	for _, r := range rl {
+		if r.Name == "data" || r.Name == "nproc" {
+			program = append(program, r)
+		} else {
+			own = append(own, r)
+		}
+	}
+	return own, program
 }
 
 // CheckRlimits fails, at server start, for limits that the container's
@@ -246,4 +271,20 @@ func eachProcess(fn func(pid int, comm string, fields []string)) error {
 		fn(pid, s[i+1:j], strings.Fields(s[j+1:]))
 	}
 	return nil
+}
+
+// residentMinMemory is the smallest memory limit without a cgroup where
+// init stays resident (no Spec.ProgramIsInit): RLIMIT_DATA binds init too,
+// which holds about 160 MiB of address space, and must leave it room for
+// more (a thread's stack is 8 MiB where the binary uses cgo).
+const residentMinMemory = 256 << 20
+
+// checkResidentMemory refuses a memory limit that a resident init could
+// not live under (residentMinMemory).
+func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
+	if cgroup || programIsInit || l.Memory <= 0 || l.Memory == NoLimit || l.Memory >= residentMinMemory {
+		return nil
+	}
+	return fmt.Errorf("limits: memory %s: without a cgroup, below the minimum of %s for a container whose init stays (RLIMIT_DATA binds the init too, a Go program of about 160 MiB of address space); a program in init's place may have down to %s",
+		FormatSize(l.Memory), FormatSize(residentMinMemory), FormatSize(minMemory))
 }

@@ -29,6 +29,9 @@ type program struct {
 	// nice is the program's nice value: SessionNice where no cgroup
 	// shares the CPU fairly, 0 for none.
 	nice int
+	// rlimits are set last, just before the program starts
+	// (programRlimits).
+	rlimits []Rlimit
 }
 
 // startProgram is init's last step. Capabilities, no_new_privs, the seccomp
@@ -52,6 +55,19 @@ func startProgram(p program) (int, error) {
 	type result struct {
 		pid int
 		err error
+	}
+	// DATA and NPROC, which the program inherits at the fork, bind init
+	// from here on: the threads it will need (its waits in wait4 and
+	// recvfrom block one each, and the locked one below) are made first,
+	// while the limits cannot refuse them, and its memory limit leaves it
+	// room to map more (checkResidentMemory). At 100 MiB, below its own
+	// address space, init died of refused memory (Go's fatal error in
+	// persistentalloc, exit status 2): TestInitUnderTheSmallestLimits.
+	if len(p.rlimits) > 0 {
+		reserveThreads(4)
+		if err := step("set rlimits", applyRlimits(p.rlimits, 0)); err != nil {
+			return 0, err
+		}
 	}
 	done := make(chan result, 1)
 	go func() {
@@ -202,6 +218,10 @@ func execInPlace(p program, master *os.File) error {
 	// Go's threads block no signal; the program starts with none blocked.
 	var none unix.Sigset_t
 	if err := step("signal mask", unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil)); err != nil {
+		return err
+	}
+	// Last, as nothing of init's runs under them afterwards.
+	if err := step("set rlimits", applyRlimits(p.rlimits, 0)); err != nil {
 		return err
 	}
 	err := syscall.Exec(p.path, p.args, p.env)

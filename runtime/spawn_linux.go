@@ -55,6 +55,7 @@ const (
 type spawnRequest struct {
 	ID                         uint64
 	Args                       []string
+	Env                        []string
 	Cloneflags                 uintptr
 	UidMappings                []syscall.SysProcIDMap
 	GidMappings                []syscall.SysProcIDMap
@@ -208,6 +209,7 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 	attr := cmd.SysProcAttr
 	req := spawnRequest{
 		Args:                       cmd.Args,
+		Env:                        cmd.Env,
 		Cloneflags:                 attr.Cloneflags,
 		UidMappings:                attr.UidMappings,
 		GidMappings:                attr.GidMappings,
@@ -372,7 +374,7 @@ func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
 	goruntime.LockOSThread()
 	setThreadName(spawnComm)
 	pid, err := syscall.ForkExec("/proc/self/exe", req.Args, &syscall.ProcAttr{
-		Env:   []string{},
+		Env:   req.Env,
 		Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull), uintptr(fds[0])},
 		Sys:   attr,
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -195,18 +196,30 @@ func (s *syncConn) send(v any, files ...int) error {
 	return serr
 }
 
-// recv reads one message of at most size bytes into v.
+// recv reads one message of at most size bytes into v. What init wrote
+// as it crashed comes back as an *initCrash error.
 func (s *syncConn) recv(v any, size int) ([]int, error) {
+	b, oob, err := s.read(size)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 0 && b[0] != '{' {
+		return nil, s.crash(b, size)
+	}
+	return decodeMsg(b, oob, v)
+}
+
+// read reads one packet of at most size bytes.
+func (s *syncConn) read(size int) (b, oob []byte, err error) {
 	var (
-		buf, oob []byte
-		n, oobn  int
-		rerr     error
+		n, oobn int
+		rerr    error
 	)
-	err := s.rc.Read(func(fd uintptr) bool {
-		buf, oob = make([]byte, size), make([]byte, unix.CmsgSpace(4*4))
+	err = s.rc.Read(func(fd uintptr) bool {
+		b, oob = make([]byte, size), make([]byte, unix.CmsgSpace(4*4))
 		reset := false
 		for {
-			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
 			if errors.Is(rerr, unix.ECONNRESET) && !reset {
 				// Init exited with a message of ours unread: the socket
 				// reports that once, ahead of what init sent before it
@@ -223,9 +236,47 @@ func (s *syncConn) recv(v any, size int) ([]int, error) {
 		err = rerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read sync socket: %w", err)
+		return nil, nil, fmt.Errorf("read sync socket: %w", err)
 	}
-	return decodeMsg(buf[:n], oob[:oobn], v)
+	return b[:n], oob[:oobn], nil
+}
+
+// initCrash is init's last words: Go's report of a fatal error, which
+// init also writes to the sync socket (initMain), in place of a message.
+type initCrash struct{ text string }
+
+func (e *initCrash) Error() string { return "container init crashed: " + e.text }
+
+// crash reads the rest of init's crash report, first its first packet,
+// up to the end of file that follows (write(2) carries no fds). It reads
+// all of it: init would block in a write the parent stopped reading, and
+// never exit. What it keeps says where init crashed: Go's "panic: ..."
+// line, and the functions of the first frames (a fatal error's own line,
+// "fatal error: ...", comes before Go starts its crash output).
+func (s *syncConn) crash(first []byte, size int) error {
+	text := first
+	for {
+		b, _, err := s.read(size)
+		if err != nil || len(b) == 0 {
+			break
+		}
+		if len(text) < 4<<10 {
+			text = append(text, b...)
+		}
+	}
+	var said []string
+	for _, l := range strings.Split(string(text), "\n") {
+		switch {
+		case len(said) == 5:
+		case strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: "):
+			said = append(said, l)
+		case l == "" || strings.HasPrefix(l, "\t") || strings.HasSuffix(l, ":"):
+			// a frame's file and line, or a header ("goroutine 1 [running]:")
+		case strings.HasSuffix(l, ")"):
+			said = append(said, l[:strings.LastIndexByte(l, '(')]) // a frame: its function
+		}
+	}
+	return &initCrash{text: strings.Join(said, "; ")}
 }
 
 func (s *syncConn) Close() error { return s.f.Close() }

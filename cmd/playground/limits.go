@@ -62,7 +62,7 @@ func (c *limitsConfig) fromEnv(getenv func(string) string) error {
 }
 
 func (c *limitsConfig) bind(fs *flag.FlagSet) {
-	fs.Var(&c.Memory, "memory", "`SIZE` of each session's memory, swap off (with a cgroup, its files count too), e.g. 512M; none: no limit")
+	fs.Var(&c.Memory, "memory", "`SIZE` of each session's memory, swap off (with a cgroup, its files count too), e.g. 512M, at least 32M (256M for run without a cgroup); none: no limit")
 	fs.Var(&c.Pids, "pids", "`N` processes (threads) of each session at most; none: no limit")
 	fs.Var(&c.CPUs, "cpus", "`N` CPUs of time for each session, a cgroup quota (busy sessions share the CPU equally besides); none: no quota")
 	fs.Var(&c.Disk, "disk", "`SIZE` of each session's writable layer, /tmp and /dev/shm together, in memory, with an inode limit to match, e.g. 1G")

@@ -1,0 +1,61 @@
+package runtime
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestInitCrashIsReported writes to a sync socket what Go writes when init
+// crashes (initMain gives it the socket as its crash output): many small
+// writes, more than the socket holds, then the end. The parent reports the
+// first paragraph, and reads all of it, or the crashing init would block
+// in a write and never exit.
+func TestInitCrashIsReported(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSyncConn(fds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		defer unix.Close(fds[1])
+		// What Go 1.26 wrote for init refused memory.
+		for _, p := range []string{"runtime stack:\n", "runtime.throw({0x76130b?, 0x0?})\n",
+			"\t/usr/local/go/src/runtime/panic.go:1229 +0x48 fp=0x7f72037fd920 sp=0x7f72037fd8f0 pc=0x48b428\n",
+			"runtime.persistentalloc1(0x3fc0, 0x2d06?, 0x9fac48)\n", "\t/usr/local/go/src/runtime/malloc.go:2379 +0x265\n",
+			"runtime.(*mheap).allocSpan(0x9df7a0, 0x1, 0x0, 0x1a)\n", "\n", "goroutine 1 gp=0xc000002380 m=0 mp=0x9e0f20 [running]:\n"} {
+			if _, err := unix.Write(fds[1], []byte(p)); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		for range 5000 {
+			if _, err := unix.Write(fds[1], []byte("runtime.throw({0x8f4ee1?, 0x0?})\n")); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	var msg initMessage
+	_, err = s.recv(&msg, startMessageSize)
+	var crash *initCrash
+	if !errors.As(err, &crash) || err.Error() != "container init crashed: runtime.throw; runtime.persistentalloc1; runtime.(*mheap).allocSpan; runtime.throw; runtime.throw" {
+		t.Errorf("recv: %v; want the functions of its first frames", err)
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Errorf("the crashing side's writes: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the crashing side still blocks in a write: the parent stopped reading")
+	}
+}
