@@ -71,6 +71,34 @@ func TestFrozenPaste(t *testing.T) {
 	}
 }
 
+// TestInterruptRightAfterAPaste: a paste into a program that does not read
+// its input, and at once a Ctrl-C. The paste fills the terminal while the
+// ^C is on its way, so the ^C finds the input writer only just begun on a
+// write that never ends; it used to be queued behind that write for good,
+// and the program ran on (as in CI, once, in TestFrozenPaste). Once the
+// writer is stuck, it goes around it as a signal.
+func TestInterruptRightAfterAPaste(t *testing.T) {
+	lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+	for _, tt := range []struct {
+		name  string
+		start func(testing.TB) StartFunc
+	}{{"container", testStart}, {"pty that signals", signalingStart}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, Config{}, withStart(tt.start(t)))
+			c := s.open(t, "", nil)
+			c.waitOutput("$ ")
+			c.input("yes\r")
+			c.waitOutput("y\r\ny\r\ny\r\n")
+			for range 16 {
+				c.input(lines)
+			}
+			c.input("\x03")
+			c.input("stty size\r")
+			c.waitLine("24 80")
+		})
+	}
+}
+
 // TestDNSRebinding: a page on the attacker's name, rebound to the
 // server's address, sends that name as Host and Origin. It must get
 // nothing: no session, no token, no API.

@@ -659,25 +659,14 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	if interrupt {
 		ss.ahead.release() // typeahead held for the terminal's setup goes now
 	}
-	if interrupt && ss.input.blocked(interruptAfter) {
-		// The program has not read what is queued for a while: a ^C
-		// behind it would wait as long. Ask the terminal to signal the
-		// foreground job, as the line discipline would, and drop the
-		// input it never read, as ISIG does.
-		ss.mu.Lock()
-		term := ss.term
-		ss.mu.Unlock()
-		if fs, ok := term.(foregroundSignaler); ok {
-			if err := fs.SignalForeground(syscall.SIGINT); err == nil {
-				if n := ss.input.clear(); n > 0 {
-					c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
-				}
-				return
-			}
-		}
+	if interrupt && ss.input.blocked(interruptAfter) && ss.interruptForeground(c) {
+		return
 	}
 	dropped, flushed := ss.input.push(p, interrupt)
 	ss.kickInput()
+	if interrupt {
+		ss.escalateInterrupt()
+	}
 	switch {
 	case dropped:
 		ss.srv.metrics.inputDropped.Add(float64(len(p)))
@@ -693,6 +682,49 @@ func (ss *session) typed(c *wsConn, p []byte) {
 // interruptAfter is how long the input writer must have been stuck before
 // Ctrl-C goes around it as a signal.
 const interruptAfter = 100 * time.Millisecond
+
+// interruptForeground is a Ctrl-C the program has not read for a while
+// behind what is queued, which would wait as long: it asks the terminal to
+// signal the foreground job, as the line discipline would, and drops the
+// input the program never read, as ISIG does. It reports whether the
+// terminal could.
+func (ss *session) interruptForeground(c *wsConn) bool {
+	ss.mu.Lock()
+	term := ss.term
+	ss.mu.Unlock()
+	fs, ok := term.(foregroundSignaler)
+	if !ok || fs.SignalForeground(syscall.SIGINT) != nil {
+		return false
+	}
+	if n := ss.input.clear(); n > 0 {
+		c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
+	}
+	return true
+}
+
+// escalateInterrupt goes around the writer after all for a Ctrl-C it
+// queued: one that came just as the writer began a write the program never
+// reads (a paste into a program that reads nothing, then Ctrl-C) waited
+// behind that write for good. While the Ctrl-C is unwritten it looks again
+// every interruptAfter, and signals once the writer is stuck.
+func (ss *session) escalateInterrupt() {
+	time.AfterFunc(interruptAfter, func() {
+		switch {
+		case ss.ctx.Err() != nil || !ss.input.interruptPending():
+		case ss.input.blocked(interruptAfter):
+			ss.mu.Lock()
+			fs, ok := ss.term.(foregroundSignaler)
+			ss.mu.Unlock()
+			// What was queued before the Ctrl-C went when it came; what
+			// came after stays.
+			if ok && fs.SignalForeground(syscall.SIGINT) == nil {
+				ss.input.dropInterrupt()
+			}
+		default:
+			ss.escalateInterrupt()
+		}
+	})
+}
 
 // resize handles a RESIZE from the owner.
 func (ss *session) resize(cols, rows uint16) {
@@ -846,6 +878,34 @@ type inputQueue struct {
 	bytes  int
 	busy   time.Time // when the writer took the frame it is writing; zero when idle
 	writer bool      // a writer goroutine runs
+	// intr is a Ctrl-C frame's way: queued (at the front), then being
+	// written, then done (0) once written or cleared.
+	intr int
+}
+
+const (
+	intrQueued = iota + 1
+	intrWriting
+)
+
+// dropInterrupt takes a queued Ctrl-C frame, the front one, out of the
+// queue once it has gone as a signal; one being written cannot be.
+func (q *inputQueue) dropInterrupt() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.intr == intrQueued {
+		q.bytes -= len(q.frames[0])
+		q.frames[0] = nil
+		q.frames = q.frames[1:]
+	}
+	q.intr = 0
+}
+
+// interruptPending reports whether a Ctrl-C is queued or being written.
+func (q *inputQueue) interruptPending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.intr != 0
 }
 
 // claimWriter reports whether the caller should start a writer: there is
@@ -880,6 +940,9 @@ func (q *inputQueue) popOrRelease() []byte {
 	q.frames = q.frames[1:]
 	q.bytes -= len(p)
 	q.busy = time.Now()
+	if q.intr == intrQueued {
+		q.intr = intrWriting // it is the front frame
+	}
 	return p
 }
 
@@ -892,6 +955,7 @@ func (q *inputQueue) push(p []byte, interrupt bool) (dropped bool, flushed int) 
 		flushed = q.bytes
 		clear(q.frames)
 		q.frames, q.bytes = q.frames[:0], 0
+		q.intr = intrQueued
 	}
 	if q.bytes+len(p) > maxInputQueue && q.bytes > 0 {
 		q.mu.Unlock()
@@ -906,6 +970,9 @@ func (q *inputQueue) push(p []byte, interrupt bool) (dropped bool, flushed int) 
 func (q *inputQueue) written() {
 	q.mu.Lock()
 	q.busy = time.Time{}
+	if q.intr == intrWriting {
+		q.intr = 0
+	}
 	q.mu.Unlock()
 }
 
@@ -922,6 +989,7 @@ func (q *inputQueue) clear() int {
 	n := q.bytes
 	clear(q.frames)
 	q.frames, q.bytes = q.frames[:0], 0
+	q.intr = 0
 	return n
 }
 
