@@ -573,18 +573,16 @@ func modeMemory(m hostMode, mem int64) int64 {
 }
 
 // TestInitUnderTheSmallestLimits runs sessions at the smallest memory a
-// mode allows and a small process limit, with init's Go started as on a
-// host of 64 CPUs. Init holds more address space than the smallest limit
-// (its binary's bss, Go's arena index, 8 MiB of stack for each thread
-// where the binary uses cgo: 157 MiB, VmData), so under RLIMIT_DATA it
-// could map nothing more, and died the next time Go's runtime needed
-// memory or a thread, with Go's exit status 2, before it was ready or
-// later (CI: TestLimitsVisible/rlimits+subuid as an ordinary user, at 100
-// MiB). In the program's place init sets them last; a resident init
-// needs residentMinMemory, and a smaller limit is refused, saying so.
+// mode allows and a small process limit. Init holds more address space
+// than the smallest limit (its binary's bss, Go's arena index, 8 MiB of
+// stack for each thread where the binary uses cgo: 157 MiB, VmData), so
+// under RLIMIT_DATA it could map nothing more, and died the next time Go's
+// runtime needed memory or a thread, with Go's exit status 2, before it
+// was ready or later (CI: TestLimitsVisible/rlimits+subuid as an ordinary
+// user, at 100 MiB). In the program's place init sets them last; a
+// resident init needs residentMinMemory, and a smaller limit is refused,
+// saying so.
 func TestInitUnderTheSmallestLimits(t *testing.T) {
-	initEnv = []string{"GOMAXPROCS=64"}
-	t.Cleanup(func() { initEnv = []string{} })
 	modes := limitModes(t)
 	modes = append(modes, hostMode{name: modes[0].name + "+program-as-init", host: modes[0].host, programIsInit: true})
 	for _, m := range modes {

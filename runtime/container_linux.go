@@ -25,10 +25,15 @@ import (
 // enter the init path.
 const initArg0 = "playground-init"
 
-// initEnv is init's environment: empty (never the server's), whatever the
-// program's will be. Tests set GOMAXPROCS in it to start init as Go would
-// on a host of many CPUs.
-var initEnv = []string{}
+// initEnv is init's environment, never the server's: only Go's one P,
+// whatever the host. Go would otherwise start threads up to one per CPU (a
+// GC's mark workers on idle Ps), and each counts against the session's
+// pids cgroup, or against RLIMIT_NPROC of a uid the sessions of one
+// subordinate-id slice share, and holds 8 MiB of stack where the binary
+// uses cgo. Init does little at once. (runtime.GOMAXPROCS(1) in init would
+// do the same after Go has made its Ps, at a stop of the world.) The
+// program's environment is its own.
+var initEnv = []string{"GOMAXPROCS=1"}
 
 // Sizes of the messages the parent reads: init's setup report (an error
 // text at most) and the exit status. A longer one fails to decode, which

@@ -69,12 +69,6 @@ func step(name string, err error) error {
 
 func initMain() int {
 	mark("init running")
-	// One P, whatever the host: Go would otherwise start threads up to
-	// one per CPU (a GC's mark workers on idle Ps), and each counts
-	// against the session's pids cgroup, or against RLIMIT_NPROC of a uid
-	// the sessions of one subordinate-id slice share, and holds 8 MiB of
-	// stack where the binary uses cgo. Init does little at once.
-	goruntime.GOMAXPROCS(1)
 	// A crash of init is reported: Go's fatal error goes to the sync
 	// socket too, where the parent reads it as init's last words
 	// (syncConn.recv). SetCrashOutput keeps a close-on-exec copy of this

@@ -285,6 +285,6 @@ func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
 	if cgroup || programIsInit || l.Memory <= 0 || l.Memory == NoLimit || l.Memory >= residentMinMemory {
 		return nil
 	}
-	return fmt.Errorf("limits: memory %s: without a cgroup, below the minimum of %s for a container whose init stays (RLIMIT_DATA binds the init too, a Go program of about 160 MiB of address space); a program in init's place may have down to %s",
+	return fmt.Errorf("limits: memory %s: without a cgroup, below the minimum of %s for a container whose init stays, as run's does (RLIMIT_DATA binds the init too, a Go program of about 160 MiB of address space); a server's sessions, whose shell runs in init's place, may have down to %s",
 		FormatSize(l.Memory), FormatSize(residentMinMemory), FormatSize(minMemory))
 }
