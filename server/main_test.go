@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,15 @@ import (
 // container torn down, by the time the server has shut down.
 func TestMain(m *testing.M) {
 	pgruntime.MaybeInit() // this test binary is also the containers' init
+	// A plain pty's shell (plainStart) inherits this process's signal
+	// dispositions. Started with SIGINT ignored (in the background of a
+	// script: `go test ./... &`), its programs ignored Ctrl-C, and the
+	// Ctrl-C tests failed; under the server they never do, as it handles
+	// SIGINT, and a handled signal is the default again after exec. So
+	// handle it here too.
+	if signal.Ignored(syscall.SIGINT) {
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGINT)
+	}
 	// The Go runtime's poller opens its own fds on first use: let it, so
 	// they are in the baseline.
 	if r, w, err := os.Pipe(); err == nil {
