@@ -472,9 +472,6 @@ func (c *Container) watch() {
 	if c.cg != nil {
 		c.status.Reason = c.cg.Reason()
 	}
-	if crash := (*initCrash)(nil); c.status.Reason == "" && errors.As(err, &crash) {
-		c.status.Reason = crash.Error()
-	}
 }
 
 // reap kills and waits for init when start fails, and says how it ended.
