@@ -330,16 +330,16 @@ func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, err
 	mark("pty")
 	// Rlimits on init, which the program and all it starts inherit; a
 	// limit can only be lowered from here. DATA and NPROC come last, just
-	// before the program starts (programRlimits).
-	own, progRlimits := programRlimits(cfg.Rlimits)
-	if err := step("set rlimits", applyRlimits(own, 0)); err != nil {
+	// before the program starts (lastRlimits).
+	first, last := lastRlimits(cfg.Rlimits)
+	if err := step("set rlimits", applyRlimits(first)); err != nil {
 		files.closeAll()
 		return nil, program{}, err
 	}
 	return files, program{
 		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: files.master != nil,
 		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter, nice: cfg.Nice,
-		rlimits: progRlimits,
+		rlimits: last,
 	}, nil
 }
 

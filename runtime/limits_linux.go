@@ -58,15 +58,13 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 	return rl
 }
 
-// applyRlimits sets the limits on process pid, 0 for the caller: init
-// itself, so that every process of the session inherits them, or the
-// program init has just started (programRlimits). It runs inside the
-// container, after the user namespace is set up. A limit can only be
-// lowered there (raising a hard limit needs CAP_SYS_RESOURCE in the host's
-// user namespace): one above init's own hard limit, the server's, is
-// clamped to it (CheckRlimits refuses such a configuration at server
-// start).
-func applyRlimits(rl []Rlimit, pid int) error {
+// applyRlimits sets the limits on init itself, so that every process of
+// the session inherits them. It runs inside the container, after the user
+// namespace is set up. A limit can only be lowered there (raising a hard
+// limit needs CAP_SYS_RESOURCE in the host's user namespace): one above
+// the server's own hard limit is clamped to it (CheckRlimits refuses such
+// a configuration at server start).
+func applyRlimits(rl []Rlimit) error {
 	for _, r := range rl {
 		res, ok := rlimitResources[r.Name]
 		if !ok {
@@ -78,14 +76,14 @@ func applyRlimits(rl []Rlimit, pid int) error {
 		}
 		nl := unix.Rlimit{Cur: min(r.Cur, old.Max), Max: min(r.Max, old.Max)}
 		nl.Cur = min(nl.Cur, nl.Max)
-		if err := unix.Prlimit(pid, res, &nl, nil); err != nil {
+		if err := unix.Setrlimit(res, &nl); err != nil {
 			return fmt.Errorf("setrlimit %s %d:%d: %w", r.Name, nl.Cur, nl.Max, err)
 		}
 	}
 	return nil
 }
 
-// programRlimits splits off, from the rlimits of a session, those set
+// lastRlimits splits off, from the rlimits of a session, those set
 // last before the program starts: DATA and NPROC, which bind init's own Go
 // runtime too. Init's address space is larger than the smallest memory
 // limit before the program starts (its binary's bss, Go's arena index, and
@@ -97,15 +95,15 @@ func applyRlimits(rl []Rlimit, pid int) error {
 // before the exec. A resident init forks the program under them and lives
 // on under them, having made its threads first (startProgram); its memory
 // limit must leave it room: checkResidentMemory.
-func programRlimits(rl []Rlimit) (own, program []Rlimit) {
+func lastRlimits(rl []Rlimit) (first, last []Rlimit) {
 	for _, r := range rl {
 		if r.Name == "data" || r.Name == "nproc" {
-			program = append(program, r)
+			last = append(last, r)
 		} else {
-			own = append(own, r)
+			first = append(first, r)
 		}
 	}
-	return own, program
+	return first, last
 }
 
 // CheckRlimits fails, at server start, for limits that the container's

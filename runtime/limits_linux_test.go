@@ -79,7 +79,7 @@ func TestRlimitsInsideTheContainer(t *testing.T) {
 func helperRlimits() int {
 	var l Limits
 	helperArg(&l)
-	if err := applyRlimits(RlimitsFor(l, false), 0); err != nil {
+	if err := applyRlimits(RlimitsFor(l, false)); err != nil {
 		fmt.Println(err)
 		return 1
 	}

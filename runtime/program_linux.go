@@ -30,7 +30,7 @@ type program struct {
 	// shares the CPU fairly, 0 for none.
 	nice int
 	// rlimits are set last, just before the program starts
-	// (programRlimits).
+	// (lastRlimits).
 	rlimits []Rlimit
 }
 
@@ -65,7 +65,7 @@ func startProgram(p program) (int, error) {
 	// persistentalloc, exit status 2): TestInitUnderTheSmallestLimits.
 	if len(p.rlimits) > 0 {
 		reserveThreads(4)
-		if err := step("set rlimits", applyRlimits(p.rlimits, 0)); err != nil {
+		if err := step("set rlimits", applyRlimits(p.rlimits)); err != nil {
 			return 0, err
 		}
 	}
@@ -221,7 +221,7 @@ func execInPlace(p program, master *os.File) error {
 		return err
 	}
 	// Last, as nothing of init's runs under them afterwards.
-	if err := step("set rlimits", applyRlimits(p.rlimits, 0)); err != nil {
+	if err := step("set rlimits", applyRlimits(p.rlimits)); err != nil {
 		return err
 	}
 	err := syscall.Exec(p.path, p.args, p.env)

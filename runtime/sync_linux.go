@@ -272,7 +272,7 @@ func (s *syncConn) crash(first []byte, size int) error {
 			said = append(said, l)
 		case l == "" || strings.HasPrefix(l, "\t") || strings.HasSuffix(l, ":"):
 			// a frame's file and line, or a header ("goroutine 1 [running]:")
-		case strings.HasSuffix(l, ")"):
+		case strings.HasSuffix(l, ")") && strings.LastIndexByte(l, '(') > 0:
 			said = append(said, l[:strings.LastIndexByte(l, '(')]) // a frame: its function
 		}
 	}

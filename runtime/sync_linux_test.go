@@ -27,7 +27,7 @@ func TestInitCrashIsReported(t *testing.T) {
 	go func() {
 		defer unix.Close(fds[1])
 		// What Go 1.26 wrote for init refused memory.
-		for _, p := range []string{"runtime stack:\n", "runtime.throw({0x76130b?, 0x0?})\n",
+		for _, p := range []string{"runtime stack:\n", "no frame)\n", "runtime.throw({0x76130b?, 0x0?})\n",
 			"\t/usr/local/go/src/runtime/panic.go:1229 +0x48 fp=0x7f72037fd920 sp=0x7f72037fd8f0 pc=0x48b428\n",
 			"runtime.persistentalloc1(0x3fc0, 0x2d06?, 0x9fac48)\n", "\t/usr/local/go/src/runtime/malloc.go:2379 +0x265\n",
 			"runtime.(*mheap).allocSpan(0x9df7a0, 0x1, 0x0, 0x1a)\n", "\n", "goroutine 1 gp=0xc000002380 m=0 mp=0x9e0f20 [running]:\n"} {

@@ -659,7 +659,13 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	if interrupt {
 		ss.ahead.release() // typeahead held for the terminal's setup goes now
 	}
-	if interrupt && ss.input.blocked(interruptAfter) && ss.interruptForeground(c) {
+	if interrupt && ss.input.blocked(interruptAfter) && ss.signalForeground() {
+		// The program has not read what is queued for a while: a ^C
+		// behind it would wait as long. It went as a signal; the input
+		// the program never read goes, as ISIG drops it.
+		if n := ss.input.clear(); n > 0 {
+			c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
+		}
 		return
 	}
 	dropped, flushed := ss.input.push(p, interrupt)
@@ -683,23 +689,15 @@ func (ss *session) typed(c *wsConn, p []byte) {
 // Ctrl-C goes around it as a signal.
 const interruptAfter = 100 * time.Millisecond
 
-// interruptForeground is a Ctrl-C the program has not read for a while
-// behind what is queued, which would wait as long: it asks the terminal to
-// signal the foreground job, as the line discipline would, and drops the
-// input the program never read, as ISIG does. It reports whether the
-// terminal could.
-func (ss *session) interruptForeground(c *wsConn) bool {
+// signalForeground asks the terminal to signal its foreground job with
+// SIGINT, as the line discipline would for a ^C it has received. It
+// reports whether the terminal could.
+func (ss *session) signalForeground() bool {
 	ss.mu.Lock()
 	term := ss.term
 	ss.mu.Unlock()
 	fs, ok := term.(foregroundSignaler)
-	if !ok || fs.SignalForeground(syscall.SIGINT) != nil {
-		return false
-	}
-	if n := ss.input.clear(); n > 0 {
-		c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
-	}
-	return true
+	return ok && fs.SignalForeground(syscall.SIGINT) == nil
 }
 
 // escalateInterrupt goes around the writer after all for a Ctrl-C it
@@ -712,12 +710,9 @@ func (ss *session) escalateInterrupt() {
 		switch {
 		case ss.ctx.Err() != nil || !ss.input.interruptPending():
 		case ss.input.blocked(interruptAfter):
-			ss.mu.Lock()
-			fs, ok := ss.term.(foregroundSignaler)
-			ss.mu.Unlock()
 			// What was queued before the Ctrl-C went when it came; what
 			// came after stays.
-			if ok && fs.SignalForeground(syscall.SIGINT) == nil {
+			if ss.signalForeground() {
 				ss.input.dropInterrupt()
 			}
 		default:
