@@ -537,3 +537,29 @@ func helperCgroupServer() int {
 		select {} // until killed
 	}
 }
+
+// TestOOMNoticeOnlyWhenSignalled: an epoll event for an eventfd number
+// that a removed session had and a new session's eventfd has now, which
+// the kernel has not signalled, must not end the new session as out of
+// memory; a signalled one must.
+func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	r := &cgroupEvents{efd: efd, ofd: -1}
+	w := &cgroupWatcher{byFD: map[int32]*cgroupEvents{int32(efd): r}}
+	if got := w.oomNotice(int32(efd)); got != nil {
+		t.Errorf("an eventfd the kernel did not signal was taken for an OOM notice")
+	}
+	if _, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.oomNotice(int32(efd)); got != r {
+		t.Errorf("a signalled eventfd: %v, want its session", got)
+	}
+	if got := w.oomNotice(int32(efd)); got != nil {
+		t.Errorf("the same notice counted twice")
+	}
+}

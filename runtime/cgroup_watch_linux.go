@@ -188,6 +188,30 @@ func (w *cgroupWatcher) armTimer(d time.Duration) {
 	_ = unix.TimerfdSettime(w.timer, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil) // valid arguments cannot fail
 }
 
+// oomNotice is the session whose v1 OOM eventfd fd is, if the kernel
+// signalled it. It reads only an eventfd still registered, under the lock
+// that remove closes it under: once closed, its number may already be
+// another file's (a pipe of a concurrent exec, a session's socket), whose
+// bytes a read would steal. And it counts only a read that got the
+// eventfd's count: an event the epoll wait returned for a session removed
+// meanwhile may name a number a new session's eventfd has now, which the
+// kernel has not signalled, and that session must not end for it (CI once:
+// a container killed before it was ready, in TestForkBomb/cgroup-v1 after
+// the cgroup tests).
+func (w *cgroupWatcher) oomNotice(fd int32) *cgroupEvents {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.byFD[fd]
+	if r == nil {
+		return nil
+	}
+	var cnt [8]byte
+	if n, err := unix.Read(int(fd), cnt[:]); err != nil || n != len(cnt) {
+		return nil // not signalled: EAGAIN
+	}
+	return r
+}
+
 // remove stops watching c: before its cgroup is removed.
 func (w *cgroupWatcher) remove(c *Cgroup) {
 	w.mu.Lock()
@@ -261,19 +285,7 @@ func (w *cgroupWatcher) loop() {
 				}
 				w.mu.Unlock()
 			default:
-				// Read only an eventfd still registered, under the lock
-				// that remove closes it under: once closed, its number
-				// may already be another file's (a pipe of a concurrent
-				// exec, a session's socket), whose bytes a read here
-				// would steal.
-				w.mu.Lock()
-				r := w.byFD[ev.Fd]
-				if r != nil {
-					var cnt [8]byte
-					_, _ = unix.Read(int(ev.Fd), cnt[:]) // resets the eventfd; EAGAIN if raced
-				}
-				w.mu.Unlock()
-				if r != nil {
+				if r := w.oomNotice(ev.Fd); r != nil {
 					fired, kinds = append(fired, r), append(kinds, 1)
 				}
 			}
