@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/guntainer/playground/internal/ptyinput"
 )
 
 // initArg0 is argv[0] of the re-executed init. It is one of three things
@@ -50,11 +52,12 @@ type Container struct {
 	host   *Host
 	limits Limits
 	cmd    *exec.Cmd
-	sync   *syncConn  // parent's end of the sync socket
-	master *os.File   // pty master, non-blocking so Close interrupts Read
-	ids    *idSlot    // uid range in root mode, or nil
-	cg     *Cgroup    // the session's cgroup, or nil (rlimits)
-	net    *NetHelper // the outbound network's helper, or nil
+	sync   *syncConn        // parent's end of the sync socket
+	master *os.File         // pty master, non-blocking so Close interrupts Read
+	input  *ptyinput.Writer // writes to master, which SignalForeground can cut short
+	ids    *idSlot          // uid range in root mode, or nil
+	cg     *Cgroup          // the session's cgroup, or nil (rlimits)
+	net    *NetHelper       // the outbound network's helper, or nil
 	// programIsInit: Spec.ProgramIsInit, the program is PID 1 (Pid is
 	// the program's).
 	programIsInit bool
@@ -370,6 +373,7 @@ func (c *Container) start(spec Spec) error {
 	if c.master, err = ptyMaster(fds); err != nil {
 		return err
 	}
+	c.input = ptyinput.New(c.master)
 	c.phases = append(c.phases, msg.Phases...)
 	c.phases = append(c.phases, phase{"ready", monotonic()})
 	if spec.ProgramIsInit {
@@ -570,12 +574,14 @@ func readNow(f *os.File, p []byte) (int, error) {
 	return n, nil
 }
 
-// Write writes input to the program's terminal.
+// Write writes input to the program's terminal. It waits while the
+// program does not read its input; SignalForeground may end that wait,
+// with ErrInputFlushed.
 func (c *Container) Write(p []byte) (int, error) {
 	if c.master == nil {
 		return 0, ErrNoTerminal
 	}
-	return c.master.Write(p)
+	return c.input.Write(p)
 }
 
 // Resize sets the terminal size; the program gets SIGWINCH.
@@ -606,12 +612,14 @@ func (c *Container) masterIoctl(f func(fd int) error) error {
 	return ferr
 }
 
-// SignalForeground sends sig (SIGINT, SIGQUIT or SIGTSTP: what the keys
-// ^C, ^\ and ^Z send) to the foreground process group of the program's
-// terminal, as the line discipline does when it reads one of those keys:
-// ioctl TIOCSIG on the pty master. It reaches the program also when the
-// pty's input buffer is full (a program that does not read its input),
-// where a ^C written as input would wait behind the rest.
+// SignalForeground does what the line discipline does when it reads one
+// of the keys ^C, ^\ and ^Z (SIGINT, SIGQUIT or SIGTSTP): it signals the
+// foreground process group of the program's terminal and, unless the
+// program has set NOFLSH, drops the input it has not read, with the rest
+// of a Write waiting for room, which returns ErrInputFlushed. It reaches
+// the program also when the pty's input buffer is full (a program that
+// does not read its input), where a ^C written as input would wait behind
+// the rest.
 func (c *Container) SignalForeground(sig syscall.Signal) error {
 	if c.master == nil {
 		return ErrNoTerminal
@@ -621,12 +629,7 @@ func (c *Container) SignalForeground(sig syscall.Signal) error {
 		return os.ErrProcessDone
 	default:
 	}
-	return c.masterIoctl(func(fd int) error {
-		if err := unix.IoctlSetInt(fd, unix.TIOCSIG, int(sig)); err != nil {
-			return fmt.Errorf("signal the terminal's foreground process group: %w", err)
-		}
-		return nil
-	})
+	return c.input.Interrupt(sig)
 }
 
 // Signal sends sig to the program through init, which forwards it; with

@@ -100,3 +100,21 @@ func TestSignalForegroundGoesToTheJob(t *testing.T) {
 		t.Error("SignalForeground(SIGTERM): no error; the pty sends only what its keys send")
 	}
 }
+
+// TestSignalForegroundDropsUnreadInput: as a typed ^C does, the signal
+// drops the input the program had not read (here a full pty of it), so
+// that what the program reads next is what came after the signal.
+func TestSignalForegroundDropsUnreadInput(t *testing.T) {
+	c := start(t, Spec{Args: sh(`stty -icanon -echo; trap 'echo got INT' INT; echo ready; sleep 1000; echo "read $(head -c 5)"`)})
+	o := readAll(c)
+	o.waitFor(t, "ready")
+	fillInput(t, c)
+	if err := c.SignalForeground(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	o.waitFor(t, "got INT")
+	if _, err := c.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	o.waitFor(t, "read after")
+}

@@ -3,6 +3,8 @@ package runtime
 import (
 	"errors"
 	"os"
+
+	"github.com/guntainer/playground/internal/ptyinput"
 )
 
 // Stdio is a program's standard input, output and error when it runs
@@ -28,6 +30,10 @@ type Stdio struct {
 // ErrNoTerminal is returned by Write and Resize of a container started with
 // Spec.Stdio: it has no terminal; its input is the caller's own file.
 var ErrNoTerminal = errors.New("runtime: the container has no terminal (it was started with Spec.Stdio)")
+
+// ErrInputFlushed ends a Write to a container's terminal whose rest
+// SignalForeground dropped, as a ^C drops the input not yet read.
+var ErrInputFlushed = ptyinput.ErrFlushed
 
 // A program that cannot be started is a setup error that Is one of these,
 // so a command line can exit as a shell does: 127 for a program not

@@ -99,6 +99,38 @@ func TestInterruptRightAfterAPaste(t *testing.T) {
 	}
 }
 
+// TestInterruptDropsThePaste: a long script pasted into a program that
+// does not read its input (here sleep), then Ctrl-C. A typed ^C makes the
+// line discipline drop the input the program had not read; the ^C that
+// went as a signal left it, and the shell then ran what was left of the
+// paste, up to the pty's 68 KiB of it, as commands. Nothing of the paste
+// may run: the next command's answer comes with no line of the paste's.
+func TestInterruptDropsThePaste(t *testing.T) {
+	const line = "echo $((6*7))x\n" // its echo as typed shows the text; run, it prints 42x
+	paste := strings.Repeat(line, 16<<10/len(line))
+	for _, tt := range []struct {
+		name  string
+		start func(testing.TB) StartFunc
+	}{{"container", testStart}, {"pty that signals", signalingStart}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, Config{}, withStart(tt.start(t)))
+			c := s.open(t, "", nil)
+			c.waitOutput("$ ")
+			c.input("sleep 1000\r")
+			for range 16 {
+				c.input(paste)
+			}
+			waitInputBlocked(t, s.only(t))
+			c.input("\x03")
+			c.input("echo done$((1+1))\r")
+			out := c.waitLine("done2")
+			if n := strings.Count(out, "\n42x\r"); n > 0 || hasLine([]byte(out), "42x") {
+				t.Errorf("after the ^C, %d lines of the paste ran as commands", max(n, 1))
+			}
+		})
+	}
+}
+
 // TestDNSRebinding: a page on the attacker's name, rebound to the
 // server's address, sends that name as Host and Origin. It must get
 // nothing: no session, no token, no API.

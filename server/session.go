@@ -637,6 +637,9 @@ func (ss *session) writeInput(term Terminal) {
 		ss.input.written()
 		ss.bytesIn.Add(int64(n))
 		ss.srv.metrics.bytesIn.Add(float64(n))
+		if errors.Is(err, runtime.ErrInputFlushed) {
+			continue // a ^C dropped the rest of p (signalForeground)
+		}
 		if err != nil {
 			// The program is gone or going; the pump sees that too and
 			// ends the session with the exit status. What is queued goes
@@ -659,14 +662,17 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	if interrupt {
 		ss.ahead.release() // typeahead held for the terminal's setup goes now
 	}
-	if interrupt && ss.input.blocked(interruptAfter) && ss.signalForeground() {
+	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
-		// behind it would wait as long. It went as a signal; the input
+		// behind it would wait as long. It goes as a signal; the input
 		// the program never read goes, as ISIG drops it.
-		if n := ss.input.clear(); n > 0 {
-			c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
+		var n int
+		if ss.signalForeground(func() { n = ss.input.clear() }) {
+			if n > 0 {
+				c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
+			}
+			return
 		}
-		return
 	}
 	dropped, flushed := ss.input.push(p, interrupt)
 	ss.kickInput()
@@ -689,15 +695,29 @@ func (ss *session) typed(c *wsConn, p []byte) {
 // Ctrl-C goes around it as a signal.
 const interruptAfter = 100 * time.Millisecond
 
-// signalForeground asks the terminal to signal its foreground job with
-// SIGINT, as the line discipline would for a ^C it has received. It
+// signalForeground has the terminal do what the line discipline does for
+// a ^C it reads: signal its foreground job with SIGINT and drop the input
+// the program has not read, with the rest of the write in progress. Then
+// drop takes out what the server queued before the ^C. The input writer
+// stops meanwhile, so that nothing queued gets in before the terminal has
+// dropped its input, and goes on after with what came after the ^C. It
 // reports whether the terminal could.
-func (ss *session) signalForeground() bool {
+func (ss *session) signalForeground(drop func()) bool {
 	ss.mu.Lock()
 	term := ss.term
 	ss.mu.Unlock()
 	fs, ok := term.(foregroundSignaler)
-	return ok && fs.SignalForeground(syscall.SIGINT) == nil
+	if !ok {
+		return false
+	}
+	ss.input.hold(true)
+	err := fs.SignalForeground(syscall.SIGINT)
+	if err == nil {
+		drop()
+	}
+	ss.input.hold(false)
+	ss.kickInput()
+	return err == nil
 }
 
 // escalateInterrupt goes around the writer after all for a Ctrl-C it
@@ -712,9 +732,7 @@ func (ss *session) escalateInterrupt() {
 		case ss.input.blocked(interruptAfter):
 			// What was queued before the Ctrl-C went when it came; what
 			// came after stays.
-			if ss.signalForeground() {
-				ss.input.dropInterrupt()
-			}
+			ss.signalForeground(ss.input.dropInterrupt)
 		default:
 			ss.escalateInterrupt()
 		}
@@ -876,6 +894,20 @@ type inputQueue struct {
 	// intr is a Ctrl-C frame's way: queued (at the front), then being
 	// written, then done (0) once written or cleared.
 	intr int
+	// holds counts the Ctrl-Cs going as signals: while there are any, no
+	// writer takes a frame.
+	holds int
+}
+
+// hold stops the writer from taking frames (on) until as many hold(false).
+func (q *inputQueue) hold(on bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if on {
+		q.holds++
+	} else {
+		q.holds--
+	}
 }
 
 const (
@@ -908,7 +940,7 @@ func (q *inputQueue) interruptPending() bool {
 func (q *inputQueue) claimWriter() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.writer || len(q.frames) == 0 {
+	if q.writer || len(q.frames) == 0 || q.holds > 0 {
 		return false
 	}
 	q.writer = true
@@ -922,11 +954,11 @@ func (q *inputQueue) releaseWriter() {
 }
 
 // popOrRelease returns the next frame, or nil, and the writer's end, when
-// the queue is empty.
+// the queue is empty or held.
 func (q *inputQueue) popOrRelease() []byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.frames) == 0 {
+	if len(q.frames) == 0 || q.holds > 0 {
 		q.writer = false
 		return nil
 	}

@@ -8,8 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/guntainer/playground/internal/ptyinput"
 	"github.com/guntainer/playground/internal/ptyproc"
 	"github.com/guntainer/playground/internal/testenv"
 	"github.com/guntainer/playground/runtime"
@@ -92,12 +91,18 @@ func signalingStart(t testing.TB) StartFunc {
 		if err != nil {
 			return nil, err
 		}
-		return signalingPTY{term.(*ptyproc.Terminal)}, nil
+		pt := term.(*ptyproc.Terminal)
+		return signalingPTY{pt, ptyinput.New(pt.Master())}, nil
 	}
 }
 
-type signalingPTY struct{ *ptyproc.Terminal }
-
-func (t signalingPTY) SignalForeground(sig syscall.Signal) error {
-	return t.Control(func(fd int) error { return unix.IoctlSetInt(fd, unix.TIOCSIG, int(sig)) })
+// signalingPTY writes its input as a container does, so that a signal
+// drops the input not yet read.
+type signalingPTY struct {
+	*ptyproc.Terminal
+	in *ptyinput.Writer
 }
+
+func (t signalingPTY) Write(p []byte) (int, error) { return t.in.Write(p) }
+
+func (t signalingPTY) SignalForeground(sig syscall.Signal) error { return t.in.Interrupt(sig) }
