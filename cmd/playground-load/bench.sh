@@ -7,7 +7,10 @@
 set -eu
 cd "$(dirname "$0")/../.."
 status=0
-go run ./cmd/playground-load --all --markdown "$@" >BENCHMARKS.md.tmp || status=$?
+# Static, as the release is built (deploy/Dockerfile): the load command's
+# binary is also its servers' and their containers' init, and a cgo build
+# starts each init through the dynamic loader.
+CGO_ENABLED=0 go run ./cmd/playground-load --all --markdown "$@" >BENCHMARKS.md.tmp || status=$?
 if [ -s BENCHMARKS.md.tmp ]; then
 	mv BENCHMARKS.md.tmp BENCHMARKS.md
 else

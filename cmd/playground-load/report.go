@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -837,6 +838,21 @@ func writeMarkdown(w io.Writer, r *Report) error {
 }
 
 // machine describes this machine.
+// linking says how this binary, which is also the servers' and their
+// containers' init, was linked: a cgo build (go run on a machine with a C
+// compiler) starts every container's init through the dynamic loader and
+// libc, a static one (CGO_ENABLED=0, as the release is built) does not.
+func linking() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "CGO_ENABLED" && s.Value == "0" {
+				return "static (CGO_ENABLED=0, as the release is built)"
+			}
+		}
+	}
+	return "cgo (dynamically linked)"
+}
+
 func machine(cfg Config) Machine {
 	m := Machine{
 		CPUs:      numCPU(),
@@ -844,7 +860,7 @@ func machine(cfg Config) Machine {
 		MemoryGiB: round(float64(memTotal())/(1<<30), 1),
 		Kernel:    kernel(),
 		OS:        osName(),
-		Go:        goVersion(),
+		Go:        goVersion() + ", " + linking(),
 		User:      fmt.Sprintf("uid %d", os.Getuid()),
 	}
 	if os.Getuid() == 0 {
