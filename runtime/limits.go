@@ -113,7 +113,11 @@ func (l Limits) Validate() error {
 		bad("cpus %v: this machine has only %v CPUs (the range is %.2f to %.2f)", l.CPUs, n, minCPUs, n)
 	}
 	if l.Disk < 0 {
-		bad("disk %d: the session's files live in memory, so disk always has a limit", l.Disk)
+		v := fmt.Sprint(l.Disk)
+		if l.Disk == NoLimit {
+			v = "none"
+		}
+		bad("disk %s: the session's files live in memory, so disk always has a limit", v)
 	} else if l.Disk != 0 && l.Disk < minDisk {
 		bad("disk %s: below the minimum of %s", FormatSize(l.Disk), FormatSize(minDisk))
 	}

@@ -161,6 +161,12 @@ func (s *sizeFlag) Set(v string) error {
 	if err != nil {
 		return fmt.Errorf("want a size such as 256M, 1.5G or none")
 	}
+	if n == 0 {
+		// Zero is the runtime's "the default"; said here it means no
+		// limit (docker's --memory 0) as often as the default, so it is
+		// neither.
+		return fmt.Errorf("want a size such as 256M, 1.5G, or none for no limit")
+	}
 	*s = sizeFlag(n)
 	return nil
 }
