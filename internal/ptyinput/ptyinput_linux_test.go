@@ -3,7 +3,10 @@ package ptyinput
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,5 +142,39 @@ func TestInterruptSendsOnlyWhatKeysSend(t *testing.T) {
 	}
 	if got := readTTY(t, tty); got != "kept\n" {
 		t.Errorf("the terminal read %q after a refused Interrupt, want the input kept", got)
+	}
+}
+
+// TestInterruptTakesNoControllingTerminal: a server that leads a session
+// of its own and has no terminal (a systemd service) must not get the
+// container's terminal as its own when it opens it to flush it: a hangup
+// there would then signal the server. The check runs in a child of the
+// test made so (setsid), which reports its terminal (/proc/self/stat's
+// tty_nr) after an Interrupt.
+func TestInterruptTakesNoControllingTerminal(t *testing.T) {
+	if os.Getenv("PTYINPUT_SESSION_LEADER") == "1" {
+		master, _ := openPTY(t)
+		if err := New(master).Interrupt(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		stat, err := os.ReadFile("/proc/self/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fields after the command's closing parenthesis: state, ppid,
+		// pgrp, session, tty_nr.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		fmt.Printf("tty_nr=%s\n", f[4])
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInterruptTakesNoControllingTerminal$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PTYINPUT_SESSION_LEADER=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !bytes.Contains(out, []byte("tty_nr=0\n")) {
+		t.Errorf("a session leader without a terminal got one from Interrupt: %s", out)
 	}
 }
