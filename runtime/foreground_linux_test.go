@@ -105,7 +105,10 @@ func TestSignalForegroundGoesToTheJob(t *testing.T) {
 // drops the input the program had not read (here a full pty of it), so
 // that what the program reads next is what came after the signal.
 func TestSignalForegroundDropsUnreadInput(t *testing.T) {
-	c := start(t, Spec{Args: sh(`stty -icanon -echo; trap 'echo got INT' INT; echo ready; sleep 1000; echo "read $(head -c 5)"`)})
+	// The job says it is ready once it is the job (the shell has made it
+	// so before it runs it): a ^C just before would reach the shell
+	// alone, whose trap runs only after the job has ended.
+	c := start(t, Spec{Args: sh(`stty -icanon -echo; trap 'echo got INT' INT; sh -c 'echo ready; exec sleep 1000'; echo "read $(head -c 5)"`)})
 	o := readAll(c)
 	o.waitFor(t, "ready")
 	fillInput(t, c)

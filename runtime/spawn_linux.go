@@ -78,11 +78,21 @@ type spawner struct {
 	fd   int // conn's
 	pid  int
 
+	timeout time.Duration // a request's longest wait for its reply
+
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]chan spawnReply
+	reaping bool  // it has ended: its pid is not to be signalled
 	dead    error // why it ended; no more requests
 }
+
+// spawnTimeout is how long a start waits for the spawner's reply before
+// it kills the spawner: a spawner that does not answer (stopped, or stuck
+// in the kernel) would hold every start after this one. A fork takes a few
+// ms; a burst of a thousand queued takes seconds; the server's own start
+// timeout is 60 s.
+const spawnTimeout = 30 * time.Second
 
 var (
 	theSpawner = sync.OnceValues(startSpawner)
@@ -150,7 +160,7 @@ func spawnOnThisThread() (*spawner, error) {
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("spawner: %w", err)
 	}
-	s := &spawner{conn: c.(*net.UnixConn), fd: -1, pid: cmd.Process.Pid, pending: map[uint64]chan spawnReply{}}
+	s := &spawner{conn: c.(*net.UnixConn), fd: -1, pid: cmd.Process.Pid, timeout: spawnTimeout, pending: map[uint64]chan spawnReply{}}
 	_ = cmd.Process.Release() // no pidfd kept for good: readReplies reaps it by its pid
 	if rc, err := s.conn.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
@@ -183,6 +193,9 @@ func (s *spawner) readReplies() {
 		}
 	}
 	_ = s.conn.Close()
+	s.mu.Lock()
+	s.reaping = true
+	s.mu.Unlock()
 	var ws unix.WaitStatus
 	_, werr := unix.Wait4(s.pid, &ws, 0, nil)
 	s.mu.Lock()
@@ -240,7 +253,25 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 		s.mu.Unlock()
 		return errSpawnerGone // not sent: nothing was forked
 	}
-	r := <-ch
+	timer := time.NewTimer(s.timeout)
+	var r spawnReply
+	select {
+	case r = <-ch:
+	case <-timer.C:
+		// Its end fails every request it holds (readReplies), and later
+		// starts fork init from the server. A reply that came in the
+		// meantime still counts.
+		s.mu.Lock()
+		if !s.reaping {
+			_ = unix.Kill(s.pid, unix.SIGKILL)
+		}
+		s.mu.Unlock()
+		r = <-ch
+		if r.Err != "" {
+			r.Err = fmt.Sprintf("no reply from the spawner in %v, which was killed: %s", s.timeout, r.Err)
+		}
+	}
+	timer.Stop()
 	if r.Err != "" {
 		if r.Errno != 0 {
 			return &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: r.Errno}

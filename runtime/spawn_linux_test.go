@@ -171,3 +171,50 @@ func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestAStuckSpawnerIsKilled: a spawner that does not answer (here
+// stopped) would hold every start after the first for good. A request
+// that waits past the timeout kills it and fails; the requests after it
+// find it gone, and their starts fork init from this process.
+func TestAStuckSpawnerIsKilled(t *testing.T) {
+	s, err := startSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.timeout = 200 * time.Millisecond
+	if err := syscall.Kill(s.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	parent, child, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(parent)
+	defer child.Close()
+	cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"true"}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{}}
+	done := make(chan error, 1)
+	go func() { done <- s.start(cmd) }()
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, errSpawnerGone) || !strings.Contains(err.Error(), "no reply from the spawner") {
+			t.Fatalf("a request to a stopped spawner: %v; want it to fail, saying so", err)
+		}
+		t.Log(err)
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(s.pid, syscall.SIGKILL)
+		t.Fatalf("a request to a stopped spawner still waits after 10 s")
+	}
+	if err := s.start(cmd); !errors.Is(err, errSpawnerGone) {
+		t.Errorf("a request after: %v, want errSpawnerGone (the caller forks init itself)", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(s.pid)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stuck spawner %d is still there", s.pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

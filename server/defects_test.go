@@ -116,7 +116,9 @@ func TestInterruptDropsThePaste(t *testing.T) {
 			s := newTestServer(t, Config{}, withStart(tt.start(t)))
 			c := s.open(t, "", nil)
 			c.waitOutput("$ ")
-			c.input("sleep 1000\r")
+			// The job says when it runs, and so is the foreground job.
+			c.input("sh -c 'echo job $((6*7)); exec sleep 1000'\r")
+			c.waitLine("job 42")
 			for range 16 {
 				c.input(paste)
 			}
