@@ -632,6 +632,18 @@ func (c *Container) SignalForeground(sig syscall.Signal) error {
 	return c.input.Interrupt(sig)
 }
 
+// SignalKey reports the signal that the byte b sends when it is typed
+// into the program's terminal as its modes are now: SIGINT, SIGQUIT or
+// SIGTSTP for its ^C, ^\ and ^Z keys (or those stty set instead) while it
+// has ISIG set; ok is false where b is input like any other, as for a
+// program that reads its keys raw.
+func (c *Container) SignalKey(b byte) (sig syscall.Signal, ok bool, err error) {
+	if c.master == nil {
+		return 0, false, ErrNoTerminal
+	}
+	return c.input.SignalKey(b)
+}
+
 // Signal sends sig to the program through init, which forwards it; with
 // Spec.ProgramIsInit, to the program itself, which as PID 1 ignores a
 // signal it has no handler for (SIGKILL aside).

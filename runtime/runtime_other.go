@@ -32,7 +32,10 @@ func (c *Container) Write([]byte) (int, error)             { return 0, ErrUnsupp
 func (c *Container) Resize(cols, rows uint16) error        { return ErrUnsupported }
 func (c *Container) Signal(sig syscall.Signal) error       { return ErrUnsupported }
 func (c *Container) SignalForeground(syscall.Signal) error { return ErrUnsupported }
-func (c *Container) Wait() (ExitStatus, error)             { return ExitStatus{}, ErrUnsupported }
-func (c *Container) Done() <-chan struct{}                 { ch := make(chan struct{}); close(ch); return ch }
-func (c *Container) Close() error                          { return nil }
-func (c *Container) Stats() (Stats, error)                 { return Stats{}, ErrUnsupported }
+func (c *Container) SignalKey(byte) (syscall.Signal, bool, error) {
+	return 0, false, ErrUnsupported
+}
+func (c *Container) Wait() (ExitStatus, error) { return ExitStatus{}, ErrUnsupported }
+func (c *Container) Done() <-chan struct{}     { ch := make(chan struct{}); close(ch); return ch }
+func (c *Container) Close() error              { return nil }
+func (c *Container) Stats() (Stats, error)     { return Stats{}, ErrUnsupported }

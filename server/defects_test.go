@@ -133,6 +133,40 @@ func TestInterruptDropsThePaste(t *testing.T) {
 	}
 }
 
+// TestCtrlCIsInputToARawProgram: a program that reads its keys raw (ISIG
+// off: an editor, a terminal multiplexer) gets ^C as a byte, as from a
+// terminal of its own, also when it has not read its input for a while:
+// the server used to send it SIGINT then, which ended it, and to drop the
+// input queued before the ^C, which it never saw.
+func TestCtrlCIsInputToARawProgram(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		start func(testing.TB) StartFunc
+	}{{"container", testStart}, {"pty that signals", signalingStart}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, Config{}, withStart(tt.start(t)))
+			c := s.open(t, "", nil)
+			c.waitOutput("$ ")
+			// Raw keys; it reads nothing for a while (the paste fills the
+			// pty), then shows every byte it reads with its offset: od
+			// folds the lines of x into one and a *, and shows the ^C as
+			// 003 in the line after, at the offset that says no x was lost.
+			c.input("sh -c 'stty raw -echo; echo job $((6*7)); sleep 5; exec od -Ad -c'\r")
+			c.waitOutput("job 42\n") // raw: no \r
+			paste := strings.Repeat("x", 16<<10)
+			for range 16 {
+				c.input(paste)
+			}
+			waitInputBlocked(t, s.only(t))
+			c.input("a\x03bcdefghijklmno") // a line of od's
+			out := c.waitOutput("003")
+			if want := "0262144   a 003   b   c"; !strings.Contains(out, want) {
+				t.Errorf("the program read %q; want the 262144 x of the paste, then a, ^C and b (%q)", tail([]byte(out)), want)
+			}
+		})
+	}
+}
+
 // TestDNSRebinding: a page on the attacker's name, rebound to the
 // server's address, sends that name as Host and Origin. It must get
 // nothing: no session, no token, no API.

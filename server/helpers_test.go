@@ -547,6 +547,14 @@ func (t *recordedTerminal) SignalForeground(sig syscall.Signal) error {
 	return errors.ErrUnsupported
 }
 
+// SignalKey passes the wrapped terminal's on, as SignalForeground.
+func (t *recordedTerminal) SignalKey(b byte) (syscall.Signal, bool, error) {
+	if k, ok := t.Terminal.(signalKeyer); ok {
+		return k.SignalKey(b)
+	}
+	return 0, false, errors.ErrUnsupported
+}
+
 // EchoesInput passes the wrapped terminal's on (the typeahead hold asks
 // it); a terminal without it is never held.
 func (t *recordedTerminal) EchoesInput() (bool, error) {

@@ -658,10 +658,11 @@ func (ss *session) typed(c *wsConn, p []byte) {
 		return
 	}
 	ss.lastInput.Store(time.Now().UnixNano())
-	interrupt := bytes.IndexByte(p, 0x03) >= 0 // Ctrl-C: VINTR
-	if interrupt {
+	ctrlC := bytes.IndexByte(p, 0x03) >= 0
+	if ctrlC {
 		ss.ahead.release() // typeahead held for the terminal's setup goes now
 	}
+	interrupt := ctrlC && ss.ctrlCInterrupts()
 	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
 		// behind it would wait as long. It goes as a signal; the input
@@ -694,6 +695,22 @@ func (ss *session) typed(c *wsConn, p []byte) {
 // interruptAfter is how long the input writer must have been stuck before
 // Ctrl-C goes around it as a signal.
 const interruptAfter = 100 * time.Millisecond
+
+// ctrlCInterrupts reports whether a ^C typed now interrupts the program:
+// it has ISIG set and ^C as its VINTR key, as it has unless it reads its
+// keys raw (an editor, a terminal multiplexer), for which ^C is input like
+// any other. A terminal that cannot say (not started yet) is taken to.
+func (ss *session) ctrlCInterrupts() bool {
+	ss.mu.Lock()
+	term := ss.term
+	ss.mu.Unlock()
+	k, ok := term.(signalKeyer)
+	if !ok {
+		return true
+	}
+	sig, isKey, err := k.SignalKey(0x03)
+	return err != nil || isKey && sig == syscall.SIGINT
+}
 
 // signalForeground has the terminal do what the line discipline does for
 // a ^C it reads: signal its foreground job with SIGINT and drop the input

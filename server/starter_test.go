@@ -106,3 +106,5 @@ type signalingPTY struct {
 func (t signalingPTY) Write(p []byte) (int, error) { return t.in.Write(p) }
 
 func (t signalingPTY) SignalForeground(sig syscall.Signal) error { return t.in.Interrupt(sig) }
+
+func (t signalingPTY) SignalKey(b byte) (syscall.Signal, bool, error) { return t.in.SignalKey(b) }

@@ -19,11 +19,12 @@ import (
 //
 // A Terminal may also have, and the server uses when it has:
 //
-//	ID() string                           // container id, for logs and the admin API
-//	Stats() (runtime.Stats, error)        // processes and memory, for the admin API
-//	ReadNow(p []byte) (int, error)        // read what is there without waiting
-//	Done() <-chan struct{}                // closed when the program has ended
-//	SignalForeground(syscall.Signal) error // signal the pty's foreground process group
+//	ID() string                                   // container id, for logs and the admin API
+//	Stats() (runtime.Stats, error)                // processes and memory, for the admin API
+//	ReadNow(p []byte) (int, error)                // read what is there without waiting
+//	Done() <-chan struct{}                        // closed when the program has ended
+//	SignalForeground(syscall.Signal) error        // what a signal key does: signal the foreground job, drop unread input
+//	SignalKey(byte) (syscall.Signal, bool, error) // whether a typed byte is a signal key now
 type Terminal interface {
 	// Read reads pty output. It returns an error (io.EOF or EIO-ish) once the
 	// program and everything holding the pty has ended, or after Close.
@@ -180,6 +181,10 @@ type identifier interface{ ID() string }
 
 type foregroundSignaler interface {
 	SignalForeground(sig syscall.Signal) error
+}
+
+type signalKeyer interface {
+	SignalKey(b byte) (sig syscall.Signal, ok bool, err error)
 }
 
 func terminalID(t Terminal) string {

@@ -178,3 +178,43 @@ func TestInterruptTakesNoControllingTerminal(t *testing.T) {
 		t.Errorf("a session leader without a terminal got one from Interrupt: %s", out)
 	}
 }
+
+// TestSignalKey: a byte is a signal key only as the program's terminal
+// modes say: ^C, ^\ and ^Z by default, the keys stty sets instead, and
+// none where the program reads its keys raw (ISIG off), as an editor does.
+func TestSignalKey(t *testing.T) {
+	master, tty := openPTY(t)
+	w := New(master)
+	check := func(what string, b byte, want syscall.Signal, wantOK bool) {
+		t.Helper()
+		sig, ok, err := w.SignalKey(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != wantOK || sig != want {
+			t.Errorf("%s: SignalKey(%#x) = %v, %v; want %v, %v", what, b, sig, ok, want, wantOK)
+		}
+	}
+	check("default ^C", 0x03, syscall.SIGINT, true)
+	check(`default ^\`, 0x1c, syscall.SIGQUIT, true)
+	check("default ^Z", 0x1a, syscall.SIGTSTP, true)
+	check("a letter", 'x', 0, false)
+
+	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio.Cc[unix.VINTR] = 0x18 // stty intr ^X
+	tio.Cc[unix.VSUSP] = 0    // stty susp undef
+	if err := unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, tio); err != nil {
+		t.Fatal(err)
+	}
+	check("^C after stty intr ^X", 0x03, 0, false)
+	check("^X after stty intr ^X", 0x18, syscall.SIGINT, true)
+	check("^Z after stty susp undef", 0x1a, 0, false)
+	check("NUL after stty susp undef", 0, 0, false)
+
+	setLflag(t, tty, 0, unix.ISIG) // stty -isig, as in raw mode
+	check("^X with ISIG off", 0x18, 0, false)
+	check(`^\ with ISIG off`, 0x1c, 0, false)
+}
