@@ -601,15 +601,7 @@ func (c *Container) masterIoctl(f func(fd int) error) error {
 	if c.master == nil {
 		return ErrNoTerminal
 	}
-	rc, err := c.master.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
+	return ptyinput.Control(c.master, f)
 }
 
 // SignalForeground does what the line discipline does when it reads one

@@ -124,24 +124,43 @@ func TestStartsAtOnceKeepTheirOwnSyncSockets(t *testing.T) {
 	}
 }
 
-// TestStartsGoOnWithoutTheSpawner: a spawner that has ended takes no more
-// requests, so that its starts are forked by the server. (A spawner of
-// this test's own: the shared one stays.)
-func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
+// ownSpawner starts a spawner of the test's own (the shared one stays),
+// and a request for it: /bin/true with a sync socket's end.
+func ownSpawner(t *testing.T) (*spawner, *exec.Cmd) {
+	t.Helper()
 	s, err := startSpawner()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(s.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	parent, child, err := socketPair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Close(parent)
-	defer child.Close()
-	cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"true"}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{}}
+	t.Cleanup(func() { _ = syscall.Close(parent); _ = child.Close() })
+	return s, &exec.Cmd{Path: "/bin/true", Args: []string{"true"}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{}}
+}
+
+// waitReaped waits until the spawner's process is gone (reaped).
+func waitReaped(t *testing.T, s *spawner, deadline time.Time) {
+	t.Helper()
+	for {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(s.pid)); err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ended spawner %d is not reaped", s.pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStartsGoOnWithoutTheSpawner: a spawner that has ended takes no more
+// requests, so that its starts are forked by the server.
+func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
+	s, cmd := ownSpawner(t)
+	if err := syscall.Kill(s.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := s.start(cmd)
@@ -160,16 +179,7 @@ func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
 	}
 	// A request that found the socket closed returns at once; the reader
 	// of replies reaps the spawner when it sees the end, soon after.
-	for {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(s.pid)); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("the killed spawner %d is not reaped", s.pid)
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitReaped(t, s, deadline)
 }
 
 // TestAStuckSpawnerIsKilled: a spawner that does not answer (here
@@ -177,21 +187,11 @@ func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
 // that waits past the timeout kills it and fails; the requests after it
 // find it gone, and their starts fork init from this process.
 func TestAStuckSpawnerIsKilled(t *testing.T) {
-	s, err := startSpawner()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cmd := ownSpawner(t)
 	s.timeout = 200 * time.Millisecond
 	if err := syscall.Kill(s.pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	parent, child, err := socketPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(parent)
-	defer child.Close()
-	cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"true"}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{}}
 	done := make(chan error, 1)
 	go func() { done <- s.start(cmd) }()
 	select {
@@ -207,14 +207,5 @@ func TestAStuckSpawnerIsKilled(t *testing.T) {
 	if err := s.start(cmd); !errors.Is(err, errSpawnerGone) {
 		t.Errorf("a request after: %v, want errSpawnerGone (the caller forks init itself)", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(s.pid)); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the stuck spawner %d is still there", s.pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitReaped(t, s, time.Now().Add(10*time.Second))
 }

@@ -71,14 +71,10 @@ func TestFrozenPaste(t *testing.T) {
 	}
 }
 
-// TestInterruptRightAfterAPaste: a paste into a program that does not read
-// its input, and at once a Ctrl-C. The paste fills the terminal while the
-// ^C is on its way, so the ^C finds the input writer only just begun on a
-// write that never ends; it used to be queued behind that write for good,
-// and the program ran on (as in CI, once, in TestFrozenPaste). Once the
-// writer is stuck, it goes around it as a signal.
-func TestInterruptRightAfterAPaste(t *testing.T) {
-	lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+// atAPrompt runs f twice, on a container's terminal and on a plain pty
+// that signals, each time with a server of its own and a client at the
+// shell's first prompt.
+func atAPrompt(t *testing.T, f func(t *testing.T, s *testServer, c *testClient)) {
 	for _, tt := range []struct {
 		name  string
 		start func(testing.TB) StartFunc
@@ -87,16 +83,29 @@ func TestInterruptRightAfterAPaste(t *testing.T) {
 			s := newTestServer(t, Config{}, withStart(tt.start(t)))
 			c := s.open(t, "", nil)
 			c.waitOutput("$ ")
-			c.input("yes\r")
-			c.waitOutput("y\r\ny\r\ny\r\n")
-			for range 16 {
-				c.input(lines)
-			}
-			c.input("\x03")
-			c.input("stty size\r")
-			c.waitLine("24 80")
+			f(t, s, c)
 		})
 	}
+}
+
+// TestInterruptRightAfterAPaste: a paste into a program that does not read
+// its input, and at once a Ctrl-C. The paste fills the terminal while the
+// ^C is on its way, so the ^C finds the input writer only just begun on a
+// write that never ends; it used to be queued behind that write for good,
+// and the program ran on (as in CI, once, in TestFrozenPaste). Once the
+// writer is stuck, it goes around it as a signal.
+func TestInterruptRightAfterAPaste(t *testing.T) {
+	lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+	atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
+		c.input("yes\r")
+		c.waitOutput("y\r\ny\r\ny\r\n")
+		for range 16 {
+			c.input(lines)
+		}
+		c.input("\x03")
+		c.input("stty size\r")
+		c.waitLine("24 80")
+	})
 }
 
 // TestInterruptDropsThePaste: a long script pasted into a program that
@@ -108,29 +117,21 @@ func TestInterruptRightAfterAPaste(t *testing.T) {
 func TestInterruptDropsThePaste(t *testing.T) {
 	const line = "echo $((6*7))x\n" // its echo as typed shows the text; run, it prints 42x
 	paste := strings.Repeat(line, 16<<10/len(line))
-	for _, tt := range []struct {
-		name  string
-		start func(testing.TB) StartFunc
-	}{{"container", testStart}, {"pty that signals", signalingStart}} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, Config{}, withStart(tt.start(t)))
-			c := s.open(t, "", nil)
-			c.waitOutput("$ ")
-			// The job says when it runs, and so is the foreground job.
-			c.input("sh -c 'echo job $((6*7)); exec sleep 1000'\r")
-			c.waitLine("job 42")
-			for range 16 {
-				c.input(paste)
-			}
-			waitInputBlocked(t, s.only(t))
-			c.input("\x03")
-			c.input("echo done$((1+1))\r")
-			out := c.waitLine("done2")
-			if n := strings.Count(out, "\n42x\r"); n > 0 || hasLine([]byte(out), "42x") {
-				t.Errorf("after the ^C, %d lines of the paste ran as commands", max(n, 1))
-			}
-		})
-	}
+	atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
+		// The job says when it runs, and so is the foreground job.
+		c.input("sh -c 'echo job $((6*7)); exec sleep 1000'\r")
+		c.waitLine("job 42")
+		for range 16 {
+			c.input(paste)
+		}
+		waitInputBlocked(t, s.only(t))
+		c.input("\x03")
+		c.input("echo done$((1+1))\r")
+		out := c.waitLine("done2")
+		if n := strings.Count(out, "\n42x\r"); n > 0 || hasLine([]byte(out), "42x") {
+			t.Errorf("after the ^C, %d lines of the paste ran as commands", max(n, 1))
+		}
+	})
 }
 
 // TestCtrlCIsInputToARawProgram: a program that reads its keys raw (ISIG
@@ -139,32 +140,24 @@ func TestInterruptDropsThePaste(t *testing.T) {
 // the server used to send it SIGINT then, which ended it, and to drop the
 // input queued before the ^C, which it never saw.
 func TestCtrlCIsInputToARawProgram(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		start func(testing.TB) StartFunc
-	}{{"container", testStart}, {"pty that signals", signalingStart}} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, Config{}, withStart(tt.start(t)))
-			c := s.open(t, "", nil)
-			c.waitOutput("$ ")
-			// Raw keys; it reads nothing for a while (the paste fills the
-			// pty), then shows every byte it reads with its offset: od
-			// folds the lines of x into one and a *, and shows the ^C as
-			// 003 in the line after, at the offset that says no x was lost.
-			c.input("sh -c 'stty raw -echo; echo job $((6*7)); sleep 5; exec od -Ad -c'\r")
-			c.waitOutput("job 42\n") // raw: no \r
-			paste := strings.Repeat("x", 16<<10)
-			for range 16 {
-				c.input(paste)
-			}
-			waitInputBlocked(t, s.only(t))
-			c.input("a\x03bcdefghijklmno") // a line of od's
-			out := c.waitOutput("003")
-			if want := "0262144   a 003   b   c"; !strings.Contains(out, want) {
-				t.Errorf("the program read %q; want the 262144 x of the paste, then a, ^C and b (%q)", tail([]byte(out)), want)
-			}
-		})
-	}
+	atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
+		// Raw keys; it reads nothing for a while (the paste fills the
+		// pty), then shows every byte it reads with its offset: od
+		// folds the lines of x into one and a *, and shows the ^C as
+		// 003 in the line after, at the offset that says no x was lost.
+		c.input("sh -c 'stty raw -echo; echo job $((6*7)); sleep 5; exec od -Ad -c'\r")
+		c.waitOutput("job 42\n") // raw: no \r
+		paste := strings.Repeat("x", 16<<10)
+		for range 16 {
+			c.input(paste)
+		}
+		waitInputBlocked(t, s.only(t))
+		c.input("a\x03bcdefghijklmno") // a line of od's
+		out := c.waitOutput("003")
+		if want := "0262144   a 003   b   c"; !strings.Contains(out, want) {
+			t.Errorf("the program read %q; want the 262144 x of the paste, then a, ^C and b (%q)", tail([]byte(out)), want)
+		}
+	})
 }
 
 // TestDNSRebinding: a page on the attacker's name, rebound to the

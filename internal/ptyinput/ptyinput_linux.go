@@ -36,10 +36,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Interrupt does what the line discipline does when it reads the key that
 // sends sig (^C, ^\ or ^Z) with ISIG set: it signals the terminal's
-// foreground process group and then, unless the program has set NOFLSH,
-// drops the input the program has not read. That is what is in the pty
-// and the rest of a Write waiting for room in it, which returns
-// ErrFlushed. It reaches a program that does not read its input, where the
+// foreground process group and, unless the program has set NOFLSH, drops
+// the input the program has not read. That is what is in the pty and the
+// rest of a Write waiting for room in it, which returns ErrFlushed. It reaches a program that does not read its input, where the
 // key written as input would wait behind the rest. Whether a typed byte is
 // such a key is SignalKey's to say.
 //
@@ -57,10 +56,12 @@ func (w *Writer) Interrupt(sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	flush := tio.Lflag&unix.NOFLSH == 0
-	if flush {
+	if tio.Lflag&unix.NOFLSH == 0 {
 		// End a Write that waits for room, and keep the next from
-		// starting until the flush is done: what it wrote after would go.
+		// starting until the signal has gone: what it wrote after the
+		// flush would be read. The flush comes first: the line
+		// discipline signals and flushes with the terminal locked, and
+		// a shell that the signal wakes could read between the two.
 		if err := w.f.SetWriteDeadline(time.Unix(1, 0)); err != nil {
 			return fmt.Errorf("end a write in progress: %w", err)
 		}
@@ -69,15 +70,21 @@ func (w *Writer) Interrupt(sig syscall.Signal) error {
 			_ = w.f.SetWriteDeadline(time.Time{}) // the file is pollable: it was set above
 			w.mu.Unlock()
 		}()
+		if err := w.flush(); err != nil {
+			return err
+		}
 	}
 	if err := w.control(func(fd int) error { return unix.IoctlSetInt(fd, unix.TIOCSIG, int(sig)) }); err != nil {
 		return fmt.Errorf("signal the terminal's foreground process group: %w", err)
 	}
-	if !flush {
-		return nil
-	}
+	return nil
+}
+
+// flush drops the input the program has not read, from the terminal
+// side, opened from the master for it.
+func (w *Writer) flush() error {
 	var peer int
-	err = w.control(func(fd int) error {
+	err := w.control(func(fd int) error {
 		// O_NOCTTY: a session leader without a terminal (a server
 		// under systemd) would take this one as its own.
 		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGPTPEER, unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC)
@@ -135,16 +142,5 @@ func (w *Writer) modes() (*unix.Termios, error) {
 	return tio, nil
 }
 
-// control runs f with the master's fd, through SyscallConn: Fd would put
-// the file in blocking mode, where deadlines no longer work.
-func (w *Writer) control(f func(fd int) error) error {
-	rc, err := w.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
+// control runs f with the master's fd (Control).
+func (w *Writer) control(f func(fd int) error) error { return Control(w.f, f) }

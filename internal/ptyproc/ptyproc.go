@@ -15,6 +15,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/guntainer/playground/internal/ptyinput"
 	"github.com/guntainer/playground/runtime"
 )
 
@@ -56,17 +57,7 @@ func Start(cmd *exec.Cmd, cols, rows uint16) (*Terminal, error) {
 }
 
 // Control runs f on the master's descriptor without Fd()'s side effect.
-func (t *Terminal) Control(f func(fd int) error) error {
-	rc, err := t.ptmx.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
+func (t *Terminal) Control(f func(fd int) error) error { return ptyinput.Control(t.ptmx, f) }
 
 // Master is the pty's master, for deadlines; its reads and writes are
 // Read's and Write's.
