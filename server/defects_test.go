@@ -134,6 +134,29 @@ func TestInterruptDropsThePaste(t *testing.T) {
 	})
 }
 
+// TestQuitAndSuspendReachAStuckJob: ^\ and ^Z typed at a job that reads
+// nothing, behind a paste, waited behind it for good, where a terminal
+// of one's own sends SIGQUIT or SIGTSTP at once (only ^C went around the
+// paste): a program that ignores ^C could not be quit.
+func TestQuitAndSuspendReachAStuckJob(t *testing.T) {
+	for _, key := range []struct{ name, b string }{{"quit", "\x1c"}, {"suspend", "\x1a"}} {
+		t.Run(key.name, func(t *testing.T) {
+			atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
+				c.input("sh -c 'trap \"\" INT; echo job $((6*7)); exec sleep 1000'\r")
+				c.waitLine("job 42")
+				lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+				for range 16 {
+					c.input(lines)
+				}
+				waitInputBlocked(t, s.only(t))
+				c.input(key.b)
+				c.input("echo done$((1+1))\r")
+				c.waitLine("done2")
+			})
+		})
+	}
+}
+
 // TestCtrlCIsInputToARawProgram: a program that reads its keys raw (ISIG
 // off: an editor, a terminal multiplexer) gets ^C as a byte, as from a
 // terminal of its own, also when it has not read its input for a while:

@@ -662,13 +662,13 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	if ctrlC {
 		ss.ahead.release() // typeahead held for the terminal's setup goes now
 	}
-	interrupt := ctrlC && ss.ctrlCInterrupts()
+	sig, interrupt := ss.signalKeyIn(p)
 	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
 		// behind it would wait as long. It goes as a signal; the input
 		// the program never read goes, as ISIG drops it.
 		var n int
-		if ss.signalForeground(func() { n = ss.input.clear() }) {
+		if ss.signalForeground(sig, func() { n = ss.input.clear() }) {
 			if n > 0 {
 				c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
 			}
@@ -678,7 +678,7 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	dropped, flushed := ss.input.push(p, interrupt)
 	ss.kickInput()
 	if interrupt {
-		ss.escalateInterrupt()
+		ss.escalateInterrupt(sig)
 	}
 	switch {
 	case dropped:
@@ -693,33 +693,59 @@ func (ss *session) typed(c *wsConn, p []byte) {
 }
 
 // interruptAfter is how long the input writer must have been stuck before
-// Ctrl-C goes around it as a signal.
+// a signal key (^C, ^\, ^Z) goes around it as a signal.
 const interruptAfter = 100 * time.Millisecond
 
-// ctrlCInterrupts reports whether a ^C typed now interrupts the program:
-// it has ISIG set and ^C as its VINTR key, as it has unless it reads its
-// keys raw (an editor, a terminal multiplexer), for which ^C is input like
-// any other. A terminal that cannot say (not started yet) is taken to.
-func (ss *session) ctrlCInterrupts() bool {
+// signalKeys are the keys that signal the terminal's foreground job by
+// default, as the line discipline reads them with ISIG set.
+var signalKeys = map[byte]syscall.Signal{0x03: syscall.SIGINT, 0x1c: syscall.SIGQUIT, 0x1a: syscall.SIGTSTP}
+
+// signalKeyIn reports the signal of the first key in p that signals the
+// program's foreground job now: ^C, ^\ or ^Z where the program has ISIG
+// set and that key as its VINTR, VQUIT or VSUSP. A program that reads its
+// keys raw (an editor, a terminal multiplexer) gets them as input like any
+// other. A terminal that cannot say (not started yet) is taken to
+// interrupt at ^C, as before it could.
+func (ss *session) signalKeyIn(p []byte) (syscall.Signal, bool) {
+	if bytes.IndexAny(p, "\x03\x1c\x1a") < 0 {
+		return 0, false
+	}
 	ss.mu.Lock()
 	term := ss.term
 	ss.mu.Unlock()
-	k, ok := term.(signalKeyer)
-	if !ok {
-		return true
+	k, canSay := term.(signalKeyer)
+	var notKeys [0x20]bool // asked once each
+	for _, b := range p {
+		def, ok := signalKeys[b]
+		switch {
+		case !ok || notKeys[b]:
+			continue
+		case !canSay:
+			if b == 0x03 {
+				return def, true
+			}
+			continue
+		}
+		sig, isKey, err := k.SignalKey(b)
+		switch {
+		case err != nil && b == 0x03:
+			return def, true
+		case err == nil && isKey:
+			return sig, true
+		}
+		notKeys[b] = true
 	}
-	sig, isKey, err := k.SignalKey(0x03)
-	return err != nil || isKey && sig == syscall.SIGINT
+	return 0, false
 }
 
 // signalForeground has the terminal do what the line discipline does for
-// a ^C it reads: signal its foreground job with SIGINT and drop the input
-// the program has not read, with the rest of the write in progress. Then
-// drop takes out what the server queued before the ^C. The input writer
-// stops meanwhile, so that nothing queued gets in before the terminal has
-// dropped its input, and goes on after with what came after the ^C. It
-// reports whether the terminal could.
-func (ss *session) signalForeground(drop func()) bool {
+// a signal key it reads: signal its foreground job with sig and drop the
+// input the program has not read, with the rest of the write in progress.
+// Then drop takes out what the server queued before the key. The input
+// writer stops meanwhile, so that nothing queued gets in before the
+// terminal has dropped its input, and goes on after with what came after
+// the key. It reports whether the terminal could.
+func (ss *session) signalForeground(sig syscall.Signal, drop func()) bool {
 	ss.mu.Lock()
 	term := ss.term
 	ss.mu.Unlock()
@@ -728,7 +754,7 @@ func (ss *session) signalForeground(drop func()) bool {
 		return false
 	}
 	ss.input.hold(true)
-	err := fs.SignalForeground(syscall.SIGINT)
+	err := fs.SignalForeground(sig)
 	if err == nil {
 		drop()
 	}
@@ -737,21 +763,21 @@ func (ss *session) signalForeground(drop func()) bool {
 	return err == nil
 }
 
-// escalateInterrupt goes around the writer after all for a Ctrl-C it
+// escalateInterrupt goes around the writer after all for a signal key it
 // queued: one that came just as the writer began a write the program never
 // reads (a paste into a program that reads nothing, then Ctrl-C) waited
-// behind that write for good. While the Ctrl-C is unwritten it looks again
-// every interruptAfter, and signals once the writer is stuck.
-func (ss *session) escalateInterrupt() {
+// behind that write for good. While the key is unwritten it looks again
+// every interruptAfter, and sends sig once the writer is stuck.
+func (ss *session) escalateInterrupt(sig syscall.Signal) {
 	time.AfterFunc(interruptAfter, func() {
 		switch {
 		case ss.ctx.Err() != nil || !ss.input.interruptPending():
 		case ss.input.blocked(interruptAfter):
 			// What was queued before the Ctrl-C went when it came; what
 			// came after stays.
-			ss.signalForeground(ss.input.dropInterrupt)
+			ss.signalForeground(sig, ss.input.dropInterrupt)
 		default:
-			ss.escalateInterrupt()
+			ss.escalateInterrupt(sig)
 		}
 	})
 }
