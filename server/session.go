@@ -662,17 +662,22 @@ func (ss *session) typed(c *wsConn, p []byte) {
 	if ctrlC {
 		ss.ahead.release() // typeahead held for the terminal's setup goes now
 	}
-	sig, interrupt := ss.signalKeyIn(p)
+	sig, at := ss.signalKeyIn(p)
+	interrupt := at >= 0
 	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
 		// behind it would wait as long. It goes as a signal; the input
-		// the program never read goes, as ISIG drops it.
+		// the program never read goes, as ISIG drops it, and what came
+		// after the key in this frame is input as usual.
 		var n int
 		if ss.signalForeground(sig, func() { n = ss.input.clear() }) {
 			if n > 0 {
 				c.notice("info", fmt.Sprintf("interrupted: %d bytes of input the program had not read were dropped", n))
 			}
-			return
+			if p = p[at+1:]; len(p) == 0 {
+				return
+			}
+			interrupt = false
 		}
 	}
 	dropped, flushed := ss.input.push(p, interrupt)
@@ -701,41 +706,41 @@ const interruptAfter = 100 * time.Millisecond
 var signalKeys = map[byte]syscall.Signal{0x03: syscall.SIGINT, 0x1c: syscall.SIGQUIT, 0x1a: syscall.SIGTSTP}
 
 // signalKeyIn reports the signal of the first key in p that signals the
-// program's foreground job now: ^C, ^\ or ^Z where the program has ISIG
+// program's foreground job now, and where in p it is (-1: none): ^C, ^\ or ^Z where the program has ISIG
 // set and that key as its VINTR, VQUIT or VSUSP. A program that reads its
 // keys raw (an editor, a terminal multiplexer) gets them as input like any
 // other. A terminal that cannot say (not started yet) is taken to
 // interrupt at ^C, as before it could.
-func (ss *session) signalKeyIn(p []byte) (syscall.Signal, bool) {
+func (ss *session) signalKeyIn(p []byte) (syscall.Signal, int) {
 	if bytes.IndexAny(p, "\x03\x1c\x1a") < 0 {
-		return 0, false
+		return 0, -1
 	}
 	ss.mu.Lock()
 	term := ss.term
 	ss.mu.Unlock()
 	k, canSay := term.(signalKeyer)
 	var notKeys [0x20]bool // asked once each
-	for _, b := range p {
+	for i, b := range p {
 		def, ok := signalKeys[b]
 		switch {
 		case !ok || notKeys[b]:
 			continue
 		case !canSay:
 			if b == 0x03 {
-				return def, true
+				return def, i
 			}
 			continue
 		}
 		sig, isKey, err := k.SignalKey(b)
 		switch {
 		case err != nil && b == 0x03:
-			return def, true
+			return def, i
 		case err == nil && isKey:
-			return sig, true
+			return sig, i
 		}
 		notKeys[b] = true
 	}
-	return 0, false
+	return 0, -1
 }
 
 // signalForeground has the terminal do what the line discipline does for
