@@ -706,11 +706,11 @@ const interruptAfter = 100 * time.Millisecond
 var signalKeys = map[byte]syscall.Signal{0x03: syscall.SIGINT, 0x1c: syscall.SIGQUIT, 0x1a: syscall.SIGTSTP}
 
 // signalKeyIn reports the signal of the first key in p that signals the
-// program's foreground job now, and where in p it is (-1: none): ^C, ^\ or ^Z where the program has ISIG
-// set and that key as its VINTR, VQUIT or VSUSP. A program that reads its
-// keys raw (an editor, a terminal multiplexer) gets them as input like any
-// other. A terminal that cannot say (not started yet) is taken to
-// interrupt at ^C, as before it could.
+// program's foreground job now, and where in p it is (-1: none): ^C, ^\
+// or ^Z where the program has ISIG set and that key as its VINTR, VQUIT
+// or VSUSP. A program that reads its keys raw (an editor, a terminal
+// multiplexer) gets them as input like any other. A terminal that cannot
+// say (not started yet) is taken to interrupt at ^C, as before it could.
 func (ss *session) signalKeyIn(p []byte) (syscall.Signal, int) {
 	if bytes.IndexAny(p, "\x03\x1c\x1a") < 0 {
 		return 0, -1
@@ -939,11 +939,12 @@ type inputQueue struct {
 	bytes  int
 	busy   time.Time // when the writer took the frame it is writing; zero when idle
 	writer bool      // a writer goroutine runs
-	// intr is a Ctrl-C frame's way: queued (at the front), then being
-	// written, then done (0) once written or cleared.
+	// intr is the way of a frame with a signal key (Ctrl-C): queued (at
+	// the front), then being written, then done (0) once written or
+	// cleared.
 	intr int
-	// holds counts the Ctrl-Cs going as signals: while there are any, no
-	// writer takes a frame.
+	// holds counts the signal keys going as signals: while there are
+	// any, no writer takes a frame.
 	holds int
 }
 
