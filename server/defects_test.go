@@ -158,6 +158,25 @@ func TestQuitAndSuspendReachAStuckJob(t *testing.T) {
 	}
 }
 
+// TestARemappedInterruptKey: after stty intr ^X, ^X interrupts a job
+// stuck behind a paste, as the line discipline would have it; the server
+// went around the paste for ^C alone, which is then a plain byte.
+func TestARemappedInterruptKey(t *testing.T) {
+	atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
+		c.input("stty intr ^X; echo keys $((6*7))\r")
+		c.waitLine("keys 42")
+		c.input("sh -c 'echo job $((6*7)); exec sleep 1000'\r")
+		c.waitLine("job 42")
+		lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+		for range 16 {
+			c.input(lines)
+		}
+		waitInputBlocked(t, s.only(t))
+		c.input("\x18echo done$((1+1))\r")
+		c.waitLine("done2")
+	})
+}
+
 // TestCtrlCIsInputToARawProgram: a program that reads its keys raw (ISIG
 // off: an editor, a terminal multiplexer) gets ^C as a byte, as from a
 // terminal of its own, also when it has not read its input for a while:

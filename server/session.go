@@ -701,47 +701,48 @@ func (ss *session) typed(c *wsConn, p []byte) {
 // a signal key (^C, ^\, ^Z) goes around it as a signal.
 const interruptAfter = 100 * time.Millisecond
 
-// signalKeys are the keys that signal the terminal's foreground job by
-// default, as the line discipline reads them with ISIG set.
-var signalKeys = map[byte]syscall.Signal{0x03: syscall.SIGINT, 0x1c: syscall.SIGQUIT, 0x1a: syscall.SIGTSTP}
-
 // signalKeyIn reports the signal of the first key in p that signals the
-// program's foreground job now, and where in p it is (-1: none): ^C, ^\
-// or ^Z where the program has ISIG set and that key as its VINTR, VQUIT
-// or VSUSP. A program that reads its keys raw (an editor, a terminal
-// multiplexer) gets them as input like any other. A terminal that cannot
-// say (not started yet) is taken to interrupt at ^C, as before it could.
+// program's foreground job now, and where in p it is (-1: none): where
+// the program has ISIG set, its VINTR, VQUIT or VSUSP key (^C, ^\ and ^Z,
+// unless stty changed them). A program that reads its keys raw (an
+// editor, a terminal multiplexer) gets them as input like any other. The
+// terminal is asked once for each control character in p; one that
+// cannot say (not started yet) is taken to interrupt at ^C, as before it
+// could.
 func (ss *session) signalKeyIn(p []byte) (syscall.Signal, int) {
-	if bytes.IndexAny(p, "\x03\x1c\x1a") < 0 {
-		return 0, -1
+	if !slices.ContainsFunc(p, isControl) {
+		return 0, -1 // typed text: one question fewer
 	}
 	ss.mu.Lock()
 	term := ss.term
 	ss.mu.Unlock()
 	k, canSay := term.(signalKeyer)
-	var notKeys [0x20]bool // asked once each
+	var asked [0x80]bool
 	for i, b := range p {
-		def, ok := signalKeys[b]
-		switch {
-		case !ok || notKeys[b]:
+		if !isControl(b) || asked[b] {
 			continue
-		case !canSay:
+		}
+		asked[b] = true
+		if !canSay {
 			if b == 0x03 {
-				return def, i
+				return syscall.SIGINT, i
 			}
 			continue
 		}
 		sig, isKey, err := k.SignalKey(b)
 		switch {
 		case err != nil && b == 0x03:
-			return def, i
+			return syscall.SIGINT, i
 		case err == nil && isKey:
 			return sig, i
 		}
-		notKeys[b] = true
 	}
 	return 0, -1
 }
+
+// isControl reports whether b is a control character, which stty can make
+// a signal key.
+func isControl(b byte) bool { return b < 0x20 || b == 0x7f }
 
 // signalForeground has the terminal do what the line discipline does for
 // a signal key it reads: signal its foreground job with sig and drop the
