@@ -25,7 +25,7 @@ import (
 // terminal that can signal its foreground job (a container can:
 // runtime.Container.SignalForeground) gets the ^C as SIGINT.
 func TestFrozenPaste(t *testing.T) {
-	lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+	lines := pasteLines
 	flat := strings.Repeat("x", 16<<10) // the line discipline drops what does not fit
 	tests := []struct {
 		name      string
@@ -88,6 +88,21 @@ func atAPrompt(t *testing.T, f func(t *testing.T, s *testServer, c *testClient))
 	}
 }
 
+// pasteLines is 16 KiB of 100-byte lines: a canonical terminal takes
+// them until its buffer is full (one long line it would cut short).
+var pasteLines = strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
+
+// pasteUntilStuck sends frame 16 times, far more than a pty holds, to a
+// program that reads none of it, and waits until the input writer is
+// stuck on it.
+func pasteUntilStuck(t *testing.T, s *testServer, c *testClient, frame string) {
+	t.Helper()
+	for range 16 {
+		c.input(frame)
+	}
+	waitInputBlocked(t, s.only(t))
+}
+
 // TestInterruptRightAfterAPaste: a paste into a program that does not read
 // its input, and at once a Ctrl-C. The paste fills the terminal while the
 // ^C is on its way, so the ^C finds the input writer only just begun on a
@@ -95,12 +110,11 @@ func atAPrompt(t *testing.T, f func(t *testing.T, s *testServer, c *testClient))
 // and the program ran on (as in CI, once, in TestFrozenPaste). Once the
 // writer is stuck, it goes around it as a signal.
 func TestInterruptRightAfterAPaste(t *testing.T) {
-	lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
 	atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
 		c.input("yes\r")
 		c.waitOutput("y\r\ny\r\ny\r\n")
 		for range 16 {
-			c.input(lines)
+			c.input(pasteLines)
 		}
 		c.input("\x03")
 		c.input("stty size\r")
@@ -121,10 +135,7 @@ func TestInterruptDropsThePaste(t *testing.T) {
 		// The job says when it runs, and so is the foreground job.
 		c.input("sh -c 'echo job $((6*7)); exec sleep 1000'\r")
 		c.waitLine("job 42")
-		for range 16 {
-			c.input(paste)
-		}
-		waitInputBlocked(t, s.only(t))
+		pasteUntilStuck(t, s, c, paste)
 		// One frame, as a client that sends keys in batches does: what
 		// comes after the ^C is input, after what the ^C dropped.
 		c.input("\x03echo done$((1+1))\r")
@@ -145,11 +156,7 @@ func TestQuitAndSuspendReachAStuckJob(t *testing.T) {
 			atAPrompt(t, func(t *testing.T, s *testServer, c *testClient) {
 				c.input("sh -c 'trap \"\" INT; echo job $((6*7)); exec sleep 1000'\r")
 				c.waitLine("job 42")
-				lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
-				for range 16 {
-					c.input(lines)
-				}
-				waitInputBlocked(t, s.only(t))
+				pasteUntilStuck(t, s, c, pasteLines)
 				c.input(key.b)
 				c.input("echo done$((1+1))\r")
 				c.waitLine("done2")
@@ -167,11 +174,7 @@ func TestARemappedInterruptKey(t *testing.T) {
 		c.waitLine("keys 42")
 		c.input("sh -c 'echo job $((6*7)); exec sleep 1000'\r")
 		c.waitLine("job 42")
-		lines := strings.Repeat(strings.Repeat("x", 99)+"\n", 16<<10/100)
-		for range 16 {
-			c.input(lines)
-		}
-		waitInputBlocked(t, s.only(t))
+		pasteUntilStuck(t, s, c, pasteLines)
 		c.input("\x18echo done$((1+1))\r")
 		c.waitLine("done2")
 	})
@@ -189,13 +192,9 @@ func TestCtrlCIsInputToARawProgram(t *testing.T) {
 		// folds the lines of x into one and a *, and shows the ^C as
 		// 003 in the line after, at the offset that says no x was lost.
 		c.input("sh -c 'stty raw -echo; echo job $((6*7)); sleep 5; exec od -Ad -c'\r")
-		c.waitOutput("job 42\n") // raw: no \r
-		paste := strings.Repeat("x", 16<<10)
-		for range 16 {
-			c.input(paste)
-		}
-		waitInputBlocked(t, s.only(t))
-		c.input("a\x03bcdefghijklmno") // a line of od's
+		c.waitOutput("job 42\n")                              // raw: no \r
+		pasteUntilStuck(t, s, c, strings.Repeat("x", 16<<10)) // raw: no line to cut short
+		c.input("a\x03bcdefghijklmno")                        // a line of od's
 		out := c.waitOutput("003")
 		if want := "0262144   a 003   b   c"; !strings.Contains(out, want) {
 			t.Errorf("the program read %q; want the 262144 x of the paste, then a, ^C and b (%q)", tail([]byte(out)), want)
