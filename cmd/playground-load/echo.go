@@ -24,7 +24,8 @@ type EchoResult struct {
 	// it used per round trip while idle (kernel threads not counted).
 	IdleCPUPerKeyMs float64 `json:"idle_cpu_per_key_ms,omitempty"`
 	// Flood is how many other sessions printed without end meanwhile, and
-	// FloodBytes and FloodMBps what their clients received together.
+	// FloodBytes and FloodMBps what their clients received together
+	// meanwhile (floodMoved: until the flood was seen to move).
 	// Their clients run in a process of their own (floodproc.go).
 	Flood      int     `json:"flood"`
 	FloodP50ms float64 `json:"flood_p50_ms,omitempty"`
@@ -68,6 +69,9 @@ const (
 	catCommand = "stty raw -echo; echo R$((6*7)); cat\r"
 	catReady   = "R42"
 	warmup     = 20
+	// floodStallAfter is how long the flood may show no progress, after
+	// the round trips timed under it, before it is taken to be stuck.
+	floodStallAfter = 5 * time.Second
 )
 
 // measureEcho times k round trips through cat idle, then k more while
@@ -127,7 +131,7 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 	t0, host, delay0 := time.Now(), startCPU(), runDelay(t.pid)
 	loaded, err := roundTrips(ctx, s, k)
 	d, busy, delay := time.Since(t0), host.busyPct(), runDelay(t.pid)-delay0
-	got1, ferr := f.received()
+	got1, fd, ferr := floodMoved(f.received, got0, t0, floodStallAfter)
 	if sched1, serr := t.stats(ctx, false); serr == nil {
 		r.FloodSchedP99ms = schedP99(sched0, sched1)
 	}
@@ -140,7 +144,7 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 	}
 	r.FloodP50ms, r.FloodP99ms, r.FloodMaxMs = ms(pct(loaded, 50)), ms(pct(loaded, 99)), ms(pct(loaded, 100))
 	r.FloodBytes = got1 - got0
-	r.FloodMBps = round(float64(r.FloodBytes)/1e6/d.Seconds(), 1)
+	r.FloodMBps = round(float64(r.FloodBytes)/1e6/fd.Seconds(), 1)
 	r.FloodBusyPct = busy
 	if t.pid > 0 {
 		r.FloodRunDelayPct = round(100*delay.Seconds()/d.Seconds(), 1)
@@ -155,6 +159,25 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 		r.Error = fmt.Sprintf("under flood: %v", err)
 	}
 	return r
+}
+
+// floodMoved ends the window of a flood's count begun at t0 with got0
+// bytes, just after the round trips timed under it. A short run's window
+// is a few ms, and on a starved machine the flood's process may not have
+// run in it (a CI run once read 0 bytes): then the window goes on until
+// the flood is seen to move, so that its rate is over a time it ran in,
+// and a flood that shows no progress for stall is an error. It returns
+// the count at the window's end and the window's length.
+func floodMoved(received func() (int64, error), got0 int64, t0 time.Time, stall time.Duration) (int64, time.Duration, error) {
+	got, err := received()
+	for waited := time.Now(); err == nil && got == got0; {
+		if time.Since(waited) > stall {
+			return got, time.Since(t0), fmt.Errorf("no byte flowed in %v", time.Since(t0).Round(time.Millisecond))
+		}
+		time.Sleep(5 * time.Millisecond)
+		got, err = received()
+	}
+	return got, time.Since(t0), err
 }
 
 // echoWithSlowReaders is the third phase: slow more sessions flood to

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guntainer/playground/internal/testenv"
 )
@@ -117,5 +119,38 @@ func TestPhaseFigures(t *testing.T) {
 	got := phaseFigures([]phaseTimes{{Name: "a", Ns: []int64{1e6, 3e6, 2e6}}, {Name: "empty"}})
 	if len(got) != 1 || got[0].Name != "a" || got[0].P50ms != 2 || got[0].MeanMs != 2 {
 		t.Fatalf("phaseFigures = %+v", got)
+	}
+}
+
+// TestFloodMoved: a flood that did not move while the round trips were
+// timed (a starved machine; a CI run once read 0 bytes in a short run's
+// window) is waited for, and its rate taken over the longer window; one
+// that never moves is an error, not a 0 MB/s figure.
+func TestFloodMoved(t *testing.T) {
+	counts := func(n ...int64) func() (int64, error) {
+		return func() (int64, error) {
+			c := n[0]
+			if len(n) > 1 {
+				n = n[1:]
+			}
+			return c, nil
+		}
+	}
+	t0 := time.Now()
+	got, d, err := floodMoved(counts(100, 100, 100, 4196), 100, t0, time.Minute)
+	if err != nil || got != 4196 || d < 10*time.Millisecond {
+		t.Errorf("a flood that moved on the fourth count: %d bytes in %v, %v; want 4196 in at least 10 ms, no error", got, d, err)
+	}
+	got, _, err = floodMoved(counts(5000), 100, time.Now(), time.Minute)
+	if err != nil || got != 5000 {
+		t.Errorf("a flood that moved at once: %d, %v; want 5000, no error", got, err)
+	}
+	got, d, err = floodMoved(counts(100), 100, time.Now(), 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "no byte flowed") || d < 50*time.Millisecond {
+		t.Errorf("a flood that never moved: %d in %v, %v; want the error no byte flowed after 50 ms", got, d, err)
+	}
+	_, _, err = floodMoved(func() (int64, error) { return 0, errors.New("the flood process ended") }, 100, time.Now(), time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "ended") {
+		t.Errorf("a flood process that ended: %v, want its error", err)
 	}
 }
