@@ -154,3 +154,31 @@ func TestFloodMoved(t *testing.T) {
 		t.Errorf("a flood process that ended: %v, want its error", err)
 	}
 }
+
+// TestBenchmarksHasThisAnalysis: BENCHMARKS.md ends with analysis.md as
+// bench.sh writes it. An edit to one alone (the analysis is often amended
+// between runs, by hand in both) is caught here, not by the next reader.
+func TestBenchmarksHasThisAnalysis(t *testing.T) {
+	// From this file's directory, wherever the test binary runs.
+	_, self, _, ok := goruntime.Caller(0)
+	if !ok {
+		t.Fatal("no source file for this test")
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "../../BENCHMARKS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got, found := strings.Cut(string(b), "\n"+strings.SplitN(analysis, "\n", 2)[0]+"\n")
+	if !found {
+		t.Fatalf("BENCHMARKS.md has no %q heading", strings.SplitN(analysis, "\n", 2)[0])
+	}
+	if want := strings.SplitN(analysis, "\n", 2)[1]; got != want {
+		g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+		for i := range min(len(g), len(w)) {
+			if g[i] != w[i] {
+				t.Fatalf("BENCHMARKS.md's analysis differs from cmd/playground-load/analysis.md at its line %d:\n  BENCHMARKS.md: %q\n  analysis.md:   %q\nrun bench.sh, or make the same edit in both", i+2, g[i], w[i])
+			}
+		}
+		t.Fatalf("BENCHMARKS.md's analysis has %d lines, analysis.md %d", len(g), len(w))
+	}
+}
