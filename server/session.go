@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -658,12 +657,13 @@ func (ss *session) typed(c *wsConn, p []byte) {
 		return
 	}
 	ss.lastInput.Store(time.Now().UnixNano())
-	ctrlC := bytes.IndexByte(p, 0x03) >= 0
-	if ctrlC {
-		ss.ahead.release() // typeahead held for the terminal's setup goes now
-	}
 	sig, at := ss.signalKeyIn(p)
 	interrupt := at >= 0
+	if interrupt {
+		// Typeahead held for the terminal's setup goes now: the key is
+		// for a program that is slow to get there (a profile that hangs).
+		ss.ahead.release()
+	}
 	if interrupt && ss.input.blocked(interruptAfter) {
 		// The program has not read what is queued for a while: a ^C
 		// behind it would wait as long. It goes as a signal; the input

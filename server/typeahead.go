@@ -19,7 +19,8 @@ import (
 // printed something and then nothing for typeaheadQuiet (a shell without
 // a line editor, such as dash, waiting at its prompt: the kernel's echo
 // is the only one it gets); or until typeaheadHold has passed since the
-// program started; or until a Ctrl-C comes. After
+// program started; or until a signal key comes (^C, or the key stty made
+// the interrupt, quit or suspend: signalKeyIn). After
 // that first release input is never held again: a program that goes back
 // to cooked mode later (cat, read) gets what is typed at once.
 //
@@ -75,8 +76,8 @@ func (h *typeahead) init() {
 
 // waitTypeahead is the input writer's wait before its first write to
 // term: until term leaves cooked echo mode, typeaheadHold after the
-// program started, a Ctrl-C, or the session's end. It returns at once
-// after the first time.
+// program started, a signal key (^C, ^\, ^Z, or the keys stty made them),
+// or the session's end. It returns at once after the first time.
 func (ss *session) waitTypeahead(term Terminal) {
 	h := &ss.ahead
 	if h.done.Load() {

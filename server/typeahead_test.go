@@ -89,3 +89,38 @@ func TestTypeaheadWithoutALineEditor(t *testing.T) {
 		t.Fatalf("the typed line shows %d times, want once; output:\n%q", n, out)
 	}
 }
+
+// TestASignalKeyLetsTheTypeaheadGo: a program that hangs before its
+// terminal is set up (a profile's command that never ends) holds the
+// typeahead; a signal key must reach it at once, and the key is whatever
+// stty made it by then: a ^X after `stty intr ^X` was held with the rest
+// (only a 0x03 let the hold go), so the program was interrupted only when
+// typeaheadHold ran out. The fallbacks are out of reach here, so the
+// session ends within the wait only if the key let the hold go.
+func TestASignalKeyLetsTheTypeaheadGo(t *testing.T) {
+	defer func(q, h time.Duration) { typeaheadQuiet, typeaheadHold = q, h }(typeaheadQuiet, typeaheadHold)
+	typeaheadQuiet, typeaheadHold = time.Hour, time.Hour
+	for _, tc := range []struct{ name, stty, key string }{
+		{"^C", "", "\x03"},
+		{"^X after stty intr ^X", "stty intr ^X; ", "\x18"},
+		{"^\\", "", "\x1c"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t, Config{}, withStart(bashStartArgs(t, "/bin/sh", "-c", tc.stty+"echo hung-$((6*7)); exec sleep 600")))
+			c := s.open(t, "", nil)
+			c.input("echo typed\r")
+			c.waitOutput("hung-42")
+			c.input(tc.key)
+			code, text, frames := c.waitClose()
+			var exit string
+			for _, f := range frames {
+				if len(f) > 0 && f[0] == msgExit {
+					exit = string(f[1:])
+				}
+			}
+			if !strings.Contains(exit, "signal") {
+				t.Errorf("the session ended (%d %q) with EXIT %q, want the program ended by a signal", code, text, exit)
+			}
+		})
+	}
+}
