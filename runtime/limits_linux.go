@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -148,36 +146,6 @@ func CheckNproc(sessions int, l Limits) error {
 			sessions, l.Pids, need, os.Getuid(), r.Cur)
 	}
 	return nil
-}
-
-// withSessionPriority runs start, which starts the session's program, on a
-// thread of its own whose CPU priority is lowered to nice (and, with
-// batch, whose policy is SCHED_BATCH: the scheduler takes it for a CPU
-// hog, no wakeup preemption). Priority and policy are per thread in Linux,
-// and a child inherits its forking thread's: Go's os/exec and
-// syscall.ForkExec fork on the calling goroutine's thread, which is locked
-// here, so the program and all it starts run at that priority. Lowering
-// one's own priority needs no privilege; raising it back is what
-// RLIMIT_NICE (RlimitsFor) forbids. The thread is not handed back to
-// other goroutines afterwards: it ends with start's goroutine.
-func withSessionPriority(nice int, batch bool, start func() error) error {
-	runtime.LockOSThread()
-	// No UnlockOSThread: the thread keeps the lower priority and dies
-	// with this goroutine's lock, rather than serving init's other
-	// goroutines.
-	if nice != 0 {
-		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
-			return fmt.Errorf("setpriority %d: %w", nice, err)
-		}
-	}
-	if batch {
-		var param [1]int32 // struct sched_param: priority 0
-		_, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, uintptr(unix.SCHED_BATCH), uintptr(unsafe.Pointer(&param[0])))
-		if e != 0 {
-			return fmt.Errorf("sched_setscheduler SCHED_BATCH: %w", e)
-		}
-	}
-	return start()
 }
 
 // LimitsModeLine is the one line the server logs at start about how it

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,12 +89,17 @@ func helperRlimits() int {
 	var raise error
 	done := make(chan error)
 	go func() {
-		done <- withSessionPriority(SessionNice, false, func() error {
-			var err error
-			out, err = exec.Command("/bin/sh", "-c", `cat /proc/self/limits; echo --; cut -d' ' -f19 /proc/self/stat`).Output()
-			raise = unix.Setpriority(unix.PRIO_PROCESS, 0, SessionNice-1) // back up: refused
-			return err
-		})
+		// As init's last step does (restrict): the priority is the
+		// thread's, and the program, forked from it, inherits it.
+		goruntime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, SessionNice); err != nil {
+			done <- err
+			return
+		}
+		var err error
+		out, err = exec.Command("/bin/sh", "-c", `cat /proc/self/limits; echo --; cut -d' ' -f19 /proc/self/stat`).Output()
+		raise = unix.Setpriority(unix.PRIO_PROCESS, 0, SessionNice-1) // back up: refused
+		done <- err
 	}()
 	if err := <-done; err != nil {
 		fmt.Println(err)
