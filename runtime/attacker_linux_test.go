@@ -48,12 +48,6 @@ func maybeAttacker() {
 // escaped is what an attempt returns when it got through.
 func escaped(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-// refused prints why an attempt failed, for the log, and returns nil.
-func refused(what string, err error) error {
-	fmt.Printf("%s: %v\n", what, err)
-	return nil
-}
-
 // mustFail runs the calls in order; each must fail, or the attempt got through.
 func mustFail(steps ...struct {
 	what string

@@ -191,7 +191,6 @@ type Cgroup struct {
 	limits Limits
 	dir    string            // v2
 	dirs   map[string]string // v1: per controller
-	events *cgroupEvents     // registration with the watcher, or nil
 
 	mu      sync.Mutex
 	removed bool

@@ -3,7 +3,6 @@ package runtime
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,13 +183,6 @@ func anyExists(paths []string) []string {
 		}
 	}
 	return got
-}
-
-// stateLeft lists mount points left in the state dir.
-func stateLeft(t *testing.T) []string {
-	t.Helper()
-	left, _ := filepath.Glob(filepath.Join(testStateDir(t), "c-*"))
-	return left
 }
 
 // closeTestHost closes a Host of the tests and removes the prepared host

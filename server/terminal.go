@@ -62,12 +62,6 @@ type StartRequest struct {
 // startInfo is filled in by the Pool for the server's metrics.
 type startInfo struct{ warm bool }
 
-func (r StartRequest) notify(level, text string) {
-	if r.Notify != nil {
-		r.Notify(level, text)
-	}
-}
-
 // StartFunc starts a terminal for a session. Its error is logged, never
 // shown to the client (who gets "could not start a terminal"), so it should
 // say what failed in full.

@@ -304,27 +304,4 @@ func (l *stringList) Set(v string) error {
 	return nil
 }
 
-// byteSize is a size flag: 1048576, 512K, 256M, 1G.
-type byteSize int64
-
-func (b *byteSize) String() string { return fmt.Sprintf("%dM", int64(*b)>>20) }
-func (b *byteSize) Set(v string) error {
-	mult := int64(1)
-	s := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(v), "B"), "I")
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1<<20, s[:len(s)-1]
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1<<30, s[:len(s)-1]
-	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
-		return fmt.Errorf("want a size such as 256M")
-	}
-	*b = byteSize(n * mult)
-	return nil
-}
-
 func getenv(name string) string { return os.Getenv(name) }

@@ -91,23 +91,6 @@ func (l *logLines) String() string {
 	return l.raw.String()
 }
 
-// wait waits for a line whose message contains msg.
-func (l *logLines) wait(t testing.TB, msg string, d time.Duration) map[string]any {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		if m := l.find(msg); m != nil {
-			return m
-		}
-		select {
-		case <-l.more:
-		case <-deadline.C:
-			t.Fatalf("no log line %q after %s; the log:\n%s", msg, d, l)
-		}
-	}
-}
-
 // liveServer is serve() running in this process.
 type liveServer struct {
 	url     string

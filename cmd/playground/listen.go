@@ -6,8 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
-	"github.com/rs/zerolog"
 )
 
 // checkListen checks --listen's syntax, before anything starts: HOST:PORT
@@ -48,18 +46,6 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
-}
-
-// logServing logs the line a person looks for: the URL to open, and where
-// the server listens on every interface, every URL it can be reached at,
-// to hand a class.
-func logServing(log zerolog.Logger, listen string, addr net.Addr) {
-	urls := listenURLs(listen, addr, net.InterfaceAddrs)
-	ev := log.Info().Str("url", urls[0])
-	if len(urls) > 1 {
-		ev = ev.Strs("urls", urls)
-	}
-	ev.Msg("serving")
 }
 
 // listenURLs is the URLs the listener at addr (bound for listen, the

@@ -40,10 +40,6 @@ var deniedIoctls = []uint32{
 	unix.TIOCLINUX, // the virtual console's commands, also an input pusher
 }
 
-// cloneNamespaces are the clone flags that make new namespaces.
-const cloneNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWUSER |
-	unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
-
 // scmpArch is the profile's name of a Go architecture.
 var scmpArch = map[string]specs.Arch{"amd64": specs.ArchX86_64, "arm64": specs.ArchAARCH64}
 
