@@ -51,7 +51,8 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 		rl = append(rl, Rlimit{Name: "nproc", Cur: uint64(l.Pids), Max: uint64(l.Pids)})
 	}
 	if !cgroup && l.Memory > 0 {
-		rl = append(rl, Rlimit{Name: "data", Cur: uint64(l.Memory), Max: uint64(l.Memory)})
+		data := uint64(l.Memory) + raceDataOverhead
+		rl = append(rl, Rlimit{Name: "data", Cur: data, Max: data})
 	}
 	return rl
 }
