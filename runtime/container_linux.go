@@ -355,7 +355,7 @@ func (c *Container) start(spec Spec) error {
 	fds, err := c.sync.recv(&msg, startMessageSize)
 	switch {
 	case errors.Is(err, errEOF):
-		return fmt.Errorf("container init ended before it was ready: %s", c.reap())
+		return c.notReady()
 	case errors.As(err, new(*initCrash)):
 		return fmt.Errorf("%w (%s)", err, c.reap())
 	case err != nil:
@@ -479,6 +479,19 @@ func (c *Container) watch() {
 }
 
 // reap kills and waits for init when start fails, and says how it ended.
+// notReady is the error of a start whose init ended before it was ready:
+// how it ended, and the limit the session hit, if it hit one (the cgroup
+// watcher ends a session at its limit also while it starts).
+func (c *Container) notReady() error {
+	st := c.reap()
+	if c.cg != nil {
+		if r := c.cg.Reason(); r != "" {
+			return fmt.Errorf("container init ended before it was ready: %s (%s)", st, r)
+		}
+	}
+	return fmt.Errorf("container init ended before it was ready: %s", st)
+}
+
 func (c *Container) reap() ExitStatus {
 	_ = c.cmd.Process.Kill() // may have exited already
 	st := exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)

@@ -97,6 +97,9 @@ const spawnTimeout = 30 * time.Second
 var (
 	theSpawner = sync.OnceValues(startSpawner)
 	spawnerUp  atomic.Pointer[spawner] // once started
+	// spawnerPids are the spawners this process runs (tests start more
+	// than the one), which bear their children's name (reapFailedSpawns).
+	spawnerPids sync.Map
 )
 
 // Spawner reports the helper process this package starts at the first
@@ -165,6 +168,7 @@ func spawnOnThisThread() (*spawner, error) {
 	if rc, err := s.conn.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
 	}
+	spawnerPids.Store(s.pid, true)
 	go s.readReplies()
 	spawnerUp.Store(s)
 	return s, nil
@@ -198,6 +202,7 @@ func (s *spawner) readReplies() {
 	s.mu.Unlock()
 	var ws unix.WaitStatus
 	_, werr := unix.Wait4(s.pid, &ws, 0, nil)
+	spawnerPids.Delete(s.pid)
 	s.mu.Lock()
 	s.dead = fmt.Errorf("spawner ended (%v; status %v, %v)", err, ws, werr)
 	for id, ch := range s.pending {
@@ -311,13 +316,19 @@ func startInit(cmd *exec.Cmd) error {
 // failed child reports its error before it exits, so it may not be a
 // zombie yet: this looks again, for at most 100 ms, while a child of that
 // name is still running (it may also be another start's, not yet
-// executed, which is left alone).
-func reapFailedSpawns() {
+// executed, which is left alone). A spawner bears the name too, and is
+// no such child (spawnerPids). It returns how many times it looked.
+func reapFailedSpawns() int {
 	me := strconv.Itoa(os.Getpid())
+	looks := 0
 	for range 20 {
+		looks++
 		running := false
 		_ = eachProcess(func(pid int, comm string, f []string) {
 			if comm != spawnComm || len(f) < 2 || f[1] != me {
+				return
+			}
+			if _, ok := spawnerPids.Load(pid); ok {
 				return
 			}
 			if f[0] != "Z" {
@@ -328,10 +339,11 @@ func reapFailedSpawns() {
 			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 		})
 		if !running {
-			return
+			return looks
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return looks
 }
 
 // spawnMain is the spawner: it forks init for each request that comes, and

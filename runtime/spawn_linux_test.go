@@ -209,3 +209,28 @@ func TestAStuckSpawnerIsKilled(t *testing.T) {
 	}
 	waitReaped(t, s, time.Now().Add(10*time.Second))
 }
+
+// TestReapFailedSpawnsPassesTheSpawner: after a failed start the server
+// reaps the spawner's failed children, which bear its name until they
+// execute, looking again while one still runs. The spawner itself bears
+// that name too: taken for such a child, it made every failed start wait
+// the whole 100 ms of looks.
+func TestReapFailedSpawnsPassesTheSpawner(t *testing.T) {
+	s, _ := ownSpawner(t)
+	// It names itself as it starts.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/comm")
+		if err == nil && strings.TrimSpace(string(got)) == spawnComm {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the spawner's name: %q, %v; want %q", got, err, spawnComm)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := reapFailedSpawns(); n != 1 {
+		t.Errorf("with only spawners bearing its name: %d looks, want 1", n)
+	}
+	_ = syscall.Kill(s.pid, syscall.SIGKILL)
+	waitReaped(t, s, time.Now().Add(10*time.Second))
+}
