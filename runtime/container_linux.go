@@ -478,7 +478,6 @@ func (c *Container) watch() {
 	}
 }
 
-// reap kills and waits for init when start fails, and says how it ended.
 // notReady is the error of a start whose init ended before it was ready:
 // how it ended, and the limit the session hit, if it hit one (the cgroup
 // watcher ends a session at its limit also while it starts).
@@ -492,6 +491,7 @@ func (c *Container) notReady() error {
 	return fmt.Errorf("container init ended before it was ready: %s", st)
 }
 
+// reap kills and waits for init when start fails, and says how it ended.
 func (c *Container) reap() ExitStatus {
 	_ = c.cmd.Process.Kill() // may have exited already
 	st := exitStatusOf(c.cmd.Wait(), c.cmd.ProcessState)
