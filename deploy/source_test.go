@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,11 +17,10 @@ import (
 // dependencies). It skips where the source is not on this machine.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := goruntime.Caller(0)
-	if !ok {
+	root := testenv.SourceRoot()
+	if root == "" {
 		testenv.Skipf(t, "no source file name in the test binary")
 	}
-	root := filepath.Dir(filepath.Dir(file))
 	b, err := os.ReadFile(filepath.Join(root, "go.mod"))
 	if err != nil || !bytes.Contains(b, []byte("module github.com/guntainer/playground\n")) {
 		testenv.Skipf(t, "the repository this test was built from is not at %s: %v", root, err)

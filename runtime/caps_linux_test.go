@@ -3,10 +3,11 @@ package runtime
 import (
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // TestCapabilityTableInREADME: README.md's table of capabilities says of
@@ -14,11 +15,7 @@ import (
 // the live-container tests check in /proc) or dropped (droppedCaps), and
 // names no other as kept.
 func TestCapabilityTableInREADME(t *testing.T) {
-	_, self, _, ok := goruntime.Caller(0)
-	if !ok {
-		t.Fatal("no source file for this test")
-	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "../README.md"))
+	b, err := os.ReadFile(filepath.Join(testenv.SourceRoot(), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

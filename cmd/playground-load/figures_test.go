@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,14 +72,9 @@ func TestServeStartup(t *testing.T) {
 	needContainers(t)
 	goBin := testenv.NeedCommand(t, "go")
 	bin := filepath.Join(t.TempDir(), "playground")
-	// From this file's directory, wherever the test binary runs (CI runs
-	// it from /tmp as an ordinary user).
-	_, self, _, ok := goruntime.Caller(0)
-	if !ok {
-		t.Fatal("no source file for this test")
-	}
-	build := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "../playground") // the copy CI builds from may be another user's git tree
-	build.Dir = filepath.Dir(self)
+	// From the source, wherever the test binary runs.
+	build := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "./cmd/playground") // the copy CI builds from may be another user's git tree
+	build.Dir = testenv.SourceRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/playground: %v\n%s", err, out)
 	}
@@ -159,12 +153,7 @@ func TestFloodMoved(t *testing.T) {
 // bench.sh writes it. An edit to one alone (the analysis is often amended
 // between runs, by hand in both) is caught here, not by the next reader.
 func TestBenchmarksHasThisAnalysis(t *testing.T) {
-	// From this file's directory, wherever the test binary runs.
-	_, self, _, ok := goruntime.Caller(0)
-	if !ok {
-		t.Fatal("no source file for this test")
-	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "../../BENCHMARKS.md"))
+	b, err := os.ReadFile(filepath.Join(testenv.SourceRoot(), "BENCHMARKS.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,8 +55,7 @@ func TestVersionOfABuild(t *testing.T) {
 		goTool = testenv.NeedCommand(t, "go")
 	}
 	git := testenv.NeedCommand(t, "git")
-	_, self, _, _ := goruntime.Caller(0)
-	src := filepath.Dir(filepath.Dir(filepath.Dir(self))) // cmd/playground/version_test.go
+	src := testenv.SourceRoot()
 	if _, err := os.Stat(filepath.Join(src, "go.mod")); err != nil {
 		testenv.Skipf(t, "the module's source is not at %s: %v", src, err)
 	}

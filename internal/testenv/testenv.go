@@ -7,6 +7,8 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -30,4 +32,17 @@ func NeedCommand(t testing.TB, name string) string {
 		Skipf(t, "%s not installed: %v", name, err)
 	}
 	return p
+}
+
+// SourceRoot is the directory of the module the tests were built from,
+// found from this file's own path (wherever the test binary runs: CI runs
+// the ordinary user's test binaries from /tmp), or "" where the binary
+// holds no such path. The tests that read the README or build a command
+// start there.
+func SourceRoot() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return ""
+	}
+	return filepath.Dir(filepath.Dir(filepath.Dir(file))) // internal/testenv/testenv.go
 }
