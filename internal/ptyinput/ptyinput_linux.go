@@ -38,9 +38,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 // sends sig (^C, ^\ or ^Z) with ISIG set: it signals the terminal's
 // foreground process group and, unless the program has set NOFLSH, drops
 // the input the program has not read. That is what is in the pty and the
-// rest of a Write waiting for room in it, which returns ErrFlushed. It reaches a program that does not read its input, where the
-// key written as input would wait behind the rest. Whether a typed byte is
-// such a key is SignalKey's to say.
+// rest of a Write waiting for room in it, which returns ErrFlushed. It
+// reaches a program that does not read its input, where the key written
+// as input would wait behind the rest. Whether a typed byte is such a key
+// is SignalKey's to say.
 //
 // The signal is ioctl TIOCSIG on the master. The flush needs the terminal
 // side: ioctl TIOCGPTPEER opens it from the master, without a path, and

@@ -79,9 +79,8 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool
 		return nil, fmt.Errorf("seccomp: default action %s: only an errno of EPERM is supported", p.DefaultAction)
 	}
 	policy := elastic.Policy{DefaultAction: elastic.ActionErrno}
-	var plain []uint32 // allowed whatever their arguments
-	var ruled []uint32 // with a rule of the body: allow-if, or another errno
-	plainNames := elastic.SyscallGroup{Action: elastic.ActionAllow}
+	plain := elastic.SyscallGroup{Action: elastic.ActionAllow} // allowed whatever their arguments
+	var ruled []uint32                                         // with a rule of the body: allow-if, or another errno
 	cond := elastic.SyscallGroup{Action: elastic.ActionAllow}
 	var errnos []elastic.SyscallGroup
 	highest := 0
@@ -96,10 +95,7 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool
 		}
 		switch {
 		case r.Action == specs.ActAllow && len(r.Args) == 0:
-			for _, n := range r.Names {
-				plain = append(plain, uint32(info.SyscallNames[n]))
-			}
-			plainNames.Names = append(plainNames.Names, r.Names...)
+			plain.Names = append(plain.Names, r.Names...)
 		case r.Action == specs.ActAllow:
 			cs, err := conditions(r.Args)
 			if err != nil {
@@ -122,7 +118,7 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool
 	}
 	policy.Syscalls = append([]elastic.SyscallGroup{cond}, errnos...)
 	if !tree {
-		policy.Syscalls = append([]elastic.SyscallGroup{plainNames}, policy.Syscalls...)
+		policy.Syscalls = append([]elastic.SyscallGroup{plain}, policy.Syscalls...)
 	}
 	insts, err := policy.Assemble()
 	if err != nil {
@@ -145,7 +141,11 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool
 		)
 	}
 	if tree {
-		prog = append(prog, searchTree(plain, ruled, unix.SECCOMP_RET_ERRNO|uint32(defaultErrno))...)
+		allow := make([]uint32, len(plain.Names))
+		for i, n := range plain.Names {
+			allow[i] = uint32(info.SyscallNames[n])
+		}
+		prog = append(prog, searchTree(allow, ruled, unix.SECCOMP_RET_ERRNO|uint32(defaultErrno))...)
 	}
 	prog = append(prog, body...)
 	raw, err := bpf.Assemble(prog)
