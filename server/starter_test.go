@@ -32,6 +32,8 @@ func testStartState(t testing.TB) (StartFunc, string) {
 		Args:     []string{"/bin/sh"},
 		Env:      []string{"PS1=$ "},
 		StateDir: state,
+		// As playground serve starts a session: the program is PID 1.
+		ProgramIsInit: true,
 	}
 	if err := runtime.Check(spec); err != nil {
 		testenv.Skipf(t, "cannot start containers here: %v", err)
