@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -555,5 +556,81 @@ func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
 	}
 	if got := w.oomNotice(int32(efd)); got != nil {
 		t.Errorf("the same notice counted twice")
+	}
+}
+
+// TestLimitHitWhileStarting: a program that hits its limit at once (a
+// fork bomb) may do so before the server has the ready message: a resident
+// init starts the program before it sends it, and on a busy machine the
+// watcher's next look can come first. Its kill then failed the start with
+// "container init ended before it was ready: signal KILL" (CI once,
+// TestForkBomb/cgroup-v1). A limit hit while the session starts must end it
+// once it has started, with the limit as its reason, as a limit hit a
+// moment later does. Here the watcher's call is made as soon as the
+// session's cgroup is watched, which is before init is forked.
+func TestLimitHitWhileStarting(t *testing.T) {
+	const reason = "process limit 64 reached"
+	for _, m := range limitModes(t) {
+		if !m.cgroups() {
+			continue // no cgroup, no watcher
+		}
+		for _, programIsInit := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/programIsInit=%v", m.name, programIsInit), func(t *testing.T) {
+				w := m.host.cgroups.watch
+				w.mu.Lock()
+				before := map[*Cgroup]bool{}
+				for c := range w.regs {
+					before[c] = true
+				}
+				w.mu.Unlock()
+				fired := make(chan bool, 1)
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() {
+					for {
+						w.mu.Lock()
+						var hit *cgroupEvents
+						for c, r := range w.regs {
+							if !before[c] {
+								hit = r
+							}
+						}
+						w.mu.Unlock()
+						if hit != nil {
+							// As the watcher's loop does.
+							if hit.c.limitReached(reason) {
+								hit.onLimit(reason)
+							}
+							fired <- true
+							return
+						}
+						select {
+						case <-stop:
+							fired <- false
+							return
+						default:
+							goruntime.Gosched()
+						}
+					}
+				}()
+				spec := Spec{Host: m.host, ProgramIsInit: programIsInit, Args: sh(`echo started; sleep 1000`)}
+				c, err := Start(spec)
+				if err != nil {
+					t.Fatalf("Start with a limit hit while it started: %v", err)
+				}
+				defer c.Close()
+				if !<-fired {
+					t.Fatal("the session's cgroup was never watched")
+				}
+				_, _ = io.Copy(io.Discard, c)
+				st, err := c.Wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Signal != 9 || st.Reason != reason {
+					t.Errorf("exit %+v, want SIGKILL and reason %q", st, reason)
+				}
+			})
+		}
 	}
 }

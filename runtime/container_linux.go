@@ -62,9 +62,12 @@ type Container struct {
 	// the program's).
 	programIsInit bool
 
-	pmu         sync.Mutex
-	proc        *os.Process // init, once started
-	killOnStart bool        // a limit was hit before proc was known
+	pmu     sync.Mutex
+	proc    *os.Process // init, once started
+	started bool        // the start is done: a limit hit now kills at once
+	// limitHit: a limit was hit while the session started; the kill
+	// comes once it has.
+	limitHit bool
 
 	phases []phase       // when the start's phases ended, the parent's and init's
 	done   chan struct{} // closed when init has been reaped
@@ -127,6 +130,7 @@ func Start(spec Spec) (*Container, error) {
 			return nil, err
 		}
 		h.started.Store(true)
+		c.startDone()
 		if !exits.add(c) {
 			go c.watch()
 		}
@@ -222,11 +226,7 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.pmu.Lock()
 	c.proc = c.cmd.Process
-	kill := c.killOnStart
 	c.pmu.Unlock()
-	if kill {
-		_ = c.proc.Signal(syscall.SIGKILL) // a limit hit this early: Reason says which
-	}
 	pid := c.cmd.Process.Pid
 	c.phases = append(c.phases, phase{"namespaces, exec of init", monotonic()})
 	// The id range is this container's until init has been reaped, also
@@ -404,14 +404,30 @@ func (c *Container) awaitExec() error {
 }
 
 // limitReached is the cgroup watcher's call when the session hit a limit:
-// the session ends (Reason says which limit). It must not block.
+// the session ends (Reason says which limit). It must not block. While
+// the session starts, the kill waits for the start's end (startDone): a
+// program that hits its limit at once (a fork bomb) is running before a
+// resident init sends its ready message, and a kill before the message
+// failed the start instead of ending the session at its limit. Until
+// then the kernel holds the session at its limits as at any time.
 func (c *Container) limitReached(string) {
 	c.pmu.Lock()
-	p := c.proc
-	c.killOnStart = p == nil
+	p, now := c.proc, c.started
+	c.limitHit = !now
 	c.pmu.Unlock()
-	if p != nil {
+	if now {
 		_ = p.Signal(syscall.SIGKILL) // killing init ends the pid namespace; gone already is fine
+	}
+}
+
+// startDone ends the start: a limit hit during it kills the session now.
+func (c *Container) startDone() {
+	c.pmu.Lock()
+	c.started = true
+	kill := c.limitHit
+	c.pmu.Unlock()
+	if kill {
+		_ = c.proc.Signal(syscall.SIGKILL) // Reason says which limit
 	}
 }
 
