@@ -73,6 +73,18 @@ func (l *logLines) find(msg string) map[string]any {
 	return nil
 }
 
+// withKey returns the first line that has key, or nil.
+func (l *logLines) withKey(key string) map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.lines {
+		if _, ok := m[key]; ok {
+			return m
+		}
+	}
+	return nil
+}
+
 func (l *logLines) count(msg string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -93,10 +105,11 @@ func (l *logLines) String() string {
 
 // liveServer is serve() running in this process.
 type liveServer struct {
-	url     string
-	logs    *logLines
-	started time.Time
-	stop    func()
+	url      string
+	logs     *logLines
+	started  time.Time
+	stateDir string
+	stop     func()
 }
 
 // serveEnvs runs serve with the test's own state dir and cache (cfg may
@@ -124,7 +137,7 @@ func serveEnvs(t *testing.T, setup func(cfg *serveConfig)) *liveServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var serveErr error
-	s := &liveServer{logs: logs, started: time.Now()}
+	s := &liveServer{logs: logs, started: time.Now(), stateDir: cfg.StateDir}
 	go func() {
 		defer close(done)
 		serveErr = serve(ctx, cfg, newLogger(logJSON, "debug", logs))
@@ -214,6 +227,7 @@ type wsClient struct {
 	mu      sync.Mutex
 	out     bytes.Buffer
 	notices []string
+	exit    string // the EXIT frame's payload, once one came
 	closed  *websocket.CloseError
 	done    chan struct{}
 	more    chan struct{}
@@ -260,6 +274,8 @@ func (c *wsClient) read() {
 				var n struct{ Level, Text string }
 				_ = json.Unmarshal(msg[1:], &n)
 				c.notices = append(c.notices, n.Level+": "+n.Text)
+			case '8':
+				c.exit = string(msg[1:])
 			}
 		}
 		c.mu.Unlock()
