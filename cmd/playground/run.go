@@ -28,8 +28,9 @@ const runStopTimeout = 10 * time.Second
 const runUsage = `Usage: playground run [flags] [--] [CMD [ARGS...]]
 
 Runs CMD in a fresh container and exits with its exit status: 126 when CMD
-is not executable, 127 when it is not found, 128+N when signal N ended it.
-Without CMD, an interactive login shell: the image's, else /bin/bash, else
+is not executable, 127 when it is not found, 128+N when signal N ended it
+(137 with a last line such as "playground: memory limit 512 MiB reached"
+when its container's cgroup limit did). Without CMD, an interactive login shell: the image's, else /bin/bash, else
 /bin/sh.
 
 With standard input and output on a terminal, CMD gets a terminal of its
@@ -230,6 +231,10 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	st, err := c.Wait()
 	if err != nil {
 		return err
+	}
+	if st.Reason != "" {
+		// Ended at its limit (the cgroup's): 137 alone would not say so.
+		fmt.Fprintln(stderr, "playground:", st.Reason)
 	}
 	if st.Signaled() {
 		return exitCode(128 + int(st.Signal))

@@ -372,3 +372,23 @@ func (o *asyncOutput) waitFor(t *testing.T, s string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRunSaysItsLimit: a program that `run` ends at its limit says so on
+// stderr, as a session's EXIT does: exit status 137 alone told nothing
+// of the memory limit that ended it. Without a cgroup (an ordinary user
+// here) the limit is an rlimit: the bomb fails and the program ends by
+// itself, with no such line (nothing ended it).
+func TestRunSaysItsLimit(t *testing.T) {
+	r := runCommand(t, playground(t, "run", "--memory", "256M", "--", "/bin/sh", "-c", "head -c 1000M /dev/zero | tail >/dev/null; echo survived $? >&2; exit 3"))
+	const line = "playground: memory limit 256 MiB reached"
+	switch {
+	case r.code == 137:
+		if !strings.Contains(r.stderr, line+"\n") {
+			t.Errorf("killed at its limit, and stderr %q does not say %q", r.stderr, line)
+		}
+	case os.Getuid() == 0:
+		t.Errorf("exit status %d, stderr %q; want 137: as root the session's cgroup holds the memory limit", r.code, r.stderr)
+	case r.code != 3 || !strings.Contains(r.stderr, "survived 1") || strings.Contains(r.stderr, "limit"):
+		t.Errorf("exit status %d, stderr %q; want the program's 3, its tail refused memory, and no limit reached", r.code, r.stderr)
+	}
+}
