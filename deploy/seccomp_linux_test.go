@@ -75,13 +75,14 @@ func maybeUnderProfile() {
 }
 
 // maybeSession is the one-session program: with envSession=1 it starts a
-// container (host rootfs) running os.Args[1:], copies its terminal to
-// stdout, and exits with its exit code; a failed start exits 124.
+// container (host rootfs) running os.Args[1:] as a pod's server starts a
+// session (the program as PID 1), copies its terminal to stdout, and
+// exits with its exit code; a failed start exits 124.
 func maybeSession() {
 	if os.Getenv(envSession) != "1" {
 		return
 	}
-	c, err := runtime.Start(runtime.Spec{Rootfs: runtime.HostRootfs, Hostname: "under-profile", Args: os.Args[1:], StateDir: os.Getenv("PLAYGROUND_STATE_DIR")})
+	c, err := runtime.Start(runtime.Spec{Rootfs: runtime.HostRootfs, Hostname: "under-profile", Args: os.Args[1:], StateDir: os.Getenv("PLAYGROUND_STATE_DIR"), ProgramIsInit: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start:", err)
 		os.Exit(124)
