@@ -164,13 +164,15 @@ func growUnderDataLimit() int {
 	return 0
 }
 
-// TestInitGrowsUnderItsDataLimit: the init of a session without a cgroup
-// is this binary under the session's RLIMIT_DATA (512 MiB by default), and
-// it must be able to grow its heap there. Built with the race detector,
-// whose runtime maps some 300 MiB at start and shadow memory for every
-// heap it grows, it could not: in CI's go test -race, TestConnectStorm
-// once lost a session to "container init ended before it was ready: exit
-// code 66" (ThreadSanitizer failing to allocate).
+// TestInitGrowsUnderItsDataLimit: a resident init (Spec.ProgramIsInit
+// unset: playground run's, and this package's tests' until they started
+// sessions as serve does) of a session without a cgroup is this binary
+// under the session's RLIMIT_DATA (512 MiB by default), and it must be
+// able to grow its heap there. Built with the race detector, whose runtime
+// maps some 300 MiB at start and shadow memory for every heap it grows, it
+// could not: in CI's go test -race, TestConnectStorm once lost a session
+// to "container init ended before it was ready: exit code 66"
+// (ThreadSanitizer failing to allocate).
 func TestInitGrowsUnderItsDataLimit(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), growEnv+"=1")
