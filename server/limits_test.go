@@ -217,3 +217,30 @@ func TestStartNotify(t *testing.T) {
 	c.input("echo $((6*7))\r")
 	c.waitLine("42")
 }
+
+// TestPoolKeepsTheWarmOneForItsSession: a session that takes the last
+// place under the session limit takes the pool's last warm terminal, and
+// the pool must not end that terminal meanwhile as above its room. It did
+// when the session took longer than refillDelay from its registration to
+// the pool (CI once, TestPoolWithinLimit under -race: "1 warm starts, want
+// 2"): a warm terminal was thrown away and the session waited for a cold
+// one. The start here waits before it asks the pool, so that the pool
+// always has the time to do it.
+func TestPoolKeepsTheWarmOneForItsSession(t *testing.T) {
+	p := NewPool(plainStart(t), 3, zerolog.Nop())
+	t.Cleanup(func() { _ = p.Close() })
+	late := func(ctx context.Context, req StartRequest) (Terminal, error) {
+		time.Sleep(5 * refillDelay)
+		return p.Start(ctx, req)
+	}
+	s := newTestServer(t, Config{MaxSessions: 2}, withStart(late), func(d *Deps) { d.Pool = p })
+	waitWarm(t, p, 2)
+	a := s.open(t, "", nil)
+	a.waitOutput("$ ")
+	waitWarm(t, p, 1)
+	b := s.open(t, "", nil)
+	b.waitOutput("$ ")
+	if warm := s.metricValue(t, `playground_session_start_seconds_count{start="warm"}`); warm != 2 {
+		t.Errorf("%v warm starts, want 2: the pool ended a warm terminal its session was about to take", warm)
+	}
+}

@@ -96,11 +96,13 @@ func (p *Pool) Start(ctx context.Context, req StartRequest) (Terminal, error) {
 			if req.info != nil {
 				req.info.warm = true
 			}
+			req.settle()
 			return t, nil
 		default:
 		}
 		break
 	}
+	req.settle() // none warm: the session's place is its own cold start's
 	if p.closed.Load() {
 		return nil, ErrPoolClosed
 	}

@@ -81,8 +81,12 @@ type Server struct {
 	metrics  *metrics
 	turns    *outputTurns // streaming output's turns (turns.go)
 
-	mu        sync.Mutex
-	sessions  map[string]*session
+	mu       sync.Mutex
+	sessions map[string]*session
+	// forWarm counts the sessions registered that will take a warm
+	// terminal of the pool and have not yet been to it (session's
+	// forWarm): their places are the pool's until then (room).
+	forWarm   int
 	ended     *endedIDs
 	draining  bool          // Drain or Shutdown was called: no new sessions
 	closing   bool          // Shutdown was called: no new connections
@@ -289,11 +293,29 @@ func (s *Server) maybeDrainedLocked() {
 }
 
 // room is how many more terminals may exist: the session limit minus the
-// sessions open. The pool holds at most this many warm ones.
+// sessions open. The pool holds at most this many warm ones. A session on
+// its way to take one of them holds none yet: its place stays the pool's
+// until it has been to the pool (settled), so that the pool does not end
+// the warm terminal the session is about to take.
 func (s *Server) room() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cfg.MaxSessions - len(s.sessions)
+	return s.cfg.MaxSessions - len(s.sessions) + s.forWarm
+}
+
+// settled says that ss has been to the pool, or will not go: it holds
+// its place itself from now. Idempotent.
+func (s *Server) settled(ss *session) {
+	s.mu.Lock()
+	was := ss.forWarm
+	if was {
+		ss.forWarm = false
+		s.forWarm--
+	}
+	s.mu.Unlock()
+	if was {
+		s.pool.wake()
+	}
 }
 
 // register adds a new session, or says with what close it must be
@@ -314,6 +336,11 @@ func (s *Server) register(ss *session) (*closeError, string) {
 	s.runs.Add(1)
 	s.metrics.started.Inc()
 	if s.pool != nil {
+		if ss.env == s.defaultEnv() {
+			// The pool's warm terminals are of the default environment.
+			ss.forWarm = true
+			s.forWarm++
+		}
 		s.pool.wake()
 	}
 	return nil, ""
@@ -321,6 +348,10 @@ func (s *Server) register(ss *session) (*closeError, string) {
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
+	if ss.forWarm { // it ended before it went to the pool
+		ss.forWarm = false
+		s.forWarm--
+	}
 	delete(s.sessions, ss.id)
 	s.ended.add(ss.id)
 	s.mu.Unlock()

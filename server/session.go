@@ -65,6 +65,9 @@ type session struct {
 	user   string
 	env    string
 	opened time.Time
+	// forWarm: registered to take a warm terminal, not yet been to the
+	// pool (Server.forWarm; under the Server's mu).
+	forWarm bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -198,13 +201,14 @@ func (ss *session) start(req StartRequest) Terminal {
 	cfg := &ss.srv.cfg
 	ctx, cancel := context.WithTimeoutCause(withAbandonGroup(ss.ctx, &ss.srv.abandoned), cfg.StartTimeout, errStartTimeout)
 	defer cancel()
-	info := &startInfo{}
+	info := &startInfo{settle: func() { ss.srv.settled(ss) }}
 	req.info = info
 	req.Notify = ss.notifyOwner
 	begin := time.Now()
 	// Even a StartFunc that ignores ctx cannot hold the session: the
 	// server stops waiting for it, and closes what it returns later.
 	term, err := StartAbandonable(ctx, func() (Terminal, error) { return ss.srv.start(ctx, req) })
+	ss.srv.settled(ss) // a StartFunc that is no Pool, or did not get to it
 	spawn := time.Since(begin)
 	if err == nil && term == nil {
 		err = errNoTerminal

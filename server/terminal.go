@@ -59,8 +59,21 @@ type StartRequest struct {
 	info *startInfo // the server's: how the terminal was got
 }
 
-// startInfo is filled in by the Pool for the server's metrics.
-type startInfo struct{ warm bool }
+// settle tells the server the session has been to the pool.
+func (r StartRequest) settle() {
+	if r.info != nil && r.info.settle != nil {
+		r.info.settle()
+	}
+}
+
+// startInfo is how the Pool and the server tell each other about a start:
+// warm, filled in by the Pool for the server's metrics; settle, the
+// server's, which the Pool calls once it has given the session a warm
+// terminal or found none (Server.room).
+type startInfo struct {
+	warm   bool
+	settle func()
+}
 
 // StartFunc starts a terminal for a session. Its error is logged, never
 // shown to the client (who gets "could not start a terminal"), so it should
