@@ -87,6 +87,9 @@ func (p *Pool) Start(ctx context.Context, req StartRequest) (Terminal, error) {
 		}
 		select {
 		case t := <-p.warm:
+			// Settled before the wake, so that the refill sees the room
+			// the session now holds itself.
+			req.settle()
 			p.wake()
 			if !alive(t) || t.Resize(req.Cols, req.Rows) != nil {
 				_ = t.Close() // died while it waited: take the next
@@ -96,7 +99,6 @@ func (p *Pool) Start(ctx context.Context, req StartRequest) (Terminal, error) {
 			if req.info != nil {
 				req.info.warm = true
 			}
-			req.settle()
 			return t, nil
 		default:
 		}
