@@ -170,15 +170,7 @@ func TestTrustedProxies(t *testing.T) {
 // TestPoolWithinLimit: warm terminals and sessions together never pass
 // the session limit; the pool refills as sessions end.
 func TestPoolWithinLimit(t *testing.T) {
-	p := NewPool(plainStart(t), 3, zerolog.Nop())
-	t.Cleanup(func() { _ = p.Close() })
-	s := newTestServer(t, Config{MaxSessions: 2}, withStart(p.Start), func(d *Deps) { d.Pool = p })
-	waitWarm(t, p, 2)
-	a := s.open(t, "", nil)
-	a.waitOutput("$ ")
-	waitWarm(t, p, 1)
-	b := s.open(t, "", nil)
-	b.waitOutput("$ ")
+	s, p, a := twoAtTheLimit(t, func(p *Pool) StartFunc { return p.Start })
 	waitWarm(t, p, 0)
 	s.refusedNew(t, websocket.CloseTryAgainLater, "capacity")
 	a.input("exit\r")
@@ -227,20 +219,31 @@ func TestStartNotify(t *testing.T) {
 // one. The start here waits before it asks the pool, so that the pool
 // always has the time to do it.
 func TestPoolKeepsTheWarmOneForItsSession(t *testing.T) {
+	s, _, _ := twoAtTheLimit(t, func(p *Pool) StartFunc {
+		return func(ctx context.Context, req StartRequest) (Terminal, error) {
+			time.Sleep(5 * refillDelay)
+			return p.Start(ctx, req)
+		}
+	})
+	if warm := s.metricValue(t, `playground_session_start_seconds_count{start="warm"}`); warm != 2 {
+		t.Errorf("%v warm starts, want 2: the pool ended a warm terminal its session was about to take", warm)
+	}
+}
+
+// twoAtTheLimit opens two sessions, each at its prompt, on a server of
+// at most 2 sessions with a pool of 3 plain shells, started through
+// start(pool): the second takes the limit's last place. It returns the
+// server, the pool and the first session.
+func twoAtTheLimit(t *testing.T, start func(*Pool) StartFunc) (*testServer, *Pool, *testClient) {
+	t.Helper()
 	p := NewPool(plainStart(t), 3, zerolog.Nop())
 	t.Cleanup(func() { _ = p.Close() })
-	late := func(ctx context.Context, req StartRequest) (Terminal, error) {
-		time.Sleep(5 * refillDelay)
-		return p.Start(ctx, req)
-	}
-	s := newTestServer(t, Config{MaxSessions: 2}, withStart(late), func(d *Deps) { d.Pool = p })
+	s := newTestServer(t, Config{MaxSessions: 2}, withStart(start(p)), func(d *Deps) { d.Pool = p })
 	waitWarm(t, p, 2)
 	a := s.open(t, "", nil)
 	a.waitOutput("$ ")
 	waitWarm(t, p, 1)
 	b := s.open(t, "", nil)
 	b.waitOutput("$ ")
-	if warm := s.metricValue(t, `playground_session_start_seconds_count{start="warm"}`); warm != 2 {
-		t.Errorf("%v warm starts, want 2: the pool ended a warm terminal its session was about to take", warm)
-	}
+	return s, p, a
 }

@@ -307,15 +307,22 @@ func (s *Server) room() int {
 // its place itself from now. Idempotent.
 func (s *Server) settled(ss *session) {
 	s.mu.Lock()
-	was := ss.forWarm
-	if was {
-		ss.forWarm = false
-		s.forWarm--
-	}
+	was := s.settledLocked(ss)
 	s.mu.Unlock()
 	if was {
 		s.pool.wake()
 	}
+}
+
+// settledLocked is settled's count, under s.mu; it reports whether ss was
+// still on its way to the pool.
+func (s *Server) settledLocked(ss *session) bool {
+	if !ss.forWarm {
+		return false
+	}
+	ss.forWarm = false
+	s.forWarm--
+	return true
 }
 
 // register adds a new session, or says with what close it must be
@@ -348,10 +355,7 @@ func (s *Server) register(ss *session) (*closeError, string) {
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
-	if ss.forWarm { // it ended before it went to the pool
-		ss.forWarm = false
-		s.forWarm--
-	}
+	s.settledLocked(ss) // it may end before it went to the pool
 	delete(s.sessions, ss.id)
 	s.ended.add(ss.id)
 	s.mu.Unlock()
