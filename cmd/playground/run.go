@@ -30,8 +30,8 @@ const runUsage = `Usage: playground run [flags] [--] [CMD [ARGS...]]
 Runs CMD in a fresh container and exits with its exit status: 126 when CMD
 is not executable, 127 when it is not found, 128+N when signal N ended it
 (137 with a last line such as "playground: memory limit 512 MiB reached"
-when its container's cgroup limit did). Without CMD, an interactive login shell: the image's, else /bin/bash, else
-/bin/sh.
+when its container's cgroup limit did). Without CMD, an interactive login
+shell: the image's, else /bin/bash, else /bin/sh.
 
 With standard input and output on a terminal, CMD gets a terminal of its
 own, as guntainer's 'run' gave it: raw mode, window size changes passed on.
