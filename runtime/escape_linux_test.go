@@ -250,22 +250,36 @@ func testEscapes(t *testing.T, m hostMode) {
 	}
 
 	t.Run("foreign ABIs", func(t *testing.T) {
-		for _, abi := range []string{"int80", "x32"} {
-			_, st := runMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/" + abi}})
-			// The program exits with the errno of unshare(CLONE_NEWUSER).
-			if st.Code == 0 || st.Signaled() {
-				t.Errorf("%s: unshare(CLONE_NEWUSER) %v, want an errno", abi, st)
-			}
-			t.Logf("%s in the container: errno %d", abi, st.Code)
-		}
-		// The same int 0x80 program outside works, so the refusal inside is
-		// the container's.
+		// The same int 0x80 program on the host first: where unshare works
+		// there, a refusal inside is the container's. Some machines have no
+		// int 0x80 entry at all (a PVM guest answers it with a general
+		// protection fault, SIGSEGV): there nothing is refused to anyone,
+		// and the container's run need only not succeed.
 		p := filepath.Join(t.TempDir(), "int80")
 		if err := os.WriteFile(p, foreignABIProgram(t, "int80"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		hostInt80 := true
 		if err := exec.Command(p).Run(); err != nil {
-			t.Errorf("int80 on the host: %v, want unshare to work there", err)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGSEGV {
+				t.Fatalf("int80 on the host: %v, want unshare to work there", err)
+			}
+			hostInt80 = false
+			t.Logf("int80 on the host: %v: this machine has no int 0x80 system call entry", err)
+		}
+		for _, abi := range []string{"int80", "x32"} {
+			_, st := runMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/" + abi}})
+			t.Logf("%s in the container: %v", abi, st)
+			switch {
+			case st.Code == 0 && !st.Signaled():
+				t.Errorf("%s: unshare(CLONE_NEWUSER) worked in the container", abi)
+			case abi == "int80" && !hostInt80:
+				// Refused by the machine before our filter sees it.
+			case st.Signaled():
+				// The program exits with the errno of unshare(CLONE_NEWUSER).
+				t.Errorf("%s: unshare(CLONE_NEWUSER) %v, want an errno", abi, st)
+			}
 		}
 		other.check(t)
 	})

@@ -20,7 +20,8 @@ import (
 // number up to well past the table and the numbers a foreign ABI uses,
 // under this architecture and another, with arguments of none and all
 // ones; and for each call with argument rules, thousands of arguments
-// made of the rules' own values, their neighbours and their bits. Both
+// made of the rules' own values, their neighbours and their bits; and no
+// call of another ABI is allowed. Both
 // run in golang.org/x/net/bpf's interpreter.
 func TestTreeAnswersAsTheList(t *testing.T) {
 	p, err := Profile(runtime.GOARCH)
@@ -53,6 +54,12 @@ func TestTreeAnswersAsTheList(t *testing.T) {
 			checked++
 			if gerr != nil || werr != nil || got != want {
 				t.Fatalf("enosysAbove %v, arch %#x, call %d, args %#x: the search answers %#x (%v), the list %#x (%v)", enosys, a, nr, args, got, gerr, want, werr)
+			}
+			// Another ABI (i386's int 0x80, x32's numbers, an unknown
+			// architecture) is never allowed: the container test of int
+			// 0x80 cannot run on a machine without that entry.
+			if foreign := a != uint32(info.ID) || nr&(1<<30) != 0; foreign && got&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_ALLOW {
+				t.Fatalf("enosysAbove %v, arch %#x, call %d: allowed", enosys, a, nr)
 			}
 		}
 		var none, ones [6]uint64
