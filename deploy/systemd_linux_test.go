@@ -95,6 +95,37 @@ func TestSystemdUnitStopsByDraining(t *testing.T) {
 	}
 }
 
+// TestCIMakesTheTestUserFirst: .ci/run makes the test user (and its
+// subordinate ids) before its first go test, since the root pass has a
+// test of that user (TestUnitBoundingSetKeepsSubordinateIDs below). On a
+// fresh machine CI once failed because the user came only before the
+// ordinary-user pass.
+func TestCIMakesTheTestUserFirst(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.SourceRoot(), ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	useradd, subuid, gotest := -1, -1, -1
+	for i, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "#"):
+		case useradd < 0 && strings.Contains(l, "useradd"):
+			useradd = i
+		case subuid < 0 && strings.Contains(l, "--add-subuids"):
+			subuid = i
+		case gotest < 0 && strings.HasPrefix(l, "go test"):
+			gotest = i
+		}
+	}
+	if useradd < 0 || subuid < 0 || gotest < 0 {
+		t.Fatalf(".ci/run: useradd at line %d, --add-subuids at %d, the first go test at %d: one is missing", useradd+1, subuid+1, gotest+1)
+	}
+	if useradd > gotest || subuid > gotest {
+		t.Errorf(".ci/run makes the test user (line %d) or its subordinate ids (line %d) after its first go test (line %d)", useradd+1, subuid+1, gotest+1)
+	}
+}
+
 // TestUnitBoundingSetKeepsSubordinateIDs: under the unit's
 // CapabilityBoundingSet, the setuid newuidmap and newgidmap still map a
 // container's subordinate ids (the runtime's own TestSubIDMap, as the
