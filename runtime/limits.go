@@ -175,6 +175,23 @@ type Rlimit struct {
 // back.
 const SessionNice = 10
 
+// SessionPolicy is the CPU scheduling policy of every process of every
+// session: SCHED_BATCH (3), with cgroups or without. A batch process's
+// wake-up does not preempt the process running, so a session that
+// floods, whose writer wakes each time the server drains its terminal,
+// no longer cuts into the server's turn or a typing session's; the
+// typing session's own process, batch too, came out no slower for it in
+// the measurements here. Measured with `go run
+// ./cmd/playground-load --targets self --measure echo`, seven runs of
+// each build alternately (2026-12-02, the 2-vCPU VM of BENCHMARKS.md):
+// echo p99 with 8 sessions flooding, median 1.9 ms against 3.8 without
+// it (better in 6 of 7 pairs); with 20 more flooding to slow readers, 4.4
+// against 6.2 (6 of 7); a lone session's throughput the same (48.0 and
+// 47.8 MB/s). It is a hint, not a limit: a program may set its own policy
+// back to SCHED_OTHER (which takes no privilege), and only costs its
+// neighbours a little latency by it.
+const SessionPolicy = 3
+
 // Stats is what a running session uses now.
 type Stats struct {
 	// Processes is the number of processes of the session (its network
