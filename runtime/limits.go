@@ -175,22 +175,6 @@ type Rlimit struct {
 // back.
 const SessionNice = 10
 
-// SessionPolicy is the CPU scheduling policy of every process of every
-// session: SCHED_BATCH (3), with cgroups or without. A batch process's
-// wake-up does not preempt the process running, so a session that
-// floods, whose writer wakes each time the server drains its terminal,
-// cuts less into the server's turn or a typing session's. Measured with
-// `go run ./cmd/playground-load --targets self --measure echo`, the builds
-// with and without it in turn, nine runs each (2026-12-02, the 2-vCPU VM
-// of BENCHMARKS.md): the echo p99 of a session typing while 8 others
-// flood was lower with it in 7 of 9 runs (median 4.2 ms against 4.8);
-// with 20 more flooding to slow readers it made no difference (lower in 4
-// of 9); a lone session's throughput was the same (48.0 and 47.8 MB/s).
-// It is a hint, not a limit: a program may set its own policy back to
-// SCHED_OTHER (which takes no privilege), and only costs its neighbours a
-// little latency by it.
-const SessionPolicy = 3
-
 // Stats is what a running session uses now.
 type Stats struct {
 	// Processes is the number of processes of the session (its network
