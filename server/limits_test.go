@@ -57,6 +57,21 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleClockStartsAtThePrompt: a session whose start takes more than
+// half its idle limit still gets the warning before it ends. The clock
+// ran from the connection, so the warning's time had passed by the
+// prompt (CI once: a 314 ms cold start, a 600 ms limit, no NOTICE).
+func TestIdleClockStartsAtThePrompt(t *testing.T) {
+	start := plainStart(t)
+	s := newTestServer(t, Config{IdleTimeout: 600 * time.Millisecond}, withStart(func(ctx context.Context, req StartRequest) (Terminal, error) {
+		time.Sleep(400 * time.Millisecond)
+		return start(ctx, req)
+	}))
+	c := s.open(t, "", nil)
+	c.waitNotice("idle: this session ends in")
+	checkLimitEnd(t, c, "session ended: no input for 600ms", "idle timeout (600ms)")
+}
+
 // TestIdleResetByInput: typing keeps a session alive past its idle limit.
 func TestIdleResetByInput(t *testing.T) {
 	s := newTestServer(t, Config{IdleTimeout: time.Second})

@@ -280,6 +280,9 @@ func (ss *session) announce() bool {
 			"session ended: its time limit of %s is reached"))
 	}
 	if d := cfg.IdleTimeout; d > 0 {
+		// The idle clock starts at the prompt, not at the connection: a
+		// start that took half the limit left no time to warn before.
+		ss.lastInput.Store(time.Now().UnixNano())
 		ss.timers = append(ss.timers, ss.limitTimer(d, func() time.Time { return time.Unix(0, ss.lastInput.Load()) }, "idle timeout",
 			"idle: this session ends in %[2]s unless you type (idle limit %[1]s)",
 			"session ended: no input for %s"))
