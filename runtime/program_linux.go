@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"runtime/debug"
 	"syscall"
 	"unsafe"
 
@@ -220,12 +221,71 @@ func execInPlace(p program, master *os.File) error {
 	if err := step("signal mask", unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil)); err != nil {
 		return err
 	}
-	// Last, as nothing of init's runs under them afterwards.
-	if err := step("set rlimits", applyRlimits(p.rlimits)); err != nil {
+	// Last, as nothing of init's runs under them afterwards: DATA, below
+	// what init has mapped already, and NPROC. From the limits to the exec
+	// init must neither grow its heap nor make a thread, or Go ends it
+	// ("container init crashed": runtime.sysMap refused, or a cgo thread's
+	// pthread_create aborting), which TestInitUnderTheSmallestLimits saw
+	// about once in twenty runs while syscall.Exec, which allocates, came
+	// after them. So the exec's arguments are made first, the runtime
+	// keeps idle threads to hand a processor to, no collection runs (one
+	// under way is waited for), and nothing between the limits and the
+	// exec allocates (TestExecAfterTheLimitsAllocatesNothing).
+	ex, err := prepareExec(p.path, p.args, p.env)
+	if err != nil {
+		return step("exec "+p.path, err)
+	}
+	if len(p.rlimits) > 0 {
+		reserveThreads(4)
+		debug.SetGCPercent(-1)
+	}
+	err = limitAndExec(ex, p.rlimits)
+	return step("exec "+p.path, err)
+}
+
+// limitAndExec sets the last rlimits and replaces init with the program.
+// Unless it fails, it allocates nothing.
+func limitAndExec(ex execArgs, rl []Rlimit) error {
+	if err := applyRlimits(rl); err != nil {
 		return err
 	}
-	err := syscall.Exec(p.path, p.args, p.env)
-	return step("exec "+p.path, err)
+	return ex.exec()
+}
+
+// execArgs is what execve takes, made before the limits that would refuse
+// the memory for it.
+type execArgs struct {
+	path *byte
+	argv []*byte
+	envv []*byte
+}
+
+func prepareExec(path string, args, env []string) (execArgs, error) {
+	var (
+		a   execArgs
+		err error
+	)
+	if a.path, err = syscall.BytePtrFromString(path); err != nil {
+		return a, err
+	}
+	if a.argv, err = syscall.SlicePtrFromStrings(args); err != nil {
+		return a, err
+	}
+	if a.envv, err = syscall.SlicePtrFromStrings(env); err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+// exec replaces init with the program, allocating nothing. It is
+// syscall.Exec without two things: the runtime's exec lock, which keeps
+// a thread from being made during the exec so that a set-user-ID program
+// gets its new ids (go.dev/issue/19546; no_new_privs ignores those bits
+// here anyway), and putting back the soft RLIMIT_NOFILE Go raised at its
+// start, which init has set itself (RlimitsFor).
+func (a execArgs) exec() error {
+	_, _, e := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envv[0])))
+	return e
 }
 
 // dupStdio makes fds 0, 1 and 2 the program's, without close-on-exec.

@@ -251,8 +251,9 @@ func (e *initCrash) Error() string { return "container init crashed: " + e.text 
 // up to the end of file that follows (write(2) carries no fds). It reads
 // all of it: init would block in a write the parent stopped reading, and
 // never exit. What it keeps says where init crashed: Go's "panic: ..."
-// line, and the functions of the first frames (a fatal error's own line,
-// "fatal error: ...", comes before Go starts its crash output).
+// line, the signal's or cgo's, and the functions of the first frames (a
+// fatal error's own line, "fatal error: ...", comes before Go starts its
+// crash output); or, where it holds none of those, the start of the text.
 func (s *syncConn) crash(first []byte, size int) error {
 	text := first
 	for {
@@ -268,13 +269,18 @@ func (s *syncConn) crash(first []byte, size int) error {
 	for _, l := range strings.Split(string(text), "\n") {
 		switch {
 		case len(said) == 5:
-		case strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: "):
+		case strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") || strings.HasPrefix(l, "runtime/cgo: "),
+			strings.HasPrefix(l, "SIG") && strings.Contains(l, ": "): // a signal's: "SIGABRT: abort"
 			said = append(said, l)
 		case l == "" || strings.HasPrefix(l, "\t") || strings.HasSuffix(l, ":"):
 			// a frame's file and line, or a header ("goroutine 1 [running]:")
 		case strings.HasSuffix(l, ")") && strings.LastIndexByte(l, '(') > 0:
 			said = append(said, l[:strings.LastIndexByte(l, '(')]) // a frame: its function
 		}
+	}
+	if len(said) == 0 {
+		// Nothing Go's crash output would hold: say what init wrote.
+		said = append(said, fmt.Sprintf("%.200q", strings.TrimSpace(string(text))))
 	}
 	return &initCrash{text: strings.Join(said, "; ")}
 }

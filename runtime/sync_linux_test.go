@@ -59,3 +59,34 @@ func TestInitCrashIsReported(t *testing.T) {
 		t.Errorf("the crashing side still blocks in a write: the parent stopped reading")
 	}
 }
+
+// TestInitCrashWithoutFrames: a crash in C (here a thread that cgo could
+// not make, under init's last rlimits) has no Go frame to name; the
+// report says the signal, and otherwise what init wrote, never nothing.
+func TestInitCrashWithoutFrames(t *testing.T) {
+	for _, c := range []struct{ wrote, want string }{
+		{"SIGABRT: abort\nPC=0x7fa0d1059eec m=4 sigcode=18446744073709551610\n\ngoroutine 0 gp=0x1e6a0f5efa40 m=4 mp=0x1e6a0f617808 [idle]:\nruntime: g 0 gp=0x1e6a0f5efa40: unknown pc 0x7fa0d1059eec\n",
+			"SIGABRT: abort"},
+		{"runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort\n", "runtime/cgo: pthread_create failed: Resource temporarily unavailable; SIGABRT: abort"},
+		{"  something else entirely\n", `"something else entirely"`},
+	} {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := newSyncConn(fds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.Write(fds[1], []byte(c.wrote)); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fds[1])
+		var msg initMessage
+		_, err = s.recv(&msg, startMessageSize)
+		if want := "container init crashed: " + c.want; err == nil || err.Error() != want {
+			t.Errorf("recv of %q: %v; want %q", c.wrote, err, want)
+		}
+		s.Close()
+	}
+}
