@@ -227,16 +227,20 @@ func execInPlace(p program, master *os.File) error {
 	// ("container init crashed": runtime.sysMap refused, or a cgo thread's
 	// pthread_create aborting), which TestInitUnderTheSmallestLimits saw
 	// about once in twenty runs while syscall.Exec, which allocates, came
-	// after them. So the exec's arguments are made first, the runtime
-	// keeps idle threads to hand a processor to, no collection runs (one
-	// under way is waited for), and nothing between the limits and the
-	// exec allocates (TestExecAfterTheLimitsAllocatesNothing).
+	// after them (an allocation could also start a collection, whose
+	// workers want a thread). So the exec's arguments are made first, no
+	// collection runs (one under way is waited for), and nothing between
+	// the limits and the exec allocates or enters a blocking system call
+	// (TestExecAfterTheLimitsAllocatesNothing): this goroutine holds
+	// init's one P (initEnv) throughout, and nothing wakes another thread.
+	// Making idle threads first as startProgram does (reserveThreads) was
+	// not needed (none of 300 runs crashed without) and costs 2 ms a
+	// start here.
 	ex, err := prepareExec(p.path, p.args, p.env)
 	if err != nil {
 		return step("exec "+p.path, err)
 	}
 	if len(p.rlimits) > 0 {
-		reserveThreads(4)
 		debug.SetGCPercent(-1)
 	}
 	err = limitAndExec(ex, p.rlimits)
