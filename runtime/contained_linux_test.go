@@ -332,8 +332,9 @@ func cpuSeconds(pid int) float64 {
 }
 
 // TestLimitsVisible reads the limits of a live session where they are
-// kept: the program's /proc/PID/limits and nice value, the sizes of its
-// disk from inside, and, with a cgroup, the session cgroup's files.
+// kept: the program's /proc/PID/limits, nice value and scheduling policy,
+// the sizes of its disk from inside, and, with a cgroup, the session
+// cgroup's files.
 func TestLimitsVisible(t *testing.T) {
 	l := Limits{Memory: 100 << 20, Pids: 100, CPUs: 0.5, Disk: 32 << 20, NoFile: 1000}
 	for _, m := range limitModes(t) {
@@ -366,8 +367,12 @@ func TestLimitsVisible(t *testing.T) {
 			stat := readFile(t, "/proc/"+pid+"/stat")
 			got["nice"] = strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])[16]
 			want["nice"] = strconv.Itoa(SessionNice)
+			// The batch policy beside the nice level (SessionPolicy).
+			got["policy"] = strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])[38]
+			want["policy"] = strconv.Itoa(SessionPolicy)
 			if m.cgroups() && m.host.cgroups.has("cpu") {
 				want["nice"] = "0"
+				want["policy"] = "0"
 			}
 			// One disk of 32 MiB for /, /tmp and /dev/shm (df shows the
 			// tmpfs's size for the binds, and the overlay's upper for /).

@@ -175,6 +175,21 @@ type Rlimit struct {
 // back.
 const SessionNice = 10
 
+// SessionPolicy is the CPU scheduling policy of the same sessions, beside
+// SessionNice: SCHED_BATCH (3), whose wake-ups do not preempt the process
+// running, so a flooding session's writer, woken each time the server
+// drains its terminal, cuts less into the server's turn or a typing
+// session's. Measured with `go run ./cmd/playground-load --targets
+// self,rlimits --measure echo`, builds with and without it in turn
+// (2026-12-02, the 2-vCPU VM of BENCHMARKS.md): without cgroups, the echo
+// p99 of a session typing while 8 others flood was lower with it in 7 of
+// 8 runs (median 2.2 ms against 2.8). Where a cpu cgroup shares the CPU
+// it is not set: there it was lower in 7 of 9 runs at 09:42 and in 2 of 8
+// at 11:37, no steady gain. It is a hint, not a limit: a program may set
+// SCHED_OTHER back, which takes no privilege and costs its neighbours
+// only that much latency.
+const SessionPolicy = 3
+
 // Stats is what a running session uses now.
 type Stats struct {
 	// Processes is the number of processes of the session (its network

@@ -399,3 +399,11 @@ func forksUnderNproc(t *testing.T, limit uint64) bool {
 		return false
 	}
 }
+
+// TestSessionPolicyIsBatch: SessionPolicy, which TestLimitsVisible reads
+// back from /proc, is Linux's SCHED_BATCH.
+func TestSessionPolicyIsBatch(t *testing.T) {
+	if SessionPolicy != unix.SCHED_BATCH {
+		t.Errorf("SessionPolicy is %d, SCHED_BATCH %d", SessionPolicy, unix.SCHED_BATCH)
+	}
+}

@@ -43,7 +43,8 @@ type program struct {
 // other threads. The thread is never unlocked, so it ends with its
 // goroutine and no Go code runs on it again. In order:
 //
-//  0. a lower CPU priority (nice), where no cgroup shares the CPU;
+//  0. a lower CPU priority (nice, and the batch policy), where no cgroup
+//     shares the CPU;
 //  1. a new cgroup namespace, rooted at the cgroup init is in (where the
 //     parent placed it before it released init);
 //  2. a new, empty session keyring;
@@ -113,11 +114,13 @@ func credentialHint(err error, p program) error {
 // restrict takes from the calling thread, steps 0 to 5 above, what the
 // program must not have.
 func restrict(p program) error {
-	// Priority is per thread, and a child inherits its forking thread's:
-	// this one's becomes the program's, and RLIMIT_NICE (0) keeps it
-	// from raising it back.
+	// Priority and policy are per thread, and a child inherits its
+	// forking thread's: this one's become the program's. RLIMIT_NICE (0)
+	// keeps it from raising its priority back; the batch policy is a hint
+	// it may undo (SessionPolicy).
 	if p.nice != 0 {
-		if err := step("lower the CPU priority", unix.Setpriority(unix.PRIO_PROCESS, 0, p.nice)); err != nil {
+		attr := unix.SchedAttr{Policy: SessionPolicy, Nice: int32(p.nice)}
+		if err := step("lower the CPU priority (nice, SCHED_BATCH)", unix.SchedSetAttr(0, &attr, 0)); err != nil {
 			return err
 		}
 	}
