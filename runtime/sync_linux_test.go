@@ -14,15 +14,7 @@ import (
 // first paragraph, and reads all of it, or the crashing init would block
 // in a write and never exit.
 func TestInitCrashIsReported(t *testing.T) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newSyncConn(fds[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fds := syncPair(t)
 	wrote := make(chan error, 1)
 	go func() {
 		defer unix.Close(fds[1])
@@ -45,7 +37,7 @@ func TestInitCrashIsReported(t *testing.T) {
 		wrote <- nil
 	}()
 	var msg initMessage
-	_, err = s.recv(&msg, startMessageSize)
+	_, err := s.recv(&msg, startMessageSize)
 	var crash *initCrash
 	if !errors.As(err, &crash) || err.Error() != "container init crashed: runtime.throw; runtime.persistentalloc1; runtime.(*mheap).allocSpan; runtime.throw; runtime.throw" {
 		t.Errorf("recv: %v; want the functions of its first frames", err)
@@ -70,23 +62,31 @@ func TestInitCrashWithoutFrames(t *testing.T) {
 		{"runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort\n", "runtime/cgo: pthread_create failed: Resource temporarily unavailable; SIGABRT: abort"},
 		{"  something else entirely\n", `"something else entirely"`},
 	} {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := newSyncConn(fds[0])
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, fds := syncPair(t)
 		if _, err := unix.Write(fds[1], []byte(c.wrote)); err != nil {
 			t.Fatal(err)
 		}
 		unix.Close(fds[1])
 		var msg initMessage
-		_, err = s.recv(&msg, startMessageSize)
+		_, err := s.recv(&msg, startMessageSize)
 		if want := "container init crashed: " + c.want; err == nil || err.Error() != want {
 			t.Errorf("recv of %q: %v; want %q", c.wrote, err, want)
 		}
-		s.Close()
 	}
+}
+
+// syncPair is a sync socket's two ends: the parent's, closed at the end of
+// the test, and init's fd, which the test closes.
+func syncPair(t *testing.T) (*syncConn, [2]int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSyncConn(fds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, [2]int(fds)
 }
