@@ -438,6 +438,11 @@ func TestHasLine(t *testing.T) {
 		{"echo $((6*7))\r\n42", false}, // not complete yet
 		{"$ echo 42\r\n", false},       // the echo of a line, not the answer
 		{"142\r\n", false},
+		// bash's prompt and bracketed paste mode, a server's default shell
+		{"\x1b[?2004h\x1b[1;32mroot@playground\x1b[0m:\x1b[1;34m~\x1b[0m# echo $((6*7))\r\n\x1b[?2004l\r42\r\n\x1b[?2004h", true},
+		{"\x1b]0;root@playground: ~\x07root@playground:~# echo $((6*7))\r\n\x1b[?2004l\r42\r\n", true},
+		{"\x1b[?2004l\r142\r\n", false},
+		{"\x1b[1;32m# echo 42\x1b[0m\r\n", false},
 	} {
 		if got := hasLine([]byte(tc.out), "42"); got != tc.want {
 			t.Errorf("hasLine(%q) = %v, want %v", tc.out, got, tc.want)

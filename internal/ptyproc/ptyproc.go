@@ -5,10 +5,14 @@
 package ptyproc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -121,9 +125,12 @@ func (t *Terminal) Wait() (runtime.ExitStatus, error) {
 	return t.status, t.waitErr
 }
 
-// Close kills the program's process group and the pty's foreground group
-// (a pipeline the shell runs has its own) and closes the master, which
-// unblocks Read and Write. Idempotent; it does not reap: Wait does.
+// Close kills every process of the program's session: its process group,
+// the pty's foreground group (a pipeline the shell runs has its own), and
+// the groups of the jobs it stopped or runs in the background, which the
+// kernel's SIGHUP does not end when they ignore it (under nohup, say). It
+// closes the master, which unblocks Read and Write. Idempotent; it does
+// not reap: Wait does.
 func (t *Terminal) Close() error {
 	t.closeOnce.Do(func() {
 		var fg int
@@ -138,9 +145,61 @@ func (t *Terminal) Close() error {
 		if err := syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			t.closeErr = fmt.Errorf("kill process group: %w", err)
 		}
+		if err := killSession(t.cmd.Process.Pid); err != nil {
+			t.closeErr = errors.Join(t.closeErr, err)
+		}
 		if err := t.ptmx.Close(); err != nil {
 			t.closeErr = errors.Join(t.closeErr, fmt.Errorf("close pty: %w", err))
 		}
 	})
 	return t.closeErr
+}
+
+// killSession kills the process groups of session sid, found in /proc, until
+// a pass finds none: a process of the session forks no more once its
+// group's SIGKILL is sent, so a few passes do.
+func killSession(sid int) error {
+	for range 10 {
+		groups, err := sessionGroups(sid)
+		if err != nil || len(groups) == 0 {
+			return err
+		}
+		for _, pg := range groups {
+			_ = syscall.Kill(-pg, syscall.SIGKILL) // it may be gone already
+		}
+	}
+	return fmt.Errorf("processes of session %d still forking after ten passes", sid)
+}
+
+// sessionGroups lists the process groups of the live processes of session
+// sid (its zombies need no signal).
+func sessionGroups(sid int) ([]int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var groups []int
+	for _, n := range names {
+		if n[0] < '0' || n[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + n + "/stat")
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid pgrp session ...
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 4 || f[0] == "Z" || f[3] != strconv.Itoa(sid) {
+			continue
+		}
+		if pg, err := strconv.Atoi(f[2]); err == nil && !slices.Contains(groups, pg) {
+			groups = append(groups, pg)
+		}
+	}
+	return groups, nil
 }

@@ -1,7 +1,9 @@
 package ptyproc
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -57,4 +59,66 @@ func TestCloseKillsAndUnblocks(t *testing.T) {
 	if st, _ := term.Wait(); st.Signal != syscall.SIGKILL {
 		t.Errorf("Wait: %v, want signal KILL", st)
 	}
+}
+
+// TestCloseKillsTheWholeSession: a job the shell stopped or put in the
+// background has a process group of its own, neither the shell's nor the
+// terminal's foreground one. The kernel's SIGHUP for an orphaned stopped
+// group does nothing to a program that ignores it (as every program run
+// under nohup does), and such a job outlived its terminal: a server test
+// run under nohup left `sleep 1000` behind it, stopped by ^Z. Close ends
+// every process of the terminal's session.
+func TestCloseKillsTheWholeSession(t *testing.T) {
+	term, err := Start(exec.Command("/bin/sh", "-c", `set -m; (trap '' HUP; exec sleep 1000) & echo "job $!"; (trap '' HUP; exec sleep 1000) & kill -STOP $!; echo "job $!"; wait`), 80, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	buf := make([]byte, 4096)
+	var out string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pids) < 2 && time.Now().Before(deadline) {
+		n, err := term.Read(buf)
+		if err != nil {
+			t.Fatalf("read: %v (output %q)", err, out)
+		}
+		out += string(buf[:n])
+		pids = pids[:0]
+		for _, f := range strings.Split(out, "\n") {
+			var pid int
+			if _, err := fmt.Sscanf(strings.TrimSpace(f), "job %d", &pid); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if len(pids) < 2 {
+		t.Fatalf("no two jobs: %q", out)
+	}
+	for _, pid := range pids {
+		if pg, _ := syscall.Getpgid(pid); pg == term.Pid() {
+			t.Fatalf("job %d is in the shell's process group: the test proves nothing", pid)
+		}
+	}
+	term.Close()
+	term.Wait()
+	for _, pid := range pids {
+		for !gone(pid) {
+			if time.Now().After(deadline.Add(10 * time.Second)) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("job %d outlived Close", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// gone: no process pid, or only its zombie (reparented, not yet reaped).
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] == "Z"
 }
