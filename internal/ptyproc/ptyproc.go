@@ -156,19 +156,30 @@ func (t *Terminal) Close() error {
 }
 
 // killSession kills the process groups of session sid, found in /proc, until
-// a pass finds none: a process of the session forks no more once its
-// group's SIGKILL is sent, so a few passes do.
+// a pass finds no group it has not killed: a group's SIGKILL reaches a
+// child forked while it is sent too (the kernel sees to that), but a
+// process not yet killed may make a group of its own meanwhile. One that
+// is dying may still be listed; its group is not new.
 func killSession(sid int) error {
+	var killed []int
 	for range 10 {
 		groups, err := sessionGroups(sid)
-		if err != nil || len(groups) == 0 {
+		if err != nil {
 			return err
 		}
+		fresh := false
 		for _, pg := range groups {
-			_ = syscall.Kill(-pg, syscall.SIGKILL) // it may be gone already
+			if !slices.Contains(killed, pg) {
+				fresh = true
+				killed = append(killed, pg)
+				_ = syscall.Kill(-pg, syscall.SIGKILL) // it may be gone already
+			}
+		}
+		if !fresh {
+			return nil
 		}
 	}
-	return fmt.Errorf("processes of session %d still forking after ten passes", sid)
+	return fmt.Errorf("processes of session %d still making process groups after ten passes", sid)
 }
 
 // sessionGroups lists the process groups of the live processes of session
