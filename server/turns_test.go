@@ -146,6 +146,16 @@ func TestBlockHookConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Fixed buffers, far below the message: autotuned, a loopback socket's
+	// grew with the first transfer to hold the second whole on a kernel
+	// whose tcp_rmem allows 32 MiB (6.18 here), and its write ended within
+	// the deadline (CI, as the test user).
+	if err := peer.(*net.TCPConn).SetReadBuffer(256 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.(*net.TCPConn).SetWriteBuffer(256 << 10); err != nil {
+		t.Fatal(err)
+	}
 	c := newBlockHookConn(nc)
 	defer c.Close()
 	if !c.canHook() {
