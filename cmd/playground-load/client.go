@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/guntainer/playground/server/vt"
 )
 
 // The ttyd core of PROTOCOL.md, as a client sees it: nothing beyond it, so
@@ -188,63 +191,29 @@ func (c *client) close() {
 func (c *client) abort() { _ = c.conn.Close() } // cutting off is the point
 
 // hasLine reports whether out has a complete line that is want, alone or
-// after the prompt "$ ", as a terminal shows it: without its escape
-// sequences, and from its last carriage return on. A shell such as bash
-// ends its bracketed paste mode before a command's output ("\x1b[?2004l\r"),
-// as a server with its default shell at --url does.
+// after the prompt "$ ", as a terminal shows it (shownLine). A shell such
+// as bash ends its bracketed paste mode before a command's output
+// ("\x1b[?2004l\r"), as a server with its default shell at --url does.
 func hasLine(out []byte, want string) bool {
 	for line := range bytes.Lines(out) {
 		line, complete := bytes.CutSuffix(line, []byte("\r\n"))
-		if !complete {
-			continue
-		}
-		line = stripEscapes(line)
-		if i := bytes.LastIndexByte(line, '\r'); i >= 0 {
-			line = line[i+1:]
-		}
-		if string(bytes.TrimPrefix(line, []byte("$ "))) == want {
+		if complete && strings.TrimPrefix(shownLine(line), "$ ") == want {
 			return true
 		}
 	}
 	return false
 }
 
-// stripEscapes removes a line's escape sequences: CSI (ESC [ ... final
-// byte) and OSC (ESC ] ... BEL or ESC \), and two-byte ones (ESC c).
-func stripEscapes(b []byte) []byte {
-	if bytes.IndexByte(b, 0x1b) < 0 {
-		return b
+// shownLine is a line of output as the terminal model (server/vt) shows
+// it: without its escape sequences, and with what a carriage return went
+// back over written across. A line with neither is itself.
+func shownLine(b []byte) string {
+	if bytes.IndexByte(b, 0x1b) < 0 && bytes.IndexByte(b, '\r') < 0 {
+		return string(b)
 	}
-	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); i++ {
-		if b[i] != 0x1b {
-			out = append(out, b[i])
-			continue
-		}
-		if i+1 >= len(b) {
-			break
-		}
-		switch b[i+1] {
-		case '[':
-			j := i + 2
-			for j < len(b) && (b[j] < 0x40 || b[j] > 0x7e) {
-				j++
-			}
-			i = j
-		case ']':
-			j := i + 2
-			for j < len(b) && b[j] != 0x07 && !(b[j] == 0x1b && j+1 < len(b) && b[j+1] == '\\') {
-				j++
-			}
-			if j < len(b) && b[j] == 0x1b {
-				j++
-			}
-			i = j
-		default:
-			i++
-		}
-	}
-	return out
+	scr := vt.New(vt.MaxCols, 1, 0, 0)
+	_, _ = scr.Write(b) // a Screen's Write does not fail
+	return scr.Lines()[0]
 }
 
 // closeReason names a server's close code in a read error.
