@@ -195,6 +195,7 @@ func sessionGroups(sid int) ([]int, error) {
 		return nil, err
 	}
 	var groups []int
+	session := strconv.Itoa(sid)
 	for _, n := range names {
 		if n[0] < '0' || n[0] > '9' {
 			continue
@@ -205,7 +206,7 @@ func sessionGroups(sid int) ([]int, error) {
 		}
 		// pid (comm) state ppid pgrp session ...
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 4 || f[0] == "Z" || f[3] != strconv.Itoa(sid) {
+		if len(f) < 4 || f[0] == "Z" || f[3] != session {
 			continue
 		}
 		if pg, err := strconv.Atoi(f[2]); err == nil && !slices.Contains(groups, pg) {
