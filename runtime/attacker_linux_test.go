@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -243,7 +244,7 @@ var attacks = map[string]func(args []string) error{
 		if v := statusField("self", "Seccomp"); v != "2" {
 			return escaped("Seccomp %q", v)
 		}
-		if v := statusField("self", "CapBnd"); v != fmt.Sprintf("%016x", keptMask()) {
+		if v := statusField("self", "CapBnd"); v != fmt.Sprintf("%016x", initproc.KeptMask()) {
 			return escaped("CapBnd %s", v)
 		}
 		b, err := os.ReadFile("/proc/self/cgroup")

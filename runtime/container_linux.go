@@ -19,13 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/guntainer/playground/internal/ptyinput"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // initArg0 is argv[0] of the re-executed init. It is one of three things
-// MaybeInit checks, beside being PID 1 of a new pid namespace and holding the
+// initproc checks, beside being PID 1 of a new pid namespace and holding the
 // sync socket on fd 3, so no environment variable or argument alone can
 // enter the init path.
-const initArg0 = "playground-init"
+const initArg0 = initproc.Arg0
 
 // initEnv is init's environment, never the server's: only Go's one P,
 // whatever the host. Go would otherwise start threads up to one per CPU (a
@@ -33,9 +34,16 @@ const initArg0 = "playground-init"
 // pids cgroup, or against RLIMIT_NPROC of a uid the sessions of one
 // subordinate-id slice share, and holds 8 MiB of stack where the binary
 // uses cgo. Init does little at once. (runtime.GOMAXPROCS(1) in init would
-// do the same after Go has made its Ps, at a stop of the world.) The
-// program's environment is its own.
-var initEnv = []string{"GOMAXPROCS=1"}
+// do the same after Go has made its Ps, at a stop of the world.) And no
+// garbage collection: init allocates about 0.4 MB before the program
+// starts (runtime.MemStats.TotalAlloc at that point, `playground run`,
+// 2026-12-02) and next to nothing after, below the 4 MB at which Go's
+// first collection would start anyway, and from its last
+// rlimits to its exec a collection starting could crash it (execInPlace);
+// runtime/debug.SetGCPercent(-1) there would put initproc later in Go's
+// initialisation (see its package comment). The program's environment is
+// its own.
+var initEnv = []string{"GOMAXPROCS=1", "GOGC=off"}
 
 // Sizes of the messages the parent reads: init's setup report (an error
 // text at most) and the exit status. A longer one fails to decode, which
@@ -69,8 +77,8 @@ type Container struct {
 	// comes once it has.
 	limitHit bool
 
-	phases []phase       // when the start's phases ended, the parent's and init's
-	done   chan struct{} // closed when init has been reaped
+	phases []initproc.Phase // when the start's phases ended, the parent's and init's
+	done   chan struct{}    // closed when init has been reaped
 	status ExitStatus
 	werr   error
 
@@ -152,7 +160,7 @@ func (e *createError) transient() bool {
 }
 
 func (c *Container) start(spec Spec) error {
-	c.phases = append(c.phases, phase{"start", monotonic()})
+	c.phases = append(c.phases, initproc.Phase{Name: "start", At: initproc.Monotonic()})
 	c.programIsInit = spec.ProgramIsInit
 	uid, gid, err := parseUser(spec.User)
 	if err != nil {
@@ -186,7 +194,7 @@ func (c *Container) start(spec Spec) error {
 		_ = childEnd.Close() // not started: nobody else has it
 		return err
 	}
-	c.phases = append(c.phases, phase{"id range, cgroup", monotonic()})
+	c.phases = append(c.phases, initproc.Phase{Name: "id range, cgroup", At: initproc.Monotonic()})
 	attr := initProcAttr(plan)
 	if plan.sub != nil {
 		if err := plan.sub.Prepare(attr); err != nil {
@@ -228,7 +236,7 @@ func (c *Container) start(spec Spec) error {
 	c.proc = c.cmd.Process
 	c.pmu.Unlock()
 	pid := c.cmd.Process.Pid
-	c.phases = append(c.phases, phase{"namespaces, exec of init", monotonic()})
+	c.phases = append(c.phases, initproc.Phase{Name: "namespaces, exec of init", At: initproc.Monotonic()})
 	// The id range is this container's until init has been reaped, also
 	// for a server that starts after this one died: see idSlot.
 	if err := c.ids.claim(pid); err != nil {
@@ -265,14 +273,14 @@ func (c *Container) start(spec Spec) error {
 		resolvConf = c.net.ResolvConf()
 		rules = spec.Net.Rules(c.net.Allow(), h.hostAddrs)
 	}
-	c.phases = append(c.phases, phase{"cgroup, id maps, network", monotonic()})
+	c.phases = append(c.phases, initproc.Phase{Name: "cgroup, id maps, network", At: initproc.Monotonic()})
 	// Without a memory (or cpu) controller, rlimits per process and a
 	// lower CPU priority stand in for the cgroup.
 	nice := 0
 	if c.cg == nil || !c.cg.m.has("cpu") {
 		nice = SessionNice
 	}
-	cfg := initConfig{
+	cfg := initproc.Config{
 		Rootfs:     spec.Rootfs,
 		Hostname:   spec.Hostname,
 		Args:       spec.Args,
@@ -288,10 +296,11 @@ func (c *Container) start(spec Spec) error {
 		UID:        uid,
 		GID:        gid,
 		Seccomp:    h.seccomp,
-		Limits:     c.limits,
+		Disk:       c.limits.WithDefaults().Disk,
+		DiskInodes: c.limits.DiskInodes(),
 		Rlimits:    RlimitsFor(c.limits, limCg),
 		Nice:       nice,
-		NetRules:   rules,
+		NetRules:   rules.wire(),
 		BecomeRoot: plan.sub != nil,
 
 		ProgramIsInit: spec.ProgramIsInit,
@@ -332,7 +341,7 @@ func (c *Container) start(spec Spec) error {
 	if enterLater {
 		err := withBlockingSlot(func() error { return c.cg.Enter(pid) })
 		if err == nil {
-			if err = c.sync.send(initMessage{Kind: "entered"}); err != nil {
+			if err = c.sync.send(initproc.Message{Kind: "entered"}); err != nil {
 				err = fmt.Errorf("tell container init its cgroup: %w", err)
 			}
 		}
@@ -341,33 +350,33 @@ func (c *Container) start(spec Spec) error {
 			// fails the move or the message: then its report says why.
 			// Killed first, it cannot be left waiting for "entered".
 			_ = c.cmd.Process.Signal(syscall.SIGKILL)
-			var msg initMessage
+			var msg initproc.Message
 			fds, rerr := c.sync.recv(&msg, startMessageSize)
-			closeFds(fds)
+			initproc.CloseFds(fds)
 			if rerr == nil && msg.Kind == "error" {
-				return msg.setupError()
+				return setupErrorOf(msg)
 			}
 			return err // init is killed, never having started the program
 		}
 	}
 
-	var msg initMessage
+	var msg initproc.Message
 	fds, err := c.sync.recv(&msg, startMessageSize)
 	switch {
-	case errors.Is(err, errEOF):
+	case errors.Is(err, initproc.ErrEOF):
 		return c.notReady()
 	case errors.As(err, new(*initCrash)):
 		return fmt.Errorf("%w (%s)", err, c.reap())
 	case err != nil:
 		return err
 	case msg.Kind == "error":
-		closeFds(fds)
-		return msg.setupError()
+		initproc.CloseFds(fds)
+		return setupErrorOf(msg)
 	case msg.Kind == "checked" && spec.check:
-		closeFds(fds)
+		initproc.CloseFds(fds)
 		return nil
 	case msg.Kind != "ready" || len(fds) != readyFdCount(spec):
-		closeFds(fds)
+		initproc.CloseFds(fds)
 		return fmt.Errorf("container init: unexpected %q message with %d fds", msg.Kind, len(fds))
 	}
 	if c.master, err = ptyMaster(fds); err != nil {
@@ -375,7 +384,7 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.input = ptyinput.New(c.master)
 	c.phases = append(c.phases, msg.Phases...)
-	c.phases = append(c.phases, phase{"ready", monotonic()})
+	c.phases = append(c.phases, initproc.Phase{Name: "ready", At: initproc.Monotonic()})
 	if spec.ProgramIsInit {
 		return c.awaitExec()
 	}
@@ -387,17 +396,17 @@ func (c *Container) start(spec Spec) error {
 // then closed and this end reads end of file. A failed exec is reported
 // as any setup step is.
 func (c *Container) awaitExec() error {
-	var msg initMessage
+	var msg initproc.Message
 	fds, err := c.sync.recv(&msg, startMessageSize)
-	closeFds(fds)
+	initproc.CloseFds(fds)
 	switch {
-	case errors.Is(err, errEOF):
-		c.phases = append(c.phases, phase{"exec of the program", monotonic()})
+	case errors.Is(err, initproc.ErrEOF):
+		c.phases = append(c.phases, initproc.Phase{Name: "exec of the program", At: initproc.Monotonic()})
 		return nil // executed; or killed meanwhile, which Wait will say
 	case err != nil:
 		return err
 	case msg.Kind == "error":
-		return msg.setupError()
+		return setupErrorOf(msg)
 	default:
 		return fmt.Errorf("container init: unexpected %q message after ready", msg.Kind)
 	}
@@ -473,9 +482,9 @@ func Check(spec Spec) error {
 func (c *Container) watch() {
 	defer close(c.done)
 	defer c.releaseHost()
-	var msg initMessage
+	var msg initproc.Message
 	fds, err := c.sync.recv(&msg, exitMessageSize)
-	closeFds(fds)
+	initproc.CloseFds(fds)
 	if err == nil && msg.Kind == "exit" {
 		c.status = ExitStatus{Code: msg.Code, Signal: syscall.Signal(msg.Signal)}
 		if msg.Signal != 0 {

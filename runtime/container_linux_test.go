@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -147,7 +148,7 @@ func TestHostRootIsHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := map[string]bool{}
-	for _, d := range append(hostDirs, "/etc", "/root", "/home", "/var", "/run", "/mnt", "/opt", "/srv", "/proc", "/dev", "/sys", "/tmp") {
+	for _, d := range append(initproc.HostDirs, "/etc", "/root", "/home", "/var", "/run", "/mnt", "/opt", "/srv", "/proc", "/dev", "/sys", "/tmp") {
 		allowed[d[1:]] = true
 	}
 	for _, e := range host {

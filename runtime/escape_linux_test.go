@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -383,7 +384,7 @@ func testPosture(t *testing.T, m hostMode) {
 	pid := strconv.Itoa(programPid(t, c))
 
 	got, want := map[string]string{}, map[string]string{}
-	mask := fmt.Sprintf("%016x", keptMask())
+	mask := fmt.Sprintf("%016x", initproc.KeptMask())
 	for k, v := range map[string]string{"CapInh": "0000000000000000", "CapPrm": mask, "CapEff": mask, "CapBnd": mask,
 		"CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2", "Seccomp_filters": "1"} {
 		want["status "+k] = v

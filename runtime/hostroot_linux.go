@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // A HostRootfs container's root is an overlay like any other, whose lower
@@ -86,7 +88,7 @@ type entry struct {
 // hostRootEntries lists the prepared tree, in the order to make it.
 func hostRootEntries() ([]entry, error) {
 	var es []entry
-	for _, d := range hostDirs {
+	for _, d := range initproc.HostDirs {
 		fi, err := os.Lstat(d)
 		switch {
 		case err != nil:
@@ -108,20 +110,20 @@ func hostRootEntries() ([]entry, error) {
 		{"mnt", 0o755}, {"opt", 0o755}, {"srv", 0o755}, {"proc", 0o555}, {"dev", 0o755}, {"sys", 0o555}, {"tmp", os.ModeSticky | 0o777}} {
 		es = append(es, entry{path: d.path, mode: os.ModeDir | d.mode})
 	}
-	for _, name := range hostEtc {
+	for _, name := range initproc.HostEtc {
 		got, err := treeEntries("/etc/"+name, "etc/"+name)
 		if err != nil {
 			return nil, err
 		}
 		es = append(es, got...)
 	}
-	names := make([]string, 0, len(hostEtcFiles))
-	for p := range hostEtcFiles {
+	names := make([]string, 0, len(initproc.HostEtcFiles))
+	for p := range initproc.HostEtcFiles {
 		names = append(names, p)
 	}
 	slices.Sort(names)
 	for _, p := range names {
-		es = append(es, entry{path: p, mode: 0o644, data: []byte(hostEtcFiles[p])})
+		es = append(es, entry{path: p, mode: 0o644, data: []byte(initproc.HostEtcFiles[p])})
 	}
 	return es, nil
 }

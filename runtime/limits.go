@@ -7,6 +7,8 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // Limits bound what one session may use. The zero value of a field means
@@ -161,11 +163,15 @@ func (l Limits) PidsReason() string {
 // Rlimit is one resource limit init sets on itself, and so on every
 // process of the session, before the program starts. Name is the
 // lower-case name of RLIMIT_*: "nproc", "nofile".
-type Rlimit struct {
-	Name string `json:"name"`
-	Cur  uint64 `json:"cur"`
-	Max  uint64 `json:"max"`
-}
+type Rlimit = initproc.Rlimit
+
+// SessionPolicy is the CPU scheduling policy of the sessions that get
+// SessionNice: SCHED_BATCH (see initproc.SessionPolicy for why and what
+// it measured).
+const SessionPolicy = initproc.SessionPolicy
+
+// DiskLayout is the session's disk, one tmpfs: see initproc.DiskLayout.
+var DiskLayout = initproc.DiskLayout
 
 // SessionNice is the nice value of every process of a session whose CPU
 // no cgroup shares (LimitsMode without cpu): the server, at 0, then gets
@@ -174,21 +180,6 @@ type Rlimit struct {
 // flood. RLIMIT_NICE pins it: no session process can raise its priority
 // back.
 const SessionNice = 10
-
-// SessionPolicy is the CPU scheduling policy of the same sessions, beside
-// SessionNice: SCHED_BATCH (3), whose wake-ups do not preempt the process
-// running, so a flooding session's writer, woken each time the server
-// drains its terminal, cuts less into the server's turn or a typing
-// session's. Measured with `go run ./cmd/playground-load --targets
-// self,rlimits --measure echo`, builds with and without it in turn
-// (2026-12-02, the 2-vCPU VM of BENCHMARKS.md): without cgroups, the echo
-// p99 of a session typing while 8 others flood was lower with it in 7 of
-// 8 runs (median 2.2 ms against 2.8). Where a cpu cgroup shares the CPU
-// it is not set: there it was lower in 7 of 9 runs at 09:42 and in 2 of 8
-// at 11:37, no steady gain. It is a hint, not a limit: a program may set
-// SCHED_OTHER back, which takes no privilege and costs its neighbours
-// only that much latency.
-const SessionPolicy = 3
 
 // Stats is what a running session uses now.
 type Stats struct {
@@ -200,31 +191,6 @@ type Stats struct {
 	// processes' resident sets (shared pages counted once per process).
 	MemoryBytes int64
 }
-
-// DiskLayout is how Limits.Disk holds the writable layer, /tmp and /dev/shm
-// together: one tmpfs of Disk bytes and DiskInodes inodes, mounted by init
-// on the container's mount point, holding
-//
-//	upper/ work/   the overlay's writable layer
-//	lower/         the id-mapped rootfs (root mode)
-//	root/          the overlay, the new root
-//	tmp/           bound onto /tmp     (mode 1777)
-//	shm/           bound onto /dev/shm (mode 1777)
-//	dev/           bound onto /dev, which holds the device binds
-//	mask/          empty, bound read-only onto each masked directory
-//
-// Separate tmpfs mounts with a size each would let a session use the sum;
-// binds of one tmpfs share its one size and inode count. And each file
-// system costs every memory cgroup on the host: each file system holds a
-// shrinker id, and a memory cgroup is made with a slot for every id up to
-// the highest the host has used since boot (Linux 6.7 and later: a 1 KiB
-// slab object for each 64; 8 bytes each before). On this project's test
-// VM, after runs of 1,000 sessions, an empty memory cgroup took 254 KiB,
-// nearly all of it these slots; the cost grows with sessions times file
-// systems per session. So /dev and the masked directories, each a tmpfs
-// of its own before, are binds of this one (TestOneFileSystemForTheSession).
-// See mountSessionDisk and attachSessionDir.
-var DiskLayout = []string{"upper", "work", "lower", "root", "tmp", "shm", "dev", "mask"}
 
 // DiskInodes is the inode limit (nr_inodes) of the session's tmpfs: one
 // per 16 KiB of Disk, at least 4096. An inode costs the kernel about 1 KiB,

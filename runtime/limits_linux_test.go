@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,7 +81,7 @@ func TestRlimitsInsideTheContainer(t *testing.T) {
 func helperRlimits() int {
 	var l Limits
 	helperArg(&l)
-	if err := applyRlimits(RlimitsFor(l, false)); err != nil {
+	if err := initproc.ApplyRlimits(RlimitsFor(l, false)); err != nil {
 		fmt.Println(err)
 		return 1
 	}
@@ -169,25 +170,25 @@ func helperDisk() int {
 			return fail(err)
 		}
 	}
-	if err := mountSessionDisk(mp, l); err != nil {
+	if err := initproc.MountSessionDisk(mp, l.WithDefaults().Disk, l.DiskInodes()); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(mp, unix.MNT_DETACH)
-	dirs, err := openSessionDirs(mp)
+	dirs, err := initproc.OpenSessionDirs(mp)
 	if err != nil {
 		return fail(err)
 	}
-	defer dirs.close()
+	defer dirs.Close()
 	// Targets relative to the working directory, as init's are to the
 	// new root.
 	if err := os.Chdir(base); err != nil {
 		return fail(err)
 	}
-	if err := attachSessionDir(dirs.tmp, "tmp", 0); err != nil {
+	if err := initproc.AttachSessionDir(dirs.Tmp, "tmp", 0); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(tmpT, unix.MNT_DETACH)
-	if err := attachSessionDir(dirs.shm, "shm", unix.MOUNT_ATTR_NOEXEC); err != nil {
+	if err := initproc.AttachSessionDir(dirs.Shm, "shm", unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return fail(err)
 	}
 	defer unix.Unmount(shmT, unix.MNT_DETACH)

@@ -83,9 +83,6 @@ func (s *SubIDs) Prepare(*syscall.SysProcAttr) error { return ErrUnsupported }
 func (s *SubIDs) Map(int) error                      { return ErrUnsupported }
 func (s *SubIDs) MapForUnpack(int) error             { return ErrUnsupported }
 
-// BecomeRoot fails: it belongs to a Linux container's init.
-func BecomeRoot() error { return ErrUnsupported }
-
 // NetHelper is a session's network helper; none on this system.
 type NetHelper struct{ Kind string }
 

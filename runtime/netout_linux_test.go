@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 func TestParseNet(t *testing.T) {
@@ -250,11 +251,11 @@ func helperNetInside() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := loopbackUp(); err != nil {
+	if err := initproc.LoopbackUp(); err != nil {
 		fmt.Fprintln(os.Stderr, "lo up:", err)
 		return 1
 	}
-	if err := installNetRules(arg.Rules); err != nil {
+	if err := initproc.InstallNetRules(arg.Rules.wire()); err != nil {
 		fmt.Fprintln(os.Stderr, "install rules:", err)
 		return 1
 	}

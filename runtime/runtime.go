@@ -24,8 +24,10 @@
 // layer, /tmp and /dev/shm are one tmpfs of Limits.Disk bytes.
 //
 // Programs that embed the runtime must call MaybeInit first thing in main
-// (and in TestMain of tests that start containers): it is the entry point of
-// the re-executed init and never returns there.
+// (and in TestMain of tests that start containers): it marks inherited fds
+// close-on-exec and runs the runtime's helpers. The re-executed init itself
+// never gets to main: it is entered, and ends, while Go initialises this
+// package's dependencies (package initproc).
 package runtime
 
 import (
@@ -34,6 +36,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // ErrUnsupported is returned on systems where containers cannot be started.
@@ -41,7 +45,7 @@ var ErrUnsupported = errors.New("runtime: containers need Linux")
 
 // HostRootfs is the Spec.Rootfs value that builds the root from the host's
 // /usr, /bin, /lib, /lib64 and /sbin, read-only, with a synthesised /etc.
-const HostRootfs = "host"
+const HostRootfs = initproc.HostRootfs
 
 // Spec says what container to start.
 type Spec struct {

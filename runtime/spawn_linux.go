@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -379,7 +380,7 @@ func spawnMain() {
 		}
 		var req spawnRequest
 		if err := json.Unmarshal(buf[:n], &req); err != nil {
-			closeFds(fds)
+			initproc.CloseFds(fds)
 			os.Exit(2) // not the server's
 		}
 		go func() {
@@ -397,7 +398,7 @@ func spawnMain() {
 // times, no pidfd for a child that is not the spawner's.
 func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
 	r := spawnReply{ID: req.ID}
-	defer closeFds(fds)
+	defer initproc.CloseFds(fds)
 	if len(fds) != 1 {
 		r.Err = "spawner: a request without its one descriptor"
 		return r

@@ -3,6 +3,8 @@ package runtime
 import (
 	"slices"
 	"time"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // StartPhases is the container's start, phase by phase, in the order the
@@ -16,7 +18,7 @@ func (c *Container) StartPhases() []StartPhase {
 		return nil
 	}
 	ps := slices.Clone(c.phases)
-	slices.SortStableFunc(ps, func(a, b phase) int {
+	slices.SortStableFunc(ps, func(a, b initproc.Phase) int {
 		switch {
 		case a.At < b.At:
 			return -1

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/guntainer/playground/internal/ptyinput"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // Stdio is a program's standard input, output and error when it runs
@@ -40,6 +41,6 @@ var ErrInputFlushed = ptyinput.ErrFlushed
 // found, 126 for one found but not executable (a directory, no x bit, a
 // script whose interpreter is missing, a noexec mount).
 var (
-	ErrProgramNotFound      = errors.New("program not found")
-	ErrProgramNotExecutable = errors.New("program not executable")
+	ErrProgramNotFound      = initproc.ErrProgramNotFound
+	ErrProgramNotExecutable = initproc.ErrProgramNotExecutable
 )

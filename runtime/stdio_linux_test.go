@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -159,7 +160,7 @@ func TestStdioPosture(t *testing.T) {
 	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:]) // from field 3, state
 	want["session"], got["session"] = pidS, f[3]
 	want["tty_nr"], got["tty_nr"] = "0", f[4]
-	mask := fmt.Sprintf("%016x", keptMask())
+	mask := fmt.Sprintf("%016x", initproc.KeptMask())
 	for k, v := range map[string]string{"CapEff": mask, "CapBnd": mask, "NoNewPrivs": "1", "Seccomp": "2"} {
 		want[k], got[k] = v, statusField(pidS, k)
 	}

@@ -49,7 +49,7 @@ import (
 // yet at that point) and would lose its capabilities at execve as an
 // unmapped uid. Prepare gives it every capability as ambient instead,
 // which survive the execve of init; the parent runs Map(pid) before it
-// releases init over the sync socket; init's first act is BecomeRoot.
+// releases init over the sync socket; init's first act is initproc.BecomeRoot.
 
 // SubIDs is the server user's slice of /etc/subuid and /etc/subgid.
 type SubIDs struct {
@@ -185,7 +185,7 @@ func (s *SubIDs) String() string {
 // Prepare sets up attr for a child whose maps Map writes after it started:
 // no id maps or credentials for Go to write, and every capability as
 // ambient, so that init keeps them across its execve as a still unmapped
-// uid (until Map and BecomeRoot). The child must be cloned with
+// uid (until Map and initproc.BecomeRoot). The child must be cloned with
 // CLONE_NEWUSER: it holds the capabilities of its new user namespace
 // only. Init gives them up before the program runs, as always.
 func (s *SubIDs) Prepare(attr *syscall.SysProcAttr) error {
@@ -240,25 +240,6 @@ func (s *SubIDs) mapIDs(pid int, withServer bool) error {
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%s %s: %w: %s", m.tool, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 		}
-	}
-	return nil
-}
-
-// BecomeRoot makes init container root once the parent has written its
-// maps (Map): no supplementary groups, then gid and uid 0, on every
-// thread (Go's syscall package applies them to all threads). It is init's
-// first act in the subordinate-id mode.
-func BecomeRoot() error {
-	if err := syscall.Setgroups(nil); err != nil {
-		// The server's supplementary groups are host groups: none may
-		// stay (newgidmap allows setgroups for a subgid map).
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	if err := syscall.Setresgid(0, 0, 0); err != nil {
-		return fmt.Errorf("setresgid 0: %w (are the gid maps written?)", err)
-	}
-	if err := syscall.Setresuid(0, 0, 0); err != nil {
-		return fmt.Errorf("setresuid 0: %w (are the uid maps written?)", err)
 	}
 	return nil
 }

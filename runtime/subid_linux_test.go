@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 func TestSubIDRanges(t *testing.T) {
@@ -136,7 +137,7 @@ func helperBecomeRoot() int {
 	if _, err := r.ReadString('\n'); err != nil {
 		return 1
 	}
-	if err := BecomeRoot(); err != nil {
+	if err := initproc.BecomeRoot(); err != nil {
 		fmt.Println(err)
 		return 1
 	}

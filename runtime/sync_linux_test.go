@@ -2,9 +2,15 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +42,7 @@ func TestInitCrashIsReported(t *testing.T) {
 		}
 		wrote <- nil
 	}()
-	var msg initMessage
+	var msg initproc.Message
 	_, err := s.recv(&msg, startMessageSize)
 	var crash *initCrash
 	if !errors.As(err, &crash) || err.Error() != "container init crashed: runtime.throw; runtime.persistentalloc1; runtime.(*mheap).allocSpan; runtime.throw; runtime.throw" {
@@ -67,11 +73,64 @@ func TestInitCrashWithoutFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 		unix.Close(fds[1])
-		var msg initMessage
+		var msg initproc.Message
 		_, err := s.recv(&msg, startMessageSize)
 		if want := "container init crashed: " + c.want; err == nil || err.Error() != want {
 			t.Errorf("recv of %q: %v; want %q", c.wrote, err, want)
 		}
+	}
+}
+
+// TestARealInitCrashIsReported makes a real init (this test binary run as
+// one: PID 1 of a new pid namespace, the sync socket on fd 3) end in Go's
+// crash report while it waits for its config, by SIGQUIT, whose report Go
+// writes as it writes a fatal error's. The report reaches the parent
+// through init's fd 2, which init makes the sync socket (initproc), and
+// the parent says what it was.
+func TestARealInitCrashIsReported(t *testing.T) {
+	s, fds := syncPair(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "sync")
+	cmd := &exec.Cmd{
+		Path: exe, Args: []string{initArg0}, Env: initEnv, ExtraFiles: []*os.File{child},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			Pdeathsig:   syscall.SIGKILL,
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Close()
+	// Signalled before init has made fd 2 the socket, init would crash
+	// into /dev/null: wait for that first.
+	fd2 := fmt.Sprintf("/proc/%d/fd/2", cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if l, err := os.Readlink(fd2); err == nil && strings.HasPrefix(l, "socket:") {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("init's fd 2 never became its sync socket")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	var msg initproc.Message
+	_, err = s.recv(&msg, startMessageSize)
+	if want := "container init crashed: SIGQUIT: quit"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("recv: %v; want %q first", err, want)
+	}
+	var ee *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("init: %v; want Go's exit status 2 of a crash", err)
 	}
 }
 

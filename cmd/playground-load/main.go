@@ -31,7 +31,7 @@ import (
 )
 
 func main() {
-	runtime.MaybeInit() // a container's init never returns from here
+	runtime.MaybeInit() // the runtime's helpers never return from here
 	maybeServe()        // a child server of this command never returns from here
 	maybeFlood()        // nor does the flooding sessions' client process
 	os.Exit(mainArgs(os.Args[1:], os.Stdout, os.Stderr))

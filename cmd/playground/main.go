@@ -23,7 +23,7 @@ import (
 )
 
 func main() {
-	runtime.MaybeInit() // a container's init never returns from here
+	runtime.MaybeInit() // the runtime's helpers never return from here
 	os.Exit(mainArgs(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -1,9 +1,9 @@
-package runtime
+package initproc
 
 import (
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,18 +11,17 @@ import (
 // The session's disk (Limits.Disk) as one tmpfs: see DiskLayout. Init
 // mounts it on its mount point (mountSessionDisk), opens its tmp, shm, dev
 // and mask directories as detached mounts before pivot_root
-// (openSessionDirs), and attaches them on /tmp, /dev/shm, /dev and the
-// masked directories afterwards (attachSessionDir). One tmpfs and binds of
+// (OpenSessionDirs), and attaches them on /tmp, /dev/shm, /dev and the
+// masked directories afterwards (AttachSessionDir). One tmpfs and binds of
 // it, where there were a tmpfs for each: the writable layer, /tmp and
 // /dev/shm share one size and one inode count, so a session can fill its
 // disk once, not three times; and a session makes one tmpfs where it made
 // up to seven (see DiskLayout for why that matters).
 
-// mountSessionDisk mounts the session's tmpfs on mp, size Disk and
-// DiskInodes inodes, and makes DiskLayout's directories in it.
-func mountSessionDisk(mp string, l Limits) error {
-	l = l.WithDefaults()
-	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755", l.Disk, l.DiskInodes())
+// MountSessionDisk mounts the session's tmpfs on mp, of size bytes and
+// inodes inodes, and makes DiskLayout's directories in it.
+func MountSessionDisk(mp string, size, inodes int64) error {
+	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755", size, inodes)
 	if err := unix.Mount("tmpfs", mp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", mp, err)
 	}
@@ -31,7 +30,7 @@ func mountSessionDisk(mp string, l Limits) error {
 		if d == "tmp" || d == "shm" {
 			mode = 0o777 | os.ModeSticky
 		}
-		p := filepath.Join(mp, d)
+		p := path.Join(mp, d)
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return fmt.Errorf("mkdir %s: %w", p, err)
 		}
@@ -42,36 +41,36 @@ func mountSessionDisk(mp string, l Limits) error {
 	return nil
 }
 
-// sessionDirs are the session disk's directories that init attaches after
+// SessionDirs are the session disk's directories that init attaches after
 // pivot_root, when the disk is no longer reachable by path: each a
 // detached bind mount (open_tree OPEN_TREE_CLONE) opened before it.
-type sessionDirs struct {
-	tmp, shm, dev int
-	// masks holds a clone of the disk's empty mask/ for each of
+type SessionDirs struct {
+	Tmp, Shm, Dev int
+	// Masks holds a clone of the disk's empty mask/ for each of
 	// maskedDirs, attached read-only on those the kernel has.
-	masks []int
+	Masks []int
 }
 
-// openSessionDirs opens mp's tmp, shm, dev and mask directories as
-// detached bind mounts. The caller closes them (close).
-func openSessionDirs(mp string) (*sessionDirs, error) {
-	d := &sessionDirs{tmp: -1, shm: -1, dev: -1}
+// OpenSessionDirs opens mp's tmp, shm, dev and mask directories as
+// detached bind mounts. The caller closes them (Close).
+func OpenSessionDirs(mp string) (*SessionDirs, error) {
+	d := &SessionDirs{Tmp: -1, Shm: -1, Dev: -1}
 	open := func(name string) (int, error) {
-		fd, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(mp, name), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		fd, err := unix.OpenTree(unix.AT_FDCWD, path.Join(mp, name), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 		if err != nil {
-			d.close()
+			d.Close()
 			return -1, fmt.Errorf("open_tree %s/%s: %w", mp, name, err)
 		}
 		return fd, nil
 	}
 	var err error
-	if d.tmp, err = open("tmp"); err != nil {
+	if d.Tmp, err = open("tmp"); err != nil {
 		return nil, err
 	}
-	if d.shm, err = open("shm"); err != nil {
+	if d.Shm, err = open("shm"); err != nil {
 		return nil, err
 	}
-	if d.dev, err = open("dev"); err != nil {
+	if d.Dev, err = open("dev"); err != nil {
 		return nil, err
 	}
 	for range maskedDirs {
@@ -79,28 +78,28 @@ func openSessionDirs(mp string) (*sessionDirs, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.masks = append(d.masks, fd)
+		d.Masks = append(d.Masks, fd)
 	}
 	return d, nil
 }
 
-// close closes what is still open: a detached mount that was not
+// Close closes what is still open: a detached mount that was not
 // attached goes with its fd.
-func (d *sessionDirs) close() {
-	for _, fd := range append([]int{d.tmp, d.shm, d.dev}, d.masks...) {
+func (d *SessionDirs) Close() {
+	for _, fd := range append([]int{d.Tmp, d.Shm, d.Dev}, d.Masks...) {
 		if fd >= 0 {
 			_ = unix.Close(fd)
 		}
 	}
 }
 
-// attachSessionDir attaches a detached mount from openSessionDirs on
+// AttachSessionDir attaches a detached mount from OpenSessionDirs on
 // target, a path relative to the working directory (the new root, for
 // init), resolved in it without following a symlink (openat2 with
 // RESOLVE_IN_ROOT and RESOLVE_NO_SYMLINKS, as mountOn does): the mount is
 // moved onto exactly what was opened. It is nosuid and nodev, and has the
 // extra attributes given (MOUNT_ATTR_NOEXEC).
-func attachSessionDir(fd int, target string, extra uint64) error {
+func AttachSessionDir(fd int, target string, extra uint64) error {
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | extra}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		return fmt.Errorf("mount_setattr for %s: %w", target, err)

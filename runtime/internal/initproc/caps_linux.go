@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"fmt"
@@ -41,8 +41,8 @@ var droppedCaps = []struct {
 	{capability.CAP_SETFCAP, "dropped: file capabilities never take effect under no_new_privs"},
 }
 
-// keptMask is the kept list as the bit mask /proc/PID/status shows.
-func keptMask() uint64 {
+// KeptMask is the kept list as the bit mask /proc/PID/status shows.
+func KeptMask() uint64 {
 	var m uint64
 	for _, k := range keptCaps {
 		m |= 1 << uint(k.cap)

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ func TestExecAfterTheLimitsAllocatesNothing(t *testing.T) {
 	var rl []Rlimit
 	for _, name := range []string{"data", "nproc"} {
 		var cur unix.Rlimit
-		if err := unix.Getrlimit(rlimitResources[name], &cur); err != nil {
+		if err := unix.Getrlimit(RlimitResources[name], &cur); err != nil {
 			t.Fatal(err)
 		}
 		rl = append(rl, Rlimit{Name: name, Cur: cur.Cur, Max: cur.Max})

@@ -1,10 +1,10 @@
-package runtime
+package initproc
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -26,34 +26,34 @@ import (
 
 const oldRoot = "/.oldroot"
 
-// hostDirs are the host's directories a HostRootfs container sees, read-only.
-var hostDirs = []string{"/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin"}
+// HostDirs are the host's directories a HostRootfs container sees, read-only.
+var HostDirs = []string{"/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin"}
 
-// hostEtc are host files under /etc that programs from the host's /usr need
+// HostEtc are host files under /etc that programs from the host's /usr need
 // (the dynamic linker's cache, Debian's alternatives), shown read-only; no
 // account or secret file is among them.
-var hostEtc = []string{"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "terminfo", "inputrc", "os-release"}
+var HostEtc = []string{"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "terminfo", "inputrc", "os-release"}
 
-func buildRoot(cfg *initConfig, lower int) error {
+func buildRoot(cfg *Config, lower int) error {
 	mp := cfg.MountPoint
 	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
 		return err
 	}
-	if err := step("mount the session's disk on "+mp, mountSessionDisk(mp, cfg.Limits)); err != nil {
+	if err := step("mount the session's disk on "+mp, MountSessionDisk(mp, cfg.Disk, cfg.DiskInodes)); err != nil {
 		return err
 	}
 	// Its directories bound into the root once it is built.
-	dirs, err := openSessionDirs(mp)
+	dirs, err := OpenSessionDirs(mp)
 	if err := step("session disk", err); err != nil {
 		return err
 	}
-	defer dirs.close()
+	defer dirs.Close()
 	// Relative to the tmpfs from here, so that the overlay's options in
 	// the container's mountinfo name no host path.
 	if err := step("chdir to "+mp, os.Chdir(mp)); err != nil {
 		return err
 	}
-	root := filepath.Join(mp, "root")
+	root := path.Join(mp, "root")
 	{
 		lowerDir := "lower"
 		if lower >= 0 && cfg.LowerFD {
@@ -164,7 +164,7 @@ var (
 	readOnlyDirs = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"}
 )
 
-func mountSystem(cfg *initConfig, dirs *sessionDirs) error {
+func mountSystem(cfg *Config, dirs *SessionDirs) error {
 	const noexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := mkdirReal("/proc"); err != nil {
 		return err
@@ -176,22 +176,22 @@ func mountSystem(cfg *initConfig, dirs *sessionDirs) error {
 		return err
 	}
 	// The session disk's dev/: what is written there counts in --disk.
-	if err := step("bind the session's dev on /dev", attachSessionDir(dirs.dev, "./dev", unix.MOUNT_ATTR_NOEXEC)); err != nil {
+	if err := step("bind the session's dev on /dev", AttachSessionDir(dirs.Dev, "./dev", unix.MOUNT_ATTR_NOEXEC)); err != nil {
 		return err
 	}
 	if err := mountSys(); err != nil {
 		return err
 	}
-	if err := populateDev(cfg, dirs.shm); err != nil {
+	if err := populateDev(cfg, dirs.Shm); err != nil {
 		return err
 	}
 	if err := mkdirReal("/tmp"); err != nil {
 		return err
 	}
-	if err := step("bind the session's tmp on /tmp", attachSessionDir(dirs.tmp, "./tmp", 0)); err != nil {
+	if err := step("bind the session's tmp on /tmp", AttachSessionDir(dirs.Tmp, "./tmp", 0)); err != nil {
 		return err
 	}
-	return mask(dirs.masks)
+	return mask(dirs.Masks)
 }
 
 // mountSys mounts a fresh read-only sysfs, which the kernel allows in a
@@ -234,7 +234,7 @@ func remountReadOnly(p string) error {
 
 // populateDev fills the /dev tmpfs. Device nodes cannot be made in a user
 // namespace, so the host's harmless ones are bind-mounted onto empty files.
-func populateDev(cfg *initConfig, shm int) error {
+func populateDev(cfg *Config, shm int) error {
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		p := "/dev/" + d
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW, 0o666)
@@ -259,7 +259,7 @@ func populateDev(cfg *initConfig, shm int) error {
 	if err := step("mkdir /dev/shm", os.Mkdir("/dev/shm", 0o1777)); err != nil {
 		return err
 	}
-	if err := step("bind the session's shm on /dev/shm", attachSessionDir(shm, "./dev/shm", unix.MOUNT_ATTR_NOEXEC)); err != nil {
+	if err := step("bind the session's shm on /dev/shm", AttachSessionDir(shm, "./dev/shm", unix.MOUNT_ATTR_NOEXEC)); err != nil {
 		return err
 	}
 	for link, target := range map[string]string{
@@ -292,7 +292,7 @@ func mask(dirMasks []int) error {
 		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := step("mask "+p, attachSessionDir(dirMasks[i], "."+p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOEXEC)); err != nil {
+		if err := step("mask "+p, AttachSessionDir(dirMasks[i], "."+p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOEXEC)); err != nil {
 			return err
 		}
 	}
@@ -310,9 +310,9 @@ func mask(dirMasks []int) error {
 	return nil
 }
 
-// hostEtcFiles are the files of a HostRootfs container's own /etc, beside
-// the host's hostEtc.
-var hostEtcFiles = map[string]string{
+// HostEtcFiles are the files of a HostRootfs container's own /etc, beside
+// the host's HostEtc.
+var HostEtcFiles = map[string]string{
 	"etc/passwd":        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
 	"etc/group":         "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
 	"etc/shells":        "/bin/sh\n/bin/bash\n",
@@ -332,7 +332,7 @@ alias ls='ls --color=auto'
 // HostRootfs root (the prepared lower layer has the symlinks of a
 // merged-/usr host and the rest).
 func hostSkeleton() error {
-	for _, d := range hostDirs {
+	for _, d := range HostDirs {
 		fi, err := os.Lstat(oldRoot + d)
 		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
 			continue // none on this host, or a symlink the lower layer has too
@@ -365,7 +365,7 @@ const aptConfDir = "/etc/apt/apt.conf.d"
 // writeEtc gives the container its own hostname, hosts and resolv.conf,
 // written into its writable layer (a symlink the rootfs has there is
 // replaced, never followed).
-func writeEtc(cfg *initConfig) error {
+func writeEtc(cfg *Config) error {
 	if err := mkdirReal("/etc"); err != nil {
 		return err
 	}

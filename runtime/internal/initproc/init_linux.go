@@ -1,13 +1,12 @@
-package runtime
+package initproc
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"path"
 	goruntime "runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,28 +19,14 @@ import (
 
 const syncFd = 3
 
-// MaybeInit is the entry point of a container's init. Call it first thing in
-// main (and in TestMain): when this process is a container init started by
-// Start, it sets up the container, runs the program and exits, never
-// returning; otherwise it returns at once.
-//
-// The init path is entered only when argv[0] is the init name, this process
-// is PID 1 of its pid namespace, and fd 3 is the sync socket. A process
-// named playground-init that is not all three is refused, so no flag or
-// environment variable alone can make the server's binary skip to init.
-//
-// Outside a container, it marks every fd from 3 on close-on-exec: fds this
-// process inherited (from a shell, a supervisor) must not pass on to a
-// container's init or anything else it runs.
-func MaybeInit() {
-	if filepath.Base(os.Args[0]) == idsArg0 {
-		os.Exit(idsMain(os.Args[1:]))
-	}
-	if filepath.Base(os.Args[0]) != initArg0 {
-		if err := closeOnExecFrom(3); err != nil {
-			fmt.Fprintln(os.Stderr, "playground: mark inherited fds close-on-exec:", err)
-			os.Exit(1)
-		}
+// init enters a container's init, which never returns, when this process
+// was started as one (see the package's comment for why from here). The
+// init path is entered only when argv[0] is Arg0, this process is PID 1 of
+// its pid namespace, and fd 3 is the sync socket. A process so named that
+// is not all three is refused, so no flag or environment variable alone
+// can make the server's binary skip to init.
+func init() {
+	if path.Base(os.Args[0]) != Arg0 {
 		return
 	}
 	typ, err := unix.GetsockoptInt(syncFd, unix.SOL_SOCKET, unix.SO_TYPE)
@@ -68,20 +53,23 @@ func step(name string, err error) error {
 }
 
 func initMain() int {
-	mark("init running")
-	// A crash of init is reported: Go's fatal error goes to the sync
-	// socket too, where the parent reads it as init's last words
-	// (syncConn.recv). SetCrashOutput keeps a close-on-exec copy of this
-	// one, which is ours to close (an os.File of syncFd itself would close
-	// it when collected).
-	if fd, err := unix.FcntlInt(syncFd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
-		f := os.NewFile(uintptr(fd), "sync")
-		_ = debug.SetCrashOutput(f, debug.CrashOptions{}) // best effort: only the report is lost
-		_ = f.Close()
+	Mark("init running")
+	// A crash of init is reported: Go writes a fatal error's report to fd
+	// 2, which is made the sync socket here, where the parent reads it as
+	// init's last words (syncConn.recv). (runtime/debug's SetCrashOutput
+	// would do it without touching fd 2, but importing runtime/debug puts
+	// this package 28 packages later: see the package's comment.) Init's
+	// own fd 2 (/dev/null, as the spawner or the server gave it) comes
+	// back once the report's reader is gone (quiet).
+	quiet := func() {}
+	if null, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3); err == nil {
+		if unix.Dup3(syncFd, 2, unix.O_CLOEXEC) == nil {
+			quiet = func() { _ = unix.Dup3(null, 2, unix.O_CLOEXEC); _ = unix.Close(null) }
+		}
 	}
 	// "exe" is all ps would show otherwise.
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(initArg0 + "\x00")[0])), 0, 0, 0) // cosmetic
-	var cfg initConfig
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(Arg0 + "\x00")[0])), 0, 0, 0) // cosmetic
+	var cfg Config
 	fds, err := recvMsg(syncFd, &cfg)
 	if err != nil {
 		return 1 // the parent is gone or broken: nobody to report to
@@ -92,7 +80,7 @@ func initMain() int {
 	// and becomes container root now.
 	if cfg.BecomeRoot {
 		if err := BecomeRoot(); err != nil {
-			_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "become container root", Err: err.Error()})
+			_ = sendMsg(syncFd, Message{Kind: "error", Step: "become container root", Err: err.Error()})
 			return 1
 		}
 	}
@@ -100,22 +88,22 @@ func initMain() int {
 	// namespace with CAP_SYS_PTRACE (which the program never has) may
 	// ptrace init, read its memory or take its fds, and /proc/1/* is root's.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "make init non-dumpable", Err: err.Error()})
+		_ = sendMsg(syncFd, Message{Kind: "error", Step: "make init non-dumpable", Err: err.Error()})
 		return 1
 	}
 	lower := -1
 	if (cfg.MappedLower || cfg.LowerFD) && len(fds) == 1 {
 		lower = fds[0]
 	} else {
-		closeFds(fds)
+		CloseFds(fds)
 	}
 	stdio, err := recvStdio(&cfg) // stdio_linux.go: Spec.Stdio's files, or nil for a pty
 	if err != nil {
-		_ = sendMsg(syncFd, initMessage{Kind: "error", Step: "receive stdio", Err: err.Error()})
+		_ = sendMsg(syncFd, Message{Kind: "error", Step: "receive stdio", Err: err.Error()})
 		return 1
 	}
 
-	mark("released")
+	Mark("released")
 	var sigs chan os.Signal
 	if !cfg.ProgramIsInit {
 		sigs = make(chan os.Signal, 16)
@@ -123,7 +111,7 @@ func initMain() int {
 	}
 	files, prog, err := setup(&cfg, lower, stdio)
 	if err == nil && cfg.Check {
-		_ = sendMsg(syncFd, initMessage{Kind: "checked"}) // the parent kills us next
+		_ = sendMsg(syncFd, Message{Kind: "checked"}) // the parent kills us next
 		return 0
 	}
 	if err != nil {
@@ -134,13 +122,13 @@ func initMain() int {
 	if cfg.EnterLater {
 		// The parent has moved init into its cgroups once this comes: the
 		// program, and the cgroup namespace made for it, start there.
-		var msg initMessage
+		var msg Message
 		if fds, err := recvMsg(syncFd, &msg); err != nil || msg.Kind != "entered" {
-			closeFds(fds)
+			CloseFds(fds)
 			files.closeAll()
 			return 1 // the parent is gone or broken: nobody to report to
 		}
-		mark("cgroup entered")
+		Mark("cgroup entered")
 	}
 	if cfg.ProgramIsInit {
 		return execProgram(prog, master) // returns only if the exec failed
@@ -154,8 +142,8 @@ func initMain() int {
 	}
 	// No crash report from here on: the parent reads the sync socket
 	// again only once init has exited, so a long one would block init.
-	_ = debug.SetCrashOutput(nil, debug.CrashOptions{})
-	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
+	quiet()
+	if err := sendMsg(syncFd, Message{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
 		return 1
 	}
 	_ = master.Close() // the parent holds it now; init must not keep the pty alive
@@ -171,7 +159,7 @@ func initMain() int {
 
 // reportError tells the parent which setup step failed and why.
 func reportError(err error) {
-	msg := initMessage{Kind: "error", Step: "container setup", Err: err.Error()}
+	msg := Message{Kind: "error", Step: "container setup", Err: err.Error()}
 	var se *stepError
 	if errors.As(err, &se) {
 		msg.Step, msg.Err = se.step, errText(se.err)
@@ -224,7 +212,7 @@ func endWithParent() {
 // sigs has been catching every signal since before the program started: a
 // SIGTERM sent as soon as the program shows it runs must reach it, not
 // end init by Go's default.
-func reapUntil(pid int, sigs chan os.Signal) initMessage {
+func reapUntil(pid int, sigs chan os.Signal) Message {
 	go func() {
 		for s := range sigs {
 			sig, ok := s.(syscall.Signal)
@@ -241,15 +229,15 @@ func reapUntil(pid int, sigs chan os.Signal) initMessage {
 			continue
 		}
 		if err != nil {
-			return initMessage{Kind: "exit", Code: -1, Signal: int(syscall.SIGKILL)}
+			return Message{Kind: "exit", Code: -1, Signal: int(syscall.SIGKILL)}
 		}
 		if got != pid {
 			continue
 		}
 		if ws.Signaled() {
-			return initMessage{Kind: "exit", Code: -1, Signal: int(ws.Signal())}
+			return Message{Kind: "exit", Code: -1, Signal: int(ws.Signal())}
 		}
-		return initMessage{Kind: "exit", Code: ws.ExitStatus()}
+		return Message{Kind: "exit", Code: ws.ExitStatus()}
 	}
 }
 
@@ -257,20 +245,20 @@ func reapUntil(pid int, sigs chan os.Signal) initMessage {
 // on the caller's files (stdio), for startProgram or execProgram. It
 // returns the program's files (with the pty master, nil with stdio) and
 // the program.
-func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, error) {
+func setup(cfg *Config, lower int, stdio []int) (*programFiles, program, error) {
 	if err := buildRoot(cfg, lower); err != nil {
 		return nil, program{}, err
 	}
-	mark("root and mounts")
+	Mark("root and mounts")
 	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
 		return nil, program{}, err
 	}
-	if err := step("bring up lo", loopbackUp()); err != nil {
+	if err := step("bring up lo", LoopbackUp()); err != nil {
 		return nil, program{}, err
 	}
 	// The outbound network's rules, while init still has CAP_NET_ADMIN in
 	// the container's net namespace (the program never has it).
-	if err := step("install network rules", installNetRules(cfg.NetRules)); err != nil {
+	if err := step("install network rules", InstallNetRules(cfg.NetRules)); err != nil {
 		return nil, program{}, err
 	}
 	if err := writeEtc(cfg); err != nil {
@@ -311,7 +299,7 @@ func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, err
 	if err := step("working directory "+dir, checkDir(dir)); err != nil {
 		return nil, program{}, err
 	}
-	mark("etc, hostname, lo")
+	Mark("etc, hostname, lo")
 	filter, err := filter.FromBytes(cfg.Seccomp)
 	if err != nil {
 		return nil, program{}, step("seccomp filter", err)
@@ -320,19 +308,19 @@ func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, err
 	// Nothing of init's may reach the program: not the sync socket, and
 	// not an fd the server inherited without close-on-exec and passed on
 	// (Go's exec does not close those).
-	if err := step("close inherited fds", closeOnExecFrom(3)); err != nil {
+	if err := step("close inherited fds", CloseOnExecFrom(3)); err != nil {
 		return nil, program{}, err
 	}
 	files, err := openProgramFiles(cfg, stdio) // stdio_linux.go: a pty, or the caller's files
 	if err != nil {
 		return nil, program{}, err
 	}
-	mark("pty")
+	Mark("pty")
 	// Rlimits on init, which the program and all it starts inherit; a
 	// limit can only be lowered from here. DATA and NPROC come last, just
 	// before the program starts (lastRlimits).
 	first, last := lastRlimits(cfg.Rlimits)
-	if err := step("set rlimits", applyRlimits(first)); err != nil {
+	if err := step("set rlimits", ApplyRlimits(first)); err != nil {
 		files.closeAll()
 		return nil, program{}, err
 	}
@@ -343,8 +331,8 @@ func setup(cfg *initConfig, lower int, stdio []int) (*programFiles, program, err
 	}, nil
 }
 
-// closeOnExecFrom marks every fd from lowfd on close-on-exec.
-func closeOnExecFrom(lowfd int) error {
+// CloseOnExecFrom marks every fd from lowfd on close-on-exec.
+func CloseOnExecFrom(lowfd int) error {
 	err := unix.CloseRange(uint(lowfd), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	if err == nil {
 		return nil
@@ -373,15 +361,18 @@ func defaultShell() (string, error) {
 }
 
 // lookPath finds file in the container's PATH (not init's, which is empty).
-func lookPath(file, path string) (string, error) {
+func lookPath(file, pathList string) (string, error) {
 	if strings.Contains(file, "/") {
 		if err := executable(file); err != nil {
 			return "", err
 		}
 		return file, nil
 	}
-	for _, d := range filepath.SplitList(path) {
-		p := filepath.Join(d, file)
+	if pathList == "" {
+		return "", notFound(errors.New("executable file not found in $PATH"))
+	}
+	for _, d := range strings.Split(pathList, ":") { // filepath.SplitList's, on Linux
+		p := path.Join(d, file)
 		if executable(p) == nil {
 			return p, nil
 		}
@@ -464,7 +455,7 @@ func lookupUser(uid int) (account, error) {
 	return a, nil
 }
 
-func containerEnv(cfg *initConfig, user account) []string {
+func containerEnv(cfg *Config, user account) []string {
 	env := []string{
 		"TERM=xterm-256color",
 		"HOME=" + user.home,
@@ -502,8 +493,8 @@ func envValue(env []string, k string) string {
 	return ""
 }
 
-// loopbackUp sets IFF_UP on lo, the only interface of the new net namespace.
-func loopbackUp() error {
+// LoopbackUp sets IFF_UP on lo, the only interface of the new net namespace.
+func LoopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err

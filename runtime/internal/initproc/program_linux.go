@@ -1,11 +1,10 @@
-package runtime
+package initproc
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	goruntime "runtime"
-	"runtime/debug"
 	"syscall"
 	"unsafe"
 
@@ -67,7 +66,7 @@ func startProgram(p program) (int, error) {
 	// persistentalloc, exit status 2): TestInitUnderTheSmallestLimits.
 	if len(p.rlimits) > 0 {
 		reserveThreads(4)
-		if err := step("set rlimits", applyRlimits(p.rlimits)); err != nil {
+		if err := step("set rlimits", ApplyRlimits(p.rlimits)); err != nil {
 			return 0, err
 		}
 	}
@@ -99,7 +98,7 @@ func lastStep(p program) (int, error) {
 	if err != nil {
 		return 0, step("exec "+p.path, credentialHint(err, p))
 	}
-	mark("fork and exec the program")
+	Mark("fork and exec the program")
 	return pid, nil
 }
 
@@ -130,18 +129,18 @@ func restrict(p program) error {
 	if err := step("new session keyring", joinSessionKeyring()); err != nil {
 		return err
 	}
-	mark("cgroup namespace, keyring")
+	Mark("cgroup namespace, keyring")
 	if err := step("drop capabilities", dropCapabilities()); err != nil {
 		return err
 	}
-	mark("capabilities")
+	Mark("capabilities")
 	if err := step("set no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); err != nil {
 		return err
 	}
 	if err := step("install seccomp filter", p.filter.Install()); err != nil {
 		return err
 	}
-	mark("no_new_privs, seccomp")
+	Mark("no_new_privs, seccomp")
 	return nil
 }
 
@@ -176,7 +175,7 @@ func execInPlace(p program, master *os.File) error {
 		_ = master.Close()
 		return err
 	}
-	if err := sendMsg(syncFd, initMessage{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
+	if err := sendMsg(syncFd, Message{Kind: "ready", Phases: takePhases()}, readyFds(master)...); err != nil {
 		return errParentGone
 	}
 	if master != nil {
@@ -232,7 +231,7 @@ func execInPlace(p program, master *os.File) error {
 	// about once in twenty runs while syscall.Exec, which allocates, came
 	// after them (an allocation could also start a collection, whose
 	// workers want a thread). So the exec's arguments are made first, no
-	// collection runs (one under way is waited for), and nothing between
+	// collection runs (init has none: GOGC=off, initEnv), and nothing between
 	// the limits and the exec allocates or enters a blocking system call
 	// (TestExecAfterTheLimitsAllocatesNothing): this goroutine holds
 	// init's one P (initEnv) throughout, and nothing wakes another thread.
@@ -243,9 +242,6 @@ func execInPlace(p program, master *os.File) error {
 	if err != nil {
 		return step("exec "+p.path, err)
 	}
-	if len(p.rlimits) > 0 {
-		debug.SetGCPercent(-1)
-	}
 	err = limitAndExec(ex, p.rlimits)
 	return step("exec "+p.path, err)
 }
@@ -253,7 +249,7 @@ func execInPlace(p program, master *os.File) error {
 // limitAndExec sets the last rlimits and replaces init with the program.
 // Unless it fails, it allocates nothing.
 func limitAndExec(ex execArgs, rl []Rlimit) error {
-	if err := applyRlimits(rl); err != nil {
+	if err := ApplyRlimits(rl); err != nil {
 		return err
 	}
 	return ex.exec()

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"sync"
@@ -11,13 +11,13 @@ import (
 // the machine; containers have no time namespace) and sends the stamps
 // with its "ready", and the parent adds its own.
 
-// phase is the end of one phase of a start, in CLOCK_MONOTONIC nanoseconds.
-type phase struct {
+// Phase is the end of one phase of a start, in CLOCK_MONOTONIC nanoseconds.
+type Phase struct {
 	Name string `json:"n"`
 	At   int64  `json:"t"`
 }
 
-func monotonic() int64 {
+func Monotonic() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
 	return ts.Nano()
@@ -27,16 +27,16 @@ func monotonic() int64 {
 // at a time but for the last step's, hence the lock.
 var initPhases struct {
 	mu sync.Mutex
-	p  []phase
+	p  []Phase
 }
 
-func mark(name string) {
+func Mark(name string) {
 	initPhases.mu.Lock()
-	initPhases.p = append(initPhases.p, phase{name, monotonic()})
+	initPhases.p = append(initPhases.p, Phase{name, Monotonic()})
 	initPhases.mu.Unlock()
 }
 
-func takePhases() []phase {
+func takePhases() []Phase {
 	initPhases.mu.Lock()
 	defer initPhases.mu.Unlock()
 	return initPhases.p
