@@ -50,10 +50,13 @@ const (
 	DefaultNoFile = 4096
 )
 
-// Smallest values Validate accepts: below them a shell cannot start.
+// Smallest values Validate accepts: below them a shell cannot start. A
+// resident init counts 9 threads against pids (initproc's startProgram
+// makes those it needs after the program starts before it starts it), so
+// 16 leave a shell room for a few children.
 const (
 	minMemory = 32 << 20
-	minPids   = 8
+	minPids   = 16
 	minCPUs   = 0.01
 	minDisk   = 8 << 20
 	minNoFile = 64

@@ -64,7 +64,7 @@ func TestLimitsValidate(t *testing.T) {
 		{"no limits", Limits{Memory: NoLimit, Pids: NoLimit, CPUs: NoLimit}, ""},
 		{"tiny memory", Limits{Memory: 1 << 20}, "memory 1 MiB: below the minimum of 32 MiB"},
 		{"negative memory", Limits{Memory: -5}, "negative"},
-		{"few pids", Limits{Pids: 2}, "pids 2: below the minimum of 8"},
+		{"few pids", Limits{Pids: 2}, "pids 2: below the minimum of 16"},
 		{"too many cpus", Limits{CPUs: ncpu + 1}, "this machine has only"},
 		{"tiny cpus", Limits{CPUs: 0.001}, "the range is 0.01"},
 		{"NaN cpus", Limits{CPUs: math.NaN()}, "not a number"},

@@ -57,15 +57,21 @@ func startProgram(p program) (int, error) {
 		pid int
 		err error
 	}
+	// The session's process limit binds init as soon as the program
+	// runs, the pids cgroup's as well as NPROC: a fork bomb fills it in
+	// milliseconds, and init then could make no thread. So the threads
+	// it will need (the locked one below, which ends with its goroutine
+	// and leaves the rest of init to another; its waits in wait4 and
+	// recvfrom block one each) are made first, while nothing can refuse
+	// them: TestForkBomb's cgroup start once crashed without ("runtime/cgo:
+	// pthread_create failed"), where only rlimits had them made.
+	reserveThreads(4)
 	// DATA and NPROC, which the program inherits at the fork, bind init
-	// from here on: the threads it will need (its waits in wait4 and
-	// recvfrom block one each, and the locked one below) are made first,
-	// while the limits cannot refuse them, and its memory limit leaves it
-	// room to map more (checkResidentMemory). At 100 MiB, below its own
-	// address space, init died of refused memory (Go's fatal error in
-	// persistentalloc, exit status 2): TestInitUnderTheSmallestLimits.
+	// from here on; its memory limit leaves it room to map more
+	// (checkResidentMemory). At 100 MiB, below its own address space,
+	// init died of refused memory (Go's fatal error in persistentalloc,
+	// exit status 2): TestInitUnderTheSmallestLimits.
 	if len(p.rlimits) > 0 {
-		reserveThreads(4)
 		if err := step("set rlimits", ApplyRlimits(p.rlimits)); err != nil {
 			return 0, err
 		}
