@@ -159,8 +159,13 @@ func (e *createError) transient() bool {
 	return errors.Is(e.err, syscall.EACCES) || errors.Is(e.err, syscall.EPERM)
 }
 
+// mark stamps the end of one of the parent's phases of the start.
+func (c *Container) mark(name string) {
+	c.phases = append(c.phases, initproc.Phase{Name: name, At: initproc.Monotonic()})
+}
+
 func (c *Container) start(spec Spec) error {
-	c.phases = append(c.phases, initproc.Phase{Name: "start", At: initproc.Monotonic()})
+	c.mark("start")
 	c.programIsInit = spec.ProgramIsInit
 	uid, gid, err := parseUser(spec.User)
 	if err != nil {
@@ -194,7 +199,7 @@ func (c *Container) start(spec Spec) error {
 		_ = childEnd.Close() // not started: nobody else has it
 		return err
 	}
-	c.phases = append(c.phases, initproc.Phase{Name: "id range, cgroup", At: initproc.Monotonic()})
+	c.mark("id range, cgroup")
 	attr := initProcAttr(plan)
 	if plan.sub != nil {
 		if err := plan.sub.Prepare(attr); err != nil {
@@ -236,7 +241,7 @@ func (c *Container) start(spec Spec) error {
 	c.proc = c.cmd.Process
 	c.pmu.Unlock()
 	pid := c.cmd.Process.Pid
-	c.phases = append(c.phases, initproc.Phase{Name: "namespaces, exec of init", At: initproc.Monotonic()})
+	c.mark("namespaces, exec of init")
 	// The id range is this container's until init has been reaped, also
 	// for a server that starts after this one died: see idSlot.
 	if err := c.ids.claim(pid); err != nil {
@@ -273,7 +278,7 @@ func (c *Container) start(spec Spec) error {
 		resolvConf = c.net.ResolvConf()
 		rules = spec.Net.Rules(c.net.Allow(), h.hostAddrs)
 	}
-	c.phases = append(c.phases, initproc.Phase{Name: "cgroup, id maps, network", At: initproc.Monotonic()})
+	c.mark("cgroup, id maps, network")
 	// Without a memory (or cpu) controller, rlimits per process and a
 	// lower CPU priority stand in for the cgroup.
 	nice := 0
@@ -296,7 +301,7 @@ func (c *Container) start(spec Spec) error {
 		UID:        uid,
 		GID:        gid,
 		Seccomp:    h.seccomp,
-		Disk:       c.limits.WithDefaults().Disk,
+		Disk:       c.limits.Disk,
 		DiskInodes: c.limits.DiskInodes(),
 		Rlimits:    RlimitsFor(c.limits, limCg),
 		Nice:       nice,
@@ -384,7 +389,7 @@ func (c *Container) start(spec Spec) error {
 	}
 	c.input = ptyinput.New(c.master)
 	c.phases = append(c.phases, msg.Phases...)
-	c.phases = append(c.phases, initproc.Phase{Name: "ready", At: initproc.Monotonic()})
+	c.mark("ready")
 	if spec.ProgramIsInit {
 		return c.awaitExec()
 	}
@@ -401,7 +406,7 @@ func (c *Container) awaitExec() error {
 	initproc.CloseFds(fds)
 	switch {
 	case errors.Is(err, initproc.ErrEOF):
-		c.phases = append(c.phases, initproc.Phase{Name: "exec of the program", At: initproc.Monotonic()})
+		c.mark("exec of the program")
 		return nil // executed; or killed meanwhile, which Wait will say
 	case err != nil:
 		return err

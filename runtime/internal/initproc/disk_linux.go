@@ -9,7 +9,7 @@ import (
 )
 
 // The session's disk (Limits.Disk) as one tmpfs: see DiskLayout. Init
-// mounts it on its mount point (mountSessionDisk), opens its tmp, shm, dev
+// mounts it on its mount point (MountSessionDisk), opens its tmp, shm, dev
 // and mask directories as detached mounts before pivot_root
 // (OpenSessionDirs), and attaches them on /tmp, /dev/shm, /dev and the
 // masked directories afterwards (AttachSessionDir). One tmpfs and binds of
