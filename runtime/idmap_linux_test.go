@@ -37,9 +37,9 @@ func TestIDPoolBetweenServers(t *testing.T) {
 		}
 		hosts[i] = h
 	}
-	setNext := func(h *Host, n int) {
+	setNext := func(h *Host, n int) { // range n first, not what h let go
 		h.pool.mu.Lock()
-		h.pool.next = n
+		h.pool.next, h.pool.let = n, nil
 		h.pool.mu.Unlock()
 	}
 	// Far from where the tests' other Hosts start (pid-based).
@@ -139,7 +139,7 @@ func TestIDPoolReuse(t *testing.T) {
 	take := func(what string) int {
 		t.Helper()
 		b.mu.Lock()
-		b.next = n
+		b.next, b.let = n, nil // range n first, not what b let go
 		b.mu.Unlock()
 		s, err := b.acquire()
 		if err != nil {
@@ -196,6 +196,76 @@ func TestIDPoolReuse(t *testing.T) {
 	reaped = true
 	if got := take("init reaped"); got != n {
 		t.Errorf("range %d not taken after its init was reaped: got %d", n, got)
+	}
+}
+
+// TestIDPoolTakesBackWhatItLetGo checks that a pool tries the ranges it
+// let go first, the latest first, and so makes a lock file only for the
+// most ranges it held at once: 50 starts and ends, two at a time, leave
+// two lock files, where going round the pool left one per start.
+func TestIDPoolTakesBackWhatItLetGo(t *testing.T) {
+	dir := t.TempDir()
+	p := &idPool{dir: dir, held: map[int]bool{}}
+	a, err := p.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.n == b.n {
+		t.Fatalf("two holders of range %d", a.n)
+	}
+	for i := range 50 {
+		old := a
+		old.release()
+		if a, err = p.acquire(); err != nil {
+			t.Fatal(err)
+		}
+		if a.n != old.n {
+			t.Fatalf("start %d: range %d, want %d, the one just let go", i, a.n, old.n)
+		}
+		a, b = b, a
+	}
+	a.release()
+	b.release()
+	if c, err := p.acquire(); err != nil || c.n != b.n {
+		t.Fatalf("after both were let go: %v, %v; want range %d, the latest", c, err, b.n)
+	} else {
+		c.release()
+	}
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Errorf("lock files after 52 starts, at most two at once: %d, want 2", len(files))
+	}
+
+	// A range another server holds is passed over, and not tried first
+	// again after that.
+	other := &idPool{dir: dir, held: map[int]bool{}}
+	o, err := other.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.release()
+	p.mu.Lock()
+	p.let = []int{o.n}
+	p.mu.Unlock()
+	s, err := p.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.release()
+	if s.n == o.n {
+		t.Fatalf("took range %d, which the other server holds", s.n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.let) != 0 {
+		t.Errorf("ranges to try first after passing over a held one: %v, want none", p.let)
 	}
 }
 
