@@ -229,9 +229,8 @@ func spawnerCPU(b *testing.B) int64 {
 	if pid == 0 {
 		return 0
 	}
-	utime, _ := strconv.ParseInt(statField(b, pid, 11), 10, 64)
-	stime, _ := strconv.ParseInt(statField(b, pid, 12), 10, 64)
-	return (utime + stime) * int64(time.Second) / 100 // clock ticks: USER_HZ is 100 on Linux
+	st := mustStat(b, pid)
+	return int64(st.UTime+st.STime) * int64(time.Second) / 100 // clock ticks: USER_HZ is 100 on Linux
 }
 
 // serverBallast makes this process hold mib MiB of heap, every page

@@ -287,13 +287,8 @@ func TestCgroupV1Limits(t *testing.T) {
 // alive reports whether pid runs (a zombie waiting for its parent does
 // not).
 func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+	st, err := procStat(pid)
+	return err == nil && st.State != "Z" && st.State != "X"
 }
 
 func hasV1(ctrl string) bool {

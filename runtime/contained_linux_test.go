@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/prometheus/procfs"
 )
 
 // Each abuse of issue 7, in a real container of every mode this user has
@@ -110,11 +111,8 @@ type procID struct {
 // descendants are pid and every process below it, by their parent links.
 func descendants(pid int) []procID {
 	kids := map[int][]int{}
-	_ = eachProcess(func(p int, _ string, f []string) {
-		if len(f) > 1 {
-			pp, _ := strconv.Atoi(f[1])
-			kids[pp] = append(kids[pp], p)
-		}
+	_ = eachProcess(func(st procfs.ProcStat) {
+		kids[st.PPID] = append(kids[st.PPID], st.PID)
 	})
 	var out []procID
 	seen := map[int]bool{}
@@ -323,18 +321,10 @@ func TestCPUSpinners(t *testing.T) {
 
 // cpuSeconds is the CPU time of pid and its descendants (utime and stime).
 func cpuSeconds(pid int) float64 {
-	var ticks int64
+	var ticks uint
 	for _, p := range descendants(pid) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			k, _ := strconv.ParseInt(f[12], 10, 64)
-			ticks += u + k
+		if st, err := procStat(p.pid); err == nil {
+			ticks += st.UTime + st.STime
 		}
 	}
 	return float64(ticks) / 100 // USER_HZ
@@ -373,11 +363,12 @@ func TestLimitsVisible(t *testing.T) {
 			}
 			// Nice: with a cpu cgroup the session's weight shares the CPU;
 			// without, its processes run at SessionNice.
-			stat := readFile(t, "/proc/"+pid+"/stat")
-			got["nice"] = strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])[16]
+			pidN, _ := strconv.Atoi(pid)
+			stat := mustStat(t, pidN)
+			got["nice"] = strconv.Itoa(stat.Nice)
 			want["nice"] = strconv.Itoa(SessionNice)
 			// The batch policy beside the nice level (SessionPolicy).
-			got["policy"] = strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])[38]
+			got["policy"] = strconv.Itoa(int(stat.Policy))
 			want["policy"] = strconv.Itoa(SessionPolicy)
 			if m.cgroups() && m.host.cgroups.has("cpu") {
 				want["nice"] = "0"

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,9 +28,9 @@ func beforeTests() error {
 }
 
 // notLeftover is a child process the tests keep for good: the spawner.
-func notLeftover(pid string) bool {
+func notLeftover(pid int) bool {
 	s, err := theSpawner()
-	return err == nil && pid == strconv.Itoa(s.pid)
+	return err == nil && pid == s.pid
 }
 
 // afterTests removes the tests' state dir, with its prepared host root.

@@ -191,16 +191,8 @@ func (s *idSlot) claim(pid int) error {
 // processStart is a process's start time in clock ticks since boot: with
 // its pid, it names one process, never a later one that reuses the pid.
 func processStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
+	st, err := procStat(pid)
+	return st.Starttime, err
 }
 
 // processAlive reports whether the process pid that started at start

@@ -3,8 +3,6 @@ package runtime
 import (
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/guntainer/playground/internal/testenv"
@@ -271,10 +269,6 @@ func TestIDPoolTakesBackWhatItLetGo(t *testing.T) {
 
 // procState is a process's state letter from /proc/PID/stat, "" if none.
 func procState(pid int) string {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	s := string(b)
-	if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 {
-		return f[0]
-	}
-	return ""
+	st, _ := procStat(pid)
+	return st.State
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/guntainer/playground/runtime/internal/initproc"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,11 +127,8 @@ func LimitsModeLine(cg *Cgroups, why error) string {
 // for a hot path.
 func ProcStats(pid int) (Stats, error) {
 	children := map[int][]int{}
-	err := eachProcess(func(p int, _ string, f []string) {
-		if len(f) > 1 {
-			ppid, _ := strconv.Atoi(f[1])
-			children[ppid] = append(children[ppid], p)
-		}
+	err := eachProcess(func(st procfs.ProcStat) {
+		children[st.PPID] = append(children[st.PPID], st.PID)
 	})
 	if err != nil {
 		return Stats{}, err
@@ -161,31 +159,28 @@ func ProcStats(pid int) (Stats, error) {
 	return st, nil
 }
 
-// eachProcess calls fn for each process in /proc with its pid, its name
-// (comm) and the fields of its /proc/PID/stat after the name (state,
-// parent, ...). A process gone meanwhile is passed over.
-func eachProcess(fn func(pid int, comm string, fields []string)) error {
-	es, err := os.ReadDir("/proc")
+// eachProcess calls fn with the /proc/PID/stat of each process on the
+// host. A process gone meanwhile is passed over.
+func eachProcess(fn func(procfs.ProcStat)) error {
+	ps, err := procfs.AllProcs()
 	if err != nil {
 		return err
 	}
-	for _, e := range es {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	for _, p := range ps {
+		if st, err := p.Stat(); err == nil {
+			fn(st)
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if i < 0 || j < i {
-			continue
-		}
-		fn(pid, s[i+1:j], strings.Fields(s[j+1:]))
 	}
 	return nil
+}
+
+// procStat reads the /proc/PID/stat of process pid.
+func procStat(pid int) (procfs.ProcStat, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return procfs.ProcStat{}, err
+	}
+	return p.Stat()
 }
 
 // residentMinMemory is the smallest memory limit without a cgroup where

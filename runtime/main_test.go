@@ -3,10 +3,10 @@ package runtime
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
 )
 
 // TestMain makes the test binary the containers' init too, and fails the
@@ -62,21 +62,6 @@ func openFds() int {
 	return len(es)
 }
 
-// childPids lists the processes whose parent is this process.
-func childPids() []string {
-	es, _ := os.ReadDir("/proc")
-	var kids []string
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range es {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me && !notLeftover(e.Name()) {
-			kids = append(kids, e.Name()+" "+s[:i+1])
-		}
-	}
-	return kids
-}
+// childPids lists the processes whose parent is this process, as
+// "PID (comm)".
+func childPids() []string { return testenv.Children(notLeftover) }

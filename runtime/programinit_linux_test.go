@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,25 +122,15 @@ func threads(t *testing.T) int {
 // any user may read.
 func procComm(t *testing.T, pid int) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if i < 0 || j < i {
-		t.Fatalf("/proc/%d/stat: %q", pid, s)
-	}
-	return s[i+1 : j]
+	return mustStat(t, pid).Comm
 }
 
 // childrenOf lists the host pids whose parent is pid.
 func childrenOf(pid int) []string {
 	var kids []string
-	want := strconv.Itoa(pid)
-	_ = eachProcess(func(p int, _ string, f []string) {
-		if len(f) > 1 && f[1] == want {
-			kids = append(kids, strconv.Itoa(p))
+	_ = eachProcess(func(st procfs.ProcStat) {
+		if st.PPID == pid {
+			kids = append(kids, strconv.Itoa(st.PID))
 		}
 	})
 	return kids

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/guntainer/playground/runtime/internal/initproc"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -320,24 +320,24 @@ func startInit(cmd *exec.Cmd) error {
 // executed, which is left alone). A spawner bears the name too, and is
 // no such child (spawnerPids). It returns how many times it looked.
 func reapFailedSpawns() int {
-	me := strconv.Itoa(os.Getpid())
+	me := os.Getpid()
 	looks := 0
 	for range 20 {
 		looks++
 		running := false
-		_ = eachProcess(func(pid int, comm string, f []string) {
-			if comm != spawnComm || len(f) < 2 || f[1] != me {
+		_ = eachProcess(func(st procfs.ProcStat) {
+			if st.Comm != spawnComm || st.PPID != me {
 				return
 			}
-			if _, ok := spawnerPids.Load(pid); ok {
+			if _, ok := spawnerPids.Load(st.PID); ok {
 				return
 			}
-			if f[0] != "Z" {
+			if st.State != "Z" {
 				running = true
 				return
 			}
 			var ws unix.WaitStatus
-			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			_, _ = unix.Wait4(st.PID, &ws, unix.WNOHANG, nil)
 		})
 		if !running {
 			return looks

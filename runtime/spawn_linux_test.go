@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // TestSpawnerForksInit: a container's init is forked by the spawner, a
@@ -24,24 +26,22 @@ func TestSpawnerForksInit(t *testing.T) {
 	if comm := strings.TrimSpace(readFile(t, "/proc/"+strconv.Itoa(pid)+"/comm")); comm != spawnComm {
 		t.Errorf("spawner %d is %q, want %q", pid, comm, spawnComm)
 	}
-	if ppid := statField(t, c.Pid(), 1); ppid != strconv.Itoa(os.Getpid()) {
-		t.Errorf("init's parent: %s, want this process (%d)", ppid, os.Getpid())
+	if ppid := mustStat(t, c.Pid()).PPID; ppid != os.Getpid() {
+		t.Errorf("init's parent: %d, want this process (%d)", ppid, os.Getpid())
 	}
-	if ppid := statField(t, pid, 1); ppid != strconv.Itoa(os.Getpid()) {
-		t.Errorf("the spawner's parent: %s, want this process (%d)", ppid, os.Getpid())
+	if ppid := mustStat(t, pid).PPID; ppid != os.Getpid() {
+		t.Errorf("the spawner's parent: %d, want this process (%d)", ppid, os.Getpid())
 	}
 }
 
-// statField is field n after the command name in /proc/PID/stat (0: the
-// state, 1: the parent, 11 and 12: user and system time in clock ticks).
-func statField(t testing.TB, pid, n int) string {
+// mustStat is process pid's /proc/PID/stat.
+func mustStat(t testing.TB, pid int) procfs.ProcStat {
 	t.Helper()
-	s := readFile(t, "/proc/"+strconv.Itoa(pid)+"/stat")
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) <= n {
-		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	st, err := procStat(pid)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return f[n]
+	return st
 }
 
 // TestSpawnFailureBeforeExec: a child that fails before its exec (here a

@@ -156,10 +156,9 @@ func TestStdioPosture(t *testing.T) {
 		}
 	}
 
-	stat := readFile(t, "/proc/"+pidS+"/stat")
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:]) // from field 3, state
-	want["session"], got["session"] = pidS, f[3]
-	want["tty_nr"], got["tty_nr"] = "0", f[4]
+	stat := mustStat(t, pid)
+	want["session"], got["session"] = pidS, strconv.Itoa(stat.Session)
+	want["tty_nr"], got["tty_nr"] = "0", strconv.Itoa(stat.TTY)
 	mask := fmt.Sprintf("%016x", initproc.KeptMask())
 	for k, v := range map[string]string{"CapEff": mask, "CapBnd": mask, "NoNewPrivs": "1", "Seccomp": "2"} {
 		want[k], got[k] = v, statusField(pidS, k)

@@ -100,25 +100,8 @@ func fdList() string {
 // childPids lists the processes whose parent is this process, but the
 // runtime's spawner, kept for good.
 func childPids() []string {
-	es, _ := os.ReadDir("/proc")
-	var kids []string
-	me := strconv.Itoa(os.Getpid())
 	spawner, _ := pgruntime.Spawner()
-	for _, e := range es {
-		if e.Name() == strconv.Itoa(spawner) {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me {
-			kids = append(kids, e.Name()+" "+s[:i+1])
-		}
-	}
-	return kids
+	return testenv.Children(func(pid int) bool { return pid == spawner })
 }
 
 // waitNoChildren waits until this process has no child process.

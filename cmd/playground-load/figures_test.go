@@ -5,16 +5,15 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/prometheus/procfs"
 )
 
 // TestFloodProcess: the flooding sessions' clients run in a process of
@@ -55,15 +54,12 @@ func TestFloodProcess(t *testing.T) {
 
 // sessionID is a process's session, from /proc/PID/stat.
 func sessionID(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 4 {
-		return 0, fmt.Errorf("pid %d: odd stat", pid)
-	}
-	return strconv.Atoi(f[3]) // after the comm: state ppid pgrp session
+	st, err := p.Stat()
+	return st.Session, err
 }
 
 // TestServeStartup builds the playground binary and times its start to

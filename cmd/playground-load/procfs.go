@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // What /proc says about a server and the processes under it. Everything
@@ -145,20 +147,17 @@ func descendants(pid int) []int {
 }
 
 func ppid(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procStat(pid)
+	return st.PPID, err
+}
+
+// procStat reads process pid's /proc/PID/stat.
+func procStat(pid int) (procfs.ProcStat, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0, err
+		return procfs.ProcStat{}, err
 	}
-	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("pid %d: odd stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("pid %d: odd stat", pid)
-	}
-	return strconv.Atoi(f[1])
+	return p.Stat()
 }
 
 // cpuTime is the CPU time, user and system, a process has used; 0 when
@@ -167,23 +166,11 @@ func cpuTime(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procStat(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	// After the comm: state ppid pgrp session tty tpgid flags minflt
-	// cminflt majflt cmajflt utime stime, utime being the 12th.
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64) // 0 if odd
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * time.Second / userHZ
+	return time.Duration(st.UTime+st.STime) * time.Second / userHZ
 }
 
 // hostCPU is the machine's busy and total CPU time so far, in clock

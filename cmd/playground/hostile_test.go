@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guntainer/playground/internal/testenv"
 	"github.com/guntainer/playground/runtime"
 )
 
@@ -166,33 +167,8 @@ func tailOf(c *wsClient) string {
 // their names.
 func ourChildren(t *testing.T) []string {
 	t.Helper()
-	me := strconv.Itoa(os.Getpid())
 	spawner, _ := runtime.Spawner()
-	var kids []string
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == spawner {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue // gone
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:]) // state, ppid, ...
-		if len(f) > 1 && f[1] == me {
-			kids = append(kids, e.Name()+" "+s[strings.IndexByte(s, '(')+1:i])
-		}
-	}
-	return kids
+	return testenv.Children(func(pid int) bool { return pid == spawner })
 }
 
 // sessionCgroups are the directories below this process's sessions'

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,14 +157,15 @@ func TestInterruptTakesNoControllingTerminal(t *testing.T) {
 		if err := New(master).Interrupt(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		stat, err := os.ReadFile("/proc/self/stat")
+		p, err := procfs.Self()
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Fields after the command's closing parenthesis: state, ppid,
-		// pgrp, session, tty_nr.
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		fmt.Printf("tty_nr=%s\n", f[4])
+		st, err := p.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("tty_nr=%d\n", st.TTY)
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestInterruptTakesNoControllingTerminal$", "-test.count=1")

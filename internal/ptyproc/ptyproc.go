@@ -5,18 +5,16 @@
 package ptyproc
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/creack/pty"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/guntainer/playground/internal/ptyinput"
@@ -185,32 +183,18 @@ func killSession(sid int) error {
 // sessionGroups lists the process groups of the live processes of session
 // sid (its zombies need no signal).
 func sessionGroups(sid int) ([]int, error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
+	ps, err := procfs.AllProcs()
 	if err != nil {
 		return nil, err
 	}
 	var groups []int
-	session := strconv.Itoa(sid)
-	for _, n := range names {
-		if n[0] < '0' || n[0] > '9' {
-			continue
+	for _, p := range ps {
+		st, err := p.Stat()
+		if err != nil || st.State == "Z" || st.Session != sid {
+			continue // gone, a zombie, or another session's
 		}
-		b, err := os.ReadFile("/proc/" + n + "/stat")
-		if err != nil {
-			continue // gone
-		}
-		// pid (comm) state ppid pgrp session ...
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 4 || f[0] == "Z" || f[3] != session {
-			continue
-		}
-		if pg, err := strconv.Atoi(f[2]); err == nil && !slices.Contains(groups, pg) {
-			groups = append(groups, pg)
+		if !slices.Contains(groups, st.PGRP) {
+			groups = append(groups, st.PGRP)
 		}
 	}
 	return groups, nil

@@ -3,12 +3,13 @@ package ptyproc
 import (
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 func TestStartReadResizeClose(t *testing.T) {
@@ -114,11 +115,10 @@ func TestCloseKillsTheWholeSession(t *testing.T) {
 
 // gone: no process pid, or only its zombie (reparented, not yet reaped).
 func gone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return true
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] == "Z"
+	st, err := p.Stat()
+	return err != nil || st.State == "Z"
 }
