@@ -17,6 +17,8 @@ type Phase struct {
 	At   int64  `json:"t"`
 }
 
+// Monotonic is CLOCK_MONOTONIC now, in nanoseconds: the clock of every
+// phase stamp, the parent's and init's alike.
 func Monotonic() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
@@ -30,6 +32,8 @@ var initPhases struct {
 	p  []Phase
 }
 
+// Mark stamps the end of init's phase name; the stamps go back to the
+// parent with init's ready message.
 func Mark(name string) {
 	initPhases.mu.Lock()
 	initPhases.p = append(initPhases.p, Phase{name, Monotonic()})

@@ -6,6 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// RlimitResources are the RLIMIT_* resources by Rlimit.Name: the ones init
+// sets, and the server checks against its own hard limits.
 var RlimitResources = map[string]int{
 	"as": unix.RLIMIT_AS, "core": unix.RLIMIT_CORE, "data": unix.RLIMIT_DATA, "fsize": unix.RLIMIT_FSIZE,
 	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "nice": unix.RLIMIT_NICE, "rtprio": unix.RLIMIT_RTPRIO,

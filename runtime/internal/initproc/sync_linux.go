@@ -79,6 +79,8 @@ func sendMsg(fd int, v any, files ...int) error {
 	return unix.Sendmsg(fd, b, oob, nil, 0)
 }
 
+// EncodeMsg is v as a sync socket message, JSON, with files as its
+// SCM_RIGHTS control message.
 func EncodeMsg(v any, files []int) (b, oob []byte, err error) {
 	b, err = json.Marshal(v)
 	if len(files) > 0 {
@@ -105,6 +107,9 @@ func recvMsg(fd int, v any) ([]int, error) {
 	}
 }
 
+// DecodeMsg reads a message received as b and oob into v and returns the
+// descriptors that came with it. An empty message with none is ErrEOF; a
+// message that does not decode closes its descriptors.
 func DecodeMsg(b, oob []byte, v any) ([]int, error) {
 	var fds []int
 	if len(oob) > 0 {
@@ -129,8 +134,10 @@ func DecodeMsg(b, oob []byte, v any) ([]int, error) {
 	return fds, nil
 }
 
+// ErrEOF is what reading a sync socket whose other end is closed returns.
 var ErrEOF = errors.New("sync socket closed")
 
+// CloseFds closes received descriptors that will not be used.
 func CloseFds(fds []int) {
 	for _, fd := range fds {
 		_ = unix.Close(fd) // nothing to do about a failed close of an unused fd
