@@ -130,7 +130,9 @@ func growUnderDataLimit() int {
 		if r.Name != "data" {
 			continue
 		}
-		if err := syscall.Setrlimit(syscall.RLIMIT_DATA, &syscall.Rlimit{Cur: r.Cur, Max: r.Max}); err != nil {
+		var lim syscall.Rlimit
+		setLimit(&lim.Cur, &lim.Max, r.Cur, r.Max)
+		if err := syscall.Setrlimit(syscall.RLIMIT_DATA, &lim); err != nil {
 			fmt.Println(err)
 			return 1
 		}
@@ -146,6 +148,11 @@ func growUnderDataLimit() int {
 	fmt.Println("grew", len(keep), "MiB")
 	return 0
 }
+
+// setLimit sets an Rlimit's fields, whose type is the system's: uint64 on
+// Linux and macOS, int64 on FreeBSD (where RLIM_INFINITY is -1, as the
+// conversion makes it).
+func setLimit[T ~int64 | ~uint64](cur, max *T, c, m uint64) { *cur, *max = T(c), T(m) }
 
 // TestInitGrowsUnderItsDataLimit: a resident init (Spec.ProgramIsInit
 // unset: playground run's, and this package's tests' until they started

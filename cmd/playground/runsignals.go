@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -21,7 +22,7 @@ import (
 // so `timeout 5 playground run ...` always ends. Before the program starts,
 // they stop the preparation (a download) and nothing is started.
 var (
-	passedOn = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+	passedOn = append([]os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}, userSignals...)
 	endings  = map[syscall.Signal]bool{syscall.SIGINT: true, syscall.SIGTERM: true, syscall.SIGHUP: true}
 )
 
@@ -44,11 +45,12 @@ type runSignals struct {
 }
 
 // catchSignals takes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
-// SIGWINCH from their default actions, to pass them on.
+// SIGWINCH (where the system has them) from their default actions, to
+// pass them on.
 func catchSignals(timeout time.Duration, stderr io.Writer, tty bool) *runSignals {
 	s := &runSignals{ch: make(chan os.Signal, 16), timeout: timeout, stderr: stderr, tty: tty, loopEnd: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	signal.Notify(s.ch, append(passedOn, syscall.SIGWINCH)...)
+	signal.Notify(s.ch, append(passedOn, resizeSignals...)...)
 	go s.loop()
 	return s
 }
@@ -62,7 +64,7 @@ func (s *runSignals) loop() {
 		}
 		s.mu.Lock()
 		switch {
-		case sig == syscall.SIGWINCH:
+		case slices.Contains(resizeSignals, os.Signal(sig)):
 			if s.resize != nil {
 				s.resize()
 			}
@@ -136,7 +138,3 @@ func (s *runSignals) stop() {
 	s.mu.Unlock()
 	s.cancel()
 }
-
-// ignoreTTIN makes a read of the terminal by a background process fail
-// (EIO) rather than stop it.
-func ignoreTTIN() { signal.Ignore(syscall.SIGTTIN) }

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package ptyproc runs a program on a plain pty of the host, with no
 // isolation at all: the baseline the playground's containers are measured
 // against (in benchmarks, the load command and tests), never a way to serve
