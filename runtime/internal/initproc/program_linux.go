@@ -150,28 +150,50 @@ func restrict(p program) error {
 	return nil
 }
 
-// execProgram is init's last step with Spec.ProgramIsInit: on one locked
-// thread, as startProgram, it takes away what the program must not have;
-// it sends the parent its ready message with the pty master, and then
-// executes the program in its own place, so that the program is PID 1
-// and no process of the runtime stays in the container. Go's ForkExec
-// does in the child what this does in place: setsid, the user (setgroups,
-// setresgid, setresuid, on this thread alone, which the exec makes the
-// process's), chdir, the parent-death signal, fds 0 to 2 and the
-// controlling terminal. It returns init's exit code when a step or the
-// exec failed (reported to the parent first).
+// execProgram is init's last step with Spec.ProgramIsInit: on init's
+// first thread, it takes away what the program must not have (as
+// startProgram does on a thread of its own); it sends the parent its
+// ready message with the pty master, and then executes the program in its
+// own place, so that the program is PID 1 and no process of the runtime
+// stays in the container. Go's ForkExec does in the child what this does
+// in place: setsid, the user (setgroups, setresgid, setresuid, on this
+// thread alone, which the exec makes the process's), chdir, the
+// parent-death signal, fds 0 to 2 and the controlling terminal. It
+// returns init's exit code when a step or the exec failed (reported to
+// the parent first).
+//
+// It runs on the goroutine that runs init, in this package's
+// initialisation: Go runs every init function on the process's first
+// thread, with that goroutine locked to it (runtime.LockOSThread's
+// documentation), so no step can land on another thread. A goroutine of
+// its own, locked with LockOSThread as before, cost a start two more
+// threads (the runtime's template thread, which the first LockOSThread
+// makes, and one to run the goroutine while the locked first thread
+// waited for it), each a clone, a handoff of init's one P, and a thread
+// for the exec to end: 3 to 4 threads made by every init before, 1 to 2
+// now (sched_process_fork, 30 starts each). The thread is checked, before
+// the first step and before the exec, as the steps would be unsafe on any
+// other.
 func execProgram(p program, master *os.File) int {
-	done := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread() // never unlocked: the thread exits with this goroutine
-		done <- execInPlace(p, master)
-	}()
-	err := <-done
+	if err := onFirstThread(); err != nil {
+		reportError(err)
+		return 1
+	}
+	err := execInPlace(p, master)
 	if errors.Is(err, errParentGone) {
 		return 1
 	}
 	reportError(err)
 	return 1
+}
+
+// onFirstThread fails unless the caller runs on the process's first
+// thread, whose thread id is the process id.
+func onFirstThread() error {
+	if tid, pid := unix.Gettid(), unix.Getpid(); tid != pid {
+		return step("exec the program", fmt.Errorf("init runs on thread %d, not its first (%d): its steps would not reach the program", tid, pid))
+	}
+	return nil
 }
 
 var errParentGone = errors.New("the parent has gone")
@@ -247,6 +269,9 @@ func execInPlace(p program, master *os.File) error {
 	ex, err := prepareExec(p.path, p.args, p.env)
 	if err != nil {
 		return step("exec "+p.path, err)
+	}
+	if err := onFirstThread(); err != nil {
+		return err
 	}
 	err = limitAndExec(ex, p.rlimits)
 	return step("exec "+p.path, err)
