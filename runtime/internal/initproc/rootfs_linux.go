@@ -191,7 +191,7 @@ func mountSystem(cfg *Config, dirs *SessionDirs) error {
 	if err := step("bind the session's tmp on /tmp", AttachSessionDir(dirs.Tmp, "./tmp", 0)); err != nil {
 		return err
 	}
-	return mask(dirs.Masks)
+	return mask(dirs.Mask)
 }
 
 // mountSys mounts a fresh read-only sysfs, which the kernel allows in a
@@ -275,11 +275,12 @@ func populateDev(cfg *Config, shm int) error {
 
 // mask hides the /proc and /sys files that tell about or act on the host:
 // files under /dev/null, directories under the session disk's empty mask/
-// bound read-only (dirMasks, one for each of maskedDirs; not a tmpfs each,
-// see DiskLayout), and makes the rest of /proc's host-wide knobs
-// read-only. The program can undo none of it: it has no CAP_SYS_ADMIN and
-// the seccomp filter refuses every mount call.
-func mask(dirMasks []int) error {
+// bound read-only (maskFd, attached on the first of maskedDirs and cloned
+// from there for the others: not a tmpfs each, see DiskLayout), and makes
+// the rest of /proc's host-wide knobs read-only. The program can undo none
+// of it: it has no CAP_SYS_ADMIN and the seccomp filter refuses every
+// mount call.
+func mask(maskFd int) error {
 	for _, p := range maskedFiles {
 		if fi, err := os.Lstat(p); err != nil || fi.IsDir() {
 			continue // not in this kernel
@@ -288,13 +289,28 @@ func mask(dirMasks []int) error {
 			return err
 		}
 	}
-	for i, p := range maskedDirs {
+	attached := false
+	for _, p := range maskedDirs {
 		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := step("mask "+p, AttachSessionDir(dirMasks[i], "."+p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOEXEC)); err != nil {
+		fd := maskFd
+		if attached {
+			// A clone of the mask attached already, by its fd (no path).
+			c, err := unix.OpenTree(maskFd, "", unix.AT_EMPTY_PATH|unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			if err := step("clone the mask for "+p, err); err != nil {
+				return err
+			}
+			fd = c
+		}
+		err := AttachSessionDir(fd, "."+p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOEXEC)
+		if fd != maskFd {
+			_ = unix.Close(fd) // attached, or failed: init ends
+		}
+		if err := step("mask "+p, err); err != nil {
 			return err
 		}
+		attached = true
 	}
 	for _, p := range readOnlyDirs {
 		if _, err := os.Lstat(p); err != nil {
