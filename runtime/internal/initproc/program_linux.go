@@ -170,8 +170,9 @@ func restrict(p program) error {
 // threads (the runtime's template thread, which the first LockOSThread
 // makes, and one to run the goroutine while the locked first thread
 // waited for it), each a clone, a handoff of init's one P, and a thread
-// for the exec to end: 3 to 4 threads made by every init before, 1 to 2
-// now (sched_process_fork, 30 starts each). The thread is checked, before
+// for the exec to end: 3 to 4 threads made by every init before, 2 now,
+// sysmon and the one Go's start makes while its first thread waits in
+// gcenable (sched_process_fork, 30 starts each). The thread is checked, before
 // the first step and before the exec, as the steps would be unsafe on any
 // other.
 func execProgram(p program, master *os.File) int {
