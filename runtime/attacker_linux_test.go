@@ -333,6 +333,29 @@ var attacks = map[string]func(args []string) error{
 			try{"TIOCLINUX", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCLINUX, uintptr(unsafe.Pointer(&c))))},
 		)
 	},
+	// The filter compares a 64-bit argument in two halves: a family the
+	// profile refuses, with a high half the kernel ignores (socket's
+	// family is an int), must still meet the filter's EPERM. Any other
+	// answer, a socket or the kernel's own error, means the filter let it
+	// through: go-seccomp-bpf's layout once allowed AF_VSOCK with 16 or 56
+	// in the high half.
+	"socket-families": func([]string) error {
+		for _, fam := range []uint64{unix.AF_VSOCK, unix.AF_ALG, unix.AF_APPLETALK, 46} {
+			for _, hi := range []uint64{0, 1, 16, 56, 0x8000, 0xffffffff} {
+				f := fam | hi<<32
+				fd, _, e := unix.Syscall(unix.SYS_SOCKET, uintptr(f), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if e == 0 {
+					_ = unix.Close(int(fd))
+					return escaped("socket(%#x): a socket of family %d", f, fam)
+				}
+				if e != unix.EPERM {
+					return escaped("socket(%#x): %v, not the filter's EPERM", f, e)
+				}
+			}
+		}
+		fmt.Println("socket of a refused family, with any high half: EPERM")
+		return nil
+	},
 	"mknod": func([]string) error {
 		return mustFail(
 			try{"mknod char 1:3", unix.Mknod("/tmp/null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))},

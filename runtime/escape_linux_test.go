@@ -214,6 +214,7 @@ func testEscapes(t *testing.T, m hostMode) {
 		{name: "host's proc and sys files", args: []string{"proc-files"}},
 		{name: "host loopback services", args: []string{"connect", "127.0.0.1 " + port, "127.0.0.1 22", "::1 " + port}},
 		{name: "terminal input injection", args: []string{"tiocsti"}},
+		{name: "socket families the profile refuses", args: []string{"socket-families"}},
 		{name: "device nodes", args: []string{"mknod"}},
 		{name: "file capabilities", args: []string{"setfcap"}},
 		{name: "perf, bpf, io_uring, userfaultfd, kexec, modules", args: []string{"kernel-interfaces"}},

@@ -1,8 +1,10 @@
 // Package seccomp is the system call filter of a playground container's
 // program: an allow-list with a default of EPERM, built from docker's
 // default profile (github.com/moby/profiles/seccomp, as data) less what a
-// playground never needs, and compiled to classic BPF in pure Go with
-// github.com/elastic/go-seccomp-bpf.
+// playground never needs, and compiled to classic BPF in pure Go: a binary
+// search over the call number, with a leaf for each call whose arguments
+// its rules test (compileProfile says why not go-seccomp-bpf's assembler,
+// whose architecture tables name the calls).
 //
 // The one policy has two forms: Profile, an OCI (docker-style) profile that
 // a container runtime such as runc can load (the deploy files ship it as

@@ -1,7 +1,7 @@
 package seccomp
 
 import (
-	"errors"
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 
-	elastic "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"github.com/guntainer/playground/runtime/seccomp/filter"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -40,9 +39,9 @@ func Compiled() (Filter, error) {
 // numbers carry bit 30, and every call newer than the table) gets ENOSYS;
 // then a binary search over the number (searchTree) allows the calls the
 // profile allows whatever their arguments, refuses with EPERM those it
-// has no rule for, and sends the rest on to the rules with arguments to
-// test (allow-if) and the errno rules, in that order; then the default,
-// EPERM.
+// has no rule for, and runs, for each other call, a leaf of its own: its
+// rules with arguments to test (allow-if), then its errno rule's answer
+// or the default, EPERM (ruleLeaf; ioctlLeaf for ioctl).
 func Compile() (Filter, error) {
 	p, err := Profile(runtime.GOARCH)
 	if err != nil {
@@ -61,77 +60,92 @@ func Compile() (Filter, error) {
 // architecture lacks are skipped. The deploy files use it to run a container under the
 // profile they ship for the server's own pod.
 func CompileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove bool) (Filter, error) {
-	return compileProfile(p, goarch, enosysAbove, true)
+	return compileProfile(p, goarch, enosysAbove)
 }
 
-// compileProfile is CompileProfile; without tree, the calls allowed
-// whatever their arguments are go-seccomp-bpf's straight list of
-// comparisons, first of the rules, as before searchTree: the tests'
-// reference for what the filter answers.
-func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool) (Filter, error) {
+// compileProfile is CompileProfile. Every call with rules gets a leaf of
+// the search of its own (ruleLeaf): its allow-if rules in the profile's
+// order, each a block of tests whose jumps stay inside the block, then
+// its errno or the default. go-seccomp-bpf's assembler, which laid out
+// these rules before, lengthened its jumps past 255 instructions by
+// inserting instructions after jumps it had already resolved: the filter
+// of 491 instructions it made allowed socket(AF_VSOCK | 16<<32), and any
+// refused family with 16 or 56 in the high half (TestEscapes' socket
+// families, TestFilterAnswersAsTheProfile). Its architecture tables
+// (package arch) are still what names the calls.
+func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove bool) (Filter, error) {
 	info, err := arch.GetInfo(goarch)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
-	// go-seccomp-bpf takes no errno for its default: EPERM it is.
+	const auditArchLE = 0x40000000 // __AUDIT_ARCH_LE, in an audit architecture
+	if uint32(info.ID)&auditArchLE == 0 {
+		return nil, fmt.Errorf("seccomp: %s is not little-endian: the rules' argument offsets are", goarch)
+	}
 	defaultErrno := uint(unix.EPERM)
 	if p.DefaultAction != specs.ActErrno || p.DefaultErrnoRet != nil && *p.DefaultErrnoRet != defaultErrno {
 		return nil, fmt.Errorf("seccomp: default action %s: only an errno of EPERM is supported", p.DefaultAction)
 	}
-	policy := elastic.Policy{DefaultAction: elastic.ActionErrno}
-	plain := elastic.SyscallGroup{Action: elastic.ActionAllow} // allowed whatever their arguments
-	var ruled []uint32                                         // with a rule of the body: allow-if, or another errno
-	cond := elastic.SyscallGroup{Action: elastic.ActionAllow}
-	var errnos []elastic.SyscallGroup
+	deny := unix.SECCOMP_RET_ERRNO | uint32(defaultErrno)
+	var allow []uint32                                // allowed whatever their arguments
+	allowIf := map[uint32][][]specs.LinuxSeccompArg{} // each call's allow-if rules, in order
+	errnoOf := map[uint32]uint32{}                    // each call's first errno rule's answer
 	highest := 0
+	// The ioctl rules Profile makes (ioctlRules) say "the request's low
+	// 32 bits are none of deniedIoctls" in the only terms a profile has:
+	// 190 instructions of single-bit tests, run through by every ioctl.
+	// Where the profile holds exactly those rules, ioctlLeaf answers ioctl
+	// in five; any other profile's rules are compiled as they are.
+	ioctlNr, fastIoctl := info.SyscallNames["ioctl"]
+	fastIoctl = fastIoctl && hasIoctlRules(p.Syscalls, ioctlRules(deniedIoctls))
 	for _, r := range p.Syscalls {
 		// A name this architecture lacks is skipped, as runc skips it.
-		r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { _, ok := info.SyscallNames[n]; return !ok })
-		if len(r.Names) == 0 {
-			continue
-		}
-		for _, n := range r.Names {
-			highest = max(highest, info.SyscallNames[n])
-		}
-		switch {
-		case r.Action == specs.ActAllow && len(r.Args) == 0:
-			plain.Names = append(plain.Names, r.Names...)
-		case r.Action == specs.ActAllow:
-			cs, err := conditions(r.Args)
-			if err != nil {
-				return nil, fmt.Errorf("seccomp: %v: %w", r.Names, err)
+		names := slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { _, ok := info.SyscallNames[n]; return !ok })
+		for _, n := range names {
+			nr := uint32(info.SyscallNames[n])
+			highest = max(highest, int(nr))
+			switch {
+			case fastIoctl && n == "ioctl":
+				// ioctlLeaf answers it.
+			case r.Action == specs.ActAllow && len(r.Args) == 0:
+				allow = append(allow, nr)
+			case r.Action == specs.ActAllow:
+				if err := checkArgs(r.Args); err != nil {
+					return nil, fmt.Errorf("seccomp: %v: %w", r.Names, err)
+				}
+				allowIf[nr] = append(allowIf[nr], r.Args)
+			case r.Action == specs.ActErrno && r.ErrnoRet != nil && len(r.Args) == 0:
+				if _, ok := errnoOf[nr]; !ok {
+					errnoOf[nr] = unix.SECCOMP_RET_ERRNO | uint32(*r.ErrnoRet)&unix.SECCOMP_RET_DATA
+				}
+			default:
+				return nil, fmt.Errorf("seccomp: %v: action %s with %d argument tests not supported", r.Names, r.Action, len(r.Args))
 			}
-			for _, n := range r.Names {
-				cond.NamesWithCondtions = append(cond.NamesWithCondtions, elastic.NameWithConditions{Name: n, Conditions: cs})
-				ruled = append(ruled, uint32(info.SyscallNames[n]))
-			}
-		case r.Action == specs.ActErrno && r.ErrnoRet != nil && *r.ErrnoRet == defaultErrno:
-			// The default's answer: no need to test for them.
-		case r.Action == specs.ActErrno && r.ErrnoRet != nil:
-			errnos = append(errnos, elastic.SyscallGroup{Names: r.Names, Action: elastic.ActionErrno | elastic.Action(*r.ErrnoRet)})
-			for _, n := range r.Names {
-				ruled = append(ruled, uint32(info.SyscallNames[n]))
-			}
-		default:
-			return nil, fmt.Errorf("seccomp: %v: action %s not supported", r.Names, r.Action)
 		}
 	}
-	policy.Syscalls = append([]elastic.SyscallGroup{cond}, errnos...)
-	if !tree {
-		policy.Syscalls = append([]elastic.SyscallGroup{plain}, policy.Syscalls...)
+	leaves := map[uint32][]bpf.Instruction{}
+	for nr, rules := range allowIf {
+		if slices.Contains(allow, nr) {
+			continue // allowed whatever its arguments
+		}
+		leaf, err := ruleLeaf(rules, cmp.Or(errnoOf[nr], deny))
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: call %d: %w", nr, err)
+		}
+		leaves[nr] = leaf
 	}
-	insts, err := policy.Assemble()
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: %w", err)
+	for nr, e := range errnoOf {
+		if _, ok := leaves[nr]; !ok && !slices.Contains(allow, nr) && e != deny {
+			leaves[nr] = []bpf.Instruction{bpf.RetConstant{Val: e}}
+		}
 	}
-	body, err := stripPrelude(insts)
-	if err != nil {
-		return nil, err
+	if fastIoctl {
+		leaves[uint32(ioctlNr)] = ioctlLeaf(deniedIoctls, deny)
 	}
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipTrue: 1},
-		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(defaultErrno)},
+		bpf.RetConstant{Val: deny},
 		bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
 	}
 	if enosysAbove {
@@ -140,14 +154,7 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool
 			bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 		)
 	}
-	if tree {
-		allow := make([]uint32, len(plain.Names))
-		for i, n := range plain.Names {
-			allow[i] = uint32(info.SyscallNames[n])
-		}
-		prog = append(prog, searchTree(allow, ruled, unix.SECCOMP_RET_ERRNO|uint32(defaultErrno))...)
-	}
-	prog = append(prog, body...)
+	prog = append(prog, searchTree(allow, nil, leaves, deny)...)
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
@@ -162,21 +169,118 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove, tree bool
 	return f, nil
 }
 
+// checkArgs refuses what ruleLeaf cannot test: an argument past the sixth,
+// a comparison it does not know, a masked compare that can never match.
+func checkArgs(args []specs.LinuxSeccompArg) error {
+	for _, a := range args {
+		if a.Index > 5 {
+			return fmt.Errorf("argument %d: a call has six", a.Index)
+		}
+		switch a.Op {
+		case specs.OpEqualTo, specs.OpNotEqual, specs.OpLessThan, specs.OpLessEqual, specs.OpGreaterThan, specs.OpGreaterEqual:
+		case specs.OpMaskedEqual:
+			if a.ValueTwo&^a.Value != 0 {
+				return fmt.Errorf("masked compare %#x with %#x can never match", a.Value, a.ValueTwo)
+			}
+		default:
+			return fmt.Errorf("comparison %s not supported", a.Op)
+		}
+	}
+	return nil
+}
+
+// ruleLeaf is a call's answer to its arguments: ALLOW when all the tests
+// of one of rules hold (each rule a block: a failed test jumps to the
+// next block, just past the block's ALLOW), otherwise other. Each test
+// compares the 64-bit argument as the profile means it, in its two 32-bit
+// halves, the high one first (at offset 20 + 8i of seccomp_data, the low
+// one at 16 + 8i, on a little-endian machine). Every jump stays inside
+// its test or its block.
+func ruleLeaf(rules [][]specs.LinuxSeccompArg, other uint32) ([]bpf.Instruction, error) {
+	var leaf []bpf.Instruction
+	for _, rule := range rules {
+		var block []bpf.Instruction
+		var fails []int // the jumps of block whose true or false is "fail"
+		for _, a := range rule {
+			t := argTest(a)
+			for i, in := range t {
+				if j, ok := in.(bpf.JumpIf); ok && (j.SkipTrue == skipFail || j.SkipFalse == skipFail) {
+					fails = append(fails, len(block)+i)
+				}
+			}
+			block = append(block, t...)
+		}
+		block = append(block, bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW})
+		for _, i := range fails {
+			j := block[i].(bpf.JumpIf)
+			skip := len(block) - i - 1 // past the block's ALLOW
+			if skip > math.MaxUint8 {
+				return nil, fmt.Errorf("a rule of %d tests is too long for a conditional jump", len(rule))
+			}
+			if j.SkipTrue == skipFail {
+				j.SkipTrue = uint8(skip)
+			}
+			if j.SkipFalse == skipFail {
+				j.SkipFalse = uint8(skip)
+			}
+			block[i] = j
+		}
+		leaf = append(leaf, block...)
+	}
+	return append(leaf, bpf.RetConstant{Val: other}), nil
+}
+
+// skipFail marks a jump of argTest's to the test's failure, which ruleLeaf
+// makes exact: no test is as long.
+const skipFail = math.MaxUint8
+
+// argTest tests one comparison of a 64-bit argument: it falls through
+// when it holds, and jumps to skipFail when it does not.
+func argTest(a specs.LinuxSeccompArg) []bpf.Instruction {
+	hi := bpf.LoadAbsolute{Off: 20 + 8*uint32(a.Index), Size: 4}
+	lo := bpf.LoadAbsolute{Off: 16 + 8*uint32(a.Index), Size: 4}
+	vh, vl := uint32(a.Value>>32), uint32(a.Value)
+	type J = bpf.JumpIf
+	switch a.Op {
+	case specs.OpEqualTo:
+		return []bpf.Instruction{hi, J{Cond: bpf.JumpEqual, Val: vh, SkipFalse: skipFail}, lo, J{Cond: bpf.JumpEqual, Val: vl, SkipFalse: skipFail}}
+	case specs.OpNotEqual: // holds when either half differs
+		return []bpf.Instruction{hi, J{Cond: bpf.JumpEqual, Val: vh, SkipFalse: 2}, lo, J{Cond: bpf.JumpEqual, Val: vl, SkipTrue: skipFail}}
+	case specs.OpLessThan: // high below: holds; above: fails; equal: the low half decides
+		return []bpf.Instruction{hi, J{Cond: bpf.JumpGreaterThan, Val: vh, SkipTrue: skipFail}, J{Cond: bpf.JumpEqual, Val: vh, SkipFalse: 2}, lo, J{Cond: bpf.JumpGreaterOrEqual, Val: vl, SkipTrue: skipFail}}
+	case specs.OpLessEqual:
+		return []bpf.Instruction{hi, J{Cond: bpf.JumpGreaterThan, Val: vh, SkipTrue: skipFail}, J{Cond: bpf.JumpEqual, Val: vh, SkipFalse: 2}, lo, J{Cond: bpf.JumpGreaterThan, Val: vl, SkipTrue: skipFail}}
+	case specs.OpGreaterThan:
+		return []bpf.Instruction{hi, J{Cond: bpf.JumpGreaterThan, Val: vh, SkipTrue: 3}, J{Cond: bpf.JumpEqual, Val: vh, SkipFalse: skipFail}, lo, J{Cond: bpf.JumpGreaterThan, Val: vl, SkipFalse: skipFail}}
+	case specs.OpGreaterEqual:
+		return []bpf.Instruction{hi, J{Cond: bpf.JumpGreaterThan, Val: vh, SkipTrue: 3}, J{Cond: bpf.JumpEqual, Val: vh, SkipFalse: skipFail}, lo, J{Cond: bpf.JumpGreaterOrEqual, Val: vl, SkipFalse: skipFail}}
+	case specs.OpMaskedEqual: // (arg & Value) == ValueTwo
+		mh, ml := uint32(a.ValueTwo>>32), uint32(a.ValueTwo)
+		return []bpf.Instruction{
+			hi, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vh}, J{Cond: bpf.JumpEqual, Val: mh, SkipFalse: skipFail},
+			lo, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: vl}, J{Cond: bpf.JumpEqual, Val: ml, SkipFalse: skipFail},
+		}
+	}
+	panic("seccomp: argTest of an unchecked comparison " + string(a.Op)) // checkArgs refused it
+}
+
 // searchTree is a binary search over the system call number, which the
-// accumulator holds: it returns ALLOW for each number of allow, goes on
-// past its end for each of ruled (not also in allow), and returns deny
-// for every other. A straight list of comparisons, as go-seccomp-bpf
+// accumulator holds: it returns ALLOW for each number of allow, runs the
+// instructions of leaves for a number there (a program of its own, which
+// ends in returns), goes on past its end for each of ruled (not also in
+// allow or leaves), and returns deny for every other. A straight list of comparisons, as go-seccomp-bpf
 // makes, took a call through up to all of its hundreds of tests, and the
 // kernel runs the filter once for each system call number when it
 // installs it (seccomp's action cache), with interrupts off: a list of 648
 // instructions cost about 0.5 ms of CPU of each container start. The
 // search is over runs of consecutive numbers with the same answer, some
 // dozens of them.
-func searchTree(allow, ruled []uint32, deny uint32) []bpf.Instruction {
+func searchTree(allow, ruled []uint32, leaves map[uint32][]bpf.Instruction, deny uint32) []bpf.Instruction {
 	const (
 		toDeny = iota
 		toAllow
 		toRules
+		toLeaf // and up: toLeaf+i is the leaf of leafNrs[i]
 	)
 	answer := map[uint32]int{}
 	for _, n := range ruled {
@@ -184,6 +288,10 @@ func searchTree(allow, ruled []uint32, deny uint32) []bpf.Instruction {
 	}
 	for _, n := range allow {
 		answer[n] = toAllow
+	}
+	leafNrs := slices.Sorted(maps.Keys(leaves))
+	for i, n := range leafNrs {
+		answer[n] = toLeaf + i
 	}
 	nrs := slices.Sorted(maps.Keys(answer))
 	// runs[i] covers the numbers from its start to the next one's.
@@ -213,8 +321,10 @@ func searchTree(allow, ruled []uint32, deny uint32) []bpf.Instruction {
 				return []bpf.Instruction{bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW}}
 			case toDeny:
 				return []bpf.Instruction{bpf.RetConstant{Val: deny}}
+			case toRules:
+				return []bpf.Instruction{bpf.Jump{Skip: past}}
 			}
-			return []bpf.Instruction{bpf.Jump{Skip: past}}
+			return slices.Clone(leaves[leafNrs[rs[0].answer-toLeaf]])
 		}
 		mid := len(rs) / 2
 		below, above := search(rs[:mid]), search(rs[mid:])
@@ -235,87 +345,31 @@ func searchTree(allow, ruled []uint32, deny uint32) []bpf.Instruction {
 	return t
 }
 
-// stripPrelude removes what elastic's Assemble puts before the rules (its
-// architecture check and its x32 check, which Compile replaces), checking
-// that it is exactly that: any other shape would make the jumps wrong.
-func stripPrelude(insts []bpf.Instruction) ([]bpf.Instruction, error) {
-	bad := errors.New("seccomp: unexpected filter prelude from go-seccomp-bpf")
-	if len(insts) < 4 || insts[0] != (bpf.LoadAbsolute{Off: 4, Size: 4}) {
-		return nil, bad
+// ioctlLeaf answers an ioctl as ioctlRules(denied) do, in a few
+// instructions: deny when the low 32 bits of its request (the second
+// argument, whose low word is at offset 24 of seccomp_data on a
+// little-endian machine, as amd64 and arm64 are) are one of denied,
+// ALLOW otherwise. The kernel compares the request as an unsigned int,
+// so the high half counts for nothing, here as there.
+func ioctlLeaf(denied []uint32, deny uint32) []bpf.Instruction {
+	leaf := []bpf.Instruction{bpf.LoadAbsolute{Off: 24, Size: 4}}
+	for i, d := range denied {
+		leaf = append(leaf, bpf.JumpIf{Cond: bpf.JumpEqual, Val: d, SkipTrue: uint8(len(denied) - i)})
 	}
-	i := 1
-	switch j := insts[1].(type) {
-	case bpf.JumpIf:
-		if j.Cond == bpf.JumpEqual && j.SkipTrue == 1 {
-			if _, ok := insts[2].(bpf.Jump); !ok {
-				return nil, bad
-			}
-			i = 3
-		} else if j.Cond == bpf.JumpNotEqual {
-			i = 2
-		} else {
-			return nil, bad
-		}
-	default:
-		return nil, bad
-	}
-	if insts[i] != (bpf.LoadAbsolute{Off: 0, Size: 4}) {
-		return nil, bad
-	}
-	i++
-	if j, ok := insts[i].(bpf.JumpIf); ok && j.Cond == bpf.JumpGreaterOrEqual && j.Val == uint32(arch.X32.SeccompMask) {
-		if _, ok := insts[i+1].(bpf.RetConstant); !ok {
-			return nil, bad
-		}
-		i += 2
-	}
-	return insts[i:], nil
+	return append(leaf, bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW}, bpf.RetConstant{Val: deny})
 }
 
-// conditions translates a rule's argument comparisons (ANDed).
-func conditions(args []specs.LinuxSeccompArg) (elastic.ArgumentConditions, error) {
-	var cs elastic.ArgumentConditions
-	for _, a := range args {
-		c := elastic.Condition{Argument: uint32(a.Index), Value: a.Value}
-		switch a.Op {
-		case specs.OpEqualTo:
-			c.Operation = elastic.Equal
-		case specs.OpNotEqual:
-			c.Operation = elastic.NotEqual
-		case specs.OpLessThan:
-			c.Operation = elastic.LessThan
-		case specs.OpLessEqual:
-			c.Operation = elastic.LessOrEqual
-		case specs.OpGreaterThan:
-			c.Operation = elastic.GreaterThan
-		case specs.OpGreaterEqual:
-			c.Operation = elastic.GreaterOrEqual
-		case specs.OpMaskedEqual:
-			// (arg & Value) == ValueTwo, one bit at a time.
-			mask, want := a.Value, a.ValueTwo
-			if want&^mask != 0 {
-				return nil, fmt.Errorf("masked compare %#x with %#x can never match", mask, want)
-			}
-			if want == 0 {
-				cs = append(cs, elastic.Condition{Argument: uint32(a.Index), Operation: elastic.BitsNotSet, Value: mask})
-				continue
-			}
-			for b := range 64 {
-				bit := uint64(1) << b
-				if mask&bit == 0 {
-					continue
-				}
-				op := elastic.BitsNotSet
-				if want&bit != 0 {
-					op = elastic.BitsSet
-				}
-				cs = append(cs, elastic.Condition{Argument: uint32(a.Index), Operation: op, Value: bit})
-			}
-			continue
-		default:
-			return nil, fmt.Errorf("comparison %s not supported", a.Op)
+// hasIoctlRules reports whether the rules of rules that name ioctl are
+// exactly want, in order: no other rule (an allow without arguments, an
+// errno) says anything of ioctl.
+func hasIoctlRules(rules, want []specs.LinuxSyscall) bool {
+	var got []specs.LinuxSyscall
+	for _, r := range rules {
+		if slices.Contains(r.Names, "ioctl") {
+			got = append(got, r)
 		}
-		cs = append(cs, c)
 	}
-	return cs, nil
+	return slices.EqualFunc(got, want, func(a, b specs.LinuxSyscall) bool {
+		return slices.Equal(a.Names, b.Names) && a.Action == b.Action && slices.Equal(a.Args, b.Args)
+	})
 }
