@@ -154,7 +154,7 @@ func compileProfile(p *specs.LinuxSeccomp, goarch string, enosysAbove bool) (Fil
 			bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 		)
 	}
-	prog = append(prog, searchTree(allow, nil, leaves, deny)...)
+	prog = append(prog, searchTree(allow, leaves, deny)...)
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
@@ -267,25 +267,21 @@ func argTest(a specs.LinuxSeccompArg) []bpf.Instruction {
 // searchTree is a binary search over the system call number, which the
 // accumulator holds: it returns ALLOW for each number of allow, runs the
 // instructions of leaves for a number there (a program of its own, which
-// ends in returns), goes on past its end for each of ruled (not also in
-// allow or leaves), and returns deny for every other. A straight list of comparisons, as go-seccomp-bpf
-// makes, took a call through up to all of its hundreds of tests, and the
-// kernel runs the filter once for each system call number when it
-// installs it (seccomp's action cache), with interrupts off: a list of 648
+// ends in returns; a leaf wins over allow), and returns deny for every
+// other. A straight list of comparisons, as go-seccomp-bpf makes, took a
+// call through up to all of its hundreds of tests, and the kernel runs
+// the filter once for each system call number when it installs it
+// (seccomp's action cache), with interrupts off: a list of 648
 // instructions cost about 0.5 ms of CPU of each container start. The
 // search is over runs of consecutive numbers with the same answer, some
 // dozens of them.
-func searchTree(allow, ruled []uint32, leaves map[uint32][]bpf.Instruction, deny uint32) []bpf.Instruction {
+func searchTree(allow []uint32, leaves map[uint32][]bpf.Instruction, deny uint32) []bpf.Instruction {
 	const (
 		toDeny = iota
 		toAllow
-		toRules
 		toLeaf // and up: toLeaf+i is the leaf of leafNrs[i]
 	)
 	answer := map[uint32]int{}
-	for _, n := range ruled {
-		answer[n] = toRules
-	}
 	for _, n := range allow {
 		answer[n] = toAllow
 	}
@@ -312,7 +308,6 @@ func searchTree(allow, ruled []uint32, leaves map[uint32][]bpf.Instruction, deny
 			runs = append(runs, run{n + 1, toDeny})
 		}
 	}
-	const past = math.MaxUint32 // a jump past the tree, made exact below
 	var search func(rs []run) []bpf.Instruction
 	search = func(rs []run) []bpf.Instruction {
 		if len(rs) == 1 {
@@ -321,8 +316,6 @@ func searchTree(allow, ruled []uint32, leaves map[uint32][]bpf.Instruction, deny
 				return []bpf.Instruction{bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW}}
 			case toDeny:
 				return []bpf.Instruction{bpf.RetConstant{Val: deny}}
-			case toRules:
-				return []bpf.Instruction{bpf.Jump{Skip: past}}
 			}
 			return slices.Clone(leaves[leafNrs[rs[0].answer-toLeaf]])
 		}
@@ -336,13 +329,7 @@ func searchTree(allow, ruled []uint32, leaves map[uint32][]bpf.Instruction, deny
 		}
 		return append(append(t, below...), above...)
 	}
-	t := search(runs)
-	for i, in := range t {
-		if j, ok := in.(bpf.Jump); ok && j.Skip == past {
-			t[i] = bpf.Jump{Skip: uint32(len(t) - i - 1)}
-		}
-	}
-	return t
+	return search(runs)
 }
 
 // ioctlLeaf answers an ioctl as ioctlRules(denied) do, in a few

@@ -255,44 +255,52 @@ func TestArgTests(t *testing.T) {
 }
 
 // TestSearchTreeShape: the search answers ALLOW for each number allowed,
-// goes past its end for each number with rules (unless also allowed),
-// and answers the default for every other, with jumps past the 255
-// instructions a conditional jump reaches.
+// runs a number's leaf where it has one (over ALLOW), and answers the
+// default for every other, with jumps past the 255 instructions a
+// conditional jump reaches, and leaves of more than one instruction.
 func TestSearchTreeShape(t *testing.T) {
-	const deny, past = 5, 7
-	// A leaf answers its own number, whatever else says of it.
-	leaf := func(v uint32) []bpf.Instruction { return []bpf.Instruction{bpf.RetConstant{Val: v}} }
-	leaves := map[uint32][]bpf.Instruction{4: leaf(100), 10: leaf(101), 1198: leaf(102)}
+	const deny = 5
+	ret := func(v uint32) []bpf.Instruction { return []bpf.Instruction{bpf.RetConstant{Val: v}} }
+	leafOf := func(nrs ...uint32) map[uint32][]bpf.Instruction {
+		m := map[uint32][]bpf.Instruction{}
+		for _, n := range nrs {
+			m[n] = ret(1000 + n)
+		}
+		return m
+	}
+	long := leafOf(4, 10, 1198)
+	// A leaf of three instructions: its value depends on the call's first
+	// argument, which the probes leave 0.
+	long[1199] = []bpf.Instruction{bpf.LoadAbsolute{Off: 16, Size: 4}, bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipFalse: 1}, bpf.RetConstant{Val: 2199}, bpf.RetConstant{Val: 9}}
 	for _, tc := range []struct {
-		allow, ruled []uint32
-		leaves       map[uint32][]bpf.Instruction
+		allow  []uint32
+		leaves map[uint32][]bpf.Instruction
 	}{
-		{[]uint32{0}, nil, nil},
-		{[]uint32{5}, []uint32{6}, nil},
-		{[]uint32{0, 1, 2, 7, 9, 10}, []uint32{3, 8, 10, 11}, nil},
-		{nil, []uint32{0, 1}, nil},
-		{[]uint32{^uint32(0)}, []uint32{^uint32(0) - 1}, nil},
-		{evens(600), []uint32{3, 1199}, nil}, // 1,200 runs: long jumps
-		{[]uint32{0, 1, 2, 3, 5, 9, 10}, []uint32{4, 11}, leaves},
-		{evens(600), []uint32{3, 1199}, leaves}, // leaves among long jumps
+		{[]uint32{0}, nil},
+		{[]uint32{5}, leafOf(6)},
+		{[]uint32{0, 1, 2, 7, 9, 10}, leafOf(3, 8, 10, 11)},
+		{nil, leafOf(0, 1)},
+		{[]uint32{^uint32(0)}, leafOf(^uint32(0) - 1)},
+		{evens(600), leafOf(3, 1199)}, // 1,200 runs: long jumps
+		{[]uint32{0, 1, 2, 3, 5, 9, 10}, leafOf(4, 11)},
+		{evens(600), long}, // leaves among long jumps
 	} {
-		prog := append([]bpf.Instruction{bpf.LoadAbsolute{Off: 0, Size: 4}}, searchTree(tc.allow, tc.ruled, tc.leaves, deny)...)
-		prog = append(prog, bpf.RetConstant{Val: past})
+		prog := append([]bpf.Instruction{bpf.LoadAbsolute{Off: 0, Size: 4}}, searchTree(tc.allow, tc.leaves, deny)...)
 		vm := newVMOf(t, prog)
 		probe := []uint32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1198, 1199, 1200, ^uint32(0) - 2, ^uint32(0) - 1, ^uint32(0)}
 		for _, n := range probe {
 			got, err := vm.Run(seccompData(0, n, [6]uint64{}))
 			want := deny
 			switch {
+			case n == 1199 && len(tc.leaves[n]) > 1:
+				want = 2199
 			case tc.leaves[n] != nil:
-				want = int(tc.leaves[n][0].(bpf.RetConstant).Val)
+				want = int(1000 + n)
 			case slices.Contains(tc.allow, n):
 				want = unix.SECCOMP_RET_ALLOW
-			case slices.Contains(tc.ruled, n):
-				want = past
 			}
 			if err != nil || got != want {
-				t.Errorf("search over %v and %v, call %d: %#x (%v), want %#x", len(tc.allow), tc.ruled, n, got, err, want)
+				t.Errorf("search over %d allowed and %d leaves, call %d: %#x (%v), want %#x", len(tc.allow), len(tc.leaves), n, got, err, want)
 			}
 		}
 	}
