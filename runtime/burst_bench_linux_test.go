@@ -50,7 +50,7 @@ func BenchmarkBurst(b *testing.B) {
 	b.Run("playground", func(b *testing.B) { burstContainers(b, n, nil, false) })
 	b.Run("playground-program-as-init", func(b *testing.B) { burstContainers(b, n, nil, true) })
 	limits := func(b *testing.B) {
-		h, err := NewHost(HostOptions{StateDir: testStateDir(b)})
+		h, err := NewHost(HostOptions{StateDir: testStateDir(b), PrepareIDs: n}) // as a server for n sessions
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -97,6 +97,9 @@ func NewHost(o HostOptions) (*Host, error) {
 	if h.pool == nil && !o.NoSubIDs {
 		h.useSubIDs()
 	}
+	if h.pool != nil && o.PrepareIDs > 0 {
+		h.pool.prepare(o.PrepareIDs)
+	}
 	if _, err := h.hostRoot(); err != nil {
 		_ = h.Close()
 		return nil, err
@@ -239,6 +242,9 @@ func (h *Host) notice(msg string) {
 // it; containers started from h must have been closed. Idempotent.
 func (h *Host) Close() error {
 	h.closeOnce.Do(func() {
+		if h.pool != nil {
+			h.pool.stopPreparing()
+		}
 		if h.cgroups != nil {
 			h.closeErr = h.cgroups.Close()
 		}
@@ -325,6 +331,65 @@ type idPool struct {
 	held map[int]bool
 	let  []int // ranges let go, the latest last
 	next int
+
+	stop      chan struct{} // closed: prepare's goroutine stops
+	preparing sync.WaitGroup
+}
+
+// prepare makes, in the background, the lock files of the n ranges the
+// pool tries first (from next on) that the directory lacks, so that the
+// acquires of a burst on a new state dir find them made: "a start does no
+// work that can be done once at server start". An acquire that comes
+// first makes its file itself, as without prepare; the two only meet at
+// O_EXCL. It stops at the first error other than a file that exists (the
+// acquires then make their files, and report the error), and at
+// stopPreparing. Once per pool.
+func (p *idPool) prepare(n int) {
+	n = min(n, poolSlots)
+	have := map[int]bool{}
+	if d, err := os.Open(p.dir); err == nil {
+		names, _ := d.Readdirnames(-1)
+		_ = d.Close()
+		for _, name := range names {
+			if i, err := strconv.Atoi(name); err == nil {
+				have[i] = true
+			}
+		}
+	}
+	p.mu.Lock()
+	first := p.next
+	p.mu.Unlock()
+	p.stop = make(chan struct{})
+	p.preparing.Add(1)
+	go func() {
+		defer p.preparing.Done()
+		for i := range n {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			c := (first + i) % poolSlots
+			if have[c] {
+				continue
+			}
+			fd, err := unix.Open(filepath.Join(p.dir, strconv.Itoa(c)), unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+			if err == nil {
+				_ = unix.Close(fd)
+			} else if !errors.Is(err, unix.EEXIST) {
+				return
+			}
+		}
+	}()
+}
+
+// stopPreparing stops prepare's goroutine, if any, and waits for it: the
+// state dir may then be removed.
+func (p *idPool) stopPreparing() {
+	if p.stop != nil {
+		close(p.stop)
+	}
+	p.preparing.Wait()
 }
 
 func (p *idPool) acquire() (*idSlot, error) {

@@ -3,6 +3,9 @@ package runtime
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/guntainer/playground/internal/testenv"
@@ -271,4 +274,108 @@ func TestIDPoolTakesBackWhatItLetGo(t *testing.T) {
 func procState(pid int) string {
 	st, _ := procStat(pid)
 	return st.State
+}
+
+// lockFiles lists the ranges whose lock files dir has.
+func lockFiles(t *testing.T, dir string) []int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatalf("%s in the pool's directory", e.Name())
+		}
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+// TestIDPoolPreparesItsRanges: prepare makes the lock files of the ranges
+// the pool tries first, round the end of the pool, and leaves one that
+// exists as it was; the acquires after it take those ranges and make no
+// file.
+func TestIDPoolPreparesItsRanges(t *testing.T) {
+	dir := t.TempDir()
+	const had = "a range's lock file naming a pid\n"
+	if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(poolSlots-2)), []byte(had), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &idPool{dir: dir, held: map[int]bool{}, next: poolSlots - 3}
+	p.prepare(6)
+	p.preparing.Wait()
+	want := []int{0, 1, 2, poolSlots - 3, poolSlots - 2, poolSlots - 1}
+	if got := lockFiles(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("lock files after prepare(6) from %d: %v, want %v", poolSlots-3, got, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, strconv.Itoa(poolSlots-2))); err != nil || string(b) != had {
+		t.Errorf("the lock file that existed: %q, %v; want it untouched", b, err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "0"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("a prepared lock file: %v, %v; want mode 0600", fi, err)
+	}
+	var took []int
+	for range 6 {
+		s, err := p.acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.release()
+		took = append(took, s.n)
+	}
+	slices.Sort(took)
+	if !slices.Equal(took, want) {
+		t.Errorf("ranges acquired: %v, want the prepared %v", took, want)
+	}
+	if got := lockFiles(t, dir); !slices.Equal(got, want) {
+		t.Errorf("lock files after six acquires: %v, want only the prepared %v", got, want)
+	}
+	p.stopPreparing() // after its goroutine ended: nothing to stop, no panic
+}
+
+// TestHostPreparesIDRanges: a server's Host, as root, makes its id ranges'
+// lock files in the background, and Close stops that at once, however many
+// it was asked for, so that the state dir can be removed; as an ordinary
+// user there is no pool, and nothing is made.
+func TestHostPreparesIDRanges(t *testing.T) {
+	state := testStateDir(t)
+	h, err := NewHost(HostOptions{StateDir: state, NoCgroups: true, PrepareIDs: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := filepath.Join(state, "ids")
+	if h.pool == nil {
+		_ = h.Close()
+		if os.Getuid() == 0 && initialUserNS() {
+			t.Fatal("root without an id pool")
+		}
+		if _, err := os.Stat(ids); !os.IsNotExist(err) {
+			t.Errorf("an ordinary user's Host made %s: %v", ids, err)
+		}
+		return
+	}
+	h.pool.preparing.Wait()
+	if got := lockFiles(t, ids); len(got) < 40 {
+		t.Errorf("lock files after PrepareIDs 40: %d (%v)", len(got), got)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	state2 := testStateDir(t)
+	h2, err := NewHost(HostOptions{StateDir: state2, NoCgroups: true, PrepareIDs: poolSlots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.RemoveStateDir(); err != nil {
+		t.Fatalf("RemoveStateDir while the ranges were being prepared: %v", err)
+	}
+	if _, err := os.Stat(state2); !os.IsNotExist(err) {
+		t.Errorf("state dir after RemoveStateDir: %v", err)
+	}
 }

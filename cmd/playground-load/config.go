@@ -401,3 +401,22 @@ func port(wsu string) int {
 	}
 	return p
 }
+
+// atOnce is the most sessions measurement m opens at once: what an
+// operator would serve it with (--max-sessions). One for those that open
+// their sessions one after another.
+func (c *Config) atOnce(m string) int {
+	switch m {
+	case "many":
+		return c.Many
+	case "burst":
+		return c.Burst
+	case "echo":
+		return 1 + c.Flood + c.Slow
+	case "detached":
+		return c.Detached
+	case "watch":
+		return c.Watch
+	}
+	return 1
+}

@@ -150,11 +150,15 @@ type childOptions struct {
 	// Grace is the reconnect grace; 0 (most measurements): a session ends
 	// with its connection.
 	Grace time.Duration
+	// Sessions is the most sessions the measurement opens at once, what
+	// an operator would serve it with (--max-sessions): self's Host, as
+	// root, prepares that many id ranges, as playground serve does.
+	Sessions int
 }
 
 func (o childOptions) args() []string {
 	return []string{"--kind", o.Kind, "--state-dir", o.StateDir, "--rootfs", o.Rootfs, "--home", o.Home, "--bwrap", o.Bwrap,
-		"--no-cgroups=" + strconv.FormatBool(o.NoCgroups), "--grace", o.Grace.String()}
+		"--no-cgroups=" + strconv.FormatBool(o.NoCgroups), "--grace", o.Grace.String(), "--sessions", strconv.Itoa(o.Sessions)}
 }
 
 func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -168,6 +172,7 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Bwrap, "bwrap", "bwrap", "bubblewrap binary")
 	fs.BoolVar(&o.NoCgroups, "no-cgroups", false, "self: rlimits and a nice level, no cgroups")
 	fs.DurationVar(&o.Grace, "grace", 0, "reconnect grace; 0: sessions end with their connection")
+	fs.IntVar(&o.Sessions, "sessions", 0, "self: the most sessions at once, as serve's --max-sessions (root's id ranges prepared)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -292,7 +297,7 @@ func starter(o childOptions, log zerolog.Logger, phases *phaseLog) (server.Start
 		} else if n > 0 {
 			log.Info().Int("removed", n).Msg("removed what a previous server left")
 		}
-		host, err := runtime.NewHost(runtime.HostOptions{StateDir: o.StateDir, NoCgroups: o.NoCgroups, Log: func(m string) { log.Warn().Msg(m) }})
+		host, err := runtime.NewHost(runtime.HostOptions{StateDir: o.StateDir, NoCgroups: o.NoCgroups, PrepareIDs: o.Sessions, Log: func(m string) { log.Warn().Msg(m) }})
 		if err != nil {
 			return nil, nil, nil, err
 		}

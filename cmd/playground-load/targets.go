@@ -117,7 +117,7 @@ func wsOpener(u string) func(context.Context) (session, error) {
 
 // startChild starts this binary as a server of the given kind.
 func (l *launcher) startChild(ctx context.Context, kind, m string) (*target, error) {
-	o := childOptions{Kind: kind, Rootfs: l.cfg.Rootfs, Bwrap: "bwrap"}
+	o := childOptions{Kind: kind, Rootfs: l.cfg.Rootfs, Bwrap: "bwrap", Sessions: l.cfg.atOnce(m)}
 	if m == "resume" || m == "detached" {
 		o.Grace = resumeGrace
 	}

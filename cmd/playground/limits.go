@@ -109,15 +109,19 @@ func (c *limitsConfig) network() (runtime.Net, error) {
 }
 
 // newHost prepares the host for the sessions (cgroups, subordinate ids,
-// the network helper). It fails for a configuration that cannot work here,
-// --net outbound without a helper among them. Notices the runtime has
-// later go to log, when not nil.
-func (c *limitsConfig) newHost(stateDir string, sessions int, log *zerolog.Logger) (*runtime.Host, error) {
+// the network helper, and for a server as root the id ranges of its most
+// sessions). It fails for a configuration that cannot work here, --net
+// outbound without a helper among them. Notices the runtime has later go
+// to log, when not nil.
+func (c *limitsConfig) newHost(stateDir string, sessions int, serving bool, log *zerolog.Logger) (*runtime.Host, error) {
 	net, err := c.network()
 	if err != nil {
 		return nil, err
 	}
 	o := runtime.HostOptions{StateDir: stateDir, Limits: c.limits(), Sessions: sessions, Net: net.Mode}
+	if serving {
+		o.PrepareIDs = sessions
+	}
 	if log != nil {
 		o.Log = func(msg string) { log.Warn().Msg(msg) }
 	}
@@ -198,8 +202,8 @@ func (l *limitFlag) Set(v string) error {
 // withLimits prepares the host as newHost does and gives spec the Host,
 // the limits and the network. The caller closes the Host after the last
 // container has ended.
-func withLimits(spec *runtime.Spec, c limitsConfig, sessions int, log *zerolog.Logger) (*runtime.Host, error) {
-	h, err := c.newHost(spec.StateDir, sessions, log)
+func withLimits(spec *runtime.Spec, c limitsConfig, sessions int, serving bool, log *zerolog.Logger) (*runtime.Host, error) {
+	h, err := c.newHost(spec.StateDir, sessions, serving, log)
 	if err != nil {
 		return nil, err
 	}

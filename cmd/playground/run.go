@@ -200,7 +200,7 @@ func runMain(stopSignals func(), args []string, stdin io.Reader, stdout, stderr 
 	// The host first: whether containers map subordinate ids decides how
 	// the cache unpacks an archive.
 	limited := runtime.Spec{StateDir: cfg.StateDir}
-	host, err := withLimits(&limited, cfg.Limits, 1, nil)
+	host, err := withLimits(&limited, cfg.Limits, 1, false, nil)
 	if err != nil {
 		return err
 	}

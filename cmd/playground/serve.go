@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		// checks (sessions x --pids against RLIMIT_NPROC) must know too.
 		cfg.MaxSessions = server.DefaultMaxSessions()
 	}
-	host, err := withLimits(&spec, cfg.LimitsConfig, cfg.MaxSessions, &log)
+	host, err := withLimits(&spec, cfg.LimitsConfig, cfg.MaxSessions, true, &log)
 	if err != nil {
 		return err
 	}
