@@ -97,12 +97,13 @@ func NewHost(o HostOptions) (*Host, error) {
 	if h.pool == nil && !o.NoSubIDs {
 		h.useSubIDs()
 	}
-	if h.pool != nil && o.PrepareIDs > 0 {
-		h.pool.prepare(o.PrepareIDs)
-	}
 	if _, err := h.hostRoot(); err != nil {
 		_ = h.Close()
 		return nil, err
+	}
+	if h.pool != nil && o.PrepareIDs > 0 {
+		// Last, so that it does not compete with what NewHost waits for.
+		h.pool.prepare(o.PrepareIDs)
 	}
 	return h, nil
 }
