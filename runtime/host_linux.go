@@ -347,16 +347,6 @@ type idPool struct {
 // stopPreparing. Once per pool.
 func (p *idPool) prepare(n int) {
 	n = min(n, poolSlots)
-	have := map[int]bool{}
-	if d, err := os.Open(p.dir); err == nil {
-		names, _ := d.Readdirnames(-1)
-		_ = d.Close()
-		for _, name := range names {
-			if i, err := strconv.Atoi(name); err == nil {
-				have[i] = true
-			}
-		}
-	}
 	p.mu.Lock()
 	first := p.next
 	p.mu.Unlock()
@@ -364,6 +354,16 @@ func (p *idPool) prepare(n int) {
 	p.preparing.Add(1)
 	go func() {
 		defer p.preparing.Done()
+		have := map[int]bool{}
+		if d, err := os.Open(p.dir); err == nil {
+			names, _ := d.Readdirnames(-1)
+			_ = d.Close()
+			for _, name := range names {
+				if i, err := strconv.Atoi(name); err == nil {
+					have[i] = true
+				}
+			}
+		}
 		for i := range n {
 			select {
 			case <-p.stop:
