@@ -338,7 +338,8 @@ type idPool struct {
 }
 
 // prepare makes, in the background, the lock files of the n ranges the
-// pool tries first (from next on) that the directory lacks, so that the
+// pool tries first (from next on) that the directory lacks (O_EXCL leaves
+// one that exists as it is), so that the
 // acquires of a burst on a new state dir find them made: "a start does no
 // work that can be done once at server start". An acquire that comes
 // first makes its file itself, as without prepare; the two only meet at
@@ -354,16 +355,6 @@ func (p *idPool) prepare(n int) {
 	p.preparing.Add(1)
 	go func() {
 		defer p.preparing.Done()
-		have := map[int]bool{}
-		if d, err := os.Open(p.dir); err == nil {
-			names, _ := d.Readdirnames(-1)
-			_ = d.Close()
-			for _, name := range names {
-				if i, err := strconv.Atoi(name); err == nil {
-					have[i] = true
-				}
-			}
-		}
 		for i := range n {
 			select {
 			case <-p.stop:
@@ -371,9 +362,6 @@ func (p *idPool) prepare(n int) {
 			default:
 			}
 			c := (first + i) % poolSlots
-			if have[c] {
-				continue
-			}
 			fd, err := unix.Open(filepath.Join(p.dir, strconv.Itoa(c)), unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 			if err == nil {
 				_ = unix.Close(fd)
