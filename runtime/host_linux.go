@@ -339,9 +339,9 @@ type idPool struct {
 
 // prepare makes, in the background, the lock files of the n ranges the
 // pool tries first (from next on) that the directory lacks (O_EXCL leaves
-// one that exists as it is), so that the
-// acquires of a burst on a new state dir find them made: "a start does no
-// work that can be done once at server start". An acquire that comes
+// one that exists as it is), so that the acquires of a burst on a new
+// state dir find them made: "a start does no work that can be done once
+// at server start". An acquire that comes
 // first makes its file itself, as without prepare; the two only meet at
 // O_EXCL. It stops at the first error other than a file that exists (the
 // acquires then make their files, and report the error), and at
