@@ -629,3 +629,64 @@ func TestLimitHitWhileStarting(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionsInTheirV1Cgroups reads, from the host, the v1 cgroups of
+// every thread of a live session's processes, the program and what it
+// forked: all in the session's cgroup in every hierarchy used. A server's
+// session (the program as init) gets there by init moving its own thread
+// in, through the tasks files the parent opened, before it builds the
+// container (its phase comes before the root's); a resident init is moved
+// whole by the parent.
+func TestSessionsInTheirV1Cgroups(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Log("no cgroups for an ordinary user here: covered by the root run")
+		return
+	}
+	for _, m := range testModes(t) {
+		if !m.cgroups() || m.host.cgroups.version != 1 {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			c := startMode(t, m, Spec{Args: sh(`sleep 1000 & echo started; wait`)})
+			o := readAll(c)
+			o.waitFor(t, "started")
+			procs := descendants(programPid(t, c))
+			if len(procs) < 2 {
+				t.Fatalf("the program and its sleep: got processes %v", procs)
+			}
+			var diff []string
+			for _, p := range procs {
+				tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, task := range tasks {
+					cg := readFile(t, fmt.Sprintf("/proc/%d/task/%s/cgroup", p.pid, task.Name()))
+					for ctrl, d := range c.cg.dirs {
+						rel := strings.TrimPrefix(d, m.host.cgroups.dirs[ctrl])
+						if !slices.ContainsFunc(strings.Split(cg, "\n"), func(l string) bool {
+							_, rest, _ := strings.Cut(l, ":")
+							cs, path, _ := strings.Cut(rest, ":")
+							return slices.Contains(strings.Split(cs, ","), ctrl) && strings.HasSuffix(path, "/"+filepath.Base(m.host.cgroups.dirs[ctrl])+rel)
+						}) {
+							diff = append(diff, fmt.Sprintf("pid %d thread %s: not in %s:\n%s", p.pid, task.Name(), d, cg))
+						}
+					}
+				}
+			}
+			if len(diff) > 0 {
+				t.Errorf("threads outside their session's cgroups:\n%s", strings.Join(diff, "\n"))
+			}
+			if m.programIsInit {
+				names := make([]string, len(c.phases))
+				for i, p := range c.phases {
+					names[i] = p.Name
+				}
+				entered, root := slices.Index(names, "cgroup entered"), slices.Index(names, "root and mounts")
+				if entered < 0 || root < 0 || entered > root {
+					t.Errorf("phases %v: want init's own move (cgroup entered) before it builds the root", names)
+				}
+			}
+		})
+	}
+}

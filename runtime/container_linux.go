@@ -251,14 +251,20 @@ func (c *Container) start(spec Spec) error {
 	// Between start and release, the parent prepares what init needs
 	// before it runs; init waits on the sync socket meanwhile and has not
 	// forked, so nothing of the container escapes what is set up here.
-	// The move into v1 cgroups is the exception: it waits for an RCU grace
-	// period of the kernel's, so it runs while init builds the root, and
-	// init waits for it before anything of the program's starts (init
-	// itself neither forks nor allocates on a user's behalf before then).
-	// (Check's init ends after its setup, so it enters before, as a v1
-	// move did before this was so.)
+	// v1 cgroups are the exception. A server's session (ProgramIsInit)
+	// gets its tasks files opened, and init moves itself in as soon as it
+	// is released: its one thread that executes the program, which
+	// leaves init's other threads behind until the exec ends them (see
+	// OpenTasks). A resident init forks the program from that thread too,
+	// but keeps its other threads: the parent moves it whole, which waits
+	// for an RCU grace period of the kernel's, so it runs while init
+	// builds the root, and init waits for it before anything of the
+	// program's starts (init itself neither forks nor allocates on a
+	// user's behalf before then). (Check's init ends after its setup, so
+	// it enters before, as a v1 move did before this was so.)
 	v1 := c.cg != nil && c.cg.m.version == 1
-	enterLater := v1 && !spec.check
+	enterSelf := v1 && !spec.check && spec.ProgramIsInit
+	enterLater := v1 && !spec.check && !spec.ProgramIsInit
 	if v1 && spec.check {
 		if err := withBlockingSlot(func() error { return c.cg.Enter(pid) }); err != nil {
 			return err
@@ -336,6 +342,15 @@ func (c *Container) start(spec Spec) error {
 		defer unix.Close(fd)
 		cfg.LowerFD = true
 		send = append(send, fd)
+	}
+	if enterSelf {
+		tasks, err := c.cg.OpenTasks()
+		if err != nil {
+			return err
+		}
+		defer initproc.CloseFds(tasks)
+		cfg.CgroupTasks = len(tasks)
+		send = append(send, tasks...)
 	}
 	if err := c.sync.send(cfg, send...); err != nil {
 		return fmt.Errorf("release container init: %w", err)

@@ -134,6 +134,66 @@ func TestARealInitCrashIsReported(t *testing.T) {
 	}
 }
 
+// TestInitRefusesAReleaseItCannotUse releases a real init with
+// descriptors that do not match what its configuration announces, and
+// with a tasks file it cannot write (a v1 session's init moves itself into
+// its cgroups with them): each is an error of its step, reported before
+// init builds anything, and init exits.
+func TestInitRefusesAReleaseItCannotUse(t *testing.T) {
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(null)
+	for _, tt := range []struct {
+		name   string
+		cfg    initproc.Config
+		fds    []int
+		step   string
+		errHas string
+	}{
+		{"two tasks files announced, none sent", initproc.Config{CgroupTasks: 2}, nil, "receive configuration", "0 descriptors came, not the 2 it announced"},
+		{"a lower layer announced, a stray fd besides", initproc.Config{LowerFD: true}, []int{null, null}, "receive configuration", "2 descriptors came, not the 1 it announced"},
+		{"a tasks file it cannot write", initproc.Config{CgroupTasks: 1}, []int{null}, "enter cgroup", "bad file descriptor"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, fds := syncPair(t)
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			child := os.NewFile(uintptr(fds[1]), "sync")
+			cmd := &exec.Cmd{
+				Path: exe, Args: []string{initArg0}, Env: initEnv, ExtraFiles: []*os.File{child},
+				SysProcAttr: &syscall.SysProcAttr{
+					Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+					UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+					GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+					Pdeathsig:   syscall.SIGKILL,
+				},
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			_ = child.Close()
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			if err := s.send(tt.cfg, tt.fds...); err != nil {
+				t.Fatal(err)
+			}
+			var msg initproc.Message
+			got, err := s.recv(&msg, startMessageSize)
+			initproc.CloseFds(got)
+			if err != nil || msg.Kind != "error" || msg.Step != tt.step || !strings.Contains(msg.Err, tt.errHas) {
+				t.Errorf("init's answer: %+v, %v; want the error of step %q, saying %q", msg, err, tt.step, tt.errHas)
+			}
+			var ee *exec.ExitError
+			if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("init: %v; want exit status 1", err)
+			}
+		})
+	}
+}
+
 // syncPair is a sync socket's two ends: the parent's, closed at the end of
 // the test, and init's fd, which the test closes.
 func syncPair(t *testing.T) (*syncConn, [2]int) {

@@ -36,7 +36,7 @@ var phaseLayers = map[string]string{
 	"id range, cgroup":          "the server plans the start: an id range, the session's cgroup (limits)",
 	"namespaces, exec of init":  "clone into new namespaces, exec of the sealed copy (memfd) of the binary",
 	"cgroup, id maps, network":  "the parent writes id maps, starts the network helper (and, before this build, moved init into its v1 cgroups here)",
-	"cgroup entered":            "init waits, if it must, for the parent's move of it into its v1 cgroups, which runs beside init's setup",
+	"cgroup entered":            "v1 cgroups: a server's session's init moves its own thread in through tasks files the parent opened (before this build, it waited for the parent's move of the whole process, after its setup)",
 	"init running":              "the init's Go runtime starts, until its first line of its own",
 	"released":                  "init waits for and reads its configuration",
 	"root and mounts":           "overlay root, /proc, /dev, /sys, masks, pivot_root (mounts)",

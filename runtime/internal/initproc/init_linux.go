@@ -74,8 +74,21 @@ func initMain() int {
 	if err != nil {
 		return 1 // the parent is gone or broken: nobody to report to
 	}
+	// With the configuration come the lower layer's fd, when it says so,
+	// and (v1, a server's session) the session's tasks files.
+	nLower := btoi(cfg.MappedLower || cfg.LowerFD)
+	if len(fds) != nLower+cfg.CgroupTasks {
+		CloseFds(fds)
+		_ = sendMsg(syncFd, Message{Kind: "error", Step: "receive configuration", Err: fmt.Sprintf("%d descriptors came, not the %d it announced", len(fds), nLower+cfg.CgroupTasks)})
+		return 1
+	}
+	lower, tasks := -1, fds[nLower:]
+	if nLower == 1 {
+		lower = fds[0]
+	}
 	// Released: the parent has written the id maps and placed init in its
-	// cgroup. Where newuidmap wrote the maps, init started as a uid the
+	// cgroup, or handed over its tasks files for init to move itself in
+	// (below). Where newuidmap wrote the maps, init started as a uid the
 	// namespace did not map yet (holding its capabilities as ambient ones)
 	// and becomes container root now.
 	if cfg.BecomeRoot {
@@ -91,12 +104,6 @@ func initMain() int {
 		_ = sendMsg(syncFd, Message{Kind: "error", Step: "make init non-dumpable", Err: err.Error()})
 		return 1
 	}
-	lower := -1
-	if (cfg.MappedLower || cfg.LowerFD) && len(fds) == 1 {
-		lower = fds[0]
-	} else {
-		CloseFds(fds)
-	}
 	stdio, err := recvStdio(&cfg) // stdio_linux.go: Spec.Stdio's files, or nil for a pty
 	if err != nil {
 		_ = sendMsg(syncFd, Message{Kind: "error", Step: "receive stdio", Err: err.Error()})
@@ -104,6 +111,15 @@ func initMain() int {
 	}
 
 	Mark("released")
+	if len(tasks) > 0 {
+		err := enterCgroups(tasks)
+		CloseFds(tasks)
+		if err != nil {
+			_ = sendMsg(syncFd, Message{Kind: "error", Step: "enter cgroup", Err: err.Error()})
+			return 1
+		}
+		Mark("cgroup entered")
+	}
 	var sigs chan os.Signal
 	if !cfg.ProgramIsInit {
 		sigs = make(chan os.Signal, 16)
@@ -155,6 +171,37 @@ func initMain() int {
 		return 128 + status.Signal
 	}
 	return status.Code
+}
+
+// enterCgroups moves the calling thread into the session's v1 cgroups,
+// one tasks file per hierarchy (Config.CgroupTasks), before the container
+// is built: what the kernel allocates for it is the session's. Init runs
+// on its first thread (see the package's comment), which is the one that
+// later executes the program in its place: the program starts there, and
+// init's other threads, left where init started, end with the exec.
+// Writing "0" moves the writer alone, which the kernel does without its
+// threadgroup lock, and so without waiting for an RCU grace period.
+func enterCgroups(tasks []int) error {
+	for _, fd := range tasks {
+		for {
+			_, err := unix.Write(fd, []byte("0"))
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // reportError tells the parent which setup step failed and why.

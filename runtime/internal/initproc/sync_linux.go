@@ -10,6 +10,10 @@ import (
 
 const maxMessage = 64 << 10
 
+// maxFds bounds the descriptors one message brings: the release's lower
+// layer and four v1 tasks files are the most.
+const maxFds = 8
+
 // Config is what the parent sends to release init.
 type Config struct {
 	Rootfs      string   `json:"rootfs"` // a directory, or HostRootfs
@@ -57,6 +61,11 @@ type Config struct {
 	// milliseconds), and then sends "entered", which init waits for
 	// before anything of the program's starts.
 	EnterLater bool `json:"enterLater,omitempty"`
+	// CgroupTasks: the session's v1 tasks files, one per hierarchy, come
+	// with this message (after the lower layer's fd, when one comes),
+	// opened for writing by the parent; init moves itself in with them
+	// as soon as it is released (enterCgroups).
+	CgroupTasks int `json:"cgroupTasks,omitempty"`
 }
 
 // Message is what init sends back: one error, or ready (with the pty
@@ -94,7 +103,7 @@ func EncodeMsg(v any, files []int) (b, oob []byte, err error) {
 // blocking read of fd.
 func recvMsg(fd int, v any) ([]int, error) {
 	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	oob := make([]byte, unix.CmsgSpace(maxFds*4))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if errors.Is(err, unix.EINTR) {
