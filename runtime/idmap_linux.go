@@ -170,6 +170,14 @@ func slotInitAlive(f *os.File) bool {
 	return processAlive(pid, start)
 }
 
+// slotRecordSize is the length of a lock file's record: a pid and a start
+// time, padded with spaces, so that every claim overwrites the one before
+// in place. A truncate first would cost a start more than the rest of its
+// claim: ext4 (auto_da_alloc) allocates and writes out a file's pending
+// blocks when it is truncated to nothing, in the truncate (1.9 ms once
+// here, waiting on the disk).
+const slotRecordSize = 48
+
 // claim names the container's init in the lock file.
 func (s *idSlot) claim(pid int) error {
 	if s == nil {
@@ -177,10 +185,7 @@ func (s *idSlot) claim(pid int) error {
 	}
 	start, err := processStart(pid)
 	if err == nil {
-		err = s.lock.Truncate(0)
-	}
-	if err == nil {
-		_, err = s.lock.WriteAt([]byte(fmt.Sprintf("%d %d\n", pid, start)), 0)
+		_, err = s.lock.WriteAt(fmt.Appendf(nil, "%-*s\n", slotRecordSize-1, fmt.Sprintf("%d %d", pid, start)), 0)
 	}
 	if err != nil {
 		return fmt.Errorf("id pool: %w", err)

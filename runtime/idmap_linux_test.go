@@ -1,11 +1,13 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/guntainer/playground/internal/testenv"
@@ -377,5 +379,41 @@ func TestHostPreparesIDRanges(t *testing.T) {
 	}
 	if _, err := os.Stat(state2); !os.IsNotExist(err) {
 		t.Errorf("state dir after RemoveStateDir: %v", err)
+	}
+}
+
+// TestClaimOverwritesInPlace: a claim writes its record over the one
+// before, without truncating the lock file (which made ext4 write out the
+// file's blocks within a start), and leaves nothing of a longer record.
+func TestClaimOverwritesInPlace(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("4194304 18446744073709551615\n"); err != nil { // the longest record of the format before
+		t.Fatal(err)
+	}
+	s := &idSlot{lock: f}
+	for range 2 {
+		if err := s.claim(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := processStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	var got uint64
+	if n, err := fmt.Sscanf(string(b), "%d %d", &pid, &got); n != 2 || err != nil || pid != os.Getpid() || got != start || len(b) != slotRecordSize || !strings.HasSuffix(string(b), " \n") {
+		t.Errorf("lock file %q (%d bytes): want this process's pid %d and start %d, padded to %d bytes", b, len(b), os.Getpid(), start, slotRecordSize)
+	}
+	if !slotInitAlive(f) {
+		t.Error("slotInitAlive: the claimed process (this one) is not seen alive")
 	}
 }
