@@ -14,6 +14,7 @@ import (
 
 	"github.com/guntainer/playground/internal/testenv"
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Each abuse of issue 7, in a real container of every mode this user has
@@ -563,6 +564,66 @@ func TestNothingLeftBehindWithLimits(t *testing.T) {
 	}
 	if left := anyExists(parents); len(left) > 0 {
 		t.Errorf("parent cgroups left after Close: %v", left)
+	}
+}
+
+// TestStartWhoseCgroupFails: on v1 a session's cgroup is made while its
+// init is cloned; when that fails (here: one hierarchy's parent is gone),
+// the start fails saying so, with nothing left: init reaped, no session
+// cgroup in the hierarchies that had one made, the id range free again.
+func TestStartWhoseCgroupFails(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Log("no cgroups for an ordinary user here: covered by the root run")
+		return
+	}
+	h, err := NewHost(HostOptions{StateDir: testStateDir(t), CgroupName: testCgroupName() + "-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.cgroups.version != 1 {
+		t.Skip("the cgroups here are v2: init starts in its cgroup, made before it")
+	}
+	if err := unix.Rmdir(h.cgroups.dirs["pids"]); err != nil {
+		t.Fatal(err)
+	}
+	kids := func() []string {
+		var all []string
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+			all = append(all, strings.Fields(string(b))...)
+		}
+		slices.Sort(all)
+		return all
+	}
+	before := kids()
+	for _, programIsInit := range []bool{false, true} {
+		c, err := Start(Spec{Host: h, ProgramIsInit: programIsInit, Args: sh("echo up")})
+		if err == nil {
+			_ = c.Close()
+			t.Fatalf("programIsInit=%v: started without its pids cgroup", programIsInit)
+		}
+		if !strings.Contains(err.Error(), "cgroup for session") || !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("programIsInit=%v: %v; want the cgroup's error", programIsInit, err)
+		}
+	}
+	if after := kids(); !slices.Equal(before, after) {
+		t.Errorf("children of this process: before %v, after %v: a failed start left its init", before, after)
+	}
+	for ctrl, p := range h.cgroups.dirs {
+		es, _ := os.ReadDir(p)
+		for _, e := range es {
+			if e.IsDir() {
+				t.Errorf("%s: session cgroup left: %s", ctrl, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	h.pool.mu.Lock()
+	held := len(h.pool.held)
+	h.pool.mu.Unlock()
+	if held != 0 {
+		t.Errorf("%d id ranges still held", held)
 	}
 }
 

@@ -177,18 +177,45 @@ func (c *Container) start(spec Spec) error {
 		return err
 	}
 	c.ids = plan.slot
-	if h.cgroups != nil {
-		err = withBlockingSlot(func() (err error) {
-			c.cg, err = h.cgroups.New(c.id, c.limits, c.limitReached)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	limCg := c.cg != nil && c.cg.m.has("memory") && c.cg.m.has("pids")
+	limCg := h.cgroups != nil && h.cgroups.has("memory") && h.cgroups.has("pids")
 	if err := checkResidentMemory(c.limits, limCg, spec.ProgramIsInit); err != nil {
 		return err
+	}
+	// The session's cgroup. On v2 init starts in it (CloneInto), so it
+	// comes first. On v1 nothing needs it before init's release, and its
+	// three directories and limits are made beside init's clone and exec
+	// (cgroupMade): c.cg is set, by awaitCgroup, only once they are.
+	v1 := h.cgroups != nil && h.cgroups.version == 1
+	makeCgroup := func() (cg *Cgroup, err error) {
+		err = withBlockingSlot(func() (err error) {
+			cg, err = h.cgroups.New(c.id, c.limits, c.limitReached)
+			return err
+		})
+		return cg, err
+	}
+	var made *Cgroup
+	var cgroupMade chan error
+	awaitCgroup := func() error {
+		if cgroupMade == nil {
+			return nil
+		}
+		err := <-cgroupMade
+		cgroupMade, c.cg = nil, made
+		return err
+	}
+	defer func() { _ = awaitCgroup() }() // a failed start's cleanup removes it
+	switch {
+	case v1 && !spec.check:
+		cgroupMade = make(chan error, 1)
+		go func() {
+			var err error
+			made, err = makeCgroup()
+			cgroupMade <- err
+		}()
+	case h.cgroups != nil:
+		if c.cg, err = makeCgroup(); err != nil {
+			return err
+		}
 	}
 	parentEnd, childEnd, err := socketPair()
 	if err != nil {
@@ -247,6 +274,9 @@ func (c *Container) start(spec Spec) error {
 	if err := c.ids.claim(pid); err != nil {
 		return err
 	}
+	if err := awaitCgroup(); err != nil {
+		return err
+	}
 
 	// Between start and release, the parent prepares what init needs
 	// before it runs; init waits on the sync socket meanwhile and has not
@@ -262,7 +292,6 @@ func (c *Container) start(spec Spec) error {
 	// program's starts (init itself neither forks nor allocates on a
 	// user's behalf before then). (Check's init ends after its setup, so
 	// it enters before, as a v1 move did before this was so.)
-	v1 := c.cg != nil && c.cg.m.version == 1
 	enterSelf := v1 && !spec.check && spec.ProgramIsInit
 	enterLater := v1 && !spec.check && !spec.ProgramIsInit
 	if v1 && spec.check {

@@ -33,7 +33,7 @@ func phaseFigures(ps []phaseTimes) []PhaseFigure {
 // phaseLayers names what each phase of a start is for, in the words of
 // issue 6's layers: the reader's key to the phase table.
 var phaseLayers = map[string]string{
-	"id range, cgroup":          "the server plans the start: an id range, the session's cgroup (limits)",
+	"id range, cgroup":          "the server plans the start: an id range, and on v2 the session's cgroup (limits), which init starts in; a v1 cgroup is made beside the next phase",
 	"namespaces, exec of init":  "clone into new namespaces, exec of the sealed copy (memfd) of the binary",
 	"cgroup, id maps, network":  "the parent writes id maps, starts the network helper (and, before this build, moved init into its v1 cgroups here)",
 	"cgroup entered":            "v1 cgroups: a server's session's init moves its own thread in through tasks files the parent opened (before this build, it waited for the parent's move of the whole process, after its setup)",
