@@ -88,25 +88,7 @@ func TestInitCrashWithoutFrames(t *testing.T) {
 // through init's fd 2, which init makes the sync socket (initproc), and
 // the parent says what it was.
 func TestARealInitCrashIsReported(t *testing.T) {
-	s, fds := syncPair(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := os.NewFile(uintptr(fds[1]), "sync")
-	cmd := &exec.Cmd{
-		Path: exe, Args: []string{initArg0}, Env: initEnv, ExtraFiles: []*os.File{child},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-			Pdeathsig:   syscall.SIGKILL,
-		},
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	_ = child.Close()
+	s, cmd := startBareInit(t)
 	// Signalled before init has made fd 2 the socket, init would crash
 	// into /dev/null: wait for that first.
 	fd2 := fmt.Sprintf("/proc/%d/fd/2", cmd.Process.Pid)
@@ -124,7 +106,7 @@ func TestARealInitCrashIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	var msg initproc.Message
-	_, err = s.recv(&msg, startMessageSize)
+	_, err := s.recv(&msg, startMessageSize)
 	if want := "container init crashed: SIGQUIT: quit"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("recv: %v; want %q first", err, want)
 	}
@@ -157,25 +139,7 @@ func TestInitRefusesAReleaseItCannotUse(t *testing.T) {
 		{"a tasks file it cannot write", initproc.Config{CgroupTasks: 1}, []int{null}, "enter cgroup", "bad file descriptor"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s, fds := syncPair(t)
-			exe, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			child := os.NewFile(uintptr(fds[1]), "sync")
-			cmd := &exec.Cmd{
-				Path: exe, Args: []string{initArg0}, Env: initEnv, ExtraFiles: []*os.File{child},
-				SysProcAttr: &syscall.SysProcAttr{
-					Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
-					UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-					GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-					Pdeathsig:   syscall.SIGKILL,
-				},
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			_ = child.Close()
+			s, cmd := startBareInit(t)
 			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 			if err := s.send(tt.cfg, tt.fds...); err != nil {
 				t.Fatal(err)
@@ -192,6 +156,33 @@ func TestInitRefusesAReleaseItCannotUse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startBareInit starts this test binary as a container's init, in a new
+// user and pid namespace and nothing else, waiting for its configuration
+// on the returned socket.
+func startBareInit(t *testing.T) (*syncConn, *exec.Cmd) {
+	t.Helper()
+	s, fds := syncPair(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "sync")
+	cmd := &exec.Cmd{
+		Path: exe, Args: []string{initArg0}, Env: initEnv, ExtraFiles: []*os.File{child},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			Pdeathsig:   syscall.SIGKILL,
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Close()
+	return s, cmd
 }
 
 // syncPair is a sync socket's two ends: the parent's, closed at the end of
