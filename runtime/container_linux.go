@@ -183,7 +183,7 @@ func (c *Container) start(spec Spec) error {
 	}
 	// The session's cgroup. On v2 init starts in it (CloneInto), so it
 	// comes first. On v1 nothing needs it before init's release, and its
-	// three directories and limits are made beside init's clone and exec
+	// directories and limits are made beside init's clone and exec
 	// (cgroupMade): c.cg is set, by awaitCgroup, only once they are.
 	v1 := h.cgroups != nil && h.cgroups.version == 1
 	makeCgroup := func() (cg *Cgroup, err error) {
