@@ -569,6 +569,7 @@ func gather(now readNower, frame []byte) ([]byte, error) {
 // watcher that falls behind is dropped). With no owner, it paces the pump.
 func (ss *session) output(f *outFrame) {
 	data := f.b[1:]
+	ss.ahead.notePrinted()
 	ss.mu.Lock()
 	ss.screen.append(data)
 	owner, watchers, slow := ss.owner, ss.watchers, ss.slow

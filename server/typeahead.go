@@ -34,6 +34,7 @@ var (
 	typeaheadHold  = 2 * time.Second
 	typeaheadQuiet = 150 * time.Millisecond
 	typeaheadPoll  = 2 * time.Millisecond
+	typeaheadQuick = 100 * time.Microsecond
 )
 
 type echoer interface {
@@ -57,6 +58,9 @@ type typeahead struct {
 	once     sync.Once
 	released chan struct{} // closed by release
 	mu       sync.Mutex
+	// printed has a token when the program's output came while a hold may
+	// be under way (notePrinted); made with released.
+	printed atomic.Pointer[chan struct{}]
 }
 
 // release lets input through at once (a Ctrl-C: the user wants the
@@ -70,8 +74,29 @@ func (h *typeahead) init() {
 	h.mu.Lock()
 	if h.released == nil {
 		h.released = make(chan struct{})
+		printed := make(chan struct{}, 1)
+		h.printed.Store(&printed)
 	}
 	h.mu.Unlock()
+}
+
+// notePrinted tells a hold that the program wrote output. A shell prints
+// its prompt just before it sets up its terminal (a line editor) or reads
+// it (dash), so the hold looks again at once, and soon after, rather than
+// at its next poll: that poll's wait, up to typeaheadPoll, was on the way
+// to the first answer of every session whose client typed before the
+// prompt. Cheap when nothing holds: a load, and a send that does not
+// wait.
+func (h *typeahead) notePrinted() {
+	if h.done.Load() {
+		return
+	}
+	if c := h.printed.Load(); c != nil {
+		select {
+		case *c <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // waitTypeahead is the input writer's wait before its first write to
@@ -98,29 +123,47 @@ func (ss *session) waitTypeahead(term Terminal) {
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	poll := time.NewTicker(typeaheadPoll)
-	defer poll.Stop()
+	// A look every typeaheadPoll; and when the program prints, one at once
+	// and more after typeaheadQuick, twice that, and so on up to
+	// typeaheadPoll (output while those are under way starts no more).
+	delay := typeaheadPoll
+	next := time.NewTimer(delay)
+	defer next.Stop()
+	printed := *h.printed.Load()
 	var out int64   // the program's output so far
 	var quiet int64 // since when it has not grown, unix nanos; 0 before any
 	cr, _ := term.(cookedReader)
+	look := true
 	for {
-		cooked, err := e.EchoesInput()
-		if err != nil || !cooked {
-			return
-		}
-		if cr != nil {
-			if reading, err := cr.ReadsCookedInput(); err == nil && reading {
+		if look {
+			cooked, err := e.EchoesInput()
+			if err != nil || !cooked {
 				return
 			}
+			if cr != nil {
+				if reading, err := cr.ReadsCookedInput(); err == nil && reading {
+					return
+				}
+			}
+			now := time.Now()
+			if n := ss.bytesOut.Load(); n != out {
+				out, quiet = n, now.UnixNano()
+			} else if quiet != 0 && now.Sub(time.Unix(0, quiet)) >= typeaheadQuiet {
+				return // a prompt printed in cooked mode: no line editor to echo again
+			}
 		}
-		now := time.Now()
-		if n := ss.bytesOut.Load(); n != out {
-			out, quiet = n, now.UnixNano()
-		} else if quiet != 0 && now.Sub(time.Unix(0, quiet)) >= typeaheadQuiet {
-			return // a prompt printed in cooked mode: no line editor to echo again
-		}
+		look = true
 		select {
-		case <-poll.C:
+		case <-next.C:
+			delay = min(2*delay, typeaheadPoll)
+			next.Reset(delay)
+		case <-printed:
+			if delay < typeaheadPoll {
+				look = false // quick looks are under way
+			} else {
+				delay = typeaheadQuick
+				next.Reset(delay)
+			}
 		case <-deadline.C:
 			ss.l().Debug().Float64("hold_ms", ms(typeaheadHold)).Msg("typeahead: the terminal is still in cooked echo mode; input goes on")
 			return
