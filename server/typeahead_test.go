@@ -46,14 +46,7 @@ func bashStartArgs(t testing.TB, args ...string) StartFunc {
 // line shows once.
 func TestTypeaheadEchoedOnce(t *testing.T) {
 	s := newTestServer(t, Config{}, withStart(bashStart(t)))
-	for i := range 3 {
-		c := s.open(t, "", nil)
-		c.input("echo typed-$((6*7))\r") // at once: the container is not even started
-		out := c.waitOutput("typed-42\r\n")
-		if n := strings.Count(out, "echo typed-$((6*7))"); n != 1 {
-			t.Fatalf("session %d: the typed line shows %d times, want once; output:\n%q", i, n, out)
-		}
-	}
+	typedOnce(t, s, 3)
 }
 
 // TestTypeaheadEchoedOnceAfterAPipe: before its line editor starts, a
@@ -65,14 +58,7 @@ func TestTypeaheadEchoedOnce(t *testing.T) {
 // while, so that every session meets it.
 func TestTypeaheadEchoedOnceAfterAPipe(t *testing.T) {
 	s := newTestServer(t, Config{}, withStart(bashStartArgs(t, "/bin/bash", "-c", "x=$(sleep 0.3; echo profile); exec /bin/bash --norc --noprofile -i")))
-	for i := range 3 {
-		c := s.open(t, "", nil)
-		c.input("echo typed-$((6*7))\r")
-		out := c.waitOutput("typed-42\r\n")
-		if n := strings.Count(out, "echo typed-$((6*7))"); n != 1 {
-			t.Fatalf("session %d: the typed line shows %d times, want once; output:\n%q", i, n, out)
-		}
-	}
+	typedOnce(t, s, 3)
 }
 
 // TestTypeaheadWithoutALineEditor: a shell that stays in cooked echo mode
@@ -149,14 +135,21 @@ func TestTypeaheadGoesWhenThePromptShows(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestServer(t, Config{}, withStart(tc.start(t)))
-			for i := range 3 {
-				c := s.open(t, "", nil)
-				c.input("echo typed-$((6*7))\r")
-				out := c.waitOutput("typed-42\r\n")
-				if n := strings.Count(out, "echo typed-$((6*7))"); n != 1 {
-					t.Fatalf("session %d: the typed line shows %d times, want once; output:\n%q", i, n, out)
-				}
-			}
+			typedOnce(t, s, 3)
 		})
+	}
+}
+
+// typedOnce opens n sessions on s, types a command into each at once (the
+// container is not even started then), and wants the line shown once.
+func typedOnce(t *testing.T, s *testServer, n int) {
+	t.Helper()
+	for i := range n {
+		c := s.open(t, "", nil)
+		c.input("echo typed-$((6*7))\r")
+		out := c.waitOutput("typed-42\r\n")
+		if k := strings.Count(out, "echo typed-$((6*7))"); k != 1 {
+			t.Fatalf("session %d: the typed line shows %d times, want once; output:\n%q", i, k, out)
+		}
 	}
 }
