@@ -642,10 +642,12 @@ func TestSessionsInTheirV1Cgroups(t *testing.T) {
 		t.Log("no cgroups for an ordinary user here: covered by the root run")
 		return
 	}
+	ran := false
 	for _, m := range testModes(t) {
 		if !m.cgroups() || m.host.cgroups.version != 1 {
 			continue
 		}
+		ran = true
 		t.Run(m.name, func(t *testing.T) {
 			c := startMode(t, m, Spec{Args: sh(`sleep 1000 & echo started; wait`)})
 			o := readAll(c)
@@ -688,5 +690,8 @@ func TestSessionsInTheirV1Cgroups(t *testing.T) {
 				}
 			}
 		})
+	}
+	if !ran {
+		testenv.Skipf(t, "as root, the sessions here have no v1 cgroups (cgroup v2 or none): the self-move into v1 tasks files is not used")
 	}
 }
