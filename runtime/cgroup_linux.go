@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/guntainer/playground/runtime/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -398,9 +399,7 @@ func (c *Cgroup) OpenTasks() ([]int, error) {
 	for _, d := range c.dirList() {
 		fd, err := unix.Open(filepath.Join(d, "tasks"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			for _, fd := range fds {
-				_ = unix.Close(fd)
-			}
+			initproc.CloseFds(fds)
 			return nil, fmt.Errorf("open cgroup %s: %w", d, err)
 		}
 		fds = append(fds, fd)

@@ -341,11 +341,10 @@ type idPool struct {
 // pool tries first (from next on) that the directory lacks (O_EXCL leaves
 // one that exists as it is), so that the acquires of a burst on a new
 // state dir find them made: "a start does no work that can be done once
-// at server start". An acquire that comes
-// first makes its file itself, as without prepare; the two only meet at
-// O_EXCL. It stops at the first error other than a file that exists (the
-// acquires then make their files, and report the error), and at
-// stopPreparing. Once per pool.
+// at server start". An acquire that comes first makes its file itself, as
+// without prepare; the two only meet at O_EXCL. It stops at the first
+// error other than a file that exists (the acquires then make their
+// files, and report the error), and at stopPreparing. Once per pool.
 func (p *idPool) prepare(n int) {
 	n = min(n, poolSlots)
 	p.mu.Lock()
