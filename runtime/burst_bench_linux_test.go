@@ -29,7 +29,9 @@ import (
 // cgroups), playground-program-as-init (the same, the program as PID 1 in
 // init's place, as the server's sessions run), playground-limits (that,
 // with a Host as a server has: cgroups as root, subordinate ids as an
-// ordinary user that has them), bwrap.
+// ordinary user that has them), playground-v2 (that, with v2 cgroups, as
+// root), the last two again with init forked by this process rather than
+// the spawner (-no-spawner), bwrap.
 func BenchmarkBurst(b *testing.B) {
 	n := 300
 	if s := os.Getenv("PLAYGROUND_BURST"); s != "" {
@@ -60,13 +62,37 @@ func BenchmarkBurst(b *testing.B) {
 	}
 	b.Run("playground-limits", limits)
 	// The same, init forked by this process instead of the spawner (as
-	// before it, and as a start into a v2 cgroup still is): with
+	// before it): with
 	// PLAYGROUND_BURST_BALLAST=MiB,FDS this process holds that much heap
 	// and that many more descriptors, as a server with sessions does.
 	b.Run("playground-limits-no-spawner", func(b *testing.B) {
 		noSpawner = true
 		defer func() { noSpawner = false }()
 		limits(b)
+	})
+	// A server's starts into v2 cgroups, as with a delegated subtree: here
+	// the v2 hierarchy has no controllers, so this is the fork into a
+	// cgroup (CLONE_INTO_CGROUP), its enter and its removal, without
+	// limits; by the spawner (forkIntoCgroup), and by this process.
+	v2 := func(b *testing.B) {
+		if os.Getuid() != 0 {
+			testenv.Skipf(b, "cgroup v2 starts: an ordinary user owns no v2 cgroup here")
+		}
+		h, err := NewHost(HostOptions{StateDir: testStateDir(b), PrepareIDs: n, NoCgroups: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer closeTestHost(h)
+		if h.cgroups, err = NewCgroups(CgroupOptions{Version: 2, NoControllers: true, Name: testCgroupName() + "-burst"}); err != nil {
+			b.Fatal(err)
+		}
+		burstContainers(b, n, h, true)
+	}
+	b.Run("playground-v2", v2)
+	b.Run("playground-v2-no-spawner", func(b *testing.B) {
+		noSpawner = true
+		defer func() { noSpawner = false }()
+		v2(b)
 	})
 	b.Run("bwrap", func(b *testing.B) {
 		bwrap, err := exec.LookPath("bwrap")

@@ -423,7 +423,7 @@ func TestLimitsVisible(t *testing.T) {
 
 // TestCgroupV2EnterAtClone starts a real container into a cgroup v2
 // session cgroup with CLONE_INTO_CGROUP, as a server with a delegated v2
-// subtree does; on the CI machine the v2 hierarchy has no controllers, so
+// subtree does, forked by the spawner as the server's child; on the CI machine the v2 hierarchy has no controllers, so
 // this checks entering, killing and removing (the limits themselves are
 // the README's untestable v2 mode).
 func TestCgroupV2EnterAtClone(t *testing.T) {
@@ -432,7 +432,14 @@ func TestCgroupV2EnterAtClone(t *testing.T) {
 		return
 	}
 	h := cgroupV2Host(t)
+	spawned := spawnedIntoCgroup.Load()
 	c := startMode(t, hostMode{name: "v2", host: h}, Spec{Args: sh("echo up; sleep 1000")})
+	if got := spawnedIntoCgroup.Load() - spawned; cloneIntoCgroupHere && got != 1 {
+		t.Errorf("%d starts into a v2 cgroup forked by the spawner, want this one", got)
+	}
+	if ppid := statusField(strconv.Itoa(c.Pid()), "PPid"); ppid != strconv.Itoa(os.Getpid()) {
+		t.Errorf("init's parent: %s, want this process, %d (CLONE_PARENT)", ppid, os.Getpid())
+	}
 	o := readAll(c)
 	o.waitFor(t, "up")
 	var got string

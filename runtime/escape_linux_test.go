@@ -457,7 +457,16 @@ func testPosture(t *testing.T, m hostMode) {
 	}
 	// The host sees the host path; inside it is "/" (the attacker's
 	// posture attempt). With cgroups, the program is in its session's.
-	if m.cgroups() {
+	if m.cgroups() && m.host.cgroups.version == 2 {
+		var line string
+		for _, l := range strings.Split(strings.TrimSpace(readFile(t, "/proc/"+pid+"/cgroup")), "\n") {
+			if p, ok := strings.CutPrefix(l, "0::"); ok {
+				line = p
+			}
+		}
+		want["in its session's v2 cgroup"] = "true"
+		got["in its session's v2 cgroup"] = strconv.FormatBool(strings.HasSuffix(line, "/"+filepath.Base(m.host.cgroups.Dir())+"/"+c.ID()))
+	} else if m.cgroups() {
 		var lines []string
 		for _, l := range strings.Split(strings.TrimSpace(readFile(t, "/proc/"+pid+"/cgroup")), "\n") {
 			for _, ctrl := range []string{":memory:", ":pids:", ":cpu:"} {

@@ -36,7 +36,8 @@ func testModes(t *testing.T) []hostMode {
 	t.Helper()
 	if os.Getuid() == 0 {
 		return []hostMode{{name: "pool"}, {name: "pool+cgroup", host: cgroupHost(t)},
-			{name: "pool+cgroup+program-as-init", host: cgroupHost(t), programIsInit: true}}
+			{name: "pool+cgroup+program-as-init", host: cgroupHost(t), programIsInit: true},
+			{name: "pool+cgroup-v2+program-as-init", host: cgroupV2Host(t), programIsInit: true}}
 	}
 	return []hostMode{{name: "single-id"}, {name: "subuid", host: subuidHost(t)},
 		{name: "subuid+program-as-init", host: subuidHost(t), programIsInit: true}}

@@ -37,7 +37,7 @@ import (
 // started from a thread of its own that never ends, since the parent-death
 // signal of the spawner and of every init it forks fires when the thread
 // that is their parent ends (golang/go#27505). A start into a v2 cgroup is
-// still forked by the server (startInit says why).
+// the spawner's too, by a clone of its own (forkIntoCgroup).
 //
 // A child that fails before its exec (rare: a credential or a capability
 // refused) is a zombie of the server whose pid nobody has; the spawner
@@ -64,6 +64,9 @@ type spawnRequest struct {
 	Credential                 *syscall.Credential
 	AmbientCaps                []uintptr
 	Pdeathsig                  syscall.Signal
+	// IntoCgroup: the session's v2 cgroup directory travels as a second
+	// descriptor, and init is cloned into it (forkIntoCgroup).
+	IntoCgroup bool
 }
 
 type spawnReply struct {
@@ -236,8 +239,12 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 		Credential:                 attr.Credential,
 		AmbientCaps:                attr.AmbientCaps,
 		Pdeathsig:                  attr.Pdeathsig,
+		IntoCgroup:                 attr.UseCgroupFD,
 	}
 	fds := []int{int(cmd.ExtraFiles[0].Fd())}
+	if attr.UseCgroupFD {
+		fds = append(fds, attr.CgroupFD)
+	}
 	ch := make(chan spawnReply, 1)
 	s.mu.Lock()
 	if s.dead != nil {
@@ -289,15 +296,21 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 		return err
 	}
 	cmd.Process = p
+	if req.IntoCgroup {
+		spawnedIntoCgroup.Add(1)
+	}
 	return nil
 }
 
+// spawnedIntoCgroup counts the starts into a v2 cgroup the spawner forked:
+// for a test.
+var spawnedIntoCgroup atomic.Int64
+
 // startInit starts init: through the spawner where there is one, else by
-// forking the server. A start into a v2 cgroup (CLONE_INTO_CGROUP) is
-// forked by the server: that flag needs clone3, and clone3 takes
-// CLONE_PARENT only with no exit signal, where Go's asks for SIGCHLD.
+// forking the server. A start into a v2 cgroup (CLONE_INTO_CGROUP) goes
+// through the spawner too where it can clone into one (forkIntoCgroup).
 func startInit(cmd *exec.Cmd) error {
-	if cmd.SysProcAttr.UseCgroupFD || noSpawner {
+	if (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
 		return cmd.Start()
 	}
 	if s, err := theSpawner(); err == nil {
@@ -399,8 +412,12 @@ func spawnMain() {
 func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
 	r := spawnReply{ID: req.ID}
 	defer initproc.CloseFds(fds)
-	if len(fds) != 1 {
-		r.Err = "spawner: a request without its one descriptor"
+	want := 1
+	if req.IntoCgroup {
+		want = 2
+	}
+	if len(fds) != want {
+		r.Err = fmt.Sprintf("spawner: a request with %d descriptors, not %d", len(fds), want)
 		return r
 	}
 	attr := &syscall.SysProcAttr{
@@ -417,11 +434,20 @@ func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
 	// is known to the server by it (reapFailedSpawns).
 	goruntime.LockOSThread()
 	setThreadName(spawnComm)
-	pid, err := syscall.ForkExec("/proc/self/exe", req.Args, &syscall.ProcAttr{
-		Env:   req.Env,
-		Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull), uintptr(fds[0])},
-		Sys:   attr,
-	})
+	var pid int
+	var err error
+	if req.IntoCgroup {
+		pid, err = forkIntoCgroup("/proc/self/exe", req.Args, req.Env, []int{devNull, devNull, devNull, fds[0]}, attr, fds[1])
+		if err != nil {
+			err = &os.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: err}
+		}
+	} else {
+		pid, err = syscall.ForkExec("/proc/self/exe", req.Args, &syscall.ProcAttr{
+			Env:   req.Env,
+			Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull), uintptr(fds[0])},
+			Sys:   attr,
+		})
+	}
 	goruntime.UnlockOSThread()
 	if err != nil {
 		var errno syscall.Errno

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // TestSpawnerForksInit: a container's init is forked by the spawner, a
@@ -45,13 +48,66 @@ func mustStat(t testing.TB, pid int) procfs.ProcStat {
 }
 
 // TestSpawnFailureBeforeExec: a child that fails before its exec (here a
-// credential in a user namespace with no id map) comes back as the
-// error's number, and leaves no zombie of this process behind (it is this
-// process's child, whose pid the spawner could not tell).
+// credential in a user namespace with no id map, or an id map the kernel
+// refuses) comes back as the error's number, and leaves no zombie of this
+// process behind (it is this process's child, whose pid the spawner could
+// not tell). The same for a start into a v2 cgroup (forkIntoCgroup), and
+// for one whose cgroup is no cgroup, which the clone itself refuses.
 func TestSpawnFailureBeforeExec(t *testing.T) {
 	if _, err := theSpawner(); err != nil {
 		t.Fatalf("no spawner: %v", err)
 	}
+	unmapped := func() *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWUSER,
+			Credential: &syscall.Credential{Uid: 4242, Gid: 4242},
+		}
+	}
+	badMap := func() *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 0}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		}
+	}
+	t.Run("unmapped credential", func(t *testing.T) { spawnFails(t, unmapped(), 0) })
+	t.Run("bad id map", func(t *testing.T) { spawnFails(t, badMap(), syscall.EINVAL) })
+	if os.Getuid() != 0 || !cloneIntoCgroupHere {
+		t.Log("an ordinary user owns no v2 cgroup here: the starts into one are covered by the root run")
+		return
+	}
+	cg, err := cgroupV2Host(t).cgroups.New("spawn-failure", Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cg.Remove() }()
+	intoCgroup := func(attr *syscall.SysProcAttr) *syscall.SysProcAttr {
+		fd, err := cg.CloneInto(attr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Close(fd) })
+		return attr
+	}
+	t.Run("into a v2 cgroup, unmapped credential", func(t *testing.T) { spawnFails(t, intoCgroup(unmapped()), 0) })
+	t.Run("into a v2 cgroup, bad id map", func(t *testing.T) { spawnFails(t, intoCgroup(badMap()), syscall.EINVAL) })
+	t.Run("into a directory that is no cgroup", func(t *testing.T) {
+		dir, err := syscall.Open(t.TempDir(), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(dir)
+		attr := unmapped()
+		attr.UseCgroupFD, attr.CgroupFD = true, dir
+		spawnFails(t, attr, syscall.EBADF)
+	})
+}
+
+// spawnFails starts init with attr through the spawner, and checks that it
+// fails with errno (0: with an error number) and leaves no child of the
+// spawner's.
+func spawnFails(t *testing.T, attr *syscall.SysProcAttr, errno syscall.Errno) {
+	t.Helper()
 	parent, child, err := socketPair()
 	if err != nil {
 		t.Fatal(err)
@@ -62,14 +118,11 @@ func TestSpawnFailureBeforeExec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER,
-		Credential: &syscall.Credential{Uid: 4242, Gid: 4242},
-	}}
+	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: attr}
 	err = startInit(cmd)
-	var errno syscall.Errno
-	if err == nil || !errors.As(err, &errno) {
-		t.Fatalf("start with an unmapped credential: %v, want a fork/exec error with its number", err)
+	var got syscall.Errno
+	if !errors.As(err, &got) || errno != 0 && got != errno {
+		t.Fatalf("start: %v, want a fork/exec error of %v", err, errno)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -233,4 +286,129 @@ func TestReapFailedSpawnsPassesTheSpawner(t *testing.T) {
 	}
 	_ = syscall.Kill(s.pid, syscall.SIGKILL)
 	waitReaped(t, s, time.Now().Add(10*time.Second))
+}
+
+// TestForkIntoCgroupAsForkExec: init forked into a v2 cgroup by the
+// spawner's own clone (forkIntoCgroup) starts as one forked by Go's
+// ForkExec does, for each way a start asks: with id maps and a credential
+// (root's mode), and with ambient capabilities and no maps (subordinate
+// ids', whose maps newuidmap writes later). Compared from this side while
+// init waits for its release: ids, capabilities, signal mask, ignored
+// signals, fds, and for the clone, its cgroup.
+func TestForkIntoCgroupAsForkExec(t *testing.T) {
+	if os.Getuid() != 0 || !cloneIntoCgroupHere {
+		t.Log("an ordinary user owns no v2 cgroup here: covered by the root run")
+		return
+	}
+	if _, err := theSpawner(); err != nil {
+		t.Fatalf("no spawner: %v", err)
+	}
+	h := cgroupV2Host(t)
+	cg, err := h.cgroups.New("fork-into", Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cg.Remove() }()
+	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET)
+	last, err := lastCap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []uintptr
+	for c := 0; c <= last; c++ {
+		all = append(all, uintptr(c))
+	}
+	modes := map[string]func() *syscall.SysProcAttr{
+		"maps and credential": func() *syscall.SysProcAttr {
+			return &syscall.SysProcAttr{Cloneflags: flags,
+				UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 300000, Size: 65536}},
+				GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 300000, Size: 65536}},
+				Credential:  &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+				Pdeathsig:   syscall.SIGKILL}
+		},
+		"ambient capabilities": func() *syscall.SysProcAttr {
+			return &syscall.SysProcAttr{Cloneflags: flags, AmbientCaps: all, Pdeathsig: syscall.SIGKILL}
+		},
+	}
+	for name, attr := range modes {
+		t.Run(name, func(t *testing.T) {
+			plain := startedInit(t, attr())
+			a := attr()
+			fd, err := cg.CloneInto(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Close(fd)
+			spawned := spawnedIntoCgroup.Load()
+			into := startedInit(t, a)
+			if spawnedIntoCgroup.Load() != spawned+1 {
+				t.Fatal("the start into a v2 cgroup was not the spawner's")
+			}
+			if !strings.HasSuffix(strings.TrimSpace(readFile(t, "/proc/"+into+"/cgroup")), "/"+filepath.Base(h.cgroups.Dir())+"/fork-into") {
+				t.Errorf("not in its cgroup: %s", readFile(t, "/proc/"+into+"/cgroup"))
+			}
+			for _, k := range []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "SigBlk", "SigIgn", "NoNewPrivs", "Seccomp"} {
+				if p, i := statusField(plain, k), statusField(into, k); p != i {
+					t.Errorf("%s: %q forked by ForkExec, %q by forkIntoCgroup", k, p, i)
+				}
+			}
+			if p, i := fdTargets(t, plain), fdTargets(t, into); p != i {
+				t.Errorf("fds: %s forked by ForkExec, %s by forkIntoCgroup", p, i)
+			}
+		})
+	}
+}
+
+// startedInit starts init with attr through the spawner, and returns its
+// pid once it waits for its release (it has named itself, just before),
+// for as long as the test runs.
+func startedInit(t *testing.T, attr *syscall.SysProcAttr) string {
+	t.Helper()
+	parent, child, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close()
+	f, err := sealedExecutable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: attr}
+	if err := startInit(cmd); err != nil {
+		_ = syscall.Close(parent)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = syscall.Close(parent); _, _ = cmd.Process.Wait() })
+	pid := strconv.Itoa(cmd.Process.Pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/" + pid + "/comm")
+		if strings.TrimSpace(string(b)) == initproc.Arg0[:min(len(initproc.Arg0), 15)] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("init %s has not named itself after 10 s", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return pid
+}
+
+// fdTargets lists process pid's fds and what each is, sockets and pipes
+// by kind only.
+func fdTargets(t *testing.T, pid string) string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + pid + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/" + pid + "/fd/" + e.Name())
+		if k, _, ok := strings.Cut(l, ":["); ok {
+			l = k
+		}
+		out = append(out, e.Name()+"="+l)
+	}
+	return strings.Join(out, " ")
 }
