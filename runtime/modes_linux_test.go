@@ -48,7 +48,9 @@ func testModes(t *testing.T) []hostMode {
 func limitModes(t *testing.T) []hostMode {
 	t.Helper()
 	if os.Getuid() == 0 {
-		return []hostMode{{name: "rlimits"}, {name: "cgroup-v1", host: cgroupHost(t)}}
+		h := cgroupHost(t)
+		// v1 here; v2 in the VM of TestCgroupV2Limits.
+		return []hostMode{{name: "rlimits"}, {name: fmt.Sprintf("cgroup-v%d", h.cgroups.version), host: h}}
 	}
 	return []hostMode{{name: "rlimits+single-id"}, {name: "rlimits+subuid", host: subuidHost(t)}}
 }

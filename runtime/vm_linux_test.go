@@ -1,0 +1,295 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guntainer/playground/internal/testenv"
+)
+
+// Tests this machine cannot run as they need run in a virtual machine of
+// their own: qemu, under software emulation (this machine's /dev/kvm
+// cannot run a guest, and CI machines may have none), booting the newest
+// kernel in /boot with cgroup v1 off (cgroup_no_v1=all), so that cgroup v2
+// has every controller, as on most production hosts. Its root file system
+// is an initramfs this test writes: busybox, this test binary and the
+// libraries it links, and the kernel modules it loads (vmModules). Inside,
+// the test binary runs the tests asked for, as root, and the VM powers
+// off. .ci/run installs qemu-system-x86 and linux-image-amd64.
+
+// inVMEnv is set in the VM's environment, for a test to know where it runs.
+const inVMEnv = "PLAYGROUND_IN_VM"
+
+// vmNeeds says what a VM needs that this machine lacks, or "".
+func vmNeeds() (qemu, kernel, modules string, lack string) {
+	if goruntime.GOARCH != "amd64" {
+		return "", "", "", "a VM of this architecture (only amd64's is written)"
+	}
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return "", "", "", "qemu-system-x86_64 (Debian: qemu-system-x86)"
+	}
+	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
+	slices.Sort(kernels)
+	for i := len(kernels) - 1; i >= 0; i-- {
+		ver := strings.TrimPrefix(filepath.Base(kernels[i]), "vmlinuz-")
+		mods := filepath.Join("/lib/modules", ver)
+		have := true
+		for _, m := range vmModules {
+			if _, err := os.Stat(filepath.Join(mods, "kernel", m)); err != nil {
+				have = false
+			}
+		}
+		if have {
+			return qemu, kernels[i], mods, ""
+		}
+	}
+	return "", "", "", "a kernel in /boot with its modules for overlayfs, ext4 and a RAM disk (Debian: linux-image-amd64)"
+}
+
+// runInVM runs this test binary's tests in a VM, as root, those of their
+// subtests whose name begins with sub if it is not "", and fails t unless
+// each passes. It returns their output.
+func runInVM(t *testing.T, tests []string, sub string) string {
+	t.Helper()
+	pattern := "^(" + strings.Join(tests, "|") + ")$"
+	if sub != "" {
+		pattern += "/^" + regexp.QuoteMeta(sub) + "$"
+	}
+	if os.Getenv(inVMEnv) != "" {
+		t.Fatalf("runInVM inside the VM: the pattern %q would start another", pattern)
+	}
+	qemu, kernel, mods, lack := vmNeeds()
+	if lack != "" {
+		testenv.Skipf(t, "no VM to run %s in: this machine has no %s", pattern, lack)
+	}
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd.cpio")
+	if err := writeVMInitramfs(initrd, mods, pattern); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-cpu", "max", "-m", "1536", "-smp", "2",
+		"-kernel", kernel, "-initrd", initrd,
+		"-append", "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=3",
+		"-nographic", "-no-reboot", "-nic", "none")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	err := cmd.Run()
+	all := out.String()
+	o := all
+	if i := strings.Index(o, "=== RUN"); i >= 0 {
+		o = o[i:] // after the firmware's and the kernel's boot
+	}
+	t.Logf("in a VM (%s, %s), %v:\n%s", filepath.Base(kernel), filepath.Base(qemu), time.Since(t0).Round(time.Second), o)
+	if err != nil || !strings.Contains(o, "\nVM-EXIT=0") {
+		t.Logf("the VM's boot:\n%s", strings.TrimSuffix(all, o))
+	}
+	switch {
+	case err != nil:
+		t.Fatalf("qemu: %v", err)
+	case !strings.Contains(o, "\nVM-EXIT=0"):
+		t.Fatalf("the tests in the VM failed, or did not end (no VM-EXIT=0)")
+	}
+	for _, name := range tests {
+		if !strings.Contains(o, "--- PASS: "+name+" ") {
+			t.Errorf("%s did not pass in the VM", name)
+		}
+	}
+	return o
+}
+
+// vmModules are the kernel modules the VM loads (/init loads them in this
+// order): overlayfs for containers' roots, and ext4 and a RAM disk for its
+// /tmp, where the tests' state dirs and root file systems are (the
+// initramfs is a tmpfs, which Linux before 6.3 cannot id-map).
+var vmModules = []string{"fs/overlayfs/overlay.ko", "crypto/crc32c_generic.ko", "lib/crc16.ko", "fs/mbcache.ko", "fs/jbd2/jbd2.ko", "fs/ext4/ext4.ko", "drivers/block/brd.ko"}
+
+// vmInit is the VM's /init: a busybox shell script.
+const vmInit = `#!/bin/busybox sh
+export PATH=/bin
+# pivot_root refuses the initramfs's own root: move to a tmpfs first.
+if [ ! -e /.switched ]; then
+	busybox mkdir /newroot
+	busybox mount -t tmpfs -o size=90% root /newroot
+	for e in /*; do [ "$e" = /newroot ] || busybox cp -a "$e" /newroot/; done
+	busybox touch /newroot/.switched
+	exec busybox switch_root /newroot /init
+fi
+busybox mount -t proc proc /proc
+busybox mount -t sysfs sys /sys
+busybox mount -t devtmpfs dev /dev
+busybox mount -t cgroup2 cgroup2 /sys/fs/cgroup
+for m in overlay crc32c_generic crc16 mbcache jbd2 ext4; do busybox insmod /modules/$m.ko; done
+busybox insmod /modules/brd.ko rd_nr=1 rd_size=524288
+busybox mke2fs -q /dev/ram0 >/dev/null
+busybox mount -t ext4 /dev/ram0 /tmp
+busybox chmod 1777 /tmp
+busybox ip link set lo up
+cd /tmp
+PLAYGROUND_TEST_STRICT=1 ` + inVMEnv + `=1 TMPDIR=/tmp /test.bin -test.run "$(busybox cat /pattern)" -test.v -test.count=1 -test.timeout=4m
+echo "VM-EXIT=$?"
+busybox poweroff -f
+`
+
+// writeVMInitramfs writes the VM's root file system, a newc cpio archive.
+func writeVMInitramfs(path, mods, pattern string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	libs, err := elfLibraries(self)
+	if err != nil {
+		return err
+	}
+	w := &cpioWriter{}
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "root"} {
+		w.dir(d)
+	}
+	files := map[string]string{"/bin/busybox": "/bin/busybox", "/test.bin": self}
+	for _, m := range vmModules {
+		files["/modules/"+filepath.Base(m)] = filepath.Join(mods, "kernel", m)
+	}
+	for _, l := range libs {
+		files[l] = l
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if d := filepath.Dir(n); d != "/" {
+			w.dirs(d[1:])
+		}
+		b, err := os.ReadFile(files[n])
+		if err != nil {
+			return err
+		}
+		w.file(n[1:], 0o755, b)
+	}
+	applets, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		return fmt.Errorf("busybox --list: %w", err)
+	}
+	for _, a := range strings.Fields(string(applets)) {
+		if a != "busybox" && !strings.Contains(a, "/") {
+			w.symlink("bin/"+a, "busybox")
+		}
+	}
+	w.file("init", 0o755, []byte(vmInit))
+	w.file("pattern", 0o644, []byte(pattern))
+	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"))
+	w.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	return os.WriteFile(path, w.close(), 0o644)
+}
+
+// elfLibraries lists the shared libraries a dynamically linked program
+// needs, its interpreter first; none for a static one.
+func elfLibraries(path string) ([]string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				return nil, err
+			}
+			out = append(out, string(bytes.TrimRight(b, "\x00")))
+		}
+	}
+	needed, err := f.ImportedLibraries()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range needed {
+		found := ""
+		for _, d := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
+			if _, err := os.Stat(filepath.Join(d, n)); err == nil {
+				found = filepath.Join(d, n)
+				break
+			}
+		}
+		if found == "" {
+			return nil, fmt.Errorf("%s needs %s, which is in no library directory here", path, n)
+		}
+		out = append(out, found)
+	}
+	return out, nil
+}
+
+// cpioWriter writes a cpio archive in the newc format, which the kernel
+// unpacks as an initramfs.
+type cpioWriter struct {
+	buf  bytes.Buffer
+	ino  int
+	seen map[string]bool
+}
+
+func (w *cpioWriter) has(name string) bool { return w.seen[name] }
+
+func (w *cpioWriter) entry(name string, mode uint32, data []byte) {
+	if w.seen == nil {
+		w.seen = map[string]bool{}
+	}
+	w.seen[name] = true
+	w.ino++
+	fmt.Fprintf(&w.buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		w.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+	w.buf.WriteString(name)
+	w.buf.WriteByte(0)
+	w.pad()
+	w.buf.Write(data)
+	w.pad()
+}
+
+func (w *cpioWriter) pad() {
+	for w.buf.Len()%4 != 0 {
+		w.buf.WriteByte(0)
+	}
+}
+
+const (
+	cpioDir  = 0o040000
+	cpioFile = 0o100000
+	cpioLink = 0o120000
+)
+
+func (w *cpioWriter) dir(name string) { w.entry(name, cpioDir|0o755, nil) }
+
+// dirs writes name and every directory above it not yet written.
+func (w *cpioWriter) dirs(name string) {
+	if name == "." || name == "" || w.has(name) {
+		return
+	}
+	w.dirs(filepath.Dir(name))
+	w.dir(name)
+}
+
+func (w *cpioWriter) file(name string, perm uint32, data []byte) {
+	w.entry(name, cpioFile|perm, data)
+}
+
+func (w *cpioWriter) symlink(name, target string) { w.entry(name, cpioLink|0o777, []byte(target)) }
+
+func (w *cpioWriter) close() []byte {
+	w.entry("TRAILER!!!", 0, nil)
+	return w.buf.Bytes()
+}
