@@ -98,7 +98,7 @@ func contain(t *testing.T, m hostMode, a abuse) abuseResult {
 		t.Errorf("cgroups left: %v", left)
 	}
 	if got := readFile(t, "/proc/self/mountinfo"); got != mounts {
-		t.Errorf("the host's mounts changed")
+		t.Errorf("the host's mounts changed:\n%s", lineDiff(mounts, got))
 	}
 	t.Logf("the other container answered in %s", durations(res.times))
 	return res
@@ -139,6 +139,23 @@ func durations(ds []time.Duration) string {
 		return "(never)"
 	}
 	return fmt.Sprintf("%d checks: median %v, max %v", len(s), s[len(s)/2].Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond))
+}
+
+// lineDiff lists the lines only a has (-) and only b has (+).
+func lineDiff(a, b string) string {
+	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out []string
+	for _, l := range as {
+		if !slices.Contains(bs, l) {
+			out = append(out, "-"+l)
+		}
+	}
+	for _, l := range bs {
+		if !slices.Contains(as, l) {
+			out = append(out, "+"+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string) string {

@@ -28,10 +28,11 @@ import (
 // subordinate ids, no outbound network. That is what a library user or a
 // test that wants none of it gets.
 type Host struct {
-	opts     HostOptions
-	stateDir string
-	mountDir string // the containers' mount point, one for all
-	uid, gid int
+	opts      HostOptions
+	stateDir  string
+	stateNote string // why the state dir is not the default, or ""
+	mountDir  string // the containers' mount point, one for all
+	uid, gid  int
 
 	exe        *os.File
 	seccomp    []byte
@@ -147,6 +148,10 @@ func newHost(o HostOptions) (*Host, error) {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	if h.uid == 0 && initialUserNS() {
+		if err := h.idmappableStateDir(); err != nil {
+			return nil, err
+		}
+		h.mountDir = filepath.Join(h.stateDir, "mnt")
 		h.pool = &idPool{dir: filepath.Join(h.stateDir, "ids"), held: map[int]bool{}}
 		h.pool.next = int(uint(os.Getpid()*7919) % poolSlots) // spread servers over the pool
 		if err := os.MkdirAll(h.pool.dir, 0o700); err != nil {
@@ -159,6 +164,32 @@ func newHost(o HostOptions) (*Host, error) {
 	}
 	h.hostRoot = sync.OnceValues(func() (string, error) { return preparedHostRoot(h.stateDir, nil) })
 	return h, nil
+}
+
+// idmappableStateDir makes sure root's containers can id-map what is
+// prepared in the state dir (checkIDMap), moving from the default state
+// dir to rootStateFallback where they cannot.
+func (h *Host) idmappableStateDir() error {
+	err := checkIDMap(h.stateDir, h.exe)
+	if err == nil {
+		return nil
+	}
+	if def, _ := filepath.Abs(DefaultStateDir()); h.stateDir != def {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	fb := rootStateFallback
+	if ferr := checkStateDir(fb); ferr != nil {
+		return fmt.Errorf("state dir: %w (and the fallback: %v)", err, ferr)
+	}
+	if ferr := checkIDMap(fb, h.exe); ferr != nil {
+		return fmt.Errorf("state dir: %w (and the fallback %s: %v)", err, fb, ferr)
+	}
+	h.stateNote = fmt.Sprintf("state dir: %s, not %s (%s, which Linux %s cannot id-map)", fb, h.stateDir, fsOf(h.stateDir), kernelRelease())
+	h.stateDir = fb
+	if err := os.Mkdir(filepath.Join(fb, "mnt"), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	return nil
 }
 
 // useSubIDs switches to the subordinate-id map when /etc/subuid grants a
@@ -218,6 +249,9 @@ func (h *Host) ModeLines() []string {
 	switch {
 	case h.pool != nil:
 		lines = append(lines, fmt.Sprintf("ids: each session its own 65536-id range from a pool at host uid %d (root), rootfs shown through an id-mapped mount", poolBase))
+		if h.stateNote != "" {
+			lines = append(lines, h.stateNote)
+		}
 	case h.subIDs != nil:
 		lines = append(lines, h.subIDs.String()+"; a rootfs of another owner than the slice's root runs with the single-id map")
 	default:

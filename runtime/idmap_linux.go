@@ -231,7 +231,7 @@ func idmappedTree(dir string, pid int) (int, error) {
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY, Userns_fd: uint64(ns.Fd())}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		_ = unix.Close(fd)
-		return -1, fmt.Errorf("id-mapped mount of %s: %w", dir, err)
+		return -1, idmapError(dir, err)
 	}
 	return fd, nil
 }
@@ -241,7 +241,7 @@ func idmappedTree(dir string, pid int) (int, error) {
 // others may pass through $XDG_RUNTIME_DIR, else $TMPDIR/playground-UID.
 func DefaultStateDir() string {
 	if os.Getuid() == 0 && initialUserNS() {
-		return "/run/playground"
+		return rootStateDir
 	}
 	// $XDG_RUNTIME_DIR only where others may pass through it: with
 	// subordinate ids, container root is another host uid than ours and

@@ -97,6 +97,8 @@ func idsMain(args []string) int {
 		err = ownTree(args[1], in) // subid_tree_linux.go
 	case "remove":
 		err = os.RemoveAll(args[1])
+	case "wait":
+		// Only a user namespace for checkIDMap, which gives no go-ahead.
 	default:
 		err = errors.New("unknown operation " + args[0])
 	}
