@@ -141,6 +141,9 @@ func newSession(s *Server, c *wsConn, in initMsg, env string) *session {
 	log := s.log.With().Str("session", id).Str("client", c.client).Str("user", c.user).Str("env", env).Logger()
 	ss.logp.Store(&log)
 	ss.lastInput.Store(time.Now().UnixNano())
+	// The hold's token for prints is there before the program starts: a
+	// prompt printed before the hold begins makes it look again too.
+	ss.ahead.init()
 	ss.screen = newTermState(int(in.Cols), int(in.Rows), ss.l, ss.goStart)
 	return ss
 }

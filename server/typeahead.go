@@ -59,7 +59,8 @@ type typeahead struct {
 	released chan struct{} // closed by release
 	mu       sync.Mutex
 	// printed has a token when the program's output came while a hold may
-	// be under way (notePrinted); made with released.
+	// be under way or before it began (notePrinted); made with released,
+	// when the session is.
 	printed atomic.Pointer[chan struct{}]
 }
 
