@@ -79,7 +79,34 @@ func runInVM(t *testing.T, tests []string, sub string) string {
 	if err := writeVMInitramfs(initrd, mods, pattern); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	o, err := bootVM(t, qemu, kernel, initrd)
+	if err != nil && strings.Contains(o, "soft lockup") {
+		// Once, on this machine's busiest minute (CI and a second VM
+		// beside this one), the emulated CPUs stopped for good, each
+		// "stuck" in the kernel: the emulator's, not the tests'. One
+		// more boot, said.
+		t.Logf("the VM hung in its kernel (soft lockup); booting it once more")
+		o, err = bootVM(t, qemu, kernel, initrd)
+	}
+	switch {
+	case err != nil:
+		t.Fatalf("qemu: %v", err)
+	case !strings.Contains(o, "\nVM-EXIT=0"):
+		t.Fatalf("the tests in the VM failed, or did not end (no VM-EXIT=0)")
+	}
+	for _, name := range tests {
+		if !strings.Contains(o, "--- PASS: "+name+" ") {
+			t.Errorf("%s did not pass in the VM", name)
+		}
+	}
+	return o
+}
+
+// bootVM boots the VM and returns what its tests printed, and qemu's
+// error: its own, or its end at vmTimeout.
+func bootVM(t *testing.T, qemu, kernel, initrd string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), vmTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-cpu", "max", "-m", "1536", "-smp", "2",
 		"-kernel", kernel, "-initrd", initrd,
@@ -98,19 +125,13 @@ func runInVM(t *testing.T, tests []string, sub string) string {
 	if err != nil || !strings.Contains(o, "\nVM-EXIT=0") {
 		t.Logf("the VM's boot:\n%s", strings.TrimSuffix(all, o))
 	}
-	switch {
-	case err != nil:
-		t.Fatalf("qemu: %v", err)
-	case !strings.Contains(o, "\nVM-EXIT=0"):
-		t.Fatalf("the tests in the VM failed, or did not end (no VM-EXIT=0)")
-	}
-	for _, name := range tests {
-		if !strings.Contains(o, "--- PASS: "+name+" ") {
-			t.Errorf("%s did not pass in the VM", name)
-		}
-	}
-	return o
+	return o, err
 }
+
+// vmTimeout bounds one boot: 26 s on a quiet machine here, 113 s beside
+// six busy loops; two boots and the package's other tests fit go test's
+// default 10 minutes.
+const vmTimeout = 3 * time.Minute
 
 // vmModules are the kernel modules the VM loads (/init loads them in this
 // order): overlayfs for containers' roots, and ext4 and a RAM disk for its
@@ -140,7 +161,7 @@ busybox mount -t ext4 /dev/ram0 /tmp
 busybox chmod 1777 /tmp
 busybox ip link set lo up
 cd /tmp
-PLAYGROUND_TEST_STRICT=1 ` + inVMEnv + `=1 TMPDIR=/tmp /test.bin -test.run "$(busybox cat /pattern)" -test.v -test.count=1 -test.timeout=4m
+PLAYGROUND_TEST_STRICT=1 ` + inVMEnv + `=1 TMPDIR=/tmp /test.bin -test.run "$(busybox cat /pattern)" -test.v -test.count=1 -test.timeout=150s
 echo "VM-EXIT=$?"
 busybox poweroff -f
 `
