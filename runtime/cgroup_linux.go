@@ -155,7 +155,7 @@ func (m *Cgroups) Close() error {
 	err := removeCgroupTree(m.version, m.parentDirs())
 	if m.serverDir != "" {
 		// Back to the cgroup we came from, so it can be removed.
-		_ = writeCgroupFile(filepath.Join(filepath.Dir(m.serverDir), "cgroup.procs"), strconv.Itoa(os.Getpid()))
+		moveServer(filepath.Dir(m.serverDir))
 		if rmdirCgroup(m.serverDir) == nil {
 			m.serverDir = ""
 		}
@@ -927,15 +927,31 @@ func (m *Cgroups) delegate(ownDir, name string) error {
 		_ = rmdirCgroup(leaf)
 		return fmt.Errorf("move the server into %s: %w", leaf, err)
 	}
+	moveServer(leaf) // its spawner too
 	m.serverDir = leaf
 	if err := writeCgroupFile(ctl, plusList(need)); err != nil {
 		others, _ := readPids(filepath.Join(ownDir, "cgroup.procs"))
-		_ = writeCgroupFile(filepath.Join(ownDir, "cgroup.procs"), strconv.Itoa(os.Getpid()))
+		moveServer(ownDir)
 		_ = rmdirCgroup(leaf)
 		m.serverDir = ""
 		return fmt.Errorf("%w (other processes %v share the server's cgroup %s: give the server one of its own, systemd Delegate=yes)", err, others, ownDir)
 	}
 	return nil
+}
+
+// moveServer moves this process and its spawner, if it has started one,
+// into the v2 cgroup dir. A spawner started before the server's cgroups
+// were set up (a test's, a library user's earlier Start) stayed where the
+// server was, and as a process of its own it kept the delegated cgroup
+// from enabling controllers for the sessions (EBUSY: seen in the VM's
+// delegated run). Best effort: a failure shows in what comes next.
+func moveServer(dir string) {
+	procs := filepath.Join(dir, "cgroup.procs")
+	_ = writeCgroupFile(procs, strconv.Itoa(os.Getpid()))
+	spawnerPids.Range(func(pid, _ any) bool {
+		_ = writeCgroupFile(procs, strconv.Itoa(pid.(int)))
+		return true
+	})
 }
 
 func plusList(ctrls []string) string {

@@ -14,7 +14,8 @@ import (
 // The modes a container runs in here, each tested where this user can run
 // it: as root, a range of the pool, without and with cgroups (v1 on the CI
 // machine); as an ordinary user, the single-id map and the subordinate ids
-// (from /etc/subuid, which .ci/run gives the test user), with rlimits.
+// (from /etc/subuid, which .ci/run gives the test user), with rlimits, and
+// for the limits a delegated v2 cgroup where one is (in a VM here).
 //
 // Each list ends with the mode of a server's sessions, the program as the
 // container's PID 1 in place of init (Spec.ProgramIsInit), on the Host a
@@ -52,12 +53,49 @@ func limitModes(t *testing.T) []hostMode {
 		// v1 here; v2 in the VM of TestCgroupV2Limits.
 		return []hostMode{{name: "rlimits"}, {name: fmt.Sprintf("cgroup-v%d", h.cgroups.version), host: h}}
 	}
-	return []hostMode{{name: "rlimits+single-id"}, {name: "rlimits+subuid", host: subuidHost(t)}}
+	modes := []hostMode{{name: "rlimits+single-id"}}
+	if os.Getenv(inVMEnv) == "" {
+		// (The VM's ordinary user has no subordinate ids: it is there
+		// for the delegated cgroup below; here is the subuid mode's.)
+		modes = append(modes, hostMode{name: "rlimits+subuid", host: subuidHost(t)})
+	}
+	if h := delegatedHost(t); h != nil {
+		modes = append(modes, hostMode{name: fmt.Sprintf("cgroup-v%d", h.cgroups.version), host: h})
+	}
+	return modes
 }
 
 var shared struct {
 	mu          sync.Mutex
 	cg, sub, v2 *Host
+	// delegated: an ordinary user's Host with cgroups, where a v2
+	// subtree is delegated to it (TestCgroupV2Limits's VM; systemd
+	// Delegate=yes); tried once.
+	delegated     *Host
+	delegatedOnce bool
+}
+
+// delegatedHost is an ordinary user's Host with the sessions' cgroups in a
+// v2 subtree delegated to it, as a server under systemd's Delegate=yes
+// has; nil where none is (the CI machine: said once).
+func delegatedHost(t *testing.T) *Host {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !shared.delegatedOnce {
+		shared.delegatedOnce = true
+		h, err := NewHost(HostOptions{StateDir: testStateDir(t), CgroupName: testCgroupName(), NoSubIDs: true})
+		if err != nil {
+			t.Fatalf("NewHost: %v", err)
+		}
+		if h.cgroups == nil {
+			t.Logf("no delegated cgroup for uid %d (%s): its limit modes are rlimits'; TestCgroupV2Limits's VM tests a delegated one", os.Getuid(), h.ModeLines()[0])
+			_ = h.Close()
+			return nil
+		}
+		shared.delegated = h
+	}
+	return shared.delegated
 }
 
 // cgroupHost is a Host with the sessions' cgroups, as a server run as root
@@ -111,7 +149,7 @@ func closeSharedHosts() error {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	var errs []string
-	for _, h := range []*Host{shared.cg, shared.sub, shared.v2} {
+	for _, h := range []*Host{shared.cg, shared.sub, shared.v2, shared.delegated} {
 		if h == nil {
 			continue
 		}
@@ -119,7 +157,7 @@ func closeSharedHosts() error {
 			errs = append(errs, err.Error())
 		}
 	}
-	shared.cg, shared.sub, shared.v2 = nil, nil, nil
+	shared.cg, shared.sub, shared.v2, shared.delegated = nil, nil, nil, nil
 	// Start's default Hosts keep the lock files of the pool's ranges
 	// they let go (root): the leak check comes after them.
 	defaultHosts.Range(func(k, h any) bool {

@@ -12,6 +12,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,8 +26,9 @@ import (
 // has every controller, as on most production hosts. Its root file system
 // is an initramfs this test writes: busybox, this test binary and the
 // libraries it links, and the kernel modules it loads (vmModules). Inside,
-// the test binary runs the tests asked for, as root, and the VM powers
-// off. .ci/run installs qemu-system-x86 and linux-image-amd64.
+// the test binary runs the tests asked for, as root, then as an ordinary
+// user to whom a v2 subtree is delegated (as systemd's Delegate=yes does),
+// and the VM powers off. .ci/run installs qemu-system-x86 and linux-image-amd64.
 
 // inVMEnv is set in the VM's environment, for a test to know where it runs.
 const inVMEnv = "PLAYGROUND_IN_VM"
@@ -58,9 +60,10 @@ func vmNeeds() (qemu, kernel, modules string, lack string) {
 	return "", "", "", "a kernel in /boot with its modules for overlayfs, ext4 and a RAM disk (Debian: linux-image-amd64)"
 }
 
-// runInVM runs this test binary's tests in a VM, as root, those of their
-// subtests whose name begins with sub if it is not "", and fails t unless
-// each passes. It returns their output.
+// runInVM runs this test binary's tests in a VM, as root and as an
+// ordinary user with a delegated v2 subtree, those of their subtests whose
+// name begins with sub if it is not "", and fails t unless each passes
+// both times. It returns their output.
 func runInVM(t *testing.T, tests []string, sub string) string {
 	t.Helper()
 	pattern := "^(" + strings.Join(tests, "|") + ")$"
@@ -83,20 +86,24 @@ func runInVM(t *testing.T, tests []string, sub string) string {
 	if err != nil && strings.Contains(o, "soft lockup") {
 		// Once, on this machine's busiest minute (CI and a second VM
 		// beside this one), the emulated CPUs stopped for good, each
-		// "stuck" in the kernel: the emulator's, not the tests'. One
-		// more boot, said.
+		// "stuck" in the kernel: the emulator's, not the tests'. The
+		// first report ends the boot (lockupWatch); one more, said.
 		t.Logf("the VM hung in its kernel (soft lockup); booting it once more")
 		o, err = bootVM(t, qemu, kernel, initrd)
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		t.Fatalf("qemu: %v", err)
-	case !strings.Contains(o, "\nVM-EXIT=0"):
-		t.Fatalf("the tests in the VM failed, or did not end (no VM-EXIT=0)")
 	}
-	for _, name := range tests {
-		if !strings.Contains(o, "--- PASS: "+name+" ") {
-			t.Errorf("%s did not pass in the VM", name)
+	root, user, _ := strings.Cut(o, "\n=== VM-USER")
+	for _, run := range []struct{ who, out, exit string }{{"root", root, "\nVM-EXIT=0"}, {"an ordinary user", user, "\nVM-USER-EXIT=0"}} {
+		if !strings.Contains(run.out, run.exit) {
+			t.Errorf("the tests in the VM as %s failed, or did not end (no %s)", run.who, strings.TrimSpace(run.exit))
+			continue
+		}
+		for _, name := range tests {
+			if !strings.Contains(run.out, "--- PASS: "+name+" ") {
+				t.Errorf("%s did not pass in the VM as %s", name, run.who)
+			}
 		}
 	}
 	return o
@@ -112,8 +119,8 @@ func bootVM(t *testing.T, qemu, kernel, initrd string) (string, error) {
 		"-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=3",
 		"-nographic", "-no-reboot", "-nic", "none")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockupWatch{stop: cancel}
+	cmd.Stdout, cmd.Stderr = out, out
 	t0 := time.Now()
 	err := cmd.Run()
 	all := out.String()
@@ -122,16 +129,41 @@ func bootVM(t *testing.T, qemu, kernel, initrd string) (string, error) {
 		o = o[i:] // after the firmware's and the kernel's boot
 	}
 	t.Logf("in a VM (%s, %s), %v:\n%s", filepath.Base(kernel), filepath.Base(qemu), time.Since(t0).Round(time.Second), o)
-	if err != nil || !strings.Contains(o, "\nVM-EXIT=0") {
+	if err != nil || !strings.Contains(o, "\nVM-EXIT=0") || !strings.Contains(o, "\nVM-USER-EXIT=0") {
 		t.Logf("the VM's boot:\n%s", strings.TrimSuffix(all, o))
 	}
 	return o, err
 }
 
-// vmTimeout bounds one boot: 26 s on a quiet machine here, 113 s beside
-// six busy loops; two boots and the package's other tests fit go test's
-// default 10 minutes.
-const vmTimeout = 3 * time.Minute
+// lockupWatch keeps qemu's output and ends the VM when its kernel reports
+// a soft lockup (runInVM boots it once more).
+type lockupWatch struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	stop func()
+}
+
+func (w *lockupWatch) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	const lockup = "soft lockup"
+	if bytes.Contains(w.buf.Bytes()[max(0, w.buf.Len()-len(b)-len(lockup)):], []byte(lockup)) {
+		w.stop()
+	}
+	return len(b), nil
+}
+
+func (w *lockupWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// vmTimeout bounds one boot, its tests as root and as an ordinary user:
+// about 40 s on a quiet machine here, 113 s for root's alone beside six
+// busy loops.
+const vmTimeout = 4 * time.Minute
 
 // vmModules are the kernel modules the VM loads (/init loads them in this
 // order): overlayfs for containers' roots, and ext4 and a RAM disk for its
@@ -163,7 +195,29 @@ busybox ip link set lo up
 cd /tmp
 PLAYGROUND_TEST_STRICT=1 ` + inVMEnv + `=1 TMPDIR=/tmp /test.bin -test.run "$(busybox cat /pattern)" -test.v -test.count=1 -test.timeout=150s
 echo "VM-EXIT=$?"
+# Again as an ordinary user to whom a v2 subtree is delegated, as systemd's
+# Delegate=yes does: the directory and its cgroup.procs,
+# cgroup.subtree_control and cgroup.threads are the user's.
+echo "+memory +pids +cpu" > /sys/fs/cgroup/cgroup.subtree_control
+d=/sys/fs/cgroup/delegated
+mkdir $d
+chown 1000:1000 $d $d/cgroup.procs $d/cgroup.subtree_control $d/cgroup.threads
+mkdir /tmp/user
+chown 1000:1000 /tmp/user
+echo "=== VM-USER"
+# su runs /user.sh as the "shell", which execs the tests: no process of
+# su's is left beside them in the cgroup (the server would refuse to share
+# it).
+sh -c "echo \$\$ > $d/cgroup.procs && exec su -s /user.sh tester"
+echo "VM-USER-EXIT=$?"
 busybox poweroff -f
+`
+
+// vmUser runs the tests as the VM's ordinary user, in its delegated cgroup.
+const vmUser = `#!/bin/busybox sh
+export PATH=/bin
+cd /tmp/user
+PLAYGROUND_TEST_STRICT=1 ` + inVMEnv + `=1 TMPDIR=/tmp/user HOME=/tmp/user exec /test.bin -test.run "$(cat /pattern)" -test.v -test.count=1 -test.timeout=150s
 `
 
 // writeVMInitramfs writes the VM's root file system, a newc cpio archive.
@@ -212,9 +266,10 @@ func writeVMInitramfs(path, mods, pattern string) error {
 		}
 	}
 	w.file("init", 0o755, []byte(vmInit))
+	w.file("user.sh", 0o755, []byte(vmUser))
 	w.file("pattern", 0o644, []byte(pattern))
-	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"))
-	w.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:tester:/tmp/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"))
+	w.file("etc/group", 0o644, []byte("root:x:0:\ntester:x:1000:\nnogroup:x:65534:\n"))
 	return os.WriteFile(path, w.close(), 0o644)
 }
 
