@@ -802,6 +802,11 @@ async function connect(): Promise<void> {
     retryButton.hidden = true;
     restartButton.hidden = true;
     setPhase('connected', connectedText());
+    // A key whose keyup went elsewhere leaves xterm.js taking the next inserted text (an
+    // on-screen keyboard's, an IME's) for that key's own and dropping it: the Enter of an
+    // `exit`, whose keyup lands on "Start again" once the page has moved the focus there,
+    // cost the new session its first typed line. Its keys are up by now.
+    term.textarea?.dispatchEvent(new KeyboardEvent('keyup'));
     term.focus();
   };
   ws.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => onMessage(ws, ev.data);
