@@ -97,7 +97,9 @@ func Start(spec Spec) (*Container, error) {
 		if h, err = defaultHost(spec.StateDir); err != nil {
 			return nil, err
 		}
-	} else if spec.StateDir != "" && filepath.Clean(spec.StateDir) != h.stateDir {
+	} else if d := filepath.Clean(spec.StateDir); spec.StateDir != "" && d != h.stateDir && d != h.movedFrom {
+		// (A Spec may name the default the Host moved from: a server's
+		// does, made before the Host.)
 		return nil, fmt.Errorf("state dir %s: the Host's is %s", spec.StateDir, h.stateDir)
 	}
 	if spec.Net.Mode == NetOutbound && h.netKind == "" {

@@ -31,6 +31,7 @@ type Host struct {
 	opts      HostOptions
 	stateDir  string
 	stateNote string // why the state dir is not the default, or ""
+	movedFrom string // the default state dir it replaces, or ""
 	mountDir  string // the containers' mount point, one for all
 	uid, gid  int
 
@@ -184,6 +185,8 @@ func (h *Host) idmappableStateDir() error {
 	if ferr := checkIDMap(fb, h.exe); ferr != nil {
 		return fmt.Errorf("state dir: %w (and the fallback %s: %v)", err, fb, ferr)
 	}
+	_, _ = CleanStateDir(fb) // what a dead server left there (the caller cleaned the default)
+	h.movedFrom = h.stateDir
 	h.stateNote = fmt.Sprintf("state dir: %s, not %s (%s, which Linux %s cannot id-map)", fb, h.stateDir, fsOf(h.stateDir), kernelRelease())
 	h.stateDir = fb
 	if err := os.Mkdir(filepath.Join(fb, "mnt"), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
