@@ -155,7 +155,7 @@ func (m *Cgroups) Close() error {
 	err := removeCgroupTree(m.version, m.parentDirs())
 	if m.serverDir != "" {
 		// Back to the cgroup we came from, so it can be removed.
-		moveServer(filepath.Dir(m.serverDir))
+		_ = moveServer(filepath.Dir(m.serverDir))
 		if rmdirCgroup(m.serverDir) == nil {
 			m.serverDir = ""
 		}
@@ -923,15 +923,14 @@ func (m *Cgroups) delegate(ownDir, name string) error {
 	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create %s: %w", leaf, err)
 	}
-	if err := writeCgroupFile(filepath.Join(leaf, "cgroup.procs"), strconv.Itoa(os.Getpid())); err != nil {
+	if err := moveServer(leaf); err != nil {
 		_ = rmdirCgroup(leaf)
 		return fmt.Errorf("move the server into %s: %w", leaf, err)
 	}
-	moveServer(leaf) // its spawner too
 	m.serverDir = leaf
 	if err := writeCgroupFile(ctl, plusList(need)); err != nil {
 		others, _ := readPids(filepath.Join(ownDir, "cgroup.procs"))
-		moveServer(ownDir)
+		_ = moveServer(ownDir)
 		_ = rmdirCgroup(leaf)
 		m.serverDir = ""
 		return fmt.Errorf("%w (other processes %v share the server's cgroup %s: give the server one of its own, systemd Delegate=yes)", err, others, ownDir)
@@ -944,14 +943,18 @@ func (m *Cgroups) delegate(ownDir, name string) error {
 // were set up (a test's, a library user's earlier Start) stayed where the
 // server was, and as a process of its own it kept the delegated cgroup
 // from enabling controllers for the sessions (EBUSY: seen in the VM's
-// delegated run). Best effort: a failure shows in what comes next.
-func moveServer(dir string) {
+// delegated run). The error is the server's own move's; a spawner's that
+// fails shows in what comes next.
+func moveServer(dir string) error {
 	procs := filepath.Join(dir, "cgroup.procs")
-	_ = writeCgroupFile(procs, strconv.Itoa(os.Getpid()))
+	if err := writeCgroupFile(procs, strconv.Itoa(os.Getpid())); err != nil {
+		return err
+	}
 	spawnerPids.Range(func(pid, _ any) bool {
 		_ = writeCgroupFile(procs, strconv.Itoa(pid.(int)))
 		return true
 	})
+	return nil
 }
 
 func plusList(ctrls []string) string {

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,41 +62,9 @@ func attackRootfs(t *testing.T, m hostMode) string {
 // libraries it names, at the host's paths.
 func copyLibraries(t *testing.T, bin, root string) {
 	t.Helper()
-	f, err := elf.Open(bin)
+	need, err := elfLibraries(bin)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var need []string
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			b := make([]byte, p.Filesz)
-			if _, err := p.ReadAt(b, 0); err != nil {
-				t.Fatal(err)
-			}
-			need = append(need, strings.TrimRight(string(b), "\x00"))
-		}
-	}
-	if len(need) == 0 {
-		return // static
-	}
-	libs, err := f.ImportedLibraries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, lib := range libs {
-		found := false
-		for _, d := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
-			"/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
-			if _, err := os.Stat(filepath.Join(d, lib)); err == nil {
-				need = append(need, filepath.Join(d, lib))
-				found = true
-				break
-			}
-		}
-		if !found {
-			t.Fatalf("%s needs %s, not found on this host", bin, lib)
-		}
 	}
 	for _, p := range need {
 		b, err := os.ReadFile(p) // through symlinks: the file itself

@@ -152,7 +152,6 @@ func newHost(o HostOptions) (*Host, error) {
 		if err := h.idmappableStateDir(); err != nil {
 			return nil, err
 		}
-		h.mountDir = filepath.Join(h.stateDir, "mnt")
 		h.pool = &idPool{dir: filepath.Join(h.stateDir, "ids"), held: map[int]bool{}}
 		h.pool.next = int(uint(os.Getpid()*7919) % poolSlots) // spread servers over the pool
 		if err := os.MkdirAll(h.pool.dir, 0o700); err != nil {
@@ -188,8 +187,8 @@ func (h *Host) idmappableStateDir() error {
 	_, _ = CleanStateDir(fb) // what a dead server left there (the caller cleaned the default)
 	h.movedFrom = h.stateDir
 	h.stateNote = fmt.Sprintf("state dir: %s, not %s (%s, which Linux %s cannot id-map)", fb, h.stateDir, fsOf(h.stateDir), kernelRelease())
-	h.stateDir = fb
-	if err := os.Mkdir(filepath.Join(fb, "mnt"), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	h.stateDir, h.mountDir = fb, filepath.Join(fb, "mnt")
+	if err := os.Mkdir(h.mountDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	return nil

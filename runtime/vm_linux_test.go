@@ -274,7 +274,8 @@ func writeVMInitramfs(path, mods, pattern string) error {
 }
 
 // elfLibraries lists the shared libraries a dynamically linked program
-// needs, its interpreter first; none for a static one.
+// needs, its interpreter first, at the host's paths; none for a static
+// one. For the VM's initramfs and copyLibraries.
 func elfLibraries(path string) ([]string, error) {
 	f, err := elf.Open(path)
 	if err != nil {
@@ -297,7 +298,8 @@ func elfLibraries(path string) ([]string, error) {
 	}
 	for _, n := range needed {
 		found := ""
-		for _, d := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
+		for _, d := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+			"/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
 			if _, err := os.Stat(filepath.Join(d, n)); err == nil {
 				found = filepath.Join(d, n)
 				break
