@@ -327,9 +327,10 @@ var attacks = map[string]func(args []string) error{
 	},
 	"tiocsti": func([]string) error {
 		c := byte('x')
+		high := uint64(1) << 32 // a variable: on 32-bit machines the conversion drops it
 		return mustFail(
 			try{"TIOCSTI", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&c))))},
-			try{"TIOCSTI | 1<<32", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI|1<<32, uintptr(unsafe.Pointer(&c))))},
+			try{"TIOCSTI | 1<<32", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, uintptr(uint64(unix.TIOCSTI)|high), uintptr(unsafe.Pointer(&c))))},
 			try{"TIOCLINUX", sysErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCLINUX, uintptr(unsafe.Pointer(&c))))},
 		)
 	},
@@ -427,7 +428,7 @@ var attacks = map[string]func(args []string) error{
 			case unix.S_IFDIR:
 				var fs unix.Statfs_t
 				_ = unix.Statfs(p, &fs) // a zero type names no file system
-				kind = "dir " + fsName(fs.Type)
+				kind = "dir " + fsName(int64(fs.Type))
 			}
 			fmt.Printf("dev %s %s\n", strings.TrimPrefix(p, "/dev/"), kind)
 			return nil
@@ -459,7 +460,7 @@ var attacks = map[string]func(args []string) error{
 				}
 				var fs unix.Statfs_t
 				if err := unix.Statfs(p, &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
-					return escaped("%s is %s, not a tmpfs: %v", p, fsName(fs.Type), err)
+					return escaped("%s is %s, not a tmpfs: %v", p, fsName(int64(fs.Type)), err)
 				}
 				if err := mustBeReadOnly(p); err != nil {
 					return err

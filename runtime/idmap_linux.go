@@ -28,8 +28,10 @@ import (
 
 const (
 	// poolBase is the first host uid of the root-mode pool: far above the
-	// ranges useradd hands out in /etc/subuid (100000 + 65536*n).
-	poolBase  = 1 << 31
+	// ranges useradd hands out in /etc/subuid (100000 + 65536*n). 2^31 on
+	// 64-bit machines; 2^30 on 32-bit ones, where Go's id maps hold an int
+	// and the pool must end below 2^31.
+	poolBase  = 1 << 30 << (^uint(0) >> 63)
 	poolSlots = 4096
 	rangeSize = 65536
 )

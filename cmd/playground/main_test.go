@@ -209,7 +209,7 @@ func TestServeEndToEnd(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("server did not exit after SIGTERM")
 	}
-	if err := syscall.Kill(cmd.Process.Pid, 0); err == nil {
+	if pidAlive(cmd.Process.Pid) {
 		t.Error("server process still there")
 	}
 	state := envOf(cmd, "PLAYGROUND_STATE_DIR")

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -10,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -330,47 +331,6 @@ func TestRunOnATerminalIgnoringSIGTERM(t *testing.T) {
 		t.Errorf("terminal modes not restored: before %+v, after %+v", before, after)
 	}
 	noneLeft(t, cmd)
-}
-
-// asyncOutput gathers what a reader gives, for waitFor.
-type asyncOutput struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func readAllAsync(r io.Reader) *asyncOutput {
-	o := &asyncOutput{}
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := r.Read(b)
-			o.mu.Lock()
-			o.buf.Write(b[:n])
-			o.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return o
-}
-
-func (o *asyncOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-// waitFor waits until the output holds s, failing after a while.
-func (o *asyncOutput) waitFor(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(o.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %q; output so far:\n%q", s, o.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestRunSaysItsLimit: a program that `run` ends at its limit says so on

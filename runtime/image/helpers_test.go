@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -187,8 +186,8 @@ func snapshot(t testing.TB, dir string) map[string]string {
 			return err
 		}
 		desc := fi.Mode().String()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			desc += " nlink=" + itoa(int(st.Nlink)) + " uid=" + itoa(int(st.Uid))
+		if uid, _, nlink := owner(fi); uid >= 0 {
+			desc += " nlink=" + itoa(nlink) + " uid=" + itoa(uid)
 		}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:

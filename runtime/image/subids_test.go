@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -102,11 +101,11 @@ func TestSubIDOwners(t *testing.T) {
 			t.Errorf("%s: %v", tt.path, err)
 			continue
 		}
-		st := fi.Sys().(*syscall.Stat_t)
+		uid, gid, _ := owner(fi)
 		wantUID, wantGID := s.UIDBase+tt.uid, s.GIDBase+tt.gid
 		mode := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-		if int(st.Uid) != wantUID || int(st.Gid) != wantGID || (tt.mode != 0 && mode != tt.mode) {
-			t.Errorf("%s: host owner %d:%d mode %v, want %d:%d %v", tt.path, st.Uid, st.Gid, mode, wantUID, wantGID, tt.mode)
+		if uid != wantUID || gid != wantGID || (tt.mode != 0 && mode != tt.mode) {
+			t.Errorf("%s: host owner %d:%d mode %v, want %d:%d %v", tt.path, uid, gid, mode, wantUID, wantGID, tt.mode)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(img.Dir, "etc/apt/apt.conf.d/99playground-sandbox")); err == nil {
@@ -162,7 +161,7 @@ func TestSubIDOwnersOfLayers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if uid := int(fi.Sys().(*syscall.Stat_t).Uid); uid != s.UIDBase+tt.uid || (tt.notSetid && fi.Mode()&fs.ModeSetuid != 0) {
+		if uid, _, _ := owner(fi); uid != s.UIDBase+tt.uid || (tt.notSetid && fi.Mode()&fs.ModeSetuid != 0) {
 			t.Errorf("%s: host uid %d mode %v, want %d and no setuid", tt.path, uid, fi.Mode(), s.UIDBase+tt.uid)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -228,7 +227,8 @@ func TestUnpackOwnersAndModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return int(fi.Sys().(*syscall.Stat_t).Uid)
+		uid, _, _ := owner(fi)
+		return uid
 	}
 	if owners == KeepOwners {
 		if got := uidOf("ro/f"); got != 1000 {
