@@ -173,7 +173,10 @@ func (ss *session) run(req StartRequest) {
 		err error
 	)
 	if term != nil {
-		stop := context.AfterFunc(ss.ctx, func() { _ = term.Close() }) // any end ends the program
+		stop := context.AfterFunc(ss.ctx, func() { // any end ends the program
+			_ = term.Close()
+			ss.cutOwner()
+		})
 		if ss.announce() {
 			ss.kickInput() // what was typed while it started
 			ss.pump(term)
@@ -402,6 +405,21 @@ func (ss *session) endWith(cause *endCause) bool {
 	}
 	ss.cancel()
 	return true
+}
+
+// cutOwner closes the owner's connection now when the session's end sends
+// no EXIT, as finish would once the pump has returned: the pump may be
+// waiting in a write to an owner that stopped reading (send), and end cuts
+// that write short after the close grace, where otherwise the session's
+// end would wait the whole write timeout. An end with an EXIT waits for it
+// at most the write timeout, as before.
+func (ss *session) cutOwner() {
+	ss.mu.Lock()
+	cause, owner := ss.cause, ss.owner
+	ss.mu.Unlock()
+	if cause != nil && cause.code != websocket.CloseNormalClosure && owner != nil {
+		owner.end(cause.code, cause.text, "session ended", false)
+	}
 }
 
 // noticeAll sends a NOTICE to every attached client.

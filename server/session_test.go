@@ -770,3 +770,46 @@ func TestIdleConnectionHoldsNoWriter(t *testing.T) {
 		t.Errorf("close %d after exit, want 1000", code)
 	}
 }
+
+// TestShutdownCutsAStuckWrite: a session whose client stopped reading
+// while its program floods ends at a shutdown within the close grace, not
+// the write timeout. The pump writes its owner's frames itself, so it is
+// the pump that waits in a write to such a client; before the session's
+// end cut that write short, Shutdown waited the whole write timeout.
+func TestShutdownCutsAStuckWrite(t *testing.T) {
+	s := newTestServer(t, Config{WriteTimeout: time.Minute})
+	conn, resp, err := s.dial(nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	for _, f := range []string{`{"columns": 80, "rows": 24}`, "0yes\r"} {
+		if err := conn.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitSessions(t, 1)
+	ss := s.only(t)
+	// Stuck: the socket's buffers are full, and no more output goes out.
+	deadline := time.Now().Add(waitTimeout)
+	for last := int64(-1); ; {
+		time.Sleep(200 * time.Millisecond)
+		n := ss.bytesOut.Load()
+		if n > 0 && n == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("output still flowing to a client that does not read: %d bytes", n)
+		}
+		last = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %v (write timeout %v, close grace %v)", err, time.Since(start), s.srv.cfg.WriteTimeout, s.srv.cfg.CloseGrace)
+	}
+	if terms := s.starts.terminals(); !terms[0].closed.Load() {
+		t.Error("terminal not closed")
+	}
+}
