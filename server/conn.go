@@ -230,7 +230,10 @@ func (c *wsConn) takePreamble() [][]byte {
 // to 0.77 of the raw pty on a 2-CPU machine, 0.88 to 0.91 with this
 // (BENCHMARKS.md). The pump waits in the write as it waited for room
 // before; the write timeout and end bound that wait as they bound the
-// writer's.
+// writer's (an end without EXIT cuts it after the close grace: cutOwner).
+// One cost: a resume that takes over an owner stuck in such a write gets
+// the program's new output only when end has cut that write, at most the
+// close grace later; its screen goes out at once.
 func (c *wsConn) send(f *outFrame, sessDone <-chan struct{}) bool {
 	c.mu.Lock()
 	inline := !c.writerOn && !c.writerDone && len(c.data) == 0
