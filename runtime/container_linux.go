@@ -252,7 +252,7 @@ func (c *Container) start(spec Spec) error {
 		ExtraFiles:  []*os.File{childEnd},
 		SysProcAttr: attr,
 	}
-	err = withBlockingSlot(func() error { return execInit(c.cmd) })
+	err = withBlockingSlot(func() error { return execInit(c.cmd, !h.opts.NoSpawner) })
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if cgfd >= 0 {
 		_ = unix.Close(cgfd) // used by the clone, or not at all

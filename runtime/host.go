@@ -34,6 +34,12 @@ type HostOptions struct {
 	// NoSubIDs keeps the single-id map even where /etc/subuid grants a
 	// range.
 	NoSubIDs bool
+	// NoSpawner has this process fork every init itself, as it does where
+	// the spawner cannot start. The spawner saves a large process (a
+	// server) the copy of its page tables at each start; a process that
+	// starts one container and is small (the run command) would pay the
+	// spawner's own exec and Go start for nothing.
+	NoSpawner bool
 	// CgroupName names the sessions' parent cgroup; "playground-PID" when
 	// empty.
 	CgroupName string

@@ -306,11 +306,12 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 // for a test.
 var spawnedIntoCgroup atomic.Int64
 
-// startInit starts init: through the spawner where there is one, else by
-// forking the server. A start into a v2 cgroup (CLONE_INTO_CGROUP) goes
-// through the spawner too where it can clone into one (forkIntoCgroup).
-func startInit(cmd *exec.Cmd) error {
-	if (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
+// startInit starts init: through the spawner where there is one and
+// spawn says to (HostOptions.NoSpawner), else by forking the server. A
+// start into a v2 cgroup (CLONE_INTO_CGROUP) goes through the spawner too
+// where it can clone into one (forkIntoCgroup).
+func startInit(cmd *exec.Cmd, spawn bool) error {
+	if !spawn || (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
 		return cmd.Start()
 	}
 	if s, err := theSpawner(); err == nil {

@@ -119,7 +119,7 @@ func spawnFails(t *testing.T, attr *syscall.SysProcAttr, errno syscall.Errno) {
 		t.Fatal(err)
 	}
 	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: attr}
-	err = startInit(cmd)
+	err = startInit(cmd, true)
 	var got syscall.Errno
 	if !errors.As(err, &got) || errno != 0 && got != errno {
 		t.Fatalf("start: %v, want a fork/exec error of %v", err, errno)
@@ -374,7 +374,7 @@ func startedInit(t *testing.T, attr *syscall.SysProcAttr) string {
 		t.Fatal(err)
 	}
 	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: attr}
-	if err := startInit(cmd); err != nil {
+	if err := startInit(cmd, true); err != nil {
 		_ = syscall.Close(parent)
 		t.Fatal(err)
 	}

@@ -121,6 +121,8 @@ func (c *limitsConfig) newHost(stateDir string, sessions int, serving bool, log 
 	o := runtime.HostOptions{StateDir: stateDir, Limits: c.limits(), Sessions: sessions, Net: net.Mode}
 	if serving {
 		o.PrepareIDs = sessions
+	} else {
+		o.NoSpawner = true // one start, from a small process: the spawner would cost more than it saves
 	}
 	if log != nil {
 		o.Log = func(msg string) { log.Warn().Msg(msg) }

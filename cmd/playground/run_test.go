@@ -352,3 +352,35 @@ func TestRunSaysItsLimit(t *testing.T) {
 		t.Errorf("exit status %d, stderr %q; want the program's 3, its tail refused memory, and no limit reached", r.code, r.stderr)
 	}
 }
+
+// TestRunForksItsOwnInit: `run` starts one container from a small process,
+// so it forks init itself: a spawner (the server's helper, which saves a
+// large process its page tables' copy at each start) would cost its own
+// exec and Go start, about a sixth of a `run -- true` here. While the
+// program runs, the run process has no child but init.
+func TestRunForksItsOwnInit(t *testing.T) {
+	args, marker := sleeper("")
+	cmd, _, waited := startRun(t, "10s", args...)
+	var kids []string
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == fmt.Sprint(cmd.Process.Pid) {
+			kids = append(kids, s[strings.IndexByte(s, '(')+1:i])
+		}
+	}
+	if len(kids) != 1 {
+		t.Errorf("the run process's children: %q, want its container's init alone", kids)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exitOf(t, waited, "SIGTERM")
+	gone(t, marker)
+}
