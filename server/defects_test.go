@@ -373,16 +373,7 @@ func TestContainerStartHonoursCtx(t *testing.T) {
 func TestSlowReaderIsNotClientGone(t *testing.T) {
 	var logs syncBuffer
 	s := newTestServer(t, Config{PingInterval: 400 * time.Millisecond, WriteTimeout: 2 * time.Second}, withLog(&logs))
-	conn, resp, err := s.dial(nil)
-	if err != nil {
-		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	for _, f := range []string{`{"columns": 80, "rows": 24}`, "0yes\r"} {
-		if err := conn.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	conn := s.openRunning(t, "yes")
 	// Read a frame every 30 ms for a while: far slower than yes prints,
 	// with pings every 400 ms behind the data.
 	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))

@@ -621,6 +621,23 @@ func tail(out []byte) string {
 	return string(out)
 }
 
+// openRunning opens a session that runs cmd, on a bare connection the test
+// reads (or does not read) itself.
+func (s *testServer) openRunning(t testing.TB, cmd string) *websocket.Conn {
+	t.Helper()
+	conn, resp, err := s.dial(nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	for _, f := range []string{`{"columns": 80, "rows": 24}`, "0" + cmd + "\r"} {
+		if err := conn.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
+}
+
 // only returns the one session the server has.
 func (s *testServer) only(t testing.TB) *session {
 	t.Helper()

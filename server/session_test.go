@@ -566,16 +566,7 @@ func TestSlowClient(t *testing.T) {
 	// Its session stays, detached; when the grace runs out, it ends.
 	var logs syncBuffer
 	s := newTestServer(t, Config{WriteTimeout: 200 * time.Millisecond, ReconnectGrace: 300 * time.Millisecond}, withLog(&logs))
-	conn, resp, err := s.dial(nil)
-	if err != nil {
-		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	for _, f := range []string{`{"columns": 80, "rows": 24}`, "0yes\r"} {
-		if err := conn.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.openRunning(t, "yes")
 	s.waitSessions(t, 1)
 	s.waitSessions(t, 0)
 	if terms := s.starts.terminals(); len(terms) != 1 || !terms[0].closed.Load() {
@@ -778,16 +769,7 @@ func TestIdleConnectionHoldsNoWriter(t *testing.T) {
 // end cut that write short, Shutdown waited the whole write timeout.
 func TestShutdownCutsAStuckWrite(t *testing.T) {
 	s := newTestServer(t, Config{WriteTimeout: time.Minute})
-	conn, resp, err := s.dial(nil)
-	if err != nil {
-		t.Fatalf("dial: %v (%s)", err, respStatus(resp))
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	for _, f := range []string{`{"columns": 80, "rows": 24}`, "0yes\r"} {
-		if err := conn.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.openRunning(t, "yes")
 	s.waitSessions(t, 1)
 	ss := s.only(t)
 	// Stuck: the socket's buffers are full, and no more output goes out.
