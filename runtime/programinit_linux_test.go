@@ -169,7 +169,7 @@ func TestABurstHoldsFewThreads(t *testing.T) {
 						return
 					default:
 					}
-					most.threads = max(most.threads, threadsInExec(waiting))
+					most.threads = max(most.threads, len(threadWaits(waiting)))
 					if m.programIsInit {
 						// A scan of /proc takes a while, in which one init
 						// may become the program and the next start's init
@@ -263,17 +263,11 @@ func inits(except map[string]bool) map[string]bool {
 	return found
 }
 
-// threadsInExec counts this process's threads that wait in a system call
+// threadWaits returns this process's threads that wait in a system call
 // of os/exec's: a read of a pipe (Start, until the child has executed) or
-// waitid or wait4 (Wait).
-func threadsInExec(before map[string]string) int {
-	return len(threadWaits(before))
-}
-
-// threadWaits returns this process's threads that wait in waitid, wait4
-// or a read of a pipe, each as its tid and the system call with its first
-// argument, less those in before that still wait in the same call: a
-// thread that waited so before a burst began is not one of its starts.
+// waitid or wait4 (Wait); each as its tid and the system call with its
+// first argument, less those in before that still wait in the same call:
+// a thread that waited so before a burst began is not one of its starts.
 func threadWaits(before map[string]string) map[string]string {
 	tasks, _ := os.ReadDir("/proc/self/task")
 	waits := map[string]string{}
