@@ -246,7 +246,7 @@ func (c *Container) start(spec Spec) error {
 		}
 	}
 	c.cmd = &exec.Cmd{
-		Path:        execPath(h.exe),
+		Path:        execPath(h.initExe),
 		Args:        []string{initArg0},
 		Env:         initEnv,
 		ExtraFiles:  []*os.File{childEnd},

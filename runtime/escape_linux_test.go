@@ -410,6 +410,22 @@ func testPosture(t *testing.T, m hostMode) {
 		got["host uid of the program"] = strconv.Itoa(hostUID(t, programPid(t, c)))
 	}
 	got["uid_map"] = uidMap
+	// What init was executed from (initExecutable): a sealed copy in
+	// memory, of the embedded init binary in a build that has one (CI runs
+	// this test so too: deploy/build.sh -test), else of this binary. With
+	// subordinate ids, init runs as a host uid the server's user may not
+	// read the executable of. (A program that is init has replaced it.)
+	if exe, seals, err := executable(c.Pid()); !m.programIsInit && (!errors.Is(err, os.ErrPermission) || !m.subIDs()) {
+		want["init's executable"] = "/memfd:playground (deleted) sealed"
+		if len(embeddedInit) > 0 {
+			want["init's executable"] = "/memfd:playground-init (deleted) sealed"
+		}
+		const sealed = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+		got["init's executable"] = fmt.Sprintf("%s seals %#x: %v", exe, seals, err)
+		if err == nil && seals&sealed == sealed {
+			got["init's executable"] = exe + " sealed"
+		}
+	}
 	mi := readFile(t, "/proc/"+pid+"/mountinfo")
 	for _, host := range []string{testStateDir(t), rootfs} {
 		want["mountinfo names "+host] = "false"
@@ -457,6 +473,22 @@ func testPosture(t *testing.T, m hostMode) {
 		t.Errorf("posture of the program (pid %s), -want +got:\n%s", pid, strings.Join(diff, "\n"))
 	}
 	_, _ = c.Write([]byte("\n"))
+}
+
+// executable returns what process pid was executed from, and its seals.
+func executable(pid int) (string, int, error) {
+	p := "/proc/" + strconv.Itoa(pid) + "/exe"
+	l, err := os.Readlink(p)
+	if err != nil {
+		return "", 0, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return l, 0, err
+	}
+	defer f.Close()
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	return l, seals, err
 }
 
 // TestToolsStillWork: the hardening must leave a shell's usual tools

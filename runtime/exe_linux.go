@@ -1,14 +1,21 @@
 package runtime
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // Every container's init runs from a sealed in-memory copy of this binary
@@ -42,10 +49,15 @@ func sealExecutable() (*os.File, error) {
 		return nil, fmt.Errorf("sealed copy of the executable: %w", err)
 	}
 	defer src.Close()
+	return seal("playground", src)
+}
+
+// seal copies src into a new memfd of that name and seals it.
+func seal(name string, src io.Reader) (*os.File, error) {
 	const flags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
-	fd, err := unix.MemfdCreate("playground", flags|unix.MFD_EXEC)
+	fd, err := unix.MemfdCreate(name, flags|unix.MFD_EXEC)
 	if errors.Is(err, unix.EINVAL) {
-		fd, err = unix.MemfdCreate("playground", flags) // before Linux 6.3, every memfd is executable
+		fd, err = unix.MemfdCreate(name, flags) // before Linux 6.3, every memfd is executable
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sealed copy of the executable: memfd_create: %w%s", err, memfdHint(err))
@@ -58,7 +70,7 @@ func sealExecutable() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealed copy of the executable: %w", err)
 	}
-	f := os.NewFile(uintptr(high), "memfd:playground")
+	f := os.NewFile(uintptr(high), "memfd:"+name)
 	if _, err := io.Copy(f, src); err != nil {
 		_ = f.Close() // unusable half copy
 		return nil, fmt.Errorf("sealed copy of the executable: copy: %w", err)
@@ -71,6 +83,73 @@ func sealExecutable() (*os.File, error) {
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("sealed copy of the executable: seal: %w", err)
+	}
+	return f, nil
+}
+
+// A server built by deploy/build.sh embeds the small init binary
+// (runtime/cmd/playground-init, build tag playground_embedinit) and
+// executes every container's init from a sealed copy of it, made as this
+// binary's own is; an ordinary build (go run, go build) embeds nothing and
+// re-executes itself. Inside a container, /proc/1/exe then names
+// "/memfd:playground-init (deleted)": still no host file, and sealed alike.
+
+var initExe struct {
+	once     sync.Once
+	f        *os.File
+	embedded bool
+	err      error
+}
+
+// initExecutable returns what a container's init is executed from: the
+// sealed copy of the embedded init binary where this build has one, else
+// this binary's (sealedExecutable); and whether it is the embedded one.
+func initExecutable() (*os.File, bool, error) {
+	initExe.once.Do(func() {
+		if len(embeddedInit) == 0 {
+			initExe.f, initExe.err = sealedExecutable()
+			return
+		}
+		initExe.f, initExe.err = sealEmbeddedInit(embeddedInit, initproc.BuildStamp)
+		initExe.embedded = initExe.err == nil
+	})
+	return initExe.f, initExe.embedded, initExe.err
+}
+
+// EmbeddedInit reports whether this build embeds the small init binary
+// (deploy/build.sh) that containers' inits are executed from.
+func EmbeddedInit() bool { return len(embeddedInit) > 0 }
+
+// sealEmbeddedInit seals bin, an init binary, and checks, by executing it
+// once, that it was built from the sources this binary was: its build
+// stamp must be stamp, which must not be empty. An init built from other
+// sources would set up containers with other code than this server's
+// (security fixes included), so a mismatch is an error, not a fallback:
+// the build that embedded it is wrong.
+func sealEmbeddedInit(bin []byte, stamp string) (*os.File, error) {
+	f, err := seal(initproc.Arg0, bytes.NewReader(bin))
+	if err != nil {
+		return nil, err
+	}
+	fail := func(format string, a ...any) (*os.File, error) {
+		_ = f.Close()
+		return nil, fmt.Errorf("embedded init: "+format+" (build with deploy/build.sh, which builds both from one tree)", a...)
+	}
+	if stamp == "" {
+		return fail("this binary has no build stamp to check it against")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Not argv[0] initproc.Arg0: that is init's entry.
+	cmd := exec.CommandContext(ctx, execPath(f), "--build-stamp")
+	cmd.Args[0] = initproc.Arg0 + "-check"
+	cmd.Env = []string{}
+	out, err := cmd.Output()
+	if err != nil {
+		return fail("executing it: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != stamp {
+		return fail("built from other sources: stamp %q, this binary's %q", got, stamp)
 	}
 	return f, nil
 }

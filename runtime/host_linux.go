@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/guntainer/playground/runtime/internal/initproc"
 )
 
 // Host is what a server prepares once, at start, for all its containers,
@@ -35,7 +37,9 @@ type Host struct {
 	mountDir  string // the containers' mount point, one for all
 	uid, gid  int
 
-	exe        *os.File
+	exe        *os.File // this binary, sealed: its helpers' executable
+	initExe    *os.File // what init is executed from: exe, or the embedded init
+	embedded   bool     // initExe is the embedded init binary
 	seccomp    []byte
 	resolvConf string
 
@@ -117,6 +121,10 @@ func newHost(o HostOptions) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	initExe, embedded, err := initExecutable()
+	if err != nil {
+		return nil, err
+	}
 	filter, err := programFilter()
 	if err != nil {
 		return nil, err
@@ -127,6 +135,8 @@ func newHost(o HostOptions) (*Host, error) {
 		uid:        os.Getuid(),
 		gid:        os.Getgid(),
 		exe:        exe,
+		initExe:    initExe,
+		embedded:   embedded,
 		seccomp:    filter.Bytes(),
 		resolvConf: hostResolvConf(),
 		cgErr:      fmt.Errorf("%w: none asked for", ErrNoCgroup),
@@ -265,7 +275,20 @@ func (h *Host) ModeLines() []string {
 	} else {
 		lines = append(lines, "net: none (loopback only)")
 	}
+	lines = append(lines, h.initLine())
 	return lines
+}
+
+// initLine says what each container's init is executed from.
+func (h *Host) initLine() string {
+	size := "?"
+	if fi, err := h.initExe.Stat(); err == nil {
+		size = fmt.Sprintf("%.1f MB", float64(fi.Size())/1e6)
+	}
+	if h.embedded {
+		return "init: the embedded init binary (" + size + ", build " + initproc.BuildStamp + "), from a sealed copy in memory"
+	}
+	return "init: this binary (" + size + "), from a sealed copy in memory; deploy/build.sh embeds a smaller init that starts containers faster"
 }
 
 // notice logs msg once.

@@ -39,3 +39,6 @@ func (c *Container) Wait() (ExitStatus, error) { return ExitStatus{}, ErrUnsuppo
 func (c *Container) Done() <-chan struct{}     { ch := make(chan struct{}); close(ch); return ch }
 func (c *Container) Close() error              { return nil }
 func (c *Container) Stats() (Stats, error)     { return Stats{}, ErrUnsupported }
+
+// EmbeddedInit reports false: containers need Linux.
+func EmbeddedInit() bool { return false }

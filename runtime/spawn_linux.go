@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +49,11 @@ import (
 const (
 	spawnArg0 = "playground-spawn"
 	spawnComm = "pg-spawn" // at most 15 bytes
+	// spawnInitFd is the spawner's descriptor of the embedded init binary
+	// (initExecutable), where this build has one; its second argument
+	// says so. Else it executes itself, as the server would.
+	spawnInitFd  = 4
+	spawnInitArg = "--init-fd=4"
 )
 
 // spawnRequest is a start's fork as the spawner makes it: init's
@@ -142,6 +148,10 @@ func spawnOnThisThread() (*spawner, error) {
 	if err != nil {
 		return nil, err
 	}
+	ini, embedded, err := initExecutable()
+	if err != nil {
+		return nil, err
+	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("spawner: socketpair: %w", err)
@@ -153,6 +163,10 @@ func spawnOnThisThread() (*spawner, error) {
 		Env:         []string{},
 		ExtraFiles:  []*os.File{theirs},
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	if embedded {
+		cmd.Args = append(cmd.Args, spawnInitArg)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, ini) // spawnInitFd
 	}
 	err = cmd.Start()
 	_ = theirs.Close()
@@ -366,6 +380,13 @@ func reapFailedSpawns() int {
 func spawnMain() {
 	const sock = 3
 	unix.CloseOnExec(sock) // an init's fd 3 is its sync socket, never this
+	initPath := "/proc/self/exe"
+	if len(os.Args) > 1 && os.Args[1] == spawnInitArg {
+		// Executed by its path, which the kernel resolves before it closes
+		// the descriptor at the exec; no init has it.
+		unix.CloseOnExec(spawnInitFd)
+		initPath = "/proc/self/fd/" + strconv.Itoa(spawnInitFd)
+	}
 	setThreadName(spawnComm)
 	devNull, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -398,7 +419,7 @@ func spawnMain() {
 			os.Exit(2) // not the server's
 		}
 		go func() {
-			r := spawn(req, fds, devNull)
+			r := spawn(initPath, req, fds, devNull)
 			b, _ := json.Marshal(r)
 			wmu.Lock()
 			_ = unix.Sendmsg(sock, b, nil, nil, 0)
@@ -410,7 +431,7 @@ func spawnMain() {
 // spawn forks and executes init for one request, and closes its fd. It
 // uses syscall.ForkExec, not os/exec: no pipes, no /dev/null opened three
 // times, no pidfd for a child that is not the spawner's.
-func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
+func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply {
 	r := spawnReply{ID: req.ID}
 	defer initproc.CloseFds(fds)
 	want := 1
@@ -438,12 +459,12 @@ func spawn(req spawnRequest, fds []int, devNull int) spawnReply {
 	var pid int
 	var err error
 	if req.IntoCgroup {
-		pid, err = forkIntoCgroup("/proc/self/exe", req.Args, req.Env, []int{devNull, devNull, devNull, fds[0]}, attr, fds[1])
+		pid, err = forkIntoCgroup(initPath, req.Args, req.Env, []int{devNull, devNull, devNull, fds[0]}, attr, fds[1])
 		if err != nil {
-			err = &os.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: err}
+			err = &os.PathError{Op: "fork/exec", Path: initPath, Err: err}
 		}
 	} else {
-		pid, err = syscall.ForkExec("/proc/self/exe", req.Args, &syscall.ProcAttr{
+		pid, err = syscall.ForkExec(initPath, req.Args, &syscall.ProcAttr{
 			Env:   req.Env,
 			Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull), uintptr(fds[0])},
 			Sys:   attr,

@@ -132,7 +132,7 @@ func (c *limitsConfig) newHost(stateDir string, sessions int, serving bool, log 
 
 // logModes logs, once at start, how limits are enforced (a warning when
 // they are rlimits only, saying what is not enforced), which ids
-// containers get, and their network.
+// containers get, their network, and what their init is executed from.
 func (c *limitsConfig) logModes(h *runtime.Host, sessions int, log zerolog.Logger) {
 	lines := h.ModeLines()
 	ev := log.Info()
@@ -140,12 +140,13 @@ func (c *limitsConfig) logModes(h *runtime.Host, sessions int, log zerolog.Logge
 		ev = log.Warn()
 	}
 	ev.Str("limits", c.limits().String()).Msg(lines[0])
-	log.Info().Msg(lines[1])
-	net := log.Info()
-	if len(c.NetAllow) > 0 {
-		net = net.Strs("net_allow", c.NetAllow)
+	for _, l := range lines[1:] {
+		ev := log.Info()
+		if strings.HasPrefix(l, "net:") && len(c.NetAllow) > 0 {
+			ev = ev.Strs("net_allow", c.NetAllow)
+		}
+		ev.Msg(l)
 	}
-	net.Msg(lines[2])
 	if sessions == 0 && os.Getuid() != 0 && c.limits().Pids > 0 {
 		log.Warn().Msg("no --max-sessions: RLIMIT_NPROC of the server's user is not checked against sessions × --pids, so fork bombs in many sessions could stop the server from starting containers")
 	}

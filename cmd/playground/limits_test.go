@@ -92,7 +92,8 @@ func TestLimitsFlags(t *testing.T) {
 }
 
 // TestServeSaysItsModes: serve logs, once, how limits are enforced, which
-// ids containers get and their network; with cgroups (root) its sessions'
+// ids containers get, their network and what init is executed from (this
+// test binary: no init embedded); with cgroups (root) its sessions'
 // parent cgroup is gone once it has stopped.
 func TestServeSaysItsModes(t *testing.T) {
 	cmd := playground(t, "--listen", "127.0.0.1:0", "--warm", "1", "--memory", "256M")
@@ -115,7 +116,7 @@ func TestServeSaysItsModes(t *testing.T) {
 			continue
 		}
 		msg, _ := m["message"].(string)
-		if strings.HasPrefix(msg, "limits: ") || strings.HasPrefix(msg, "ids: ") || strings.HasPrefix(msg, "net: ") {
+		if strings.HasPrefix(msg, "limits: ") || strings.HasPrefix(msg, "ids: ") || strings.HasPrefix(msg, "net: ") || strings.HasPrefix(msg, "init: ") {
 			lines = append(lines, fmt.Sprintf("%s %s", m["level"], msg))
 		}
 		if msg == "serving" {
@@ -126,8 +127,8 @@ func TestServeSaysItsModes(t *testing.T) {
 		t.Errorf("server exit: %v", err)
 	}
 	t.Logf("%s", strings.Join(lines, "\n"))
-	if len(lines) != 3 {
-		t.Fatalf("want one limits, one ids and one net line, got:\n%s", strings.Join(lines, "\n"))
+	if len(lines) != 4 {
+		t.Fatalf("want one limits, one ids, one net and one init line, got:\n%s", strings.Join(lines, "\n"))
 	}
 	if os.Getuid() == 0 {
 		if want := "info limits: cgroup v1 (memory, pids, cpu)"; lines[0] != want {
@@ -154,6 +155,9 @@ func TestServeSaysItsModes(t *testing.T) {
 	}
 	if lines[2] != "info net: none (loopback only)" {
 		t.Errorf("net line: %q", lines[2])
+	}
+	if !strings.HasPrefix(lines[3], "info init: this binary (") {
+		t.Errorf("init line: %q", lines[3])
 	}
 }
 

@@ -27,6 +27,15 @@ import "errors"
 // Arg0 is init's argv[0]: a process of this name is a container's init.
 const Arg0 = "playground-init"
 
+// BuildStamp names the sources this binary was built from, set at link
+// time (-X) by deploy/build.sh, which builds the server and the small
+// init binary it embeds (runtime/cmd/playground-init) with the same stamp.
+// A server built so executes the embedded init once at start and refuses
+// one whose stamp is not its own: an init from other sources would set up
+// containers with other code. Empty in an ordinary build, which embeds no
+// init.
+var BuildStamp string
+
 // HostRootfs is the Config.Rootfs (and runtime.Spec.Rootfs) value that
 // builds the root from the host's /usr, /bin, /lib, /lib64 and /sbin,
 // read-only, with a synthesised /etc.
