@@ -40,7 +40,7 @@ func TestDockerfile(t *testing.T) {
 	var build, user string
 	var cmd, entry []string
 	for _, c := range stages[0].Commands {
-		if r, ok := c.(*instructions.RunCommand); ok && strings.Contains(strings.Join(r.CmdLine, " "), "go build") {
+		if r, ok := c.(*instructions.RunCommand); ok && strings.Contains(strings.Join(r.CmdLine, " "), "deploy/build.sh") {
 			build = strings.Join(r.CmdLine, " ")
 		}
 	}
@@ -54,8 +54,17 @@ func TestDockerfile(t *testing.T) {
 			entry = c.CmdLine
 		}
 	}
-	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/playground") {
-		t.Errorf("the build stage's go build is %q: want a static (CGO_ENABLED=0) build of ./cmd/playground", build)
+	// The release build: the script builds ./cmd/playground static
+	// (CGO_ENABLED=0) with the embedded init; the deploy tests' server is
+	// built by it too (playgroundBinary), so what they test is what ships.
+	if !strings.HasPrefix(build, "sh deploy/build.sh /out/playground") {
+		t.Errorf("the build stage's build is %q: want sh deploy/build.sh /out/playground", build)
+	}
+	script := readFile(t, repoRoot(t)+"/deploy/build.sh")
+	for _, want := range []string{"export CGO_ENABLED=0", "-tags playground_embedinit", "./cmd/playground}"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("deploy/build.sh does not say %q", want)
+		}
 	}
 	if user == "" || strings.HasPrefix(user, "0") || strings.HasPrefix(user, "root") {
 		t.Errorf("USER %q: want an ordinary user", user)

@@ -57,7 +57,8 @@ var built struct {
 }
 
 // playgroundBinary builds ./cmd/playground once per test binary, as the
-// release does (static, CGO_ENABLED=0), and returns its path.
+// release does (deploy/build.sh: static, CGO_ENABLED=0, with the embedded
+// init), and returns its path.
 //
 // PLAYGROUND_DEPLOY_TEST_BINARY names another server binary to test
 // instead (a branch's build, to try the deploy files against it).
@@ -73,9 +74,9 @@ func playgroundBinary(t testing.TB) string {
 			return
 		}
 		_ = os.Chmod(built.dir, 0o755) // servers run as other users too
-		cmd := exec.Command("go", "build", "-o", filepath.Join(built.dir, "playground"), "./cmd/playground")
+		cmd := exec.Command("sh", "deploy/build.sh", filepath.Join(built.dir, "playground"))
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", noVCS)
+		cmd.Env = append(os.Environ(), noVCS)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = &buildError{err, out}
 		}

@@ -7,10 +7,14 @@
 set -eu
 cd "$(dirname "$0")/../.."
 status=0
-# Static, as the release is built (deploy/Dockerfile): the load command's
-# binary is also its servers' and their containers' init, and a cgo build
-# starts each init through the dynamic loader.
-CGO_ENABLED=0 go run ./cmd/playground-load --all --markdown "$@" >BENCHMARKS.md.tmp || status=$?
+# Built as the release is (deploy/build.sh, which deploy/Dockerfile runs):
+# static, for the load command's binary is also its servers', and with the
+# small init binary embedded, which the self, warm and rlimits targets'
+# containers' inits are executed from.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+sh deploy/build.sh "$tmp/playground-load" dev ./cmd/playground-load
+"$tmp/playground-load" --all --markdown "$@" >BENCHMARKS.md.tmp || status=$?
 if [ -s BENCHMARKS.md.tmp ]; then
 	mv BENCHMARKS.md.tmp BENCHMARKS.md
 else

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/guntainer/playground/runtime"
 )
 
 // Report is everything one run measured, in the form --json writes.
@@ -93,6 +95,7 @@ type Machine struct {
 	OS        string  `json:"os"`
 	Go        string  `json:"go"`
 	User      string  `json:"user"`
+	Init      string  `json:"init"`
 	Bwrap     string  `json:"bwrap,omitempty"`
 	TTYD      string  `json:"ttyd,omitempty"`
 }
@@ -776,8 +779,8 @@ func writeMarkdown(w io.Writer, r *Report) error {
 	fmt.Fprintf(&b, "To regenerate: `cmd/playground-load/bench.sh` (as root for root mode, or as an ordinary user).\n\n")
 	fmt.Fprintf(&b, "## Machine\n\n")
 	fmt.Fprintf(&b, "| | |\n| --- | --- |\n")
-	fmt.Fprintf(&b, "| CPUs | %d (%s) |\n| memory | %.1f GiB |\n| kernel | Linux %s |\n| system | %s |\n| Go | %s |\n| ran as | %s |\n",
-		m.CPUs, m.CPU, m.MemoryGiB, m.Kernel, m.OS, m.Go, m.User)
+	fmt.Fprintf(&b, "| CPUs | %d (%s) |\n| memory | %.1f GiB |\n| kernel | Linux %s |\n| system | %s |\n| Go | %s |\n| ran as | %s |\n| containers' init | %s |\n",
+		m.CPUs, m.CPU, m.MemoryGiB, m.Kernel, m.OS, m.Go, m.User, m.Init)
 	if m.Bwrap != "" {
 		fmt.Fprintf(&b, "| bubblewrap | %s |\n", m.Bwrap)
 	}
@@ -862,6 +865,10 @@ func machine(cfg Config) Machine {
 		OS:        osName(),
 		Go:        goVersion() + ", " + linking(),
 		User:      fmt.Sprintf("uid %d", os.Getuid()),
+		Init:      "this binary (no init embedded: go run, go build)",
+	}
+	if runtime.EmbeddedInit() {
+		m.Init = "the embedded init binary (deploy/build.sh, as the release is built)"
 	}
 	if os.Getuid() == 0 {
 		m.User = "root (containers get a 65536-id range each)"
