@@ -83,7 +83,7 @@ func (s *syncConn) recv(v any, size int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > 0 && b[0] != '{' {
+	if len(b) > 0 && !initproc.IsMessage(b) {
 		return nil, s.crash(b, size)
 	}
 	return initproc.DecodeMsg(b, oob, v)

@@ -88,10 +88,14 @@ func sendMsg(fd int, v any, files ...int) error {
 	return unix.Sendmsg(fd, b, oob, nil, 0)
 }
 
-// EncodeMsg is v as a sync socket message, JSON, with files as its
-// SCM_RIGHTS control message.
+// EncodeMsg is v as a sync socket message, with files as its SCM_RIGHTS
+// control message: a Config or a Message in their binary encoding
+// (codec_linux.go), anything else JSON.
 func EncodeMsg(v any, files []int) (b, oob []byte, err error) {
-	b, err = json.Marshal(v)
+	var ok bool
+	if b, ok = encodeBinary(v); !ok {
+		b, err = json.Marshal(v)
+	}
 	if len(files) > 0 {
 		oob = unix.UnixRights(files...)
 	}
@@ -136,7 +140,13 @@ func DecodeMsg(b, oob []byte, v any) ([]int, error) {
 	if len(b) == 0 && len(fds) == 0 {
 		return nil, ErrEOF
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	var err error
+	if len(b) > 0 && b[0] == binaryTag {
+		err = decodeBinary(b[1:], v)
+	} else {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
 		CloseFds(fds)
 		return nil, fmt.Errorf("decode sync message: %w", err)
 	}
