@@ -95,25 +95,23 @@ func seal(name string, src io.Reader) (*os.File, error) {
 // "/memfd:playground-init (deleted)": still no host file, and sealed alike.
 
 var initExe struct {
-	once     sync.Once
-	f        *os.File
-	embedded bool
-	err      error
+	once sync.Once
+	f    *os.File
+	err  error
 }
 
 // initExecutable returns what a container's init is executed from: the
 // sealed copy of the embedded init binary where this build has one, else
-// this binary's (sealedExecutable); and whether it is the embedded one.
-func initExecutable() (*os.File, bool, error) {
+// this binary's (sealedExecutable). EmbeddedInit says which.
+func initExecutable() (*os.File, error) {
 	initExe.once.Do(func() {
 		if len(embeddedInit) == 0 {
 			initExe.f, initExe.err = sealedExecutable()
 			return
 		}
 		initExe.f, initExe.err = sealEmbeddedInit(embeddedInit, initproc.BuildStamp)
-		initExe.embedded = initExe.err == nil
 	})
-	return initExe.f, initExe.embedded, initExe.err
+	return initExe.f, initExe.err
 }
 
 // EmbeddedInit reports whether this build embeds the small init binary

@@ -39,7 +39,6 @@ type Host struct {
 
 	exe        *os.File // this binary, sealed: its helpers' executable
 	initExe    *os.File // what init is executed from: exe, or the embedded init
-	embedded   bool     // initExe is the embedded init binary
 	seccomp    []byte
 	resolvConf string
 
@@ -121,7 +120,7 @@ func newHost(o HostOptions) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	initExe, embedded, err := initExecutable()
+	initExe, err := initExecutable()
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +135,6 @@ func newHost(o HostOptions) (*Host, error) {
 		gid:        os.Getgid(),
 		exe:        exe,
 		initExe:    initExe,
-		embedded:   embedded,
 		seccomp:    filter.Bytes(),
 		resolvConf: hostResolvConf(),
 		cgErr:      fmt.Errorf("%w: none asked for", ErrNoCgroup),
@@ -285,7 +283,7 @@ func (h *Host) initLine() string {
 	if fi, err := h.initExe.Stat(); err == nil {
 		size = fmt.Sprintf("%.1f MB", float64(fi.Size())/1e6)
 	}
-	if h.embedded {
+	if EmbeddedInit() {
 		return "init: the embedded init binary (" + size + ", build " + initproc.BuildStamp + "), from a sealed copy in memory"
 	}
 	return "init: this binary (" + size + "), from a sealed copy in memory; deploy/build.sh embeds a smaller init that starts containers faster"

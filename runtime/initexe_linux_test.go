@@ -88,10 +88,11 @@ func TestEmbeddedInitStamp(t *testing.T) {
 // PLAYGROUND_TEST_EMBEDDED_INIT=1, so that a build that lost the embedded
 // init fails here rather than pass the posture tests as an ordinary one.
 func TestInitExecutable(t *testing.T) {
-	f, embedded, err := initExecutable()
+	f, err := initExecutable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	embedded := EmbeddedInit()
 	self, err := sealedExecutable()
 	if err != nil {
 		t.Fatal(err)

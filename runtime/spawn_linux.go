@@ -148,7 +148,7 @@ func spawnOnThisThread() (*spawner, error) {
 	if err != nil {
 		return nil, err
 	}
-	ini, embedded, err := initExecutable()
+	ini, err := initExecutable()
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func spawnOnThisThread() (*spawner, error) {
 		ExtraFiles:  []*os.File{theirs},
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
-	if embedded {
+	if EmbeddedInit() {
 		cmd.Args = append(cmd.Args, spawnInitArg)
 		cmd.ExtraFiles = append(cmd.ExtraFiles, ini) // spawnInitFd
 	}

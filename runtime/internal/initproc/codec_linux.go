@@ -33,24 +33,15 @@ type reader struct {
 	err error
 }
 
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errTruncated
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return next(r, binary.Uvarint) }
+func (r *reader) varint() int64   { return next(r, binary.Varint) }
 
-func (r *reader) varint() int64 {
+// next reads one varint of r's with decode (binary.Uvarint or Varint).
+func next[T uint64 | int64](r *reader, decode func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b)
+	v, n := decode(r.b)
 	if n <= 0 {
 		r.err = errTruncated
 		return 0
