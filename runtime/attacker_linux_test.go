@@ -492,6 +492,8 @@ var attacks = map[string]func(args []string) error{
 		}
 		// The last is ReadDir's own, closed by now.
 		fmt.Printf("fds=%s\n", strings.Join(fds[:max(len(fds)-1, 0)], " "))
+		slack, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+		fmt.Printf("timer slack=%d %v\n", slack, err)
 		fmt.Println("waiting")
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil

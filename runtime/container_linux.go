@@ -45,6 +45,18 @@ const initArg0 = initproc.Arg0
 // its own.
 var initEnv = []string{"GOMAXPROCS=1", "GOGC=off"}
 
+// programTimerSlack is the server's timer slack, which every program in a
+// container gets (initproc.Config.TimerSlack), whatever init started with
+// (the spawner's forks raise it: initproc.StartTimerSlack); 0 if it cannot
+// be read. The server's threads have one slack, their first thread's.
+var programTimerSlack = sync.OnceValue(func() uint64 {
+	v, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return uint64(v)
+})
+
 // Sizes of the messages the parent reads: init's setup report (an error
 // text at most) and the exit status. A longer one fails to decode, which
 // is reported, never trusted.
@@ -342,6 +354,7 @@ func (c *Container) start(spec Spec) error {
 		DiskInodes: c.limits.DiskInodes(),
 		Rlimits:    RlimitsFor(c.limits, limCg),
 		Nice:       nice,
+		TimerSlack: programTimerSlack(),
 		NetRules:   rules.wire(),
 		BecomeRoot: plan.sub != nil,
 

@@ -365,7 +365,7 @@ func testPosture(t *testing.T, m hostMode) {
 	// namespaces' inode numbers are the same inside and out.
 	said := map[string]string{}
 	for _, l := range strings.Split(o.String(), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && (strings.HasPrefix(k, "ns ") || k == "fds") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && (strings.HasPrefix(k, "ns ") || k == "fds" || k == "timer slack") {
 			said[k] = v
 		}
 	}
@@ -396,6 +396,10 @@ func testPosture(t *testing.T, m hostMode) {
 		got["fds"] = strings.Join(names, " ")
 	}
 	want["fds"] = "0=/dev/pts/0 1=/dev/pts/0 2=/dev/pts/0"
+	// The server's timer slack, not the coarser one init started with
+	// (initproc.StartTimerSlack).
+	want["timer slack"] = fmt.Sprintf("%d <nil>", programTimerSlack())
+	got["timer slack"] = said["timer slack"]
 	uidMap := strings.Join(strings.Fields(readFile(t, "/proc/"+pid+"/uid_map")), " ")
 	want["uid_map"] = fmt.Sprintf("0 %d 1", os.Getuid())
 	switch {

@@ -412,3 +412,49 @@ func fdTargets(t *testing.T, pid string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// TestSpawnerTimerSlack: an init the spawner forks starts with the coarse
+// timer slack (initproc.StartTimerSlack); the spawner's threads and the
+// server's keep theirs. (TestPosture checks that the program gets the
+// server's back.)
+func TestSpawnerTimerSlack(t *testing.T) {
+	s, err := theSpawner()
+	if err != nil {
+		t.Fatalf("no spawner: %v", err)
+	}
+	server := programTimerSlack()
+	if server == 0 || server == initproc.StartTimerSlack {
+		t.Fatalf("the server's timer slack read as %d", server)
+	}
+	attr := &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	pid := startedInit(t, attr)
+	if got := strings.TrimSpace(readFile(t, "/proc/"+pid+"/timerslack_ns")); got != strconv.Itoa(initproc.StartTimerSlack) {
+		t.Errorf("init's timer slack: %s, want %d", got, initproc.StartTimerSlack)
+	}
+	// Another thread's slack takes CAP_SYS_NICE to read.
+	if os.Getuid() != 0 {
+		t.Log("the server's and the spawner's threads' timer slack: root only (CAP_SYS_NICE), covered by the root run")
+		return
+	}
+	for _, proc := range []string{"self", strconv.Itoa(s.pid)} {
+		tasks, err := os.ReadDir("/proc/" + proc + "/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			// Not under task/: /proc/TID/ has it for any thread.
+			b, err := os.ReadFile("/proc/" + task.Name() + "/timerslack_ns")
+			if err != nil {
+				continue // ended meanwhile
+			}
+			if v := strings.TrimSpace(string(b)); v != strconv.FormatUint(server, 10) {
+				t.Errorf("thread %s of %s: timer slack %s, not the server's %d", task.Name(), proc, v, server)
+			}
+		}
+	}
+}

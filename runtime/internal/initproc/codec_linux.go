@@ -138,6 +138,7 @@ func (c *Config) appendBinary(b []byte) []byte {
 		b = binary.AppendUvarint(b, l.Max)
 	}
 	b = appendInt(b, c.Nice)
+	b = binary.AppendUvarint(b, c.TimerSlack)
 	for _, ps := range [][]Prefix{c.NetRules.Allow, c.NetRules.Block} {
 		b = binary.AppendUvarint(b, uint64(len(ps)))
 		for _, p := range ps {
@@ -180,6 +181,7 @@ func (c *Config) decodeBinary(r *reader) {
 		}
 	}
 	c.Nice = r.int()
+	c.TimerSlack = r.uvarint()
 	for _, ps := range []*[]Prefix{&c.NetRules.Allow, &c.NetRules.Block} {
 		if n := r.count(); n > 0 {
 			*ps = make([]Prefix, n)

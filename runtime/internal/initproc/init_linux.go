@@ -374,7 +374,7 @@ func setup(cfg *Config, lower int, stdio []int) (*programFiles, program, error) 
 	return files, program{
 		path: path, args: args, env: env, dir: dir, fds: files.fds(), ctty: files.master != nil,
 		uid: cfg.UID, gid: cfg.GID, setgroups: cfg.IDRange, filter: filter, nice: cfg.Nice,
-		rlimits: last,
+		timerSlack: cfg.TimerSlack, rlimits: last,
 	}, nil
 }
 

@@ -71,6 +71,23 @@ type Rlimit struct {
 // only that much latency.
 const SessionPolicy = 3
 
+// StartTimerSlack is the timer slack, in nanoseconds, that every init the
+// spawner forks starts with (a thread's slack is its parent's, kept
+// across execve): 10 ms, the longest sleep of Go's sysmon. Sysmon, the
+// runtime's monitor thread, sleeps 20 µs at a time while a P is busy or
+// waits in a system call, and init's start, Go's own on a loaded
+// machine, kept it at that: in a burst of 300 starts with no warm
+// container (2026-12-04, the 2-vCPU VM of BENCHMARKS.md) 216 of its
+// sleeps per init, 65,000 of the burst's 200,000 context switches, each
+// about 12 µs of CPU here; with this slack, 1,100. Init's start never
+// waits on sysmon, and its later work (retaking the one P from a
+// blocking system call) comes that much later, once. Nor does init's
+// scheduler sleep to steal work, which a coarse slack would stretch: it
+// has one P (GOMAXPROCS=1, the runtime's initEnv). The program gets the
+// server's slack back (Config.TimerSlack): what a session runs never
+// sleeps coarser.
+const StartTimerSlack = 10_000_000
+
 // DiskLayout is how Limits.Disk holds the writable layer, /tmp and /dev/shm
 // together: one tmpfs of Disk bytes and DiskInodes inodes, mounted by init
 // on the container's mount point, holding

@@ -29,6 +29,9 @@ type program struct {
 	// nice is the program's nice value: SessionNice where no cgroup
 	// shares the CPU fairly, 0 for none.
 	nice int
+	// timerSlack is the program's timer slack (Config.TimerSlack), 0 to
+	// leave it the thread's.
+	timerSlack uint64
 	// rlimits are set last, just before the program starts
 	// (lastRlimits).
 	rlimits []Rlimit
@@ -42,8 +45,9 @@ type program struct {
 // other threads. The thread is never unlocked, so it ends with its
 // goroutine and no Go code runs on it again. In order:
 //
-//  0. a lower CPU priority (nice, and the batch policy), where no cgroup
-//     shares the CPU;
+//  0. the server's timer slack, not the coarser one init started with
+//     (StartTimerSlack), and a lower CPU priority (nice, and the batch
+//     policy) where no cgroup shares the CPU;
 //  1. a new cgroup namespace, rooted at the cgroup init is in (where the
 //     parent placed it before it released init);
 //  2. a new, empty session keyring;
@@ -119,10 +123,15 @@ func credentialHint(err error, p program) error {
 // restrict takes from the calling thread, steps 0 to 5 above, what the
 // program must not have.
 func restrict(p program) error {
-	// Priority and policy are per thread, and a child inherits its
-	// forking thread's: this one's become the program's. RLIMIT_NICE (0)
-	// keeps it from raising its priority back; the batch policy is a hint
-	// it may undo (SessionPolicy).
+	// Timer slack, priority and policy are per thread, and a child
+	// inherits its forking thread's: this one's become the program's.
+	// RLIMIT_NICE (0) keeps it from raising its priority back; the batch
+	// policy is a hint it may undo (SessionPolicy).
+	if p.timerSlack != 0 {
+		if err := step("set the timer slack", unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(p.timerSlack), 0, 0, 0)); err != nil {
+			return err
+		}
+	}
 	if p.nice != 0 {
 		attr := unix.SchedAttr{Policy: SessionPolicy, Nice: int32(p.nice)}
 		if err := step("lower the CPU priority (nice, SCHED_BATCH)", unix.SchedSetAttr(0, &attr, 0)); err != nil {

@@ -45,6 +45,11 @@ type Config struct {
 	// Nice is the program's nice value (SessionNice where no cgroup shares
 	// the CPU), 0 for none.
 	Nice int `json:"nice,omitempty"`
+	// TimerSlack is the program's timer slack in nanoseconds: the
+	// server's own. Init's start runs with the spawner's coarser one
+	// (StartTimerSlack), which init's own threads keep; 0 leaves the
+	// program init's.
+	TimerSlack uint64 `json:"timerSlack,omitempty"`
 	// NetRules are installed in the container's net namespace (outbound
 	// network).
 	NetRules NetRules `json:"netRules"`
