@@ -73,7 +73,7 @@ func BenchmarkBurst(b *testing.B) {
 	// A server's starts into v2 cgroups, as with a delegated subtree: here
 	// the v2 hierarchy has no controllers, so this is the fork into a
 	// cgroup (CLONE_INTO_CGROUP), its enter and its removal, without
-	// limits; by the spawner (forkIntoCgroup), and by this process.
+	// limits; by the spawner (cloneInit), and by this process.
 	v2 := func(b *testing.B) {
 		if os.Getuid() != 0 {
 			testenv.Skipf(b, "cgroup v2 starts: an ordinary user owns no v2 cgroup here")

@@ -241,12 +241,10 @@ func (c *Container) start(spec Spec) error {
 		return err
 	}
 	c.mark("id range, cgroup")
-	attr := initProcAttr(plan)
-	if plan.sub != nil {
-		if err := plan.sub.Prepare(attr); err != nil {
-			_ = childEnd.Close()
-			return err
-		}
+	attr, err := initProcAttr()
+	if err != nil {
+		_ = childEnd.Close()
+		return err
 	}
 	cgfd := -1
 	if c.cg != nil {
@@ -313,10 +311,8 @@ func (c *Container) start(spec Spec) error {
 			return err
 		}
 	}
-	if plan.sub != nil {
-		if err := withBlockingSlot(func() error { return plan.sub.Map(pid) }); err != nil {
-			return err
-		}
+	if err := withBlockingSlot(func() error { return mapIDs(plan, pid) }); err != nil {
+		return fmt.Errorf("write the id maps: %w", err)
 	}
 	resolvConf := h.resolvConf
 	var rules NetRules
@@ -356,7 +352,6 @@ func (c *Container) start(spec Spec) error {
 		Nice:       nice,
 		TimerSlack: programTimerSlack(),
 		NetRules:   rules.wire(),
-		BecomeRoot: plan.sub != nil,
 
 		ProgramIsInit: spec.ProgramIsInit,
 		EnterLater:    enterLater,
@@ -504,27 +499,56 @@ func (c *Container) startDone() {
 	}
 }
 
-// initProcAttr is how init is started: in its new namespaces, as
-// container root.
-func initProcAttr(ids idPlan) *syscall.SysProcAttr {
-	// (With subordinate ids, SubIDs.Prepare replaces the maps and the
-	// credential: newuidmap writes the maps after the start, and init
-	// becomes root itself.)
-	return &syscall.SysProcAttr{
+// initProcAttr is how init is started: in its new namespaces, holding
+// every capability of its new user namespace as an ambient one, with no id
+// maps yet. The parent writes the maps after init's exec (mapIDs) and
+// before it releases init, which then makes itself container root
+// (initproc.BecomeRoot): a still unmapped uid keeps its capabilities
+// across the exec only as ambient ones. A child that needs no maps before
+// its exec lets the spawner clone it sharing its memory (cloneInit), which
+// saves the copy of the spawner that a fork is; Go's ForkExec writing the
+// maps before the exec, as it did for the root and single-id modes until
+// 2026-12-04, cannot. Init gives the capabilities up before the program
+// runs, as always.
+func initProcAttr() (*syscall.SysProcAttr, error) {
+	attr := &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
-		UidMappings:                ids.uidMap,
-		GidMappings:                ids.gidMap,
-		GidMappingsEnableSetgroups: ids.setgroups,
-		// Become container root before exec: as host root, the process
-		// starts as an unmapped uid, and exec would drop its capabilities.
-		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: !ids.setgroups},
 		// A second line behind init's watch of the sync socket: it fires
 		// when the thread that started init exits, which for a parent that
 		// dies is soon enough, and for a live one never happens (Go does
 		// not end threads of goroutines that did not lock them).
 		Pdeathsig: syscall.SIGKILL,
 	}
+	caps, err := allCaps()
+	if err != nil {
+		return nil, err
+	}
+	attr.AmbientCaps = caps
+	return attr, nil
+}
+
+// allCaps is every capability this kernel has, once.
+var allCaps = sync.OnceValues(func() ([]uintptr, error) {
+	last, err := lastCap()
+	if err != nil {
+		return nil, err
+	}
+	caps := make([]uintptr, 0, last+1)
+	for c := 0; c <= last; c++ {
+		caps = append(caps, uintptr(c))
+	}
+	return caps, nil
+})
+
+// mapIDs writes init's id maps after its exec: newuidmap's with
+// subordinate ids, else the plan's own (root, or the single-id map, which
+// the server's user may write for a namespace it made).
+func mapIDs(plan idPlan, pid int) error {
+	if plan.sub != nil {
+		return plan.sub.Map(pid)
+	}
+	return writeIDMaps(pid, &syscall.SysProcAttr{UidMappings: plan.uidMap, GidMappings: plan.gidMap, GidMappingsEnableSetgroups: plan.setgroups})
 }
 
 // Check builds a container as Start would, finds its program, and ends it

@@ -344,8 +344,18 @@ func TestPosture(t *testing.T) {
 	}
 }
 
+// TestPostureWithoutSpawner: the same where the server forks init itself
+// (no spawner: HostOptions.NoSpawner, or one that ended), with Go's
+// ForkExec, a copy of the server, not the spawner's shared clone.
+func TestPostureWithoutSpawner(t *testing.T) {
+	noSpawner = true
+	defer func() { noSpawner = false }()
+	TestPosture(t)
+}
+
 func testPosture(t *testing.T, m hostMode) {
 	rootfs := attackRootfs(t, m)
+	shared := spawnedShared.Load()
 	c := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", "wait"}})
 	o := readAll(c)
 	o.waitFor(t, "waiting")
@@ -414,6 +424,20 @@ func testPosture(t *testing.T, m hostMode) {
 		got["host uid of the program"] = strconv.Itoa(hostUID(t, programPid(t, c)))
 	}
 	got["uid_map"] = uidMap
+	// The spawner's clone shared its memory where it can (cloneInit):
+	// init's maps are written after its exec in every mode.
+	want["the clone shared the spawner's memory"] = strconv.FormatBool(vforkHere && !noSpawner)
+	got["the clone shared the spawner's memory"] = strconv.FormatBool(spawnedShared.Load() == shared+1)
+	// Init ran as the server's uid, unmapped, until the maps came and it
+	// made itself container root (initproc.BecomeRoot): never as host
+	// root once the container is built, as root's server neither.
+	if os.Getuid() == 0 {
+		want["init's host uid"] = "not 0"
+		got["init's host uid"] = "not 0"
+		if u := hostUID(t, c.Pid()); u == 0 {
+			got["init's host uid"] = "0"
+		}
+	}
 	// What init was executed from (initExecutable): a sealed copy in
 	// memory, of the embedded init binary in a build that has one (CI runs
 	// this test so too: deploy/build.sh -test), else of this binary. With

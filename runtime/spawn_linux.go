@@ -27,7 +27,10 @@ import (
 // from the server each start was a whole fork: a copy of the server's page
 // tables and descriptor table, which grow with its sessions (3.4 to 4.4 ms
 // of the server's CPU per start from a process of 60 MiB of heap and 7,000
-// descriptors, against 0.7 ms from a small one: BenchmarkForkCost).
+// descriptors, against 0.7 ms from a small one: BenchmarkForkCost). The
+// spawner's own clone shares its memory as vfork does (cloneInit, where
+// vforkHere): init's id maps are written after its exec, so the child has
+// nothing to wait for before it.
 //
 // The spawner is this binary re-executed under the name spawnArg0, once
 // per process (as runc executes "runc init" before it makes any
@@ -38,7 +41,7 @@ import (
 // started from a thread of its own that never ends, since the parent-death
 // signal of the spawner and of every init it forks fires when the thread
 // that is their parent ends (golang/go#27505). A start into a v2 cgroup is
-// the spawner's too, by a clone of its own (forkIntoCgroup).
+// the spawner's too, by a clone of its own (cloneInit).
 //
 // A child that fails before its exec (rare: a credential or a capability
 // refused) is a zombie of the server whose pid nobody has; the spawner
@@ -71,7 +74,7 @@ type spawnRequest struct {
 	AmbientCaps                []uintptr
 	Pdeathsig                  syscall.Signal
 	// IntoCgroup: the session's v2 cgroup directory travels as a second
-	// descriptor, and init is cloned into it (forkIntoCgroup).
+	// descriptor, and init is cloned into it (cloneInit).
 	IntoCgroup bool
 }
 
@@ -80,6 +83,8 @@ type spawnReply struct {
 	Pid   int
 	Errno syscall.Errno // the fork's or the exec's error number, if one
 	Err   string
+	// Shared: the clone shared the spawner's memory (cloneInit).
+	Shared bool
 }
 
 // spawner is the server's end of the spawner.
@@ -313,17 +318,20 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 	if req.IntoCgroup {
 		spawnedIntoCgroup.Add(1)
 	}
+	if r.Shared {
+		spawnedShared.Add(1)
+	}
 	return nil
 }
 
-// spawnedIntoCgroup counts the starts into a v2 cgroup the spawner forked:
-// for a test.
-var spawnedIntoCgroup atomic.Int64
+// spawnedIntoCgroup counts the starts into a v2 cgroup the spawner forked,
+// spawnedShared those whose clone shared its memory: for tests.
+var spawnedIntoCgroup, spawnedShared atomic.Int64
 
 // startInit starts init: through the spawner where there is one and
 // spawn says to (HostOptions.NoSpawner), else by forking the server. A
 // start into a v2 cgroup (CLONE_INTO_CGROUP) goes through the spawner too
-// where it can clone into one (forkIntoCgroup).
+// where it can clone into one (cloneInit).
 func startInit(cmd *exec.Cmd, spawn bool) error {
 	if !spawn || (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
 		return cmd.Start()
@@ -466,15 +474,23 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, initproc.StartTimerSlack, 0, 0, 0)
 	var pid int
 	var err error
-	if req.IntoCgroup {
-		pid, err = forkIntoCgroup(initPath, req.Args, req.Env, []int{devNull, devNull, devNull, fds[0]}, attr, fds[1])
+	files := []int{devNull, devNull, devNull, fds[0]}
+	shared := vforkHere && len(req.UidMappings) == 0 && len(req.GidMappings) == 0
+	if req.IntoCgroup || shared {
+		// Into a v2 cgroup, or with the id maps written after the exec:
+		// a clone that shares this process's memory where it can.
+		cg := -1
+		if req.IntoCgroup {
+			cg = fds[1]
+		}
+		pid, err = cloneInit(initPath, req.Args, req.Env, files, attr, cg)
 		if err != nil {
 			err = &os.PathError{Op: "fork/exec", Path: initPath, Err: err}
 		}
 	} else {
 		pid, err = syscall.ForkExec(initPath, req.Args, &syscall.ProcAttr{
 			Env:   req.Env,
-			Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull), uintptr(fds[0])},
+			Files: []uintptr{uintptr(files[0]), uintptr(files[1]), uintptr(files[2]), uintptr(files[3])},
 			Sys:   attr,
 		})
 	}
@@ -486,7 +502,7 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 		r.Errno, r.Err = errno, "fork/exec: "+err.Error()
 		return r
 	}
-	r.Pid = pid
+	r.Pid, r.Shared = pid, shared
 	return r
 }
 

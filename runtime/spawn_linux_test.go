@@ -51,7 +51,7 @@ func mustStat(t testing.TB, pid int) procfs.ProcStat {
 // credential in a user namespace with no id map, or an id map the kernel
 // refuses) comes back as the error's number, and leaves no zombie of this
 // process behind (it is this process's child, whose pid the spawner could
-// not tell). The same for a start into a v2 cgroup (forkIntoCgroup), and
+// not tell). The same for a start into a v2 cgroup (cloneInit), and
 // for one whose cgroup is no cgroup, which the clone itself refuses.
 func TestSpawnFailureBeforeExec(t *testing.T) {
 	if _, err := theSpawner(); err != nil {
@@ -289,7 +289,7 @@ func TestReapFailedSpawnsPassesTheSpawner(t *testing.T) {
 }
 
 // TestForkIntoCgroupAsForkExec: init forked into a v2 cgroup by the
-// spawner's own clone (forkIntoCgroup) starts as one forked by Go's
+// spawner's own clone (cloneInit) starts as one forked by Go's
 // ForkExec does, for each way a start asks: with id maps and a credential
 // (root's mode), and with ambient capabilities and no maps (subordinate
 // ids', whose maps newuidmap writes later). Compared from this side while
@@ -349,11 +349,11 @@ func TestForkIntoCgroupAsForkExec(t *testing.T) {
 			}
 			for _, k := range []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "SigBlk", "SigIgn", "NoNewPrivs", "Seccomp"} {
 				if p, i := statusField(plain, k), statusField(into, k); p != i {
-					t.Errorf("%s: %q forked by ForkExec, %q by forkIntoCgroup", k, p, i)
+					t.Errorf("%s: %q forked by ForkExec, %q by cloneInit", k, p, i)
 				}
 			}
 			if p, i := fdTargets(t, plain), fdTargets(t, into); p != i {
-				t.Errorf("fds: %s forked by ForkExec, %s by forkIntoCgroup", p, i)
+				t.Errorf("fds: %s forked by ForkExec, %s by cloneInit", p, i)
 			}
 		})
 	}

@@ -47,9 +47,11 @@ import (
 // The seam in the start path: newuidmap must run after the child exists,
 // so the child cannot be made root by Go's SysProcAttr.Credential (no map
 // yet at that point) and would lose its capabilities at execve as an
-// unmapped uid. Prepare gives it every capability as ambient instead,
-// which survive the execve of init; the parent runs Map(pid) before it
-// releases init over the sync socket; init's first act is initproc.BecomeRoot.
+// unmapped uid. It holds every capability as ambient instead, which
+// survive the execve of init; the parent runs Map(pid) before it releases
+// init over the sync socket; init's first act is initproc.BecomeRoot.
+// Every start goes so now, whatever writes its maps (initProcAttr);
+// Prepare sets up another process the same way (the shift of a rootfs).
 
 // SubIDs is the server user's slice of /etc/subuid and /etc/subgid.
 type SubIDs struct {

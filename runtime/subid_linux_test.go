@@ -137,7 +137,7 @@ func helperBecomeRoot() int {
 	if _, err := r.ReadString('\n'); err != nil {
 		return 1
 	}
-	if err := initproc.BecomeRoot(); err != nil {
+	if err := initproc.BecomeRoot(true); err != nil {
 		fmt.Println(err)
 		return 1
 	}

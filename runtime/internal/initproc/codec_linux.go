@@ -147,7 +147,6 @@ func (c *Config) appendBinary(b []byte) []byte {
 			b = appendInt(b, p.Bits)
 		}
 	}
-	b = appendBool(b, c.BecomeRoot)
 	b = appendBool(b, c.ProgramIsInit)
 	b = appendBool(b, c.EnterLater)
 	return appendInt(b, c.CgroupTasks)
@@ -190,7 +189,6 @@ func (c *Config) decodeBinary(r *reader) {
 			}
 		}
 	}
-	c.BecomeRoot = r.bool()
 	c.ProgramIsInit = r.bool()
 	c.EnterLater = r.bool()
 	c.CgroupTasks = r.int()

@@ -88,14 +88,12 @@ func initMain() int {
 	}
 	// Released: the parent has written the id maps and placed init in its
 	// cgroup, or handed over its tasks files for init to move itself in
-	// (below). Where newuidmap wrote the maps, init started as a uid the
-	// namespace did not map yet (holding its capabilities as ambient ones)
-	// and becomes container root now.
-	if cfg.BecomeRoot {
-		if err := BecomeRoot(); err != nil {
-			_ = sendMsg(syncFd, Message{Kind: "error", Step: "become container root", Err: err.Error()})
-			return 1
-		}
+	// (below). Init started as a uid the namespace did not map yet
+	// (holding its capabilities as ambient ones: the parent writes the
+	// maps after its exec) and becomes container root now.
+	if err := BecomeRoot(cfg.IDRange); err != nil {
+		_ = sendMsg(syncFd, Message{Kind: "error", Step: "become container root", Err: err.Error()})
+		return 1
 	}
 	// From here on no one but root of the container's user
 	// namespace with CAP_SYS_PTRACE (which the program never has) may

@@ -53,9 +53,6 @@ type Config struct {
 	// NetRules are installed in the container's net namespace (outbound
 	// network).
 	NetRules NetRules `json:"netRules"`
-	// BecomeRoot: newuidmap wrote the maps after the start; init makes
-	// itself container root first (subordinate ids).
-	BecomeRoot bool `json:"becomeRoot,omitempty"`
 	// ProgramIsInit: init executes the program in its own place (Spec's
 	// field of that name) after its ready message; the parent learns
 	// that the exec happened from the sync socket's end of file (init's
