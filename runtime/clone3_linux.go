@@ -177,7 +177,7 @@ func cloneInit(path string, argv, envv []string, files []int, attr *syscall.SysP
 		}
 	}
 	handled := handledSignals()
-	maps := attr.UidMappings != nil || attr.GidMappings != nil
+	maps := hasIDMaps(attr)
 	args := cloneArgs{
 		flags: uint64(attr.Cloneflags) | unix.CLONE_PARENT,
 		// exitSignal 0: clone3 takes CLONE_PARENT with no other; the child
@@ -187,7 +187,7 @@ func cloneInit(path string, argv, envv []string, files []int, attr *syscall.SysP
 		args.flags |= unix.CLONE_INTO_CGROUP
 		args.cgroup = uint64(cgroupFD)
 	}
-	shared := vforkHere && !maps
+	shared := clonesShared(attr)
 	if shared {
 		args.flags |= unix.CLONE_VM | unix.CLONE_VFORK
 	}
@@ -259,6 +259,18 @@ func cloneInit(path string, argv, envv []string, files []int, attr *syscall.SysP
 	default:
 		return 0, e3
 	}
+}
+
+// hasIDMaps says whether the parent writes attr's id maps while the child
+// waits before its exec.
+func hasIDMaps(attr *syscall.SysProcAttr) bool {
+	return len(attr.UidMappings) > 0 || len(attr.GidMappings) > 0
+}
+
+// clonesShared says whether cloneInit clones a child of attr sharing this
+// process's memory: where vforkHere, and the child has no maps to wait for.
+func clonesShared(attr *syscall.SysProcAttr) bool {
+	return vforkHere && !hasIDMaps(attr)
 }
 
 func readFull(fd int, b []byte) (int, error) {

@@ -528,7 +528,8 @@ func initProcAttr() (*syscall.SysProcAttr, error) {
 	return attr, nil
 }
 
-// allCaps is every capability this kernel has, once.
+// allCaps is every capability this kernel has, read once; callers share
+// the slice and do not change it.
 var allCaps = sync.OnceValues(func() ([]uintptr, error) {
 	last, err := lastCap()
 	if err != nil {

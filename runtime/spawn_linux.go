@@ -475,7 +475,7 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 	var pid int
 	var err error
 	files := []int{devNull, devNull, devNull, fds[0]}
-	shared := vforkHere && len(req.UidMappings) == 0 && len(req.GidMappings) == 0
+	shared := clonesShared(attr)
 	if req.IntoCgroup || shared {
 		// Into a v2 cgroup, or with the id maps written after the exec:
 		// a clone that shares this process's memory where it can.

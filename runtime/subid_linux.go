@@ -193,14 +193,11 @@ func (s *SubIDs) String() string {
 func (s *SubIDs) Prepare(attr *syscall.SysProcAttr) error {
 	attr.UidMappings, attr.GidMappings, attr.Credential = nil, nil, nil
 	attr.GidMappingsEnableSetgroups = false
-	last, err := lastCap()
+	caps, err := allCaps()
 	if err != nil {
 		return err
 	}
-	attr.AmbientCaps = attr.AmbientCaps[:0]
-	for c := 0; c <= last; c++ {
-		attr.AmbientCaps = append(attr.AmbientCaps, uintptr(c))
-	}
+	attr.AmbientCaps = caps
 	return nil
 }
 

@@ -6,10 +6,10 @@ import (
 )
 
 // BecomeRoot makes init container root once the parent has written its
-// maps, after init's exec: no supplementary groups
-// where the namespace allows setgroups (a range of ids is mapped), then
-// gid and uid 0, on every thread (Go's syscall package applies them to all
-// threads). It is init's first act. With the single-id map setgroups is
+// maps, after init's exec: no supplementary groups where the namespace
+// allows setgroups (a range of ids is mapped), then gid and uid 0, on
+// every thread (Go's syscall package applies them to all threads). It is
+// init's first act. With the single-id map setgroups is
 // denied: the server's supplementary groups stay, unmapped (nogroup
 // inside), as they did when Go set the credential before the exec.
 func BecomeRoot(setgroups bool) error {
