@@ -35,6 +35,13 @@ var (
 	typeaheadQuiet = 150 * time.Millisecond
 	typeaheadPoll  = 2 * time.Millisecond
 	typeaheadQuick = 100 * time.Microsecond
+	// typeaheadPollMax: the looks back off, doubling from typeaheadPoll,
+	// while the program is silent. A program waiting for the CPU in a
+	// burst of starts is silent for a long while, and a look every 2 ms
+	// (an ioctl, a read of /proc and a stat for a container) cost each
+	// start about half a millisecond of the server's CPU; its print starts
+	// quick looks again.
+	typeaheadPollMax = 25 * time.Millisecond
 )
 
 type echoer interface {
@@ -124,10 +131,12 @@ func (ss *session) waitTypeahead(term Terminal) {
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	// A look every typeaheadPoll; and when the program prints, one at once
-	// and more after typeaheadQuick, twice that, and so on up to
-	// typeaheadPoll (output while those are under way starts no more).
+	// A look after typeaheadPoll, twice that, and so on up to
+	// typeaheadPollMax; and when the program prints, one at once and more
+	// after typeaheadQuick, twice that, and so on (output while those are
+	// under way, below typeaheadPoll, starts no more).
 	delay := typeaheadPoll
+	most := max(typeaheadPoll, typeaheadPollMax) // a test's typeaheadPoll may be out of reach
 	next := time.NewTimer(delay)
 	defer next.Stop()
 	printed := *h.printed.Load()
@@ -156,7 +165,7 @@ func (ss *session) waitTypeahead(term Terminal) {
 		look = true
 		select {
 		case <-next.C:
-			delay = min(2*delay, typeaheadPoll)
+			delay = min(2*delay, most)
 			next.Reset(delay)
 		case <-printed:
 			if delay < typeaheadPoll {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,5 +174,58 @@ func TestTypeaheadPrintedBeforeTheHold(t *testing.T) {
 	out := c.waitOutput("typed-42\r\n")
 	if n := strings.Count(out, "42"); n != 2 {
 		t.Fatalf("the typed line and its answer show 42 %d times, want twice; output:\n%q", n, out)
+	}
+}
+
+// lookCounter is a terminal that stays in cooked echo mode and never
+// reads it, as a program does while it starts, and counts the hold's looks
+// at it.
+type lookCounter struct {
+	Terminal
+	looks atomic.Int64
+}
+
+func (l *lookCounter) EchoesInput() (bool, error) {
+	l.looks.Add(1)
+	return true, nil
+}
+
+func (l *lookCounter) ReadsCookedInput() (bool, error) { return false, nil }
+
+// TestTypeaheadHoldBacksOff: while a new session's program starts, silent
+// and in cooked mode, the hold's looks at its terminal (an ioctl, and a
+// read of /proc and a stat for a container) back off rather than come every
+// typeaheadPoll. In a burst of starts a program waits long for the CPU
+// before its prompt, and looks every 2 ms cost each session's start about
+// half a millisecond of the server's CPU (perf, a burst of 300 sessions,
+// 2026-12-04): an eighth of all the server spent on it.
+func TestTypeaheadHoldBacksOff(t *testing.T) {
+	defer func(q, h time.Duration) { typeaheadQuiet, typeaheadHold = q, h }(typeaheadQuiet, typeaheadHold)
+	typeaheadQuiet, typeaheadHold = time.Hour, 600*time.Millisecond
+	var term atomic.Pointer[lookCounter]
+	start := plainStart(t)
+	s := newTestServer(t, Config{}, withStart(func(ctx context.Context, req StartRequest) (Terminal, error) {
+		tm, err := start(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		l := &lookCounter{Terminal: tm}
+		term.Store(l)
+		return l, nil
+	}))
+	c := s.open(t, "", nil)
+	c.waitOutput("$ ")
+	t0 := time.Now()
+	c.input("echo typed-$((6*7))\r")
+	c.waitOutput("typed-42")
+	held := time.Since(t0)
+	looks := term.Load().looks.Load()
+	// Every typeaheadPoll (2 ms) for 600 ms made some 300 looks; backing
+	// off to typeaheadPollMax, a few dozen at most.
+	if limit := int64(held/typeaheadPollMax) + 12; looks > limit {
+		t.Errorf("the hold looked at the terminal %d times in %v, want at most %d", looks, held.Round(time.Millisecond), limit)
+	}
+	if held < typeaheadHold/2 {
+		t.Errorf("the input went through after %v, before the hold's end (%v)", held, typeaheadHold)
 	}
 }
