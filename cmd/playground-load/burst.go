@@ -18,12 +18,18 @@ type BurstResult struct {
 	Answered int `json:"answered"`
 	Failed   int `json:"failed"`
 	// AllReadyS is from the first dial to the last answer.
-	AllReadyS float64  `json:"all_ready_s"`
-	ReadyP50  float64  `json:"ready_p50_ms"`
-	ReadyP99  float64  `json:"ready_p99_ms"`
-	Drained   int      `json:"drained,omitempty"` // warm sessions held open meanwhile
-	Errors    []string `json:"errors,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	AllReadyS float64 `json:"all_ready_s"`
+	ReadyP50  float64 `json:"ready_p50_ms"`
+	ReadyP99  float64 `json:"ready_p99_ms"`
+	// MachineBusyPct is how busy the machine's CPUs were from the first
+	// dial to the last answer, and MachineCPUMs the busy CPU time over
+	// that span per session requested: every process's, this command's
+	// clients included (the same clients for every target).
+	MachineBusyPct float64  `json:"machine_busy_pct"`
+	MachineCPUMs   float64  `json:"machine_cpu_ms_per_session"`
+	Drained        int      `json:"drained,omitempty"` // warm sessions held open meanwhile
+	Errors         []string `json:"errors,omitempty"`
+	Error          string   `json:"error,omitempty"`
 }
 
 // measureBurst opens n sessions at once, each asking its question, and
@@ -57,6 +63,7 @@ func measureBurst(ctx context.Context, t *target, n int, progress io.Writer) *Bu
 		opened []session
 		wg     sync.WaitGroup
 	)
+	cpu := startCPU()
 	t0 := time.Now()
 	for range n {
 		wg.Go(func() {
@@ -75,6 +82,10 @@ func measureBurst(ctx context.Context, t *target, n int, progress io.Writer) *Bu
 		})
 	}
 	wg.Wait()
+	r.MachineBusyPct = cpu.busyPct()
+	if b, _ := hostCPU(); b > cpu.busy {
+		r.MachineCPUMs = round(float64(b-cpu.busy)*1000/userHZ/float64(n), 1)
+	}
 	r.Answered = len(times)
 	r.Failed = n - r.Answered
 	if r.Answered > 0 {

@@ -426,6 +426,12 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 		}
 		return f(t.Burst.ReadyP50, 1) + " / " + f(t.Burst.ReadyP99, 1)
 	})
+	row("burst: machine CPU busy (%), its busy time per session (ms)", func(t *TargetReport) string {
+		if t.Burst == nil || t.Burst.Answered == 0 || t.Burst.MachineCPUMs == 0 {
+			return ""
+		}
+		return f(t.Burst.MachineBusyPct, 0) + ", " + f(t.Burst.MachineCPUMs, 1)
+	})
 	row(fmt.Sprintf("throughput, median of %d (MB/s), %d MB", s.Rounds, s.Bytes/1_000_000), func(t *TargetReport) string {
 		if t.Throughput == nil {
 			return ""
