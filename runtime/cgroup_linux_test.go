@@ -546,6 +546,54 @@ func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
 	}
 }
 
+// TestPidsPollAfterAFailedWatch: the v1 pids.events poll goes on for the
+// sessions watched after one whose watch failed part way. A failed watch
+// took the timer's count down without having counted itself, and the
+// next session's count then never reached one, so the timer never started
+// again and no later v1 session learnt of its process limit. The poll
+// reads a file it keeps open: a count that grows after the watch began is
+// seen. Plain files stand in for the cgroup's here, so any user runs it.
+func TestPidsPollAfterAFailedWatch(t *testing.T) {
+	w, err := newCgroupWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	m := &Cgroups{version: 1}
+	dir := func(files ...string) string {
+		d := t.TempDir()
+		for _, f := range files {
+			if err := os.WriteFile(filepath.Join(d, f), []byte("max 0\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	// No memory.oom_control: the watch fails after pids.events is open.
+	bad := &Cgroup{m: m, id: "bad", dirs: map[string]string{"pids": dir("pids.events"), "memory": dir()}}
+	if err := w.add(bad, func(string) {}); err == nil {
+		t.Fatal("a watch without memory.oom_control did not fail")
+	}
+	pids := dir("pids.events")
+	good := &Cgroup{m: m, id: "good", limits: Limits{Pids: 16}, dirs: map[string]string{"pids": pids}}
+	hit := make(chan string, 1)
+	if err := w.add(good, func(reason string) { hit <- reason }); err != nil {
+		t.Fatal(err)
+	}
+	defer w.remove(good)
+	if err := os.WriteFile(filepath.Join(pids, "pids.events"), []byte("max 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-hit:
+		if want := "process limit 16 reached"; reason != want {
+			t.Errorf("reason %q, want %q", reason, want)
+		}
+	case <-time.After(20 * cgroupPollInterval):
+		t.Fatalf("no process limit seen in %v of polls after a failed watch (timer count %d)", 20*cgroupPollInterval, w.polled)
+	}
+}
+
 // TestLimitHitWhileStarting: a program that hits its limit at once (a
 // fork bomb) may do so before the server has the ready message: a resident
 // init starts the program before it sends it, and on a busy machine the

@@ -28,8 +28,9 @@ import (
 //     session learns of it here and ends itself, as oom.group does on v2;
 //   - v1's pids.events counts refused forks but never notifies (the kernel
 //     notifies a pids.events.local that v1 does not have), so a timer
-//     reads it for v1 sessions, four times a second: a few hundred small
-//     reads a second for a full server.
+//     reads it for v1 sessions, four times a second: a few thousand small
+//     reads a second for a full server, each a pread(2) of an fd kept
+//     open (1.7 µs here, against 7.9 µs to open, read and close the file).
 type cgroupWatcher struct {
 	epfd, inotify, wake, timer int
 	polled                     int // registrations that need the timer
@@ -47,11 +48,11 @@ type cgroupEvents struct {
 	c        *Cgroup
 	onLimit  func(string)
 	wds      []int32
-	efd, ofd int  // v1: the oom eventfd and memory.oom_control, or -1
-	poll     bool // v1: pids.events is read on the timer
-	// pidsEvents is the v1 pids.events path, NUL-terminated, for the
-	// poll's open(2): made once, so that a poll allocates nothing.
-	pidsEvents []byte
+	efd, ofd int // v1: the oom eventfd and memory.oom_control, or -1
+	// pids is v1's pids.events, open for the timer's reads, or -1;
+	// polled says the timer counts it (cgroupWatcher.polled).
+	pids   int
+	polled bool
 }
 
 const cgroupPollInterval = 250 * time.Millisecond
@@ -113,7 +114,7 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 	if onLimit == nil {
 		return nil
 	}
-	r := &cgroupEvents{c: c, onLimit: onLimit, efd: -1, ofd: -1}
+	r := &cgroupEvents{c: c, onLimit: onLimit, efd: -1, ofd: -1, pids: -1}
 	var files []string
 	if c.m.version == 2 {
 		if c.m.has("memory") {
@@ -122,9 +123,6 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		if c.m.has("pids") {
 			files = append(files, filepath.Join(c.dir, "pids.events"))
 		}
-	} else if d, ok := c.dirs["pids"]; ok {
-		r.poll = true
-		r.pidsEvents = append([]byte(filepath.Join(d, "pids.events")), 0)
 	}
 	// The system calls come first, without the lock, so that a burst of
 	// sessions does not queue here: the cgroup is new and empty, so
@@ -142,6 +140,12 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 			return fail(fmt.Errorf("watch %s: %w", f, err))
 		}
 		r.wds = append(r.wds, int32(wd))
+	}
+	if d, ok := c.dirs["pids"]; ok && c.m.version == 1 {
+		var err error
+		if r.pids, err = unix.Open(filepath.Join(d, "pids.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return fail(err)
+		}
 	}
 	if d, ok := c.dirs["memory"]; ok && c.m.version == 1 {
 		var err error
@@ -166,7 +170,8 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 	if r.efd >= 0 {
 		w.byFD[int32(r.efd)] = r
 	}
-	if r.poll {
+	if r.pids >= 0 {
+		r.polled = true
 		w.polled++
 		if w.polled == 1 {
 			w.armTimer(cgroupPollInterval)
@@ -225,11 +230,14 @@ func (w *cgroupWatcher) unregisterLocked(c *Cgroup) {
 		return
 	}
 	delete(w.regs, c)
-	if r.poll {
+	if r.polled {
 		w.polled--
 		if w.polled == 0 {
 			w.armTimer(0)
 		}
+	}
+	if r.pids >= 0 {
+		_ = unix.Close(r.pids) // read-only; nothing to report
 	}
 	for _, wd := range r.wds {
 		delete(w.byWD, wd)
@@ -279,7 +287,7 @@ func (w *cgroupWatcher) loop() {
 				_, _ = unix.Read(w.timer, cnt[:]) // the expiry count; EAGAIN if raced
 				w.mu.Lock()
 				for _, r := range w.regs {
-					if r.poll {
+					if r.pids >= 0 {
 						fired, kinds = append(fired, r), append(kinds, 2)
 					}
 				}
@@ -299,7 +307,7 @@ func (w *cgroupWatcher) loop() {
 				// v1's OOM notice comes before its kill is counted.
 				reason = r.c.limits.MemoryReason()
 			case 2:
-				if pidsEventsMax(r.pidsEvents, buf) > 0 {
+				if w.pidsEventsMax(r, buf) > 0 {
 					reason = r.c.limits.PidsReason()
 				}
 			}
@@ -335,17 +343,18 @@ func (w *cgroupWatcher) readInotify(buf []byte) []*cgroupEvents {
 	}
 }
 
-// pidsEventsMax reads the "max" count of a pids.events file (path
-// NUL-terminated) into buf and parses it, without allocating; 0 when the
-// file cannot be read (the cgroup is going).
-func pidsEventsMax(path, buf []byte) int64 {
-	atFDCWD := unix.AT_FDCWD // a negative constant: a variable to convert
-	fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&path[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
-	if e != 0 {
+// pidsEventsMax reads the "max" count of r's v1 pids.events into buf and
+// parses it, without allocating; 0 when the session is no longer watched
+// or the file cannot be read (the cgroup is going). It reads under the
+// lock that remove closes the fd under: once closed, its number may be
+// another file's already, whose bytes would be read for the session's.
+func (w *cgroupWatcher) pidsEventsMax(r *cgroupEvents, buf []byte) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.regs[r.c] != r {
 		return 0
 	}
-	n, err := unix.Read(int(fd), buf)
-	_ = unix.Close(int(fd)) // read-only; nothing to report
+	n, err := unix.Pread(r.pids, buf, 0) // a cgroup file shows anew when read from its start
 	if err != nil || n <= 0 {
 		return 0
 	}
