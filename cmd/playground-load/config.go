@@ -49,7 +49,8 @@ Measurements:
   many        N sessions opened at once, each answering; the server's memory
               while all are open
   burst       U sessions opened at once with no warm container to hand out
-              (warm's pool drained first): the time until all answer
+              (warm's pool drained first): the time until all answer, the
+              median of R rounds taken by the targets in turn
   throughput  one session prints B bytes (head -c B /dev/zero | tr); MB/s,
               the median of R rounds
   echo        one byte typed into cat in raw mode and echoed back, K round
@@ -96,7 +97,7 @@ type Config struct {
 	Many       int
 	Burst      int
 	Bytes      int64
-	Rounds     int // throughput: runs per target, of which the median counts
+	Rounds     int // throughput and burst: runs per target, in turn, of which the median counts
 	Echo       int
 	Flood      int
 	Slow       int // echo: sessions flooding to slow readers, in a third phase
@@ -186,7 +187,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Many, "many", c.Many, "many: `N` sessions at once")
 	fs.IntVar(&c.Burst, "burst", c.Burst, "burst: `U` sessions at once, no warm container")
 	fs.Int64Var(&c.Bytes, "bytes", c.Bytes, "throughput: `B` bytes printed")
-	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "throughput: `R` runs on each target, in turn; the median counts")
+	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "throughput and burst: `R` runs on each target, in turn; the median counts")
 	fs.IntVar(&c.Echo, "echo", c.Echo, "echo: `K` round trips, idle and again under flood")
 	fs.IntVar(&c.Flood, "flood", c.Flood, "echo: `M` sessions flooding output meanwhile")
 	fs.IntVar(&c.Slow, "slow", c.Slow, "echo: `S` more sessions flooding to clients that read a frame every 50 ms, in a third phase (servers only; 0: none)")

@@ -87,11 +87,11 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		rep.get(t.name).Many = r
 		return fmt.Sprintf("%d/%d answered in %.2f s, server %.1f KiB/session %s", r.Answered, r.Sessions, r.AllReadyS, r.ServerKiBPerSession, r.Error)
 	})
-	each("burst", func(t *target) string {
-		fmt.Fprintf(progress, "burst %s: %d sessions at once, no warm container\n", t.name, cfg.Burst)
-		r := measureBurst(ctx, t, cfg.Burst, progress)
-		rep.get(t.name).Burst = r
-		return fmt.Sprintf("%d/%d answered in %.2f s %s", r.Answered, r.Sessions, r.AllReadyS, r.Error)
+	inTurn("burst", func(ts []*target) {
+		fmt.Fprintf(progress, "burst: %d sessions at once, no warm container, %d rounds on each of %s, in turn\n", cfg.Burst, cfg.Rounds, strings.Join(cfg.Targets, ", "))
+		for name, r := range measureBursts(ctx, ts, cfg.Burst, cfg.Rounds, progress) {
+			rep.get(name).Burst = r
+		}
 	})
 	inTurn("throughput", func(ts []*target) {
 		fmt.Fprintf(progress, "throughput: %d bytes, %d rounds on each of %s, in turn\n", cfg.Bytes, cfg.Rounds, strings.Join(cfg.Targets, ", "))

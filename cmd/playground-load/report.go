@@ -407,7 +407,7 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 		}
 		return f(m.CloseAllS, 2)
 	})
-	row(fmt.Sprintf("burst of %d, no warm container: all answered (s)", s.Burst), func(t *TargetReport) string {
+	row(fmt.Sprintf("burst of %d, no warm container: all answered (s), median of %d rounds", s.Burst, s.Rounds), func(t *TargetReport) string {
 		if t.Burst == nil {
 			return ""
 		}
@@ -425,6 +425,16 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 			return ""
 		}
 		return f(t.Burst.ReadyP50, 1) + " / " + f(t.Burst.ReadyP99, 1)
+	})
+	row("burst: each round's all answered (s), in the order taken", func(t *TargetReport) string {
+		if t.Burst == nil || len(t.Burst.RoundsS) < 2 {
+			return ""
+		}
+		var c []string
+		for _, v := range t.Burst.RoundsS {
+			c = append(c, f(v, 2))
+		}
+		return strings.Join(c, ", ")
 	})
 	row("burst: machine CPU busy (%), its busy time per session (ms)", func(t *TargetReport) string {
 		if t.Burst == nil || t.Burst.Answered == 0 || t.Burst.MachineCPUMs == 0 {
