@@ -57,7 +57,8 @@ Measurements:
               trips: idle; while M other sessions flood output; and (servers)
               while S more flood to clients that read a frame every 50 ms,
               with the server's memory. The flooding sessions' clients run in
-              a process of their own
+              a process of their own. R rounds, the targets in turn; the
+              round with the median p99 under the floods counts
   churn       C connect, command, disconnect cycles; then what is left over
               (processes, mounts, fds, goroutines)
   resume      a session's connection dropped and resumed N times: drop to
@@ -97,7 +98,7 @@ type Config struct {
 	Many       int
 	Burst      int
 	Bytes      int64
-	Rounds     int // throughput and burst: runs per target, in turn, of which the median counts
+	Rounds     int // throughput, burst and echo: runs per target, in turn, of which the median counts
 	Echo       int
 	Flood      int
 	Slow       int // echo: sessions flooding to slow readers, in a third phase
@@ -187,7 +188,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Many, "many", c.Many, "many: `N` sessions at once")
 	fs.IntVar(&c.Burst, "burst", c.Burst, "burst: `U` sessions at once, no warm container")
 	fs.Int64Var(&c.Bytes, "bytes", c.Bytes, "throughput: `B` bytes printed")
-	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "throughput and burst: `R` runs on each target, in turn; the median counts")
+	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "throughput, burst and echo: `R` runs on each target, in turn; the median counts")
 	fs.IntVar(&c.Echo, "echo", c.Echo, "echo: `K` round trips, idle and again under flood")
 	fs.IntVar(&c.Flood, "flood", c.Flood, "echo: `M` sessions flooding output meanwhile")
 	fs.IntVar(&c.Slow, "slow", c.Slow, "echo: `S` more sessions flooding to clients that read a frame every 50 ms, in a third phase (servers only; 0: none)")

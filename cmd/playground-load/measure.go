@@ -99,14 +99,11 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 			rep.get(name).Throughput = r
 		}
 	})
-	each("echo", func(t *target) string {
-		r := measureEcho(ctx, t, cfg.Echo, cfg.Flood, cfg.Slow)
-		rep.get(t.name).Echo = r
-		line := fmt.Sprintf("p99 %.3f ms idle, %.3f ms under %d floods", r.IdleP99ms, r.FloodP99ms, r.Flood)
-		if r.Slow > 0 {
-			line += fmt.Sprintf(", %.3f ms with %d slow readers besides", r.SlowP99ms, r.Slow)
+	inTurn("echo", func(ts []*target) {
+		fmt.Fprintf(progress, "echo: %d round trips, %d rounds on each of %s, in turn\n", cfg.Echo, cfg.Rounds, strings.Join(cfg.Targets, ", "))
+		for name, r := range measureEchoes(ctx, ts, cfg.Echo, cfg.Flood, cfg.Slow, cfg.Rounds, progress) {
+			rep.get(name).Echo = r
 		}
-		return line + " " + r.Error
 	})
 	each("churn", func(t *target) string {
 		r := measureChurn(ctx, t, cfg.Churn, progress)

@@ -488,6 +488,16 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 			}
 			return f(t.Echo.FloodP50ms, 3) + " / " + f(t.Echo.FloodP99ms, 3)
 		})
+		row(fmt.Sprintf("echo: each round's p99, %d flooding (ms), in the order taken; the figures are the median round's", s.Flood), func(t *TargetReport) string {
+			if t.Echo == nil || len(t.Echo.FloodRoundsP99ms) < 2 {
+				return ""
+			}
+			var c []string
+			for _, v := range t.Echo.FloodRoundsP99ms {
+				c = append(c, f(v, 3))
+			}
+			return strings.Join(c, ", ")
+		})
 		row("echo: server goroutines' wait to run, p99 during the flood (ms)", func(t *TargetReport) string {
 			if t.Echo == nil || t.Echo.FloodSchedP99ms == 0 {
 				return ""
