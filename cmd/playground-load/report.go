@@ -819,8 +819,10 @@ func writeMarkdown(w io.Writer, r *Report) error {
 	}
 	s := r.Sizes
 	fmt.Fprintf(&b, "\nEvery shell is `/bin/sh` (dash) with `PS1='$ '`. Each server is started afresh for each measurement, "+
-		"on 127.0.0.1, as a child process, so that /proc shows its figures alone. Sizes: ready N=%d, many N=%d, throughput B=%d bytes "+
-		"(median of %d rounds), echo K=%d with M=%d flooding, churn C=%d. MB is 10^6 bytes; KiB 1024 bytes.\n\n", s.Ready, s.Many, s.Bytes, s.Rounds, s.Echo, s.Flood, s.Churn)
+		"on 127.0.0.1, as a child process, so that /proc shows its figures alone; ready, throughput, burst and echo take the targets in turn, "+
+		"their servers running side by side, and throughput, burst and echo take %d rounds each, the median round counting. "+
+		"Sizes: ready N=%d, many N=%d, burst U=%d, throughput B=%d bytes, "+
+		"echo K=%d with M=%d flooding, churn C=%d. MB is 10^6 bytes; KiB 1024 bytes.\n\n", s.Rounds, s.Ready, s.Many, s.Burst, s.Bytes, s.Echo, s.Flood, s.Churn)
 	fmt.Fprintf(&b, "## How to rerun\n\n")
 	fmt.Fprintf(&b, "    cmd/playground-load/bench.sh [--ttyd PATH]    # this file, a few minutes\n")
 	fmt.Fprintf(&b, "    go run ./cmd/playground-load                  # the same figures as a table, without ttyd\n")
