@@ -183,10 +183,10 @@ func TestCgroupV1Limits(t *testing.T) {
 				t.Errorf("%s: -want %s +got %s", f, w, got)
 			}
 		}
-		// The server's side keeps its full weight: the sessions' parent
-		// is one group of default weight beside it.
-		if got := readString(filepath.Join(m.dirs["cpu"], "cpu.shares")); got != "1024" {
-			t.Errorf("parent cpu.shares: got %s, want 1024", got)
+		// The sessions' parent is one group beside the server, at twice
+		// its weight (sessionsCPUShares).
+		if got := readString(filepath.Join(m.dirs["cpu"], "cpu.shares")); got != "2048" {
+			t.Errorf("parent cpu.shares: got %s, want 2048", got)
 		}
 	})
 
@@ -412,6 +412,10 @@ func TestCgroupV2Limits(t *testing.T) {
 		if got := readString(filepath.Join(c.dir, f)); got != w {
 			t.Errorf("%s: -want %s +got %s", f, w, got)
 		}
+	}
+	// The sessions' parent, at twice the server's weight.
+	if got := readString(filepath.Join(m.dir, "cpu.weight")); got != "200" {
+		t.Errorf("parent cpu.weight: got %s, want 200", got)
 	}
 	cmd := startIn(t, c, helperCmd(t, "hog", nil))
 	select {

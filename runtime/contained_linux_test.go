@@ -427,8 +427,8 @@ func TestLimitsVisible(t *testing.T) {
 				}
 			}
 			if m.cgroups() {
-				// The server stays outside the sessions' parent, with its
-				// full weight beside the sessions as one group.
+				// The server stays outside the sessions' parent, beside
+				// the sessions as one group (of twice its weight).
 				// (A server of a delegated v2 subtree is in a leaf of
 				// its own beside the parent, playground-PID-server.)
 				parent := filepath.Base(m.host.cgroups.Dir())
