@@ -3,11 +3,9 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"time"
 )
@@ -58,16 +56,8 @@ func measureBursts(ctx context.Context, targets []*target, n, rounds int, progre
 	}
 	res := map[string]*BurstResult{}
 	for name, rs := range all {
-		var times []float64
-		for _, r := range rs {
-			times = append(times, r.AllReadyS)
-		}
-		pick := slices.IndexFunc(rs, func(r *BurstResult) bool { return r.Failed > 0 || r.Error != "" })
-		if pick < 0 {
-			sorted := slices.Clone(rs)
-			slices.SortStableFunc(sorted, func(a, b *BurstResult) int { return cmp.Compare(a.AllReadyS, b.AllReadyS) })
-			pick = slices.Index(rs, sorted[(len(sorted)-1)/2])
-		}
+		pick, times := reportedRound(rs, func(r *BurstResult) bool { return r.Failed > 0 || r.Error != "" },
+			func(r *BurstResult) float64 { return r.AllReadyS })
 		r := rs[pick]
 		r.RoundsS = times
 		res[name] = r
@@ -76,8 +66,10 @@ func measureBursts(ctx context.Context, targets []*target, n, rounds int, progre
 }
 
 // settle waits, at most 20 s, until t's server holds no session (where
-// it says) and the machine's CPUs have been mostly idle for a moment: what
-// the last burst left behind no longer runs.
+// it says), and then at most 5 s until the machine's CPUs have been mostly
+// idle for a moment: what the last burst left behind no longer runs. (A
+// machine busy with other work, as under go test ./..., never is; the
+// wait is bounded for it.)
 func settle(ctx context.Context, t *target) {
 	deadline := time.Now().Add(20 * time.Second)
 	for t.statsURL != "" && time.Now().Before(deadline) && ctx.Err() == nil {
@@ -88,7 +80,7 @@ func settle(ctx context.Context, t *target) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = waitPoolFull(ctx, t) // a warm pool refills after its drain; its error shows in the burst
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
 		m := startCPU()
 		time.Sleep(200 * time.Millisecond)
 		if m.busyPct() < 15 {

@@ -4,11 +4,9 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,9 +79,6 @@ const (
 	floodStallAfter = 5 * time.Second
 )
 
-// measureEcho times k round trips through cat idle, then k more while
-// flood other sessions print without end, then (servers only) k more
-// while slow sessions flood to slow readers besides.
 // measureEchoes takes rounds echo measurements on each target, the
 // targets in turn, each after the machine has settled (settle), so that a
 // noisy moment falls on all alike: one run's p99 under the floods varied
@@ -106,16 +101,8 @@ func measureEchoes(ctx context.Context, targets []*target, k, flood, slow, round
 	}
 	res := map[string]*EchoResult{}
 	for name, rs := range all {
-		var p99s []float64
-		for _, r := range rs {
-			p99s = append(p99s, r.FloodP99ms)
-		}
-		pick := slices.IndexFunc(rs, func(r *EchoResult) bool { return r.Error != "" })
-		if pick < 0 {
-			sorted := slices.Clone(rs)
-			slices.SortStableFunc(sorted, func(a, b *EchoResult) int { return cmp.Compare(a.FloodP99ms, b.FloodP99ms) })
-			pick = slices.Index(rs, sorted[(len(sorted)-1)/2])
-		}
+		pick, p99s := reportedRound(rs, func(r *EchoResult) bool { return r.Error != "" },
+			func(r *EchoResult) float64 { return r.FloodP99ms })
 		r := rs[pick]
 		if flood > 0 && len(rs) > 1 {
 			r.FloodRoundsP99ms = p99s
@@ -129,6 +116,9 @@ func measureEchoes(ctx context.Context, targets []*target, k, flood, slow, round
 	return res
 }
 
+// measureEcho times k round trips through cat idle, then k more while
+// flood other sessions print without end, then (servers only) k more
+// while slow sessions flood to slow readers besides.
 func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult {
 	r := &EchoResult{RoundTrips: k, Flood: flood}
 	// Bounded: a round trip slower than 100 ms on average is a finding in

@@ -315,6 +315,14 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 		return fmt.Sprintf("error [%d]", len(notes))
 	}
 	f := func(v float64, digits int) string { return fmt.Sprintf("%.*f", digits, v) }
+	// fList is every round's figure, in the order taken.
+	fList := func(vs []float64, digits int) string {
+		c := make([]string, len(vs))
+		for i, v := range vs {
+			c[i] = f(v, digits)
+		}
+		return strings.Join(c, ", ")
+	}
 
 	s := r.Sizes
 	row(fmt.Sprintf("ready p50 / p90 / p99 (ms), %d sessions", s.Ready), func(t *TargetReport) string {
@@ -430,11 +438,7 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 		if t.Burst == nil || len(t.Burst.RoundsS) < 2 {
 			return ""
 		}
-		var c []string
-		for _, v := range t.Burst.RoundsS {
-			c = append(c, f(v, 2))
-		}
-		return strings.Join(c, ", ")
+		return fList(t.Burst.RoundsS, 2)
 	})
 	row("burst: machine CPU busy (%), its busy time per session (ms)", func(t *TargetReport) string {
 		if t.Burst == nil || t.Burst.Answered == 0 || t.Burst.MachineCPUMs == 0 {
@@ -492,11 +496,7 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 			if t.Echo == nil || len(t.Echo.FloodRoundsP99ms) < 2 {
 				return ""
 			}
-			var c []string
-			for _, v := range t.Echo.FloodRoundsP99ms {
-				c = append(c, f(v, 3))
-			}
-			return strings.Join(c, ", ")
+			return fList(t.Echo.FloodRoundsP99ms, 3)
 		})
 		row("echo: server goroutines' wait to run, p99 during the flood (ms)", func(t *TargetReport) string {
 			if t.Echo == nil || t.Echo.FloodSchedP99ms == 0 {

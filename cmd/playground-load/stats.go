@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -34,3 +35,23 @@ const (
 	kib = 1 << 10
 	mib = 1 << 20
 )
+
+// reportedRound is which of a target's rounds its figures come from: the
+// first that failed, so that no failure is hidden, else the round whose
+// key is the median (the lower middle of an even count). It also returns
+// every round's key, in the order taken.
+func reportedRound[T any](rounds []T, failed func(T) bool, key func(T) float64) (int, []float64) {
+	keys := make([]float64, len(rounds))
+	for i, r := range rounds {
+		keys[i] = key(r)
+	}
+	if i := slices.IndexFunc(rounds, failed); i >= 0 {
+		return i, keys
+	}
+	order := make([]int, len(rounds))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
+	return order[(len(order)-1)/2], keys
+}
