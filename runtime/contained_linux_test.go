@@ -337,6 +337,62 @@ func TestCPUSpinners(t *testing.T) {
 	}
 }
 
+// TestPtyExhaustion: the kernel has one pool of pseudo-terminals for the
+// whole machine (kernel.pty.max less kernel.pty.reserve: 3072 by default),
+// and every session's terminal comes from it. A session that opens
+// terminals until it is refused gets its Limits.Ptys (its own terminal
+// included) and no more, and while it holds them a new session still
+// gets its terminal. Before the limit, one session took all 3072 and every
+// start after it failed with "open pty: no space left on device".
+func TestPtyExhaustion(t *testing.T) {
+	// Each terminal is held by a sleep of its own (fd 3); the shell waits
+	// for each open to be done (the fd is there) or refused (the child
+	// has exited) before the next, so the count is exact.
+	const script = `n=0
+while [ $n -lt 40 ]; do
+	sleep 1000 3<>/dev/ptmx &
+	p=$!
+	while :; do
+		[ -e /proc/$p/fd/3 ] && { n=$((n+1)); break; }
+		set -- $(cat /proc/$p/stat 2>/dev/null); [ "$3" = Z ] && break 2
+	done
+done
+echo "opened $n more"; echo held; wait`
+	const ptys = 8
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			held := false
+			fresh := ""
+			res := contain(t, m, abuse{
+				spec: Spec{Limits: Limits{Ptys: ptys}, Args: sh(script)},
+				each: func(t *testing.T, c *Container) {
+					if held && fresh == "" {
+						// A new session while the attacker holds its ptys.
+						out, st := runMode(t, m, Spec{Args: sh("tty")})
+						if fresh = strings.TrimSpace(out); fresh == "" || st.Code != 0 {
+							t.Fatalf("a new session while the attacker holds its ptys: %q, %v", out, st)
+						}
+					}
+				},
+				until: func(c *Container, out string) bool {
+					held = strings.Contains(out, "held")
+					return fresh != ""
+				},
+			})
+			t.Logf("%s", res.out)
+			if want := fmt.Sprintf("opened %d more", ptys-1); !strings.Contains(res.out, want) {
+				t.Errorf("want %q (its own terminal is the %dth):\n%s", want, ptys, res.out)
+			}
+			if !strings.Contains(res.out, "No space left on device") {
+				t.Errorf("want the refused open's ENOSPC:\n%s", res.out)
+			}
+			if fresh != "/dev/pts/0" {
+				t.Errorf("the new session's terminal: %q, want /dev/pts/0 (its own instance)", fresh)
+			}
+		})
+	}
+}
+
 // cpuSeconds is the CPU time of pid and its descendants (utime and stime).
 func cpuSeconds(pid int) float64 {
 	var ticks uint
@@ -353,7 +409,7 @@ func cpuSeconds(pid int) float64 {
 // the sizes of its disk from inside, and, with a cgroup, the session
 // cgroup's files.
 func TestLimitsVisible(t *testing.T) {
-	l := Limits{Memory: 100 << 20, Pids: 100, CPUs: 0.5, Disk: 32 << 20, NoFile: 1000}
+	l := Limits{Memory: 100 << 20, Pids: 100, CPUs: 0.5, Disk: 32 << 20, NoFile: 1000, Ptys: 8}
 	for _, m := range limitModes(t) {
 		t.Run(m.name, func(t *testing.T) {
 			l := l
@@ -406,6 +462,17 @@ func TestLimitsVisible(t *testing.T) {
 			}
 			got["df"] = strings.Join(sizes, " ")
 			want["df"] = "/=32768 /tmp=32768 /dev/shm=32768"
+			// Its terminals: /dev/pts's max, from the live mount table.
+			for _, line := range strings.Split(readFile(t, "/proc/"+pid+"/mountinfo"), "\n") {
+				if f := strings.Fields(line); len(f) > 4 && f[4] == "/dev/pts" {
+					for _, o := range strings.Split(f[len(f)-1], ",") {
+						if v, ok := strings.CutPrefix(o, "max="); ok {
+							got["devpts max"] = v
+						}
+					}
+				}
+			}
+			want["devpts max"] = "8"
 			if m.cgroups() && m.host.cgroups.version == 1 {
 				for file, w := range map[string]string{
 					"memory/memory.limit_in_bytes": "104857600", "pids/pids.max": "100",

@@ -348,6 +348,7 @@ func (c *Container) start(spec Spec) error {
 		Seccomp:    h.seccomp,
 		Disk:       c.limits.Disk,
 		DiskInodes: c.limits.DiskInodes(),
+		Ptys:       max(c.limits.Ptys, 0),
 		Rlimits:    RlimitsFor(c.limits, limCg),
 		Nice:       nice,
 		TimerSlack: programTimerSlack(),

@@ -34,6 +34,13 @@ type Limits struct {
 	Disk int64
 	// NoFile is RLIMIT_NOFILE, soft and hard, of every process.
 	NoFile int
+	// Ptys is the most pseudo-terminals the session may hold at once, its
+	// own terminal included: the max= of its /dev/pts. The kernel has one
+	// pool of them for every container on the machine (kernel.pty.max
+	// less kernel.pty.reserve, 3072 by default), which a session without
+	// this bound could take whole: no new session would then get its
+	// terminal. NoLimit leaves only the pool.
+	Ptys int
 }
 
 // NoLimit turns one limit off.
@@ -48,6 +55,7 @@ const (
 	DefaultCPUs   = 1.0
 	DefaultDisk   = 1 << 30
 	DefaultNoFile = 4096
+	DefaultPtys   = 16
 )
 
 // Smallest values Validate accepts: below them a shell cannot start. A
@@ -60,11 +68,14 @@ const (
 	minCPUs   = 0.01
 	minDisk   = 8 << 20
 	minNoFile = 64
+	minPtys   = 1
+	// maxPtys is the most a devpts instance takes (NR_UNIX98_PTY_MAX).
+	maxPtys = 1 << 20
 )
 
 // DefaultLimits are the limits of a session when nothing is configured.
 func DefaultLimits() Limits {
-	return Limits{Memory: DefaultMemory, Pids: DefaultPids, CPUs: DefaultCPUs, Disk: DefaultDisk, NoFile: DefaultNoFile}
+	return Limits{Memory: DefaultMemory, Pids: DefaultPids, CPUs: DefaultCPUs, Disk: DefaultDisk, NoFile: DefaultNoFile, Ptys: DefaultPtys}
 }
 
 // WithDefaults fills every zero field with its default.
@@ -84,6 +95,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.NoFile == 0 {
 		l.NoFile = d.NoFile
+	}
+	if l.Ptys == 0 {
+		l.Ptys = d.Ptys
 	}
 	return l
 }
@@ -131,14 +145,23 @@ func (l Limits) Validate() error {
 	} else if l.NoFile != 0 && l.NoFile < minNoFile {
 		bad("nofile %d: below the minimum of %d", l.NoFile, minNoFile)
 	}
+	switch {
+	case l.Ptys < NoLimit:
+		bad("ptys %d: negative", l.Ptys)
+	case l.Ptys == 0 || l.Ptys == NoLimit:
+	case l.Ptys < minPtys:
+		bad("ptys %d: below the minimum of %d", l.Ptys, minPtys)
+	case l.Ptys > maxPtys:
+		bad("ptys %d: above the kernel's most, %d", l.Ptys, maxPtys)
+	}
 	return errors.Join(errs...)
 }
 
 // String is the limits as the server logs them: "memory 512 MiB, pids 256,
-// cpus 1, disk 1 GiB, nofile 4096".
+// cpus 1, disk 1 GiB, nofile 4096, ptys 16".
 func (l Limits) String() string {
 	l = l.WithDefaults()
-	mem, pids, cpus := "none", "none", "none"
+	mem, pids, cpus, ptys := "none", "none", "none", "none"
 	if l.Memory > 0 {
 		mem = FormatSize(l.Memory)
 	}
@@ -148,7 +171,10 @@ func (l Limits) String() string {
 	if l.CPUs > 0 {
 		cpus = strconv.FormatFloat(l.CPUs, 'f', -1, 64)
 	}
-	return fmt.Sprintf("memory %s, pids %s, cpus %s, disk %s, nofile %d", mem, pids, cpus, FormatSize(l.Disk), l.NoFile)
+	if l.Ptys > 0 {
+		ptys = strconv.Itoa(l.Ptys)
+	}
+	return fmt.Sprintf("memory %s, pids %s, cpus %s, disk %s, nofile %d, ptys %s", mem, pids, cpus, FormatSize(l.Disk), l.NoFile, ptys)
 }
 
 // MemoryReason is ExitStatus.Reason for a session ended at its memory

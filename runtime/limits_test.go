@@ -61,7 +61,7 @@ func TestLimitsValidate(t *testing.T) {
 	}{
 		{"zero is the defaults", Limits{}, ""},
 		{"defaults", DefaultLimits(), ""},
-		{"no limits", Limits{Memory: NoLimit, Pids: NoLimit, CPUs: NoLimit}, ""},
+		{"no limits", Limits{Memory: NoLimit, Pids: NoLimit, CPUs: NoLimit, Ptys: NoLimit}, ""},
 		{"tiny memory", Limits{Memory: 1 << 20}, "memory 1 MiB: below the minimum of 32 MiB"},
 		{"negative memory", Limits{Memory: -5}, "negative"},
 		{"few pids", Limits{Pids: 2}, "pids 2: below the minimum of 16"},
@@ -72,6 +72,8 @@ func TestLimitsValidate(t *testing.T) {
 		{"no disk limit", Limits{Disk: NoLimit}, "disk"},
 		{"few files", Limits{NoFile: 3}, "nofile 3"},
 		{"two at once", Limits{Pids: 2, NoFile: 3}, "nofile 3"},
+		{"negative ptys", Limits{Ptys: -2}, "ptys -2: negative"},
+		{"too many ptys", Limits{Ptys: 1<<20 + 1}, "ptys 1048577: above the kernel's most"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.l.Validate()
@@ -81,7 +83,7 @@ func TestLimitsValidate(t *testing.T) {
 		})
 	}
 	d := Limits{}.WithDefaults()
-	if d != DefaultLimits() || d.String() != "memory 512 MiB, pids 256, cpus 1, disk 1 GiB, nofile 4096" {
+	if d != DefaultLimits() || d.String() != "memory 512 MiB, pids 256, cpus 1, disk 1 GiB, nofile 4096, ptys 16" {
 		t.Errorf("defaults: %+v %q", d, d.String())
 	}
 	if r := (Limits{Memory: 512 << 20}).MemoryReason(); r != "memory limit 512 MiB reached" {

@@ -21,6 +21,7 @@ type limitsConfig struct {
 	Pids     limitFlag // processes, or runtime.NoLimit
 	CPUs     limitFlag // CPUs, or runtime.NoLimit
 	Disk     sizeFlag  // bytes
+	Ptys     limitFlag // pseudo-terminals, or runtime.NoLimit
 	Net      string    // none or outbound
 	NetAllow stringList
 }
@@ -32,12 +33,13 @@ func defaultLimitsConfig() limitsConfig {
 		Pids:   limitFlag(d.Pids),
 		CPUs:   limitFlag(d.CPUs),
 		Disk:   sizeFlag(d.Disk),
+		Ptys:   limitFlag(d.Ptys),
 		Net:    string(runtime.NetNone),
 	}
 }
 
 // fromEnv reads PLAYGROUND_MEMORY, _PIDS, _CPUS, _DISK (and its old name
-// _WRITABLE_SIZE), _NET and _NET_ALLOW (comma-separated).
+// _WRITABLE_SIZE), _PTYS, _NET and _NET_ALLOW (comma-separated).
 func (c *limitsConfig) fromEnv(getenv func(string) string) error {
 	for _, v := range []struct {
 		name string
@@ -45,6 +47,7 @@ func (c *limitsConfig) fromEnv(getenv func(string) string) error {
 	}{
 		{"PLAYGROUND_WRITABLE_SIZE", &c.Disk}, {"PLAYGROUND_DISK", &c.Disk},
 		{"PLAYGROUND_MEMORY", &c.Memory}, {"PLAYGROUND_PIDS", &c.Pids}, {"PLAYGROUND_CPUS", &c.CPUs},
+		{"PLAYGROUND_PTYS", &c.Ptys},
 	} {
 		if s := getenv(v.name); s != "" {
 			if err := v.f.Set(s); err != nil {
@@ -66,6 +69,7 @@ func (c *limitsConfig) bind(fs *flag.FlagSet) {
 	fs.Var(&c.Pids, "pids", "`N` processes (threads) of each session at most; none: no limit")
 	fs.Var(&c.CPUs, "cpus", "`N` CPUs of time for each session, a cgroup quota (busy sessions share the CPU equally besides); none: no quota")
 	fs.Var(&c.Disk, "disk", "`SIZE` of each session's writable layer, /tmp and /dev/shm together, in memory, with an inode limit to match, e.g. 1G")
+	fs.Var(&c.Ptys, "ptys", "`N` terminals (ptys) each session may hold at once, its own included; the kernel's pool is one for the machine (kernel.pty.max); none: only that pool")
 	fs.Var(&c.Disk, "writable-size", "`SIZE`: deprecated, the old name of --disk")
 	fs.StringVar(&c.Net, "net", c.Net, "`MODE` of the sessions' network: none (loopback only) or outbound (the internet through pasta or slirp4netns; the host's loopback, private and link-local ranges stay unreachable)")
 	fs.Var(&c.NetAllow, "net-allow", "with --net outbound, also let sessions reach this `CIDR` of the otherwise unreachable ranges (10.1.2.3/32); repeatable")
@@ -74,8 +78,13 @@ func (c *limitsConfig) bind(fs *flag.FlagSet) {
 // validate lists what is wrong, for Validate's one error.
 func (c *limitsConfig) validate() []string {
 	var bad []string
-	if c.Pids != runtime.NoLimit && c.Pids != limitFlag(math.Trunc(float64(c.Pids))) {
-		bad = append(bad, fmt.Sprintf("--pids %v: want a whole number", float64(c.Pids)))
+	for _, f := range []struct {
+		name string
+		v    limitFlag
+	}{{"pids", c.Pids}, {"ptys", c.Ptys}} {
+		if f.v != runtime.NoLimit && f.v != limitFlag(math.Trunc(float64(f.v))) {
+			bad = append(bad, fmt.Sprintf("--%s %v: want a whole number", f.name, float64(f.v)))
+		}
 	}
 	if err := c.limits().Validate(); err != nil {
 		for _, e := range strings.Split(err.Error(), "\n") {
@@ -89,7 +98,7 @@ func (c *limitsConfig) validate() []string {
 }
 
 func (c *limitsConfig) limits() runtime.Limits {
-	return runtime.Limits{Memory: int64(c.Memory), Pids: int(c.Pids), CPUs: float64(c.CPUs), Disk: int64(c.Disk)}
+	return runtime.Limits{Memory: int64(c.Memory), Pids: int(c.Pids), CPUs: float64(c.CPUs), Disk: int64(c.Disk), Ptys: int(c.Ptys)}
 }
 
 func (c *limitsConfig) network() (runtime.Net, error) {

@@ -33,14 +33,14 @@ func TestLimitsFlags(t *testing.T) {
 	}{
 		{name: "defaults", want: runtime.DefaultLimits().WithDefaults(), net: runtime.Net{Mode: runtime.NetNone}},
 		{
-			name: "flags", args: []string{"--memory", "1G", "--pids", "100", "--cpus", "0.5", "--disk", "64M", "--net", "outbound", "--net-allow", "10.1.2.3", "--net-allow", "192.168.0.0/16"},
-			want: runtime.Limits{Memory: 1 << 30, Pids: 100, CPUs: 0.5, Disk: 64 << 20},
+			name: "flags", args: []string{"--memory", "1G", "--pids", "100", "--cpus", "0.5", "--disk", "64M", "--ptys", "4", "--net", "outbound", "--net-allow", "10.1.2.3", "--net-allow", "192.168.0.0/16"},
+			want: runtime.Limits{Memory: 1 << 30, Pids: 100, CPUs: 0.5, Disk: 64 << 20, Ptys: 4},
 			net:  runtime.Net{Mode: runtime.NetOutbound, Allow: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("192.168.0.0/16")}},
 		},
 		{
-			name: "environment, flags win", env: map[string]string{"PLAYGROUND_MEMORY": "none", "PLAYGROUND_PIDS": "none", "PLAYGROUND_CPUS": "2", "PLAYGROUND_DISK": "32M", "PLAYGROUND_NET": "outbound", "PLAYGROUND_NET_ALLOW": "10.0.0.0/8,fd00::/8"},
+			name: "environment, flags win", env: map[string]string{"PLAYGROUND_MEMORY": "none", "PLAYGROUND_PIDS": "none", "PLAYGROUND_CPUS": "2", "PLAYGROUND_DISK": "32M", "PLAYGROUND_PTYS": "none", "PLAYGROUND_NET": "outbound", "PLAYGROUND_NET_ALLOW": "10.0.0.0/8,fd00::/8"},
 			args: []string{"--cpus", "1.5"},
-			want: runtime.Limits{Memory: runtime.NoLimit, Pids: runtime.NoLimit, CPUs: 1.5, Disk: 32 << 20},
+			want: runtime.Limits{Memory: runtime.NoLimit, Pids: runtime.NoLimit, CPUs: 1.5, Disk: 32 << 20, Ptys: runtime.NoLimit},
 			net:  runtime.Net{Mode: runtime.NetOutbound, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}},
 		},
 		{name: "--writable-size is --disk", args: []string{"--writable-size", "128M"}, want: runtime.Limits{Memory: 512 << 20, Pids: 256, CPUs: 1, Disk: 128 << 20}, net: runtime.Net{Mode: runtime.NetNone}},
@@ -52,6 +52,8 @@ func TestLimitsFlags(t *testing.T) {
 		{name: "zero disk", args: []string{"--disk", "0"}, error: `invalid value "0" for flag -disk: want a size`},
 		{name: "zero disk in the environment", env: map[string]string{"PLAYGROUND_DISK": "0M"}, error: `PLAYGROUND_DISK="0M": want a size`},
 		{name: "fractional pids", args: []string{"--pids", "2.5"}, error: "--pids 2.5: want a whole number"},
+		{name: "fractional ptys", args: []string{"--ptys", "1.5"}, error: "--ptys 1.5: want a whole number"},
+		{name: "too many ptys", args: []string{"--ptys", "2000000"}, error: "--ptys 2000000: above the kernel's most"},
 		{name: "too many cpus", args: []string{"--cpus", "1000"}, error: "this machine has only"},
 		{name: "bad net", args: []string{"--net", "all"}, error: `--net "all": want none or outbound`},
 		{name: "allow without outbound", args: []string{"--net-allow", "10.0.0.0/8"}, error: "--net-allow needs --net outbound"},

@@ -131,6 +131,7 @@ func (c *Config) appendBinary(b []byte) []byte {
 	b = appendBytes(b, c.Seccomp)
 	b = binary.AppendVarint(b, c.Disk)
 	b = binary.AppendVarint(b, c.DiskInodes)
+	b = appendInt(b, c.Ptys)
 	b = binary.AppendUvarint(b, uint64(len(c.Rlimits)))
 	for _, l := range c.Rlimits {
 		b = appendString(b, l.Name)
@@ -173,6 +174,7 @@ func (c *Config) decodeBinary(r *reader) {
 	c.Seccomp = r.bytes()
 	c.Disk = r.varint()
 	c.DiskInodes = r.varint()
+	c.Ptys = r.int()
 	if n := r.count(); n > 0 {
 		c.Rlimits = make([]Rlimit, n)
 		for i := range c.Rlimits {

@@ -253,6 +253,11 @@ func populateDev(cfg *Config, shm int) error {
 	if cfg.IDRange {
 		ptsOpts += ",gid=5" // tty group, mapped only when a full range is
 	}
+	if cfg.Ptys > 0 {
+		// The kernel's ptys are one pool for the machine: a session may
+		// hold this many of them (Limits.Ptys).
+		ptsOpts += ",max=" + strconv.Itoa(cfg.Ptys)
+	}
 	if err := step("mount devpts", mountOn("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsOpts)); err != nil {
 		return err
 	}

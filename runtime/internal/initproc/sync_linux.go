@@ -39,6 +39,9 @@ type Config struct {
 	// the writable layer, /tmp and /dev/shm in one tmpfs (DiskLayout).
 	Disk       int64 `json:"disk"`
 	DiskInodes int64 `json:"diskInodes"`
+	// Ptys is the max= of the container's /dev/pts (Limits.Ptys), 0 for
+	// none.
+	Ptys int `json:"ptys,omitempty"`
 	// Rlimits are set on init before the program starts, so that every
 	// process of the session has them.
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
