@@ -401,6 +401,26 @@ var attacks = map[string]func(args []string) error{
 			try{"init_module", sysErr(unix.Syscall(unix.SYS_INIT_MODULE, 0, 0, 0))},
 		)
 	},
+	// inotify: take inotify instances until refused, say how many and
+	// why ("held N errno"), and hold them until a line comes on stdin
+	// (TestInotifyExhaustion). Escaped when it got more than its user
+	// namespace's cap.
+	"inotify": func([]string) error {
+		var n int
+		var err error
+		for n < 1000 {
+			if _, err = unix.InotifyInit1(unix.IN_CLOEXEC); err != nil {
+				break
+			}
+			n++
+		}
+		fmt.Printf("held %d %v\n", n, err)
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		if n > sessionInotifyInstances {
+			return escaped("%d inotify instances, above the session's %d", n, sessionInotifyInstances)
+		}
+		return nil
+	},
 	// list-dev: no attempt, an inventory for TestDevNodes: every entry
 	// under /dev, as "dev NAME KIND", where KIND is "char MAJ:MIN", "dir
 	// FSTYPE" or "-> TARGET".

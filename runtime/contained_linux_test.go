@@ -393,6 +393,59 @@ echo "opened $n more"; echo held; wait`
 	}
 }
 
+// TestInotifyExhaustion: the kernel charges a session's inotify instances
+// to its user namespace and to every one above it, up to the server's uid
+// in the host's, which has fs.inotify.max_user_instances (128 by default)
+// for every session and, for a server as root, every root process of the
+// host. A session that takes instances until it is refused gets its
+// user namespace's cap (sessionInotifyInstances) and no more; while it
+// holds them a second session gets as many, and the server's uid still
+// gets one. Before the cap, one session took all the host allowed.
+func TestInotifyExhaustion(t *testing.T) {
+	for _, m := range testModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			rootfs := attackRootfs(t, m)
+			held := func(c *Container, o *output) int {
+				t.Helper()
+				o.waitFor(t, "held ")
+				var n int
+				var why string
+				_, err := fmt.Sscanf(o.String()[strings.Index(o.String(), "held "):], "held %d %s", &n, &why)
+				if err != nil || n > sessionInotifyInstances || why != "too" {
+					t.Errorf("want at most %d instances, then EMFILE (too many open files): %q", sessionInotifyInstances, o.String())
+				}
+				return n
+			}
+			a := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", "inotify"}})
+			ao := readAll(a)
+			first := held(a, ao)
+			b := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", "inotify"}})
+			bo := readAll(b)
+			second := held(b, bo)
+			if second == 0 {
+				t.Errorf("a second session got no inotify instance while the first held %d", first)
+			}
+			fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+			if err != nil {
+				t.Errorf("the server's uid while two sessions hold theirs: %v", err)
+			} else {
+				_ = unix.Close(fd)
+			}
+			t.Logf("held %d and %d (cap %d)", first, second, sessionInotifyInstances)
+			for _, s := range []struct {
+				c *Container
+				o *output
+			}{{a, ao}, {b, bo}} {
+				_, _ = s.c.Write([]byte("\n"))
+				<-s.o.done
+				if st, _ := s.c.Wait(); st.Code != 0 || !strings.Contains(s.o.String(), "refused") {
+					t.Errorf("%v:\n%s", st, s.o.String())
+				}
+			}
+		})
+	}
+}
+
 // cpuSeconds is the CPU time of pid and its descendants (utime and stime).
 func cpuSeconds(pid int) float64 {
 	var ticks uint

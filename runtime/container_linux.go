@@ -349,10 +349,13 @@ func (c *Container) start(spec Spec) error {
 		Disk:       c.limits.Disk,
 		DiskInodes: c.limits.DiskInodes(),
 		Ptys:       max(c.limits.Ptys, 0),
-		Rlimits:    RlimitsFor(c.limits, limCg),
-		Nice:       nice,
-		TimerSlack: programTimerSlack(),
-		NetRules:   rules.wire(),
+
+		InotifyInstances: sessionInotifyInstances,
+		InotifyWatches:   sessionInotifyWatches,
+		Rlimits:          RlimitsFor(c.limits, limCg),
+		Nice:             nice,
+		TimerSlack:       programTimerSlack(),
+		NetRules:         rules.wire(),
 
 		ProgramIsInit: spec.ProgramIsInit,
 		EnterLater:    enterLater,

@@ -73,6 +73,18 @@ const (
 	maxPtys = 1 << 20
 )
 
+// What each session's user namespace may hold of the kernel's inotify
+// counts (user.max_inotify_instances and _watches, set by init). The
+// kernel charges a count at every level up to the host's, so without them
+// one session took the server's uid's whole fs.inotify.max_user_instances
+// (128 by default), every session's and, for a server as root, every root
+// process's on the host. tail -f takes one instance; a file watcher one
+// and a watch per directory.
+const (
+	sessionInotifyInstances = 16
+	sessionInotifyWatches   = 16384
+)
+
 // DefaultLimits are the limits of a session when nothing is configured.
 func DefaultLimits() Limits {
 	return Limits{Memory: DefaultMemory, Pids: DefaultPids, CPUs: DefaultCPUs, Disk: DefaultDisk, NoFile: DefaultNoFile, Ptys: DefaultPtys}

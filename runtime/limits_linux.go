@@ -198,3 +198,43 @@ func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
 	return fmt.Errorf("limits: memory %s: without a cgroup, below the minimum of %s for a container whose init stays, as run's does (RLIMIT_DATA binds the init too, a Go program of about 160 MiB of address space); a server's sessions, whose shell runs in init's place, may have down to %s",
 		FormatSize(l.Memory), FormatSize(residentMinMemory), FormatSize(minMemory))
 }
+
+// SharedPoolNotes says which of the kernel's counts that all sessions
+// draw from together, beyond any one session's limit, sessions sessions at
+// their limits could exhaust here: the machine's ptys (kernel.pty.max less
+// kernel.pty.reserve, shared by every container; Limits.Ptys each) and the
+// inotify instances charged to the server's uid
+// (fs.inotify.max_user_instances; sessionInotifyInstances each). Once
+// either is gone no new session gets its terminal, or no session an
+// inotify instance. Each note says what to raise.
+func SharedPoolNotes(sessions int, l Limits) []string {
+	return sharedPoolNotes(sessions, l, os.Getuid() == 0, func(name string) int {
+		n, err := strconv.Atoi(readString("/proc/sys/" + strings.ReplaceAll(name, ".", "/")))
+		if err != nil {
+			return -1
+		}
+		return n
+	})
+}
+
+// sharedPoolNotes is SharedPoolNotes with the sysctls read by sysctl (-1:
+// unknown).
+func sharedPoolNotes(sessions int, l Limits, root bool, sysctl func(string) int) []string {
+	l = l.WithDefaults()
+	var notes []string
+	if max, reserve := sysctl("kernel.pty.max"), sysctl("kernel.pty.reserve"); l.Ptys > 0 && max >= 0 && reserve >= 0 && sessions*l.Ptys > max-reserve {
+		want := sessions*l.Ptys + reserve
+		notes = append(notes, fmt.Sprintf("ptys: %d sessions with --ptys %d each could hold more than the %d ptys the kernel has for every container on this machine (kernel.pty.max %d less kernel.pty.reserve %d), and then no new session gets its terminal; raise it (sysctl kernel.pty.max=%d) or lower --ptys",
+			sessions, l.Ptys, max-reserve, max, reserve, want))
+	}
+	if n := sysctl("fs.inotify.max_user_instances"); n >= 0 && sessions*sessionInotifyInstances > n {
+		who := "the server's uid"
+		if root {
+			who = "the server's uid, root (shared with every root process of the host)"
+		}
+		want := sessions*sessionInotifyInstances + n
+		notes = append(notes, fmt.Sprintf("inotify: each session may hold %d inotify instances, and the kernel counts every one against %s too, which fs.inotify.max_user_instances allows %d: %d sessions at their limit take them all; for %d sessions raise it (sysctl fs.inotify.max_user_instances=%d)",
+			sessionInotifyInstances, who, n, (n+sessionInotifyInstances-1)/sessionInotifyInstances, sessions, want))
+	}
+	return notes
+}

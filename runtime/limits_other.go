@@ -59,6 +59,9 @@ func RlimitsFor(Limits, bool) []Rlimit { return nil }
 // CheckRlimits fails: limits need Linux.
 func CheckRlimits(Limits) error { return ErrUnsupported }
 
+// SharedPoolNotes has nothing to say: limits need Linux.
+func SharedPoolNotes(int, Limits) []string { return nil }
+
 // CheckNproc fails: limits need Linux.
 func CheckNproc(int, Limits) error { return ErrUnsupported }
 

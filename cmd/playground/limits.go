@@ -156,6 +156,9 @@ func (c *limitsConfig) logModes(h *runtime.Host, sessions int, log zerolog.Logge
 		}
 		ev.Msg(l)
 	}
+	for _, n := range runtime.SharedPoolNotes(sessions, c.limits()) {
+		log.Warn().Msg(n)
+	}
 	if sessions == 0 && os.Getuid() != 0 && c.limits().Pids > 0 {
 		log.Warn().Msg("no --max-sessions: RLIMIT_NPROC of the server's user is not checked against sessions × --pids, so fork bombs in many sessions could stop the server from starting containers")
 	}

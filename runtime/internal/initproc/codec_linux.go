@@ -132,6 +132,8 @@ func (c *Config) appendBinary(b []byte) []byte {
 	b = binary.AppendVarint(b, c.Disk)
 	b = binary.AppendVarint(b, c.DiskInodes)
 	b = appendInt(b, c.Ptys)
+	b = appendInt(b, c.InotifyInstances)
+	b = appendInt(b, c.InotifyWatches)
 	b = binary.AppendUvarint(b, uint64(len(c.Rlimits)))
 	for _, l := range c.Rlimits {
 		b = appendString(b, l.Name)
@@ -175,6 +177,8 @@ func (c *Config) decodeBinary(r *reader) {
 	c.Disk = r.varint()
 	c.DiskInodes = r.varint()
 	c.Ptys = r.int()
+	c.InotifyInstances = r.int()
+	c.InotifyWatches = r.int()
 	if n := r.count(); n > 0 {
 		c.Rlimits = make([]Rlimit, n)
 		for i := range c.Rlimits {

@@ -172,6 +172,9 @@ func mountSystem(cfg *Config, dirs *SessionDirs) error {
 	if err := step("mount proc on /proc", mountOn("proc", "/proc", "proc", noexec, "")); err != nil {
 		return err
 	}
+	if err := limitUserNS(cfg); err != nil {
+		return err
+	}
 	if err := mkdirReal("/dev"); err != nil {
 		return err
 	}
@@ -192,6 +195,35 @@ func mountSystem(cfg *Config, dirs *SessionDirs) error {
 		return err
 	}
 	return mask(dirs.Mask)
+}
+
+// limitUserNS caps the kernel's counts that the container's user
+// namespace is charged, through its own /proc/sys/user (the files of the
+// user namespace of whoever writes them; init is root there, and /proc/sys
+// is made read-only below). The kernel charges each count at every level
+// up to the host's: an inotify instance of a session counts for its user
+// namespace and for the server's uid, whose fs.inotify.max_user_instances
+// (128 by default) all sessions share, and, with a server as root, every
+// root process of the host. Without this cap one session took them all.
+// A kernel without the file is left as it is.
+func limitUserNS(cfg *Config) error {
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"max_inotify_instances", cfg.InotifyInstances}, {"max_inotify_watches", cfg.InotifyWatches}} {
+		if l.v <= 0 {
+			continue
+		}
+		p := "/proc/sys/user/" + l.name
+		err := os.WriteFile(p, []byte(strconv.Itoa(l.v)), 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := step("set "+p, err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mountSys mounts a fresh read-only sysfs, which the kernel allows in a

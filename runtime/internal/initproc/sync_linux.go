@@ -42,6 +42,10 @@ type Config struct {
 	// Ptys is the max= of the container's /dev/pts (Limits.Ptys), 0 for
 	// none.
 	Ptys int `json:"ptys,omitempty"`
+	// InotifyInstances and InotifyWatches cap what the container's user
+	// namespace may hold (its user.max_inotify_*), 0 for the kernel's.
+	InotifyInstances int `json:"inotifyInstances,omitempty"`
+	InotifyWatches   int `json:"inotifyWatches,omitempty"`
 	// Rlimits are set on init before the program starts, so that every
 	// process of the session has them.
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
