@@ -64,6 +64,22 @@ const (
 	sessionsCPUWeight = "200"  // v2
 )
 
+// sessionsPidsMax is the pids.max of the sessions' parent: all sessions
+// together, whatever each one's --pids, leave an eighth of the machine's
+// pids (kernel.pid_max, at least 1024 of them) to the host and the server.
+// Every session at its own limit could otherwise take them all (128
+// sessions of 256 are 32768, the whole of a small machine's pid_max), and
+// the host could then fork nothing. A fork refused there fails as one
+// refused by the session's own limit does, with EAGAIN. "" where pid_max
+// cannot be read: no cap.
+func sessionsPidsMax() string {
+	n, err := strconv.Atoi(readString("/proc/sys/kernel/pid_max"))
+	if err != nil || n <= 0 {
+		return ""
+	}
+	return strconv.Itoa(max(n-max(n/8, 1024), 1))
+}
+
 // cgroupV1Controllers are the v1 hierarchies used, when mounted: memory
 // and pids are required, cpu and freezer are used when there.
 var cgroupV1Controllers = []string{"memory", "pids", "cpu", "freezer"}
@@ -920,6 +936,12 @@ func openCgroupsV2(own []procCgroup, mounts []cgroupMount, name string, noContro
 			return nil, err
 		}
 	}
+	if p := sessionsPidsMax(); p != "" && slices.Contains(ctrls, "pids") {
+		if err := writeCgroupFile(filepath.Join(m.dir, "pids.max"), p); err != nil {
+			_ = rmdirCgroup(m.dir)
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
@@ -1048,6 +1070,12 @@ func openCgroupsV1(own []procCgroup, mounts []cgroupMount, name string) (*Cgroup
 		}
 		if ctrl == "cpu" {
 			if err := writeCgroupFile(filepath.Join(d, "cpu.shares"), sessionsCPUShares); err != nil {
+				_ = m.removeParent()
+				return nil, err
+			}
+		}
+		if p := sessionsPidsMax(); ctrl == "pids" && p != "" {
+			if err := writeCgroupFile(filepath.Join(d, "pids.max"), p); err != nil {
 				_ = m.removeParent()
 				return nil, err
 			}

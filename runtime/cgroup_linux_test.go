@@ -188,6 +188,10 @@ func TestCgroupV1Limits(t *testing.T) {
 		if got := readString(filepath.Join(m.dirs["cpu"], "cpu.shares")); got != "2048" {
 			t.Errorf("parent cpu.shares: got %s, want 2048", got)
 		}
+		// All sessions together leave an eighth of the machine's pids.
+		if got, want := readString(filepath.Join(m.dirs["pids"], "pids.max")), sessionsPidsMax(); got != want || want == "" {
+			t.Errorf("parent pids.max: got %s, want %q (kernel.pid_max %s less an eighth)", got, want, readString("/proc/sys/kernel/pid_max"))
+		}
 	})
 
 	t.Run("memory hog", func(t *testing.T) {
@@ -414,6 +418,9 @@ func TestCgroupV2Limits(t *testing.T) {
 		}
 	}
 	// The sessions' parent, at twice the server's weight.
+	if got, want := readString(filepath.Join(m.dir, "pids.max")), sessionsPidsMax(); got != want || want == "" {
+		t.Errorf("parent pids.max: got %s, want %q", got, want)
+	}
 	if got := readString(filepath.Join(m.dir, "cpu.weight")); got != "200" {
 		t.Errorf("parent cpu.weight: got %s, want 200", got)
 	}

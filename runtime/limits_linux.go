@@ -202,13 +202,16 @@ func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
 // SharedPoolNotes says which of the kernel's counts that all sessions
 // draw from together, beyond any one session's limit, sessions sessions at
 // their limits could exhaust here: the machine's ptys (kernel.pty.max less
-// kernel.pty.reserve, shared by every container; Limits.Ptys each) and the
+// kernel.pty.reserve, shared by every container; Limits.Ptys each), the
 // inotify instances charged to the server's uid
-// (fs.inotify.max_user_instances; sessionInotifyInstances each). Once
-// either is gone no new session gets its terminal, or no session an
-// inotify instance. Each note says what to raise.
-func SharedPoolNotes(sessions int, l Limits) []string {
-	return sharedPoolNotes(sessions, l, os.Getuid() == 0, func(name string) int {
+// (fs.inotify.max_user_instances; sessionInotifyInstances each) and,
+// where no cgroup caps the sessions together (sessionsPidsMax), the
+// machine's pids (kernel.pid_max; Limits.Pids each). Once one is gone no
+// new session gets its terminal, no session an inotify instance, or the
+// host a process. Each note says what to raise.
+func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
+	capped := h.cgroups != nil && h.cgroups.has("pids")
+	return sharedPoolNotes(sessions, l, os.Getuid() == 0, capped, func(name string) int {
 		n, err := strconv.Atoi(readString("/proc/sys/" + strings.ReplaceAll(name, ".", "/")))
 		if err != nil {
 			return -1
@@ -219,13 +222,17 @@ func SharedPoolNotes(sessions int, l Limits) []string {
 
 // sharedPoolNotes is SharedPoolNotes with the sysctls read by sysctl (-1:
 // unknown).
-func sharedPoolNotes(sessions int, l Limits, root bool, sysctl func(string) int) []string {
+func sharedPoolNotes(sessions int, l Limits, root, pidsCapped bool, sysctl func(string) int) []string {
 	l = l.WithDefaults()
 	var notes []string
 	if max, reserve := sysctl("kernel.pty.max"), sysctl("kernel.pty.reserve"); l.Ptys > 0 && max >= 0 && reserve >= 0 && sessions*l.Ptys > max-reserve {
 		want := sessions*l.Ptys + reserve
 		notes = append(notes, fmt.Sprintf("ptys: %d sessions with --ptys %d each could hold more than the %d ptys the kernel has for every container on this machine (kernel.pty.max %d less kernel.pty.reserve %d), and then no new session gets its terminal; raise it (sysctl kernel.pty.max=%d) or lower --ptys",
 			sessions, l.Ptys, max-reserve, max, reserve, want))
+	}
+	if n := sysctl("kernel.pid_max"); !pidsCapped && l.Pids > 0 && n > 0 && sessions*l.Pids > n-max(n/8, 1024) {
+		notes = append(notes, fmt.Sprintf("pids: %d sessions with --pids %d each could take every pid of the machine (kernel.pid_max %d) but what the host keeps, with no cgroup to cap them together; raise it (sysctl kernel.pid_max=%d) or lower --pids",
+			sessions, l.Pids, n, sessions*l.Pids+max(n/8, 1024)))
 	}
 	if n := sysctl("fs.inotify.max_user_instances"); n >= 0 && sessions*sessionInotifyInstances > n {
 		who := "the server's uid"

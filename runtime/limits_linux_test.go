@@ -413,7 +413,7 @@ func TestSessionPolicyIsBatch(t *testing.T) {
 // TestSharedPoolNotes: the start-up notes on the kernel's counts that all
 // sessions share, from the sysctls.
 func TestSharedPoolNotes(t *testing.T) {
-	sysctls := map[string]int{"kernel.pty.max": 4096, "kernel.pty.reserve": 1024, "fs.inotify.max_user_instances": 128}
+	sysctls := map[string]int{"kernel.pty.max": 4096, "kernel.pty.reserve": 1024, "fs.inotify.max_user_instances": 128, "kernel.pid_max": 32768}
 	read := func(name string) int {
 		if v, ok := sysctls[name]; ok {
 			return v
@@ -421,25 +421,30 @@ func TestSharedPoolNotes(t *testing.T) {
 		return -1
 	}
 	for _, tt := range []struct {
-		sessions int
-		l        Limits
-		root     bool
-		want     []string
+		sessions   int
+		l          Limits
+		root       bool
+		pidsCapped bool
+		want       []string
 	}{
 		{sessions: 4, want: nil}, // 64 ptys, 64 instances
-		{sessions: 128, root: true, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid, root (shared with every root process of the host) too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 128 sessions raise it (sysctl fs.inotify.max_user_instances=2176)"}},
-		{sessions: 200, l: Limits{Ptys: 16}, want: []string{
+		{sessions: 128, root: true, pidsCapped: true, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid, root (shared with every root process of the host) too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 128 sessions raise it (sysctl fs.inotify.max_user_instances=2176)"}},
+		{sessions: 200, l: Limits{Ptys: 16}, pidsCapped: true, want: []string{
 			"ptys: 200 sessions with --ptys 16 each could hold more than the 3072 ptys the kernel has for every container on this machine (kernel.pty.max 4096 less kernel.pty.reserve 1024), and then no new session gets its terminal; raise it (sysctl kernel.pty.max=4224) or lower --ptys",
 			"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 200 sessions raise it (sysctl fs.inotify.max_user_instances=3328)",
 		}},
-		{sessions: 200, l: Limits{Ptys: NoLimit}, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 200 sessions raise it (sysctl fs.inotify.max_user_instances=3328)"}},
+		{sessions: 200, l: Limits{Ptys: NoLimit, Pids: 200}, want: []string{
+			"pids: 200 sessions with --pids 200 each could take every pid of the machine (kernel.pid_max 32768) but what the host keeps, with no cgroup to cap them together; raise it (sysctl kernel.pid_max=44096) or lower --pids",
+			"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 200 sessions raise it (sysctl fs.inotify.max_user_instances=3328)",
+		}},
+		{sessions: 100, l: Limits{Pids: 100}, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 100 sessions raise it (sysctl fs.inotify.max_user_instances=1728)"}}, // 10000 pids: room
 	} {
-		if got := sharedPoolNotes(tt.sessions, tt.l, tt.root, read); !slices.Equal(got, tt.want) {
+		if got := sharedPoolNotes(tt.sessions, tt.l, tt.root, tt.pidsCapped, read); !slices.Equal(got, tt.want) {
 			t.Errorf("%d sessions, %+v: -want +got\n%q\n%q", tt.sessions, tt.l, tt.want, got)
 		}
 	}
 	// A machine where the sysctls cannot be read says nothing.
-	if got := sharedPoolNotes(1000, Limits{}, true, func(string) int { return -1 }); got != nil {
+	if got := sharedPoolNotes(1000, Limits{}, true, false, func(string) int { return -1 }); got != nil {
 		t.Errorf("unreadable sysctls: %q", got)
 	}
 }

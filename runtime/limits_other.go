@@ -60,7 +60,7 @@ func RlimitsFor(Limits, bool) []Rlimit { return nil }
 func CheckRlimits(Limits) error { return ErrUnsupported }
 
 // SharedPoolNotes has nothing to say: limits need Linux.
-func SharedPoolNotes(int, Limits) []string { return nil }
+func (h *Host) SharedPoolNotes(int, Limits) []string { return nil }
 
 // CheckNproc fails: limits need Linux.
 func CheckNproc(int, Limits) error { return ErrUnsupported }

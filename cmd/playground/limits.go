@@ -156,7 +156,7 @@ func (c *limitsConfig) logModes(h *runtime.Host, sessions int, log zerolog.Logge
 		}
 		ev.Msg(l)
 	}
-	for _, n := range runtime.SharedPoolNotes(sessions, c.limits()) {
+	for _, n := range h.SharedPoolNotes(sessions, c.limits()) {
 		log.Warn().Msg(n)
 	}
 	if sessions == 0 && os.Getuid() != 0 && c.limits().Pids > 0 {
