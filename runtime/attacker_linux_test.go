@@ -421,6 +421,53 @@ var attacks = map[string]func(args []string) error{
 		}
 		return nil
 	},
+	// tcp-fill N: N TCP connections to itself over the container's
+	// loopback, each sent to until its buffers are full, nothing read;
+	// says how much it queued ("queued BYTES") and holds it until a line
+	// comes on stdin (TestSocketMemory).
+	"tcp-fill": func(args []string) error {
+		n, _ := strconv.Atoi(args[0])
+		ls, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Bind(ls, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+		}
+		if err == nil {
+			err = unix.Listen(ls, 4096)
+		}
+		sa, err2 := unix.Getsockname(ls)
+		if err != nil || err2 != nil {
+			fmt.Println("listen:", err, err2)
+			return nil
+		}
+		buf := make([]byte, 64<<10)
+		var queued int64
+		for i := 0; i < n; i++ {
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err == nil {
+				err = unix.Connect(c, sa)
+			}
+			if err == nil {
+				_, _, err = unix.Accept(ls)
+			}
+			if err == nil {
+				err = unix.SetNonblock(c, true)
+			}
+			if err != nil {
+				fmt.Printf("connection %d: %v\n", i, err)
+				break
+			}
+			for {
+				k, err := unix.Write(c, buf)
+				if err != nil {
+					break // EAGAIN: full, or refused memory
+				}
+				queued += int64(k)
+			}
+		}
+		fmt.Printf("queued %d\n", queued)
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return nil
+	},
 	// list-dev: no attempt, an inventory for TestDevNodes: every entry
 	// under /dev, as "dev NAME KIND", where KIND is "char MAJ:MIN", "dir
 	// FSTYPE" or "-> TARGET".
