@@ -385,7 +385,7 @@ var vmTests = []string{
 	"TestCgroupV2Limits", "TestCgroupV2EnterKillRemove", "TestCgroupLeftoversCleaned", "TestCgroupV2EnterAtClone",
 	"TestForkBomb", "TestMemoryBomb", "TestDiskFill", "TestOutputFlood", "TestCPUSpinners", "TestLimitsVisible",
 	"TestNothingLeftBehindWithLimits", "TestInitUnderTheSmallestLimits", "TestLimitHitWhileStarting",
-	"TestRootStateDirIDMappable",
+	"TestRootStateDirIDMappable", "TestSocketMemory", "TestPtyExhaustion",
 }
 
 func TestCgroupV2Limits(t *testing.T) {

@@ -451,8 +451,9 @@ func TestInotifyExhaustion(t *testing.T) {
 // memory cgroup counts it only with memory.kmem.tcp.limit_in_bytes set
 // (tcpMemoryV1): before that one session of 512 MiB queued 2.3 GB, past
 // the kernel's limit for every socket of the machine (net.ipv4.tcp_mem).
-// v2 counts it in the session's memory (memory.stat's sock). Without a
-// cgroup nothing counts it (README, Limits).
+// v2 counts it in the session's memory: this one ends at its memory limit
+// (in TestCgroupV2Limits's VM). Without a cgroup nothing counts it
+// (README, Limits).
 func TestSocketMemory(t *testing.T) {
 	var modes []hostMode
 	for _, m := range limitModes(t) {
@@ -468,6 +469,25 @@ func TestSocketMemory(t *testing.T) {
 			l := Limits{Memory: 64 << 20}
 			c := startMode(t, m, Spec{Rootfs: attackRootfs(t, m), Limits: l, Args: []string{"/bin/attacker", "tcp-fill", "300"}})
 			o := readAll(c)
+			if m.host.cgroups.version == 2 {
+				// Counted in memory.max: the session ends at its memory
+				// limit, or holds what it queued within it.
+				for !strings.Contains(o.String(), "queued ") {
+					select {
+					case <-o.more:
+						continue
+					case <-o.done:
+					case <-time.After(30 * time.Second):
+						t.Fatalf("no end and no queued after 30 s:\n%s", o.String())
+					}
+					st, _ := c.Wait()
+					if st.Reason != l.MemoryReason() {
+						t.Fatalf("the session ended, %v, not at its memory limit:\n%s", st, o.String())
+					}
+					t.Logf("ended at its memory limit: %v", st)
+					return
+				}
+			}
 			o.waitFor(t, "queued ")
 			var queued int64
 			_, _ = fmt.Sscanf(o.String()[strings.Index(o.String(), "queued "):], "queued %d", &queued)
