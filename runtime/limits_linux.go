@@ -211,14 +211,24 @@ func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
 // host a process. Each note says what to raise.
 func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
 	capped := h.cgroups != nil && h.cgroups.has("pids")
-	return sharedPoolNotes(sessions, l, os.Getuid() == 0, capped, func(name string) int {
+	notes := sharedPoolNotes(sessions, l, os.Getuid() == 0, capped, func(name string) int {
 		n, err := strconv.Atoi(readString("/proc/sys/" + strings.ReplaceAll(name, ".", "/")))
 		if err != nil {
 			return -1
 		}
 		return n
 	})
+	if h.pool == nil && h.subIDs == nil {
+		notes = append(notes, singleIDNote)
+	}
+	return notes
 }
+
+// singleIDNote: the kernel keeps some counts per host uid, whatever the
+// user namespace (epoll watches, pipe buffers, POSIX message queue bytes),
+// and with the single-id map every session's processes are the server's
+// own uid.
+const singleIDNote = "single-id map: every session's processes run as the server's own uid, so the kernel's counts per uid (epoll watches, fs.epoll.max_user_watches; pipe buffers, fs.pipe-user-pages-soft; message queue bytes) are the server's and every session's together, and one session can use up the server's; subordinate ids (/etc/subuid and /etc/subgid, with newuidmap) give each session a uid of its own"
 
 // sharedPoolNotes is SharedPoolNotes with the sysctls read by sysctl (-1:
 // unknown).

@@ -443,6 +443,14 @@ func TestSharedPoolNotes(t *testing.T) {
 			t.Errorf("%d sessions, %+v: -want +got\n%q\n%q", tt.sessions, tt.l, tt.want, got)
 		}
 	}
+	// With the single-id map the sessions share the server's uid, and the
+	// kernel's counts per uid with it.
+	if got := (&Host{}).SharedPoolNotes(1, Limits{}); !slices.Contains(got, singleIDNote) {
+		t.Errorf("single-id host: %q, want the single-id note", got)
+	}
+	if got := (&Host{subIDs: &SubIDs{}}).SharedPoolNotes(1, Limits{}); slices.Contains(got, singleIDNote) {
+		t.Errorf("a host with subordinate ids: %q", got)
+	}
 	// A machine where the sysctls cannot be read says nothing.
 	if got := sharedPoolNotes(1000, Limits{}, true, false, func(string) int { return -1 }); got != nil {
 		t.Errorf("unreadable sysctls: %q", got)
