@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -243,6 +244,16 @@ func sharedPoolNotes(sessions int, l Limits, root, pidsCapped bool, sysctl func(
 	if n := sysctl("kernel.pid_max"); !pidsCapped && l.Pids > 0 && n > 0 && sessions*l.Pids > n-max(n/8, 1024) {
 		notes = append(notes, fmt.Sprintf("pids: %d sessions with --pids %d each could take every pid of the machine (kernel.pid_max %d) but what the host keeps, with no cgroup to cap them together; raise it (sysctl kernel.pid_max=%d) or lower --pids",
 			sessions, l.Pids, n, sessions*l.Pids+max(n/8, 1024)))
+	}
+	// Open files: each process of a session may hold NoFile, and the
+	// kernel counts every open file of the machine against fs.file-max
+	// (struct files are small: 100,000 of them took a session's memory
+	// cgroup a few tens of MB here). Beyond it every process without
+	// CAP_SYS_ADMIN, an ordinary user's server included, gets ENFILE.
+	// systemd sets it to the most there is (then no note).
+	if n := sysctl("fs.file-max"); l.Pids > 0 && n > 0 && int64(sessions)*int64(l.Pids)*int64(l.NoFile) > int64(n) {
+		notes = append(notes, fmt.Sprintf("files: %d sessions of %d processes with %d open files each could open more than the %d files the kernel allows the whole machine (fs.file-max), and then no process without CAP_SYS_ADMIN opens one (ENFILE), the server's accepts included; raise it (sysctl fs.file-max=%d, which systemd sets by default)",
+			sessions, l.Pids, l.NoFile, n, int64(math.MaxInt64)))
 	}
 	if n := sysctl("fs.inotify.max_user_instances"); n >= 0 && sessions*sessionInotifyInstances > n {
 		who := "the server's uid"

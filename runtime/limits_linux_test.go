@@ -443,6 +443,16 @@ func TestSharedPoolNotes(t *testing.T) {
 			t.Errorf("%d sessions, %+v: -want +got\n%q\n%q", tt.sessions, tt.l, tt.want, got)
 		}
 	}
+	// Open files: 2 sessions of 256 processes with 4096 files each fit
+	// this machine's fs.file-max, 3 do not.
+	sysctls["fs.file-max"] = 2466286
+	if got := sharedPoolNotes(2, Limits{}, false, true, read); len(got) != 0 {
+		t.Errorf("2 sessions' files: %q", got)
+	}
+	want := "files: 3 sessions of 256 processes with 4096 open files each could open more than the 2466286 files the kernel allows the whole machine (fs.file-max), and then no process without CAP_SYS_ADMIN opens one (ENFILE), the server's accepts included; raise it (sysctl fs.file-max=9223372036854775807, which systemd sets by default)"
+	if got := sharedPoolNotes(3, Limits{}, false, true, read); !slices.Equal(got, []string{want}) {
+		t.Errorf("3 sessions' files: -want +got\n%q\n%q", want, got)
+	}
 	// With the single-id map the sessions share the server's uid, and the
 	// kernel's counts per uid with it.
 	if got := (&Host{}).SharedPoolNotes(1, Limits{}); !slices.Contains(got, singleIDNote) {
