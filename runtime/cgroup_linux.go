@@ -73,11 +73,25 @@ const (
 // refused by the session's own limit does, with EAGAIN. "" where pid_max
 // cannot be read: no cap.
 func sessionsPidsMax() string {
-	n, err := strconv.Atoi(readString("/proc/sys/kernel/pid_max"))
-	if err != nil || n <= 0 {
+	n := sysctlInt("kernel.pid_max")
+	if n <= 0 {
 		return ""
 	}
-	return strconv.Itoa(max(n-max(n/8, 1024), 1))
+	return strconv.Itoa(max(n-hostPids(n), 1))
+}
+
+// hostPids is what of pidMax pids the sessions together leave to the host
+// and the server: an eighth, at least 1024.
+func hostPids(pidMax int) int { return max(pidMax/8, 1024) }
+
+// sysctlInt is the sysctl name's integer value ("kernel.pid_max"), -1
+// where it cannot be read.
+func sysctlInt(name string) int {
+	n, err := strconv.Atoi(readString("/proc/sys/" + strings.ReplaceAll(name, ".", "/")))
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // cgroupV1Controllers are the v1 hierarchies used, when mounted: memory

@@ -212,13 +212,7 @@ func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
 // host a process. Each note says what to raise.
 func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
 	capped := h.cgroups != nil && h.cgroups.has("pids")
-	notes := sharedPoolNotes(sessions, l, os.Getuid() == 0, capped, func(name string) int {
-		n, err := strconv.Atoi(readString("/proc/sys/" + strings.ReplaceAll(name, ".", "/")))
-		if err != nil {
-			return -1
-		}
-		return n
-	})
+	notes := sharedPoolNotes(sessions, l, os.Getuid() == 0, capped, sysctlInt)
 	if h.pool == nil && h.subIDs == nil {
 		notes = append(notes, singleIDNote)
 	}
@@ -236,14 +230,14 @@ const singleIDNote = "single-id map: every session's processes run as the server
 func sharedPoolNotes(sessions int, l Limits, root, pidsCapped bool, sysctl func(string) int) []string {
 	l = l.WithDefaults()
 	var notes []string
-	if max, reserve := sysctl("kernel.pty.max"), sysctl("kernel.pty.reserve"); l.Ptys > 0 && max >= 0 && reserve >= 0 && sessions*l.Ptys > max-reserve {
+	if ptyMax, reserve := sysctl("kernel.pty.max"), sysctl("kernel.pty.reserve"); l.Ptys > 0 && ptyMax >= 0 && reserve >= 0 && sessions*l.Ptys > ptyMax-reserve {
 		want := sessions*l.Ptys + reserve
 		notes = append(notes, fmt.Sprintf("ptys: %d sessions with --ptys %d each could hold more than the %d ptys the kernel has for every container on this machine (kernel.pty.max %d less kernel.pty.reserve %d), and then no new session gets its terminal; raise it (sysctl kernel.pty.max=%d) or lower --ptys",
-			sessions, l.Ptys, max-reserve, max, reserve, want))
+			sessions, l.Ptys, ptyMax-reserve, ptyMax, reserve, want))
 	}
-	if n := sysctl("kernel.pid_max"); !pidsCapped && l.Pids > 0 && n > 0 && sessions*l.Pids > n-max(n/8, 1024) {
+	if n := sysctl("kernel.pid_max"); !pidsCapped && l.Pids > 0 && n > 0 && sessions*l.Pids > n-hostPids(n) {
 		notes = append(notes, fmt.Sprintf("pids: %d sessions with --pids %d each could take every pid of the machine (kernel.pid_max %d) but what the host keeps, with no cgroup to cap them together; raise it (sysctl kernel.pid_max=%d) or lower --pids",
-			sessions, l.Pids, n, sessions*l.Pids+max(n/8, 1024)))
+			sessions, l.Pids, n, sessions*l.Pids+hostPids(n)))
 	}
 	// Open files: each process of a session may hold NoFile, and the
 	// kernel counts every open file of the machine against fs.file-max
