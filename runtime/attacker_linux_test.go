@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -419,6 +420,103 @@ var attacks = map[string]func(args []string) error{
 		if n > sessionInotifyInstances {
 			return escaped("%d inotify instances, above the session's %d", n, sessionInotifyInstances)
 		}
+		return nil
+	},
+	// inotify-uids K: inotify instances taken as each of the session's
+	// user ids 0 to K-1 in turn (the kernel caps them per user id of the
+	// session's namespace, and charges them all to the namespace's owner
+	// too), until refused; says how many in all ("held N errno") and
+	// holds them until a line comes on stdin (TestSharedCountsPerSession).
+	"inotify-uids": func(args []string) error {
+		k, _ := strconv.Atoi(args[0])
+		var n int
+		var err error
+		for uid := 0; uid < k; uid++ {
+			if e := syscall.Setresuid(-1, uid, -1); e != nil {
+				fmt.Printf("seteuid %d: %v\n", uid, e)
+				break
+			}
+			for n < 100000 {
+				if _, err = unix.InotifyInit1(unix.IN_CLOEXEC); err != nil {
+					break
+				}
+				n++
+			}
+			_ = syscall.Setresuid(-1, 0, -1)
+		}
+		fmt.Printf("held %d %v\n", n, err)
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return nil
+	},
+	// sigqueue-uids K: real-time signals queued to this thread, which
+	// blocks them, as each of the session's user ids 0 to K-1 in turn,
+	// until refused (RLIMIT_SIGPENDING, charged to the user namespace's
+	// owner too); says how many ("held N errno") and holds them until a
+	// line comes on stdin.
+	"sigqueue-uids": func(args []string) error {
+		k, _ := strconv.Atoi(args[0])
+		goruntime.LockOSThread()
+		sig := 40 // SIGRTMIN+6: not one the Go runtime or a libc uses
+		var set unix.Sigset_t
+		set.Val[(sig-1)/64] |= 1 << ((sig - 1) % 64)
+		if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+			fmt.Println("block:", err)
+			return nil
+		}
+		pid, tid := unix.Getpid(), unix.Gettid()
+		var n int
+		var err error
+		for uid := 0; uid < k; uid++ {
+			// This thread alone: a queued signal is charged to the real
+			// uid of the thread it waits on, this one.
+			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), 0); e != 0 {
+				fmt.Printf("setuid %d: %v\n", uid, e)
+				break
+			}
+			for n < 1000000 {
+				info := [32]uint32{uint32(sig), 0, ^uint32(0)} // si_signo, si_errno, si_code SI_QUEUE (-1)
+				if _, _, e := unix.RawSyscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(pid), uintptr(tid), uintptr(sig), uintptr(unsafe.Pointer(&info)), 0, 0); e != 0 {
+					err = e
+					break
+				}
+				n++
+			}
+			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); e != 0 {
+				fmt.Printf("back to 0: %v\n", e)
+				break
+			}
+		}
+		fmt.Printf("held %d %v\n", n, err)
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return nil
+	},
+	// mqueue-uids K: POSIX message queues of the kernel's default size
+	// made as each of the session's user ids 0 to K-1 in turn, until
+	// refused (RLIMIT_MSGQUEUE, charged to the user namespace's owner
+	// too); says how many ("held N errno") and holds them until a line
+	// comes on stdin.
+	"mqueue-uids": func(args []string) error {
+		k, _ := strconv.Atoi(args[0])
+		var n int
+		var err error
+		for uid := 0; uid < k; uid++ {
+			if e := syscall.Setresuid(uid, uid, 0); e != nil {
+				fmt.Printf("setuid %d: %v\n", uid, e)
+				break
+			}
+			for n < 100000 {
+				name, _ := unix.BytePtrFromString(fmt.Sprintf("q%d", n))
+				attr := [8]int64{0, 10, 8192, 0} // mq_flags, mq_maxmsg, mq_msgsize, mq_curmsgs
+				if _, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600, uintptr(unsafe.Pointer(&attr)), 0, 0); e != 0 {
+					err = e
+					break
+				}
+				n++
+			}
+			_ = syscall.Setresuid(0, 0, 0)
+		}
+		fmt.Printf("held %d %v\n", n, err)
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil
 	},
 	// tcp-fill N: N TCP connections to itself over the container's

@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/guntainer/playground/internal/testenv"
 	"github.com/prometheus/procfs"
@@ -448,6 +450,186 @@ func TestInotifyExhaustion(t *testing.T) {
 	}
 }
 
+// TestSharedCountsPerSession: counts the kernel keeps per user, which it
+// charges at every user-namespace level up to the host's: to the user id
+// inside the session, and to the namespace's owner, the user that made
+// it. Until 2026-12-04 every session's namespace was the server's uid's,
+// and a session inherited the server's RLIMIT_SIGPENDING and
+// RLIMIT_MSGQUEUE: one session queued 96,369 real-time signals (this
+// machine's limit) or 800 KB of message queues, and then no other session
+// and no process of the server's uid (root: of the host) could queue one;
+// switching among its user ids, one session took the 128 inotify instances
+// of the server's uid the per-namespace cap of 16 was to keep it from. Now
+// init sets RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE per user id of the
+// session, and a server as root makes each session's namespace as the
+// session's own host uid (spawnOwner), so that the counts of all its user
+// ids add up there, apart from the other sessions' and the host's.
+//
+// The attacker takes what it can, as several of its user ids in turn where
+// the server is root; a second session then still gets its own share, and
+// so does the server's uid. As an ordinary user the namespace's owner can
+// only be the server's uid: the attacker stays at one user id there (what
+// several get is the start-up note's, README's Limits).
+func TestSharedCountsPerSession(t *testing.T) {
+	type count struct {
+		attack string
+		share  int          // what the second session must get
+		server func() error // the server's uid takes one
+	}
+	counts := []count{
+		{"inotify-uids", sessionInotifyInstances, func() error {
+			fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+			if err == nil {
+				_ = unix.Close(fd)
+			}
+			return err
+		}},
+		{"sigqueue-uids", sessionSigPending, queueSignalToSelf},
+		{"mqueue-uids", 1, openMessageQueue},
+	}
+	for _, m := range testModes(t) {
+		for _, ct := range counts {
+			t.Run(m.name+"/"+ct.attack, func(t *testing.T) {
+				// As root, as many user ids as it takes to pass the kernel's
+				// limit per user (fs.inotify.max_user_instances 128 at 16
+				// each here) had the owner stayed root.
+				hop := "10"
+				if os.Getuid() != 0 {
+					hop = "1"
+				}
+				rootfs := attackRootfs(t, m)
+				held := func(o *output) int {
+					t.Helper()
+					o.waitFor(t, "held ")
+					var n int
+					_, err := fmt.Sscanf(o.String()[strings.Index(o.String(), "held "):], "held %d", &n)
+					if err != nil {
+						t.Fatalf("%v: %q", err, o.String())
+					}
+					return n
+				}
+				a := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", ct.attack, hop}})
+				ao := readAll(a)
+				first := held(ao)
+				b := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", ct.attack, "1"}})
+				bo := readAll(b)
+				second := held(bo)
+				if os.Getuid() == 0 {
+					// The session's namespace is its own host uid's.
+					for _, c := range []*Container{a, b} {
+						if owner, root := userNSOwner(t, c.Pid()); owner != root {
+							t.Errorf("session's user namespace owned by host uid %d, not by its root's, %d", owner, root)
+						}
+					}
+				}
+				if second < ct.share {
+					t.Errorf("a second session got %d, not its %d, while the first held %d:\n%s", second, ct.share, first, bo.String())
+				}
+				if err := ct.server(); err != nil {
+					t.Errorf("the server's uid, while two sessions hold %d and %d: %v", first, second, err)
+				}
+				t.Logf("held %d as %s user ids, and %d", first, hop, second)
+				for _, s := range []struct {
+					c *Container
+					o *output
+				}{{a, ao}, {b, bo}} {
+					_, _ = s.c.Write([]byte("\n"))
+					<-s.o.done
+					if st, _ := s.c.Wait(); st.Code != 0 {
+						t.Errorf("%v:\n%s", st, s.o.String())
+					}
+				}
+			})
+		}
+	}
+}
+
+// userNSOwner returns the owner of pid's user namespace and the host uid
+// of its root.
+func userNSOwner(t *testing.T, pid int) (owner, root int) {
+	t.Helper()
+	owner, err := userNSOwnerUID(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inside, host, size int
+	if _, err := fmt.Sscan(string(b), &inside, &host, &size); err != nil || inside != 0 {
+		t.Fatalf("uid_map %q: %v", b, err)
+	}
+	return owner, host
+}
+
+// userNSOwnerUID is the uid that owns pid's user namespace.
+func userNSOwnerUID(pid int) (int, error) {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/user", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var uid uint32
+	const nsGetOwnerUID = 0xb704 // _IO(0xb7, 0x4)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), nsGetOwnerUID, uintptr(unsafe.Pointer(&uid))); e != 0 {
+		return 0, fmt.Errorf("NS_GET_OWNER_UID: %w", e)
+	}
+	return int(uid), nil
+}
+
+// procUID is pid's real uid, from /proc/PID/status.
+func procUID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "Uid:"); ok {
+			return strconv.Atoi(strings.Fields(rest)[0])
+		}
+	}
+	return 0, fmt.Errorf("no Uid in /proc/%d/status", pid)
+}
+
+// queueSignalToSelf queues a real-time signal to a thread of this process
+// that blocks it, and takes it back: what RLIMIT_SIGPENDING counts.
+func queueSignalToSelf() error {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	const sig = 40
+	var set, old unix.Sigset_t
+	set.Val[(sig-1)/64] |= 1 << ((sig - 1) % 64)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old); err != nil {
+		return err
+	}
+	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	info := [32]uint32{sig, 0, ^uint32(0)} // SI_QUEUE
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(unix.Getpid()), uintptr(unix.Gettid()), sig, uintptr(unsafe.Pointer(&info)), 0, 0); e != 0 {
+		return fmt.Errorf("rt_tgsigqueueinfo: %w", e)
+	}
+	var ts unix.Timespec
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGTIMEDWAIT, uintptr(unsafe.Pointer(&set)), 0, uintptr(unsafe.Pointer(&ts)), 8, 0, 0); e != 0 {
+		return fmt.Errorf("rt_sigtimedwait: %w", e)
+	}
+	return nil
+}
+
+// openMessageQueue makes a POSIX message queue of the kernel's default
+// size in this process's IPC namespace, and removes it: what
+// RLIMIT_MSGQUEUE counts.
+func openMessageQueue() error {
+	name, _ := unix.BytePtrFromString(fmt.Sprintf("playground-test-%d", os.Getpid()))
+	attr := [8]int64{0, 10, 8192, 0}
+	fd, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600, uintptr(unsafe.Pointer(&attr)), 0, 0)
+	if e != 0 {
+		return fmt.Errorf("mq_open: %w", e)
+	}
+	_ = unix.Close(int(fd))
+	_, _, _ = unix.Syscall(unix.SYS_MQ_UNLINK, uintptr(unsafe.Pointer(name)), 0, 0)
+	return nil
+}
+
 // TestSocketMemory: a session that queues data to itself over TCP on its
 // loopback, reading none, holds kernel memory in socket buffers. A v1
 // memory cgroup counts it only with memory.kmem.tcp.limit_in_bytes set
@@ -551,6 +733,8 @@ func TestLimitsVisible(t *testing.T) {
 			got, want := map[string]string{}, map[string]string{
 				"Max core file size": "0 0", "Max open files": "1000 1000", "Max file size": "33554432 33554432",
 				"Max realtime priority": "0 0", "Max nice priority": "0 0",
+				"Max pending signals": fmt.Sprintf("%d %d", sessionSigPending, sessionSigPending),
+				"Max msgqueue size":   fmt.Sprintf("%d %d", sessionMsgQueue, sessionMsgQueue),
 			}
 			if !m.cgroups() {
 				// With a cgroup these are its (below), and the

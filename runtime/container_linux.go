@@ -262,7 +262,11 @@ func (c *Container) start(spec Spec) error {
 		ExtraFiles:  []*os.File{childEnd},
 		SysProcAttr: attr,
 	}
-	err = withBlockingSlot(func() error { return execInit(c.cmd, !h.opts.NoSpawner) })
+	owner, ownerGID := 0, 0
+	if plan.slot != nil {
+		owner, ownerGID = plan.hostUID, plan.hostGID // root: the session's own (spawnOwner)
+	}
+	err = withBlockingSlot(func() error { return execInit(c.cmd, !h.opts.NoSpawner, owner) })
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if cgfd >= 0 {
 		_ = unix.Close(cgfd) // used by the clone, or not at all
@@ -317,7 +321,7 @@ func (c *Container) start(spec Spec) error {
 	resolvConf := h.resolvConf
 	var rules NetRules
 	if spec.Net.Mode == NetOutbound {
-		if c.net, err = StartNetHelper(NetHelperOptions{Kind: h.netKind, Path: h.netPath, Pid: pid, Cgroup: c.cg}); err != nil {
+		if c.net, err = StartNetHelper(NetHelperOptions{Kind: h.netKind, Path: h.netPath, Pid: pid, Cgroup: c.cg, OwnerUID: owner, OwnerGID: ownerGID}); err != nil {
 			return err
 		}
 		resolvConf = c.net.ResolvConf()

@@ -85,6 +85,18 @@ const (
 	sessionInotifyWatches   = 16384
 )
 
+// What each user id of a session may hold of the counts the kernel keeps
+// per user and charges up to the server's uid too (TestSharedCountsPerSession):
+// real-time signals queued (RLIMIT_SIGPENDING; the kernel's default is
+// about one per two possible threads, 96,369 here, which one session took
+// whole) and POSIX message queue bytes (RLIMIT_MSGQUEUE; a queue of the
+// kernel's default size, 10 messages of 8 KiB, takes about 82 KB, and the
+// kernel's default limit, 800 KiB, was one session's).
+const (
+	sessionSigPending = 1024
+	sessionMsgQueue   = 256 << 10
+)
+
 // DefaultLimits are the limits of a session when nothing is configured.
 func DefaultLimits() Limits {
 	return Limits{Memory: DefaultMemory, Pids: DefaultPids, CPUs: DefaultCPUs, Disk: DefaultDisk, NoFile: DefaultNoFile, Ptys: DefaultPtys}

@@ -16,8 +16,8 @@ import (
 // RlimitsFor is what init sets for l. Always: no core dumps (they would
 // land in the session's small disk, or worse, be piped to the host's
 // core_pattern helper), NOFILE, FSIZE at Disk (no single file larger than
-// the whole disk), no real-time priority, and no raising of the nice
-// value. Without a cgroup that bounds the session's memory and processes
+// the whole disk), no real-time priority, no raising of the nice value,
+// and SIGPENDING and MSGQUEUE at a session's share (sessionSigPending). Without a cgroup that bounds the session's memory and processes
 // (cgroup false) also NPROC at Pids and DATA at Memory: per process, so a
 // session of N processes may hold N times as much; DATA rather than AS,
 // since AS counts reservations that are never touched and breaks Go, Java
@@ -44,6 +44,11 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 		// 0 allows no lowering at all (a session at SessionNice stays
 		// there), and is what most hosts give anyway.
 		{Name: "nice", Cur: 0, Max: 0},
+		// Counted per user id of the session, and charged to its user
+		// namespace's owner too: see sessionSigPending. Not set by the
+		// flags; below the server's own hard limit, that is what init gets.
+		{Name: "sigpending", Cur: sessionSigPending, Max: sessionSigPending},
+		{Name: "msgqueue", Cur: sessionMsgQueue, Max: sessionMsgQueue},
 	}
 	if !cgroup && l.Pids > 0 {
 		rl = append(rl, Rlimit{Name: "nproc", Cur: uint64(l.Pids), Max: uint64(l.Pids)})
@@ -60,6 +65,9 @@ func RlimitsFor(l Limits, cgroup bool) []Rlimit {
 func CheckRlimits(l Limits) error {
 	var errs []error
 	for _, r := range RlimitsFor(l, false) {
+		if r.Name == "sigpending" || r.Name == "msgqueue" {
+			continue // no flag sets them: init takes the server's hard limit if lower
+		}
 		var cur unix.Rlimit
 		if err := unix.Getrlimit(initproc.RlimitResources[r.Name], &cur); err != nil {
 			return err
@@ -204,20 +212,48 @@ func checkResidentMemory(l Limits, cgroup, programIsInit bool) error {
 // draw from together, beyond any one session's limit, sessions sessions at
 // their limits could exhaust here: the machine's ptys (kernel.pty.max less
 // kernel.pty.reserve, shared by every container; Limits.Ptys each), the
-// inotify instances charged to the server's uid
-// (fs.inotify.max_user_instances; sessionInotifyInstances each) and,
+// counts the kernel keeps per user and charges to the owner of a
+// session's user namespace (inotify instances, queued signals, message
+// queue bytes: see spawnOwner) where that is the server's uid and,
 // where no cgroup caps the sessions together (sessionsPidsMax), the
 // machine's pids (kernel.pid_max; Limits.Pids each). Once one is gone no
 // new session gets its terminal, no session an inotify instance, or the
 // host a process. Each note says what to raise.
 func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
 	capped := h.cgroups != nil && h.cgroups.has("pids")
-	notes := sharedPoolNotes(sessions, l, os.Getuid() == 0, capped, sysctlInt)
-	if h.pool == nil && h.subIDs == nil {
+	owner := ownerSingleID
+	switch {
+	case h.pool != nil:
+		owner = ownerSession
+	case h.subIDs != nil:
+		owner = ownerServerSubIDs
+	}
+	notes := sharedPoolNotes(sessions, l, owner, capped, sysctlInt)
+	if owner == ownerSingleID {
 		notes = append(notes, singleIDNote)
 	}
 	return notes
 }
+
+// nsOwner is who owns the sessions' user namespaces, to whom the kernel
+// charges their counts per user (spawnOwner).
+type nsOwner int
+
+const (
+	// ownerSession: each session's own host uid (a server as root).
+	ownerSession nsOwner = iota
+	// ownerServerSubIDs: the server's uid, and each session has 65536
+	// user ids of its own (subordinate ids), each counted apart below it.
+	ownerServerSubIDs
+	// ownerSingleID: the server's uid, and each session has one user id.
+	ownerSingleID
+)
+
+// subIDsOwnerNote: with subordinate ids as an ordinary user, a session
+// that switches among its user ids has a per-user limit for each, and the
+// server's uid, the namespaces' owner, is charged them all
+// (TestSharedCountsPerSession).
+const subIDsOwnerNote = "subordinate ids: every session's user namespace is the server's uid's (only root makes one as another uid), and the kernel charges that uid what each user id of every session holds of its counts per user; a session that switches among its user ids (su, setpriv) can take all the server's uid has of inotify instances (fs.inotify.max_user_instances), queued signals (ulimit -i) and message queue bytes (ulimit -q), and then no other session gets one (the server itself uses none); a server as root makes each session's namespace as the session's own uid"
 
 // singleIDNote: the kernel keeps some counts per host uid, whatever the
 // user namespace (epoll watches, pipe buffers, POSIX message queue bytes),
@@ -227,7 +263,7 @@ const singleIDNote = "single-id map: every session's processes run as the server
 
 // sharedPoolNotes is SharedPoolNotes with the sysctls read by sysctl (-1:
 // unknown).
-func sharedPoolNotes(sessions int, l Limits, root, pidsCapped bool, sysctl func(string) int) []string {
+func sharedPoolNotes(sessions int, l Limits, owner nsOwner, pidsCapped bool, sysctl func(string) int) []string {
 	l = l.WithDefaults()
 	var notes []string
 	if ptyMax, reserve := sysctl("kernel.pty.max"), sysctl("kernel.pty.reserve"); l.Ptys > 0 && ptyMax >= 0 && reserve >= 0 && sessions*l.Ptys > ptyMax-reserve {
@@ -249,14 +285,13 @@ func sharedPoolNotes(sessions int, l Limits, root, pidsCapped bool, sysctl func(
 		notes = append(notes, fmt.Sprintf("files: %d sessions of %d processes with %d open files each could open more than the %d files the kernel allows the whole machine (fs.file-max), and then no process without CAP_SYS_ADMIN opens one (ENFILE), the server's accepts included; raise it (sysctl fs.file-max=%d, which systemd sets by default)",
 			sessions, l.Pids, l.NoFile, n, int64(math.MaxInt64)))
 	}
-	if n := sysctl("fs.inotify.max_user_instances"); n >= 0 && sessions*sessionInotifyInstances > n {
-		who := "the server's uid"
-		if root {
-			who = "the server's uid, root (shared with every root process of the host)"
-		}
+	switch n := sysctl("fs.inotify.max_user_instances"); {
+	case owner == ownerServerSubIDs:
+		notes = append(notes, subIDsOwnerNote)
+	case owner == ownerSingleID && n >= 0 && sessions*sessionInotifyInstances > n:
 		want := sessions*sessionInotifyInstances + n
-		notes = append(notes, fmt.Sprintf("inotify: each session may hold %d inotify instances, and the kernel counts every one against %s too, which fs.inotify.max_user_instances allows %d: %d sessions at their limit take them all; for %d sessions raise it (sysctl fs.inotify.max_user_instances=%d)",
-			sessionInotifyInstances, who, n, (n+sessionInotifyInstances-1)/sessionInotifyInstances, sessions, want))
+		notes = append(notes, fmt.Sprintf("inotify: each session may hold %d inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows %d: %d sessions at their limit take them all; for %d sessions raise it (sysctl fs.inotify.max_user_instances=%d)",
+			sessionInotifyInstances, n, (n+sessionInotifyInstances-1)/sessionInotifyInstances, sessions, want))
 	}
 	return notes
 }

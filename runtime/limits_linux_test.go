@@ -58,6 +58,8 @@ func TestRlimitsInsideTheContainer(t *testing.T) {
 		"Max data size":         "536870912 536870912",
 		"Max nice priority":     "0 0",
 		"Max realtime priority": "0 0",
+		"Max pending signals":   fmt.Sprintf("%d %d", sessionSigPending, sessionSigPending),
+		"Max msgqueue size":     fmt.Sprintf("%d %d", sessionMsgQueue, sessionMsgQueue),
 	}
 	for _, line := range strings.Split(limits, "\n") {
 		for name, w := range want {
@@ -423,34 +425,38 @@ func TestSharedPoolNotes(t *testing.T) {
 	for _, tt := range []struct {
 		sessions   int
 		l          Limits
-		root       bool
+		owner      nsOwner
 		pidsCapped bool
 		want       []string
 	}{
-		{sessions: 4, want: nil}, // 64 ptys, 64 instances
-		{sessions: 128, root: true, pidsCapped: true, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid, root (shared with every root process of the host) too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 128 sessions raise it (sysctl fs.inotify.max_user_instances=2176)"}},
-		{sessions: 200, l: Limits{Ptys: 16}, pidsCapped: true, want: []string{
+		{sessions: 4, owner: ownerSingleID, want: nil}, // 64 ptys, 64 instances
+		// As root each session's namespace is its own uid's: no shared
+		// inotify instances however many sessions.
+		{sessions: 128, owner: ownerSession, pidsCapped: true, want: nil},
+		// Subordinate ids: one session may take them all.
+		{sessions: 1, owner: ownerServerSubIDs, pidsCapped: true, want: []string{subIDsOwnerNote}},
+		{sessions: 200, l: Limits{Ptys: 16}, owner: ownerSingleID, pidsCapped: true, want: []string{
 			"ptys: 200 sessions with --ptys 16 each could hold more than the 3072 ptys the kernel has for every container on this machine (kernel.pty.max 4096 less kernel.pty.reserve 1024), and then no new session gets its terminal; raise it (sysctl kernel.pty.max=4224) or lower --ptys",
 			"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 200 sessions raise it (sysctl fs.inotify.max_user_instances=3328)",
 		}},
-		{sessions: 200, l: Limits{Ptys: NoLimit, Pids: 200}, want: []string{
+		{sessions: 200, l: Limits{Ptys: NoLimit, Pids: 200}, owner: ownerSingleID, want: []string{
 			"pids: 200 sessions with --pids 200 each could take every pid of the machine (kernel.pid_max 32768) but what the host keeps, with no cgroup to cap them together; raise it (sysctl kernel.pid_max=44096) or lower --pids",
 			"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 200 sessions raise it (sysctl fs.inotify.max_user_instances=3328)",
 		}},
-		{sessions: 100, l: Limits{Pids: 100}, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 100 sessions raise it (sysctl fs.inotify.max_user_instances=1728)"}}, // 10000 pids: room
+		{sessions: 100, l: Limits{Pids: 100}, owner: ownerSingleID, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 100 sessions raise it (sysctl fs.inotify.max_user_instances=1728)"}}, // 10000 pids: room
 	} {
-		if got := sharedPoolNotes(tt.sessions, tt.l, tt.root, tt.pidsCapped, read); !slices.Equal(got, tt.want) {
+		if got := sharedPoolNotes(tt.sessions, tt.l, tt.owner, tt.pidsCapped, read); !slices.Equal(got, tt.want) {
 			t.Errorf("%d sessions, %+v: -want +got\n%q\n%q", tt.sessions, tt.l, tt.want, got)
 		}
 	}
 	// Open files: 2 sessions of 256 processes with 4096 files each fit
 	// this machine's fs.file-max, 3 do not.
 	sysctls["fs.file-max"] = 2466286
-	if got := sharedPoolNotes(2, Limits{}, false, true, read); len(got) != 0 {
+	if got := sharedPoolNotes(2, Limits{}, ownerSession, true, read); len(got) != 0 {
 		t.Errorf("2 sessions' files: %q", got)
 	}
 	want := "files: 3 sessions of 256 processes with 4096 open files each could open more than the 2466286 files the kernel allows the whole machine (fs.file-max), and then no process without CAP_SYS_ADMIN opens one (ENFILE), the server's accepts included; raise it (sysctl fs.file-max=9223372036854775807, which systemd sets by default)"
-	if got := sharedPoolNotes(3, Limits{}, false, true, read); !slices.Equal(got, []string{want}) {
+	if got := sharedPoolNotes(3, Limits{}, ownerSession, true, read); !slices.Equal(got, []string{want}) {
 		t.Errorf("3 sessions' files: -want +got\n%q\n%q", want, got)
 	}
 	// With the single-id map the sessions share the server's uid, and the
@@ -458,11 +464,11 @@ func TestSharedPoolNotes(t *testing.T) {
 	if got := (&Host{}).SharedPoolNotes(1, Limits{}); !slices.Contains(got, singleIDNote) {
 		t.Errorf("single-id host: %q, want the single-id note", got)
 	}
-	if got := (&Host{subIDs: &SubIDs{}}).SharedPoolNotes(1, Limits{}); slices.Contains(got, singleIDNote) {
+	if got := (&Host{subIDs: &SubIDs{}}).SharedPoolNotes(1, Limits{}); slices.Contains(got, singleIDNote) || !slices.Contains(got, subIDsOwnerNote) {
 		t.Errorf("a host with subordinate ids: %q", got)
 	}
 	// A machine where the sysctls cannot be read says nothing.
-	if got := sharedPoolNotes(1000, Limits{}, true, false, func(string) int { return -1 }); got != nil {
+	if got := sharedPoolNotes(1000, Limits{}, ownerSingleID, false, func(string) int { return -1 }); got != nil {
 		t.Errorf("unreadable sysctls: %q", got)
 	}
 }

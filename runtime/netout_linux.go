@@ -97,6 +97,11 @@ type NetHelperOptions struct {
 	// Timeout for the helper to have configured the container's network;
 	// 10 s when zero.
 	Timeout time.Duration
+	// Owner, for a server as root, is the uid and gid that own the
+	// container's user namespace (spawnOwner): pasta, which drops its
+	// capabilities and would become nobody, runs as them, and so may
+	// join the namespace as its owner. 0: root's own.
+	OwnerUID, OwnerGID int
 }
 
 // StartNetHelper starts the helper and returns once the container's
@@ -134,6 +139,14 @@ func StartNetHelper(o NetHelperOptions) (_ *NetHelper, err error) {
 		if err := unix.Mkfifo(fifo, 0o600); err != nil {
 			return nil, fmt.Errorf("pasta: %w", err)
 		}
+		if os.Geteuid() == 0 && o.OwnerUID != 0 {
+			// pasta opens its pid file as the uid it runs as (below).
+			for _, p := range []string{dir, fifo} {
+				if err := os.Chown(p, o.OwnerUID, o.OwnerGID); err != nil {
+					return nil, fmt.Errorf("pasta: %w", err)
+				}
+			}
+		}
 		// Read-write: a reader that also holds a writer never sees EOF
 		// before pasta has written its pid.
 		if readyFd, err = unix.Open(fifo, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
@@ -144,8 +157,8 @@ func StartNetHelper(o NetHelperOptions) (_ *NetHelper, err error) {
 			"--dns-forward", pastaDNS, "--pid", fifo}
 		if os.Geteuid() == 0 {
 			// pasta drops to nobody as root, and nobody cannot join a
-			// user namespace that root owns.
-			args = append(args, "--runas", "0:0")
+			// user namespace that another uid owns: it runs as the owner.
+			args = append(args, "--runas", strconv.Itoa(o.OwnerUID)+":"+strconv.Itoa(o.OwnerGID))
 		}
 		args = append(args, pid)
 	case "slirp4netns":

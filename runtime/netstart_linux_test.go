@@ -34,13 +34,14 @@ func TestNetOutboundStart(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		got := runNetServer(t, netServerArg{StateDir: testStateDir(t)})
 		checkProbes(t, got, map[string]string{
-			"public":         "hello public",
-			"private":        "Network is unreachable",
-			"metadata":       "Network is unreachable",
-			"host loopback":  "Connection refused", // the container's own loopback: nothing there
-			"host's address": "not reached",
-			"resolv.conf":    "nameserver " + pastaDNS,
-			"helper counted": "true",
+			"public":          "hello public",
+			"private":         "Network is unreachable",
+			"metadata":        "Network is unreachable",
+			"host loopback":   "Connection refused", // the container's own loopback: nothing there
+			"host's address":  "not reached",
+			"resolv.conf":     "nameserver " + pastaDNS,
+			"helper counted":  "true",
+			"helper as owner": "true",
 		})
 	})
 	t.Run("allowed", func(t *testing.T) {
@@ -155,6 +156,11 @@ func helperNetServer() int {
 	}
 	st, err := c.Stats()
 	res["helper counted"] = fmt.Sprint(err == nil && st.Processes >= 3) // init, bash and the helper
+	// pasta runs as the owner of the session's user namespace: as root the
+	// session's own host uid (spawnOwner), not root.
+	helperUID, err1 := procUID(c.net.cmd.Process.Pid)
+	owner, err2 := userNSOwnerUID(c.Pid())
+	res["helper as owner"] = fmt.Sprint(err1 == nil && err2 == nil && helperUID == owner && (h.pool == nil || owner != 0))
 	for _, l := range strings.Split(strings.ReplaceAll(all.String(), "\r\n", "\n"), "\n") {
 		if k, v, ok := strings.Cut(l, "="); ok {
 			res[k] = strings.TrimSpace(v)

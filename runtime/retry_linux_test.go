@@ -27,7 +27,7 @@ func TestStartRetriesARefusedExec(t *testing.T) {
 
 	refuse := func(n int) {
 		var calls int
-		execInit = func(cmd *exec.Cmd, spawn bool) error {
+		execInit = func(cmd *exec.Cmd, spawn bool, owner int) error {
 			calls++
 			if calls <= n {
 				return &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: syscall.EACCES}

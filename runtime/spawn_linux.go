@@ -76,6 +76,9 @@ type spawnRequest struct {
 	// IntoCgroup: the session's v2 cgroup directory travels as a second
 	// descriptor, and init is cloned into it (cloneInit).
 	IntoCgroup bool
+	// Owner is the uid init's user namespace is made as (spawnOwner); 0:
+	// the spawner's own.
+	Owner int `json:",omitempty"`
 }
 
 type spawnReply struct {
@@ -246,7 +249,7 @@ var noSpawner bool
 // start forks init as cmd says, through the spawner, and sets
 // cmd.Process. cmd has no stdio, one extra file (init's end of the sync
 // socket), and a SysProcAttr as initProcAttr makes it.
-func (s *spawner) start(cmd *exec.Cmd) error {
+func (s *spawner) start(cmd *exec.Cmd, owner int) error {
 	attr := cmd.SysProcAttr
 	req := spawnRequest{
 		Args:                       cmd.Args,
@@ -259,6 +262,7 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 		AmbientCaps:                attr.AmbientCaps,
 		Pdeathsig:                  attr.Pdeathsig,
 		IntoCgroup:                 attr.UseCgroupFD,
+		Owner:                      owner,
 	}
 	fds := []int{int(cmd.ExtraFiles[0].Fd())}
 	if attr.UseCgroupFD {
@@ -332,12 +336,15 @@ var spawnedIntoCgroup, spawnedShared atomic.Int64
 // spawn says to (HostOptions.NoSpawner), else by forking the server. A
 // start into a v2 cgroup (CLONE_INTO_CGROUP) goes through the spawner too
 // where it can clone into one (cloneInit).
-func startInit(cmd *exec.Cmd, spawn bool) error {
+//
+// owner is the uid init's user namespace is made as (spawnOwner): the
+// session's host uid of container root, for a server as root; 0 for none.
+func startInit(cmd *exec.Cmd, spawn bool, owner int) error {
 	if !spawn || (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
-		return cmd.Start()
+		return spawnOwner(owner, cmd.Start)
 	}
 	if s, err := theSpawner(); err == nil {
-		err := s.start(cmd)
+		err := s.start(cmd, owner)
 		if !errors.Is(err, errSpawnerGone) {
 			if err != nil {
 				reapFailedSpawns()
@@ -345,7 +352,7 @@ func startInit(cmd *exec.Cmd, spawn bool) error {
 			return err
 		}
 	}
-	return cmd.Start()
+	return spawnOwner(owner, cmd.Start)
 }
 
 // reapFailedSpawns reaps this process's zombie children that the spawner
@@ -473,27 +480,29 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 	slack, _ := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, initproc.StartTimerSlack, 0, 0, 0)
 	var pid int
-	var err error
 	files := []int{devNull, devNull, devNull, fds[0]}
 	shared := clonesShared(attr)
-	if req.IntoCgroup || shared {
-		// Into a v2 cgroup, or with the id maps written after the exec:
-		// a clone that shares this process's memory where it can.
-		cg := -1
-		if req.IntoCgroup {
-			cg = fds[1]
+	err := spawnOwner(req.Owner, func() (err error) {
+		if req.IntoCgroup || shared {
+			// Into a v2 cgroup, or with the id maps written after the
+			// exec: a clone that shares this process's memory where it can.
+			cg := -1
+			if req.IntoCgroup {
+				cg = fds[1]
+			}
+			pid, err = cloneInit(initPath, req.Args, req.Env, files, attr, cg)
+			if err != nil {
+				err = &os.PathError{Op: "fork/exec", Path: initPath, Err: err}
+			}
+			return err
 		}
-		pid, err = cloneInit(initPath, req.Args, req.Env, files, attr, cg)
-		if err != nil {
-			err = &os.PathError{Op: "fork/exec", Path: initPath, Err: err}
-		}
-	} else {
 		pid, err = syscall.ForkExec(initPath, req.Args, &syscall.ProcAttr{
 			Env:   req.Env,
 			Files: []uintptr{uintptr(files[0]), uintptr(files[1]), uintptr(files[2]), uintptr(files[3])},
 			Sys:   attr,
 		})
-	}
+		return err
+	})
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(max(slack, 0)), 0, 0, 0) // 0: the thread's default
 	goruntime.UnlockOSThread()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 var RlimitResources = map[string]int{
 	"as": unix.RLIMIT_AS, "core": unix.RLIMIT_CORE, "data": unix.RLIMIT_DATA, "fsize": unix.RLIMIT_FSIZE,
 	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "nice": unix.RLIMIT_NICE, "rtprio": unix.RLIMIT_RTPRIO,
+	"sigpending": unix.RLIMIT_SIGPENDING, "msgqueue": unix.RLIMIT_MSGQUEUE,
 }
 
 // ApplyRlimits sets the limits on init itself, so that every process of
