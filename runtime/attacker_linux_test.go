@@ -519,6 +519,36 @@ var attacks = map[string]func(args []string) error{
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil
 	},
+	// fork-uids K: processes (sleep) started as each of the session's user
+	// ids 0 to K-1 in turn, until refused (RLIMIT_NPROC counts per user
+	// id, and at the namespace's owner all of them together); says how
+	// many ("held N errno") and holds them until a line comes on stdin
+	// (TestForkBombAcrossUids).
+	"fork-uids": func(args []string) error {
+		k, _ := strconv.Atoi(args[0])
+		var n int
+		var err error
+		for uid := 0; uid < k && n < 100000; uid++ {
+			// A fork counts against its parent's real uid: this process
+			// becomes uid first (keeping 0 saved, to come back).
+			if e := syscall.Setresuid(uid, uid, 0); e != nil {
+				err = e
+				break
+			}
+			for n < 100000 {
+				if _, err = syscall.ForkExec("/bin/sleep", []string{"sleep", "1000"}, nil); err != nil {
+					break
+				}
+				n++
+			}
+			if e := syscall.Setresuid(0, 0, 0); e != nil || !errors.Is(err, syscall.EAGAIN) {
+				break // not a limit: this uid is not to be had
+			}
+		}
+		fmt.Printf("held %d %v\n", n, err)
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return nil
+	},
 	// tcp-fill N: N TCP connections to itself over the container's
 	// loopback, each sent to until its buffers are full, nothing read;
 	// says how much it queued ("queued BYTES") and holds it until a line

@@ -386,6 +386,7 @@ var vmTests = []string{
 	"TestForkBomb", "TestMemoryBomb", "TestDiskFill", "TestOutputFlood", "TestCPUSpinners", "TestLimitsVisible",
 	"TestNothingLeftBehindWithLimits", "TestInitUnderTheSmallestLimits", "TestLimitHitWhileStarting",
 	"TestRootStateDirIDMappable", "TestSocketMemory", "TestPtyExhaustion",
+	"TestSharedCountsPerSession", "TestForkBombAcrossUids",
 }
 
 func TestCgroupV2Limits(t *testing.T) {

@@ -221,6 +221,47 @@ func forkBomb(t *testing.T, m hostMode, pids int) {
 	}
 }
 
+// TestForkBombAcrossUids: a session that starts processes as one of its
+// user ids after another. RLIMIT_NPROC counts per user id, so without a
+// pids cgroup a session of 32 processes had 32 for each of its 65536 user
+// ids, all charged to the server's uid as well (as an ordinary user; as
+// root, to host root, whose limit the kernel does not apply): one session
+// could take every process the server's uid may have, and the server then
+// could not start a thread, a container, or anything. Where a session's
+// user namespace is its own (spawnOwner, spawnerNS), the limit of its
+// owner's count, which the kernel takes from the spawner's soft
+// RLIMIT_NPROC at the clone, is --pids: the session's processes together.
+// With a pids cgroup that cgroup holds it. A single-id session has one
+// user id.
+func TestForkBombAcrossUids(t *testing.T) {
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			l := Limits{Pids: 32}
+			most := 0
+			res := contain(t, m, abuse{
+				spec:  Spec{Rootfs: attackRootfs(t, m), Limits: l, Args: []string{"/bin/attacker", "fork-uids", "4"}},
+				until: func(c *Container, out string) bool { return strings.Contains(out, "held ") },
+				each: func(t *testing.T, c *Container) {
+					if st, err := c.Stats(); err == nil {
+						most = max(most, st.Processes)
+					}
+				},
+			})
+			var n int
+			if i := strings.Index(res.out, "held "); i >= 0 {
+				_, _ = fmt.Sscanf(res.out[i:], "held %d", &n)
+			}
+			t.Logf("held %d processes; at most %d seen; %v", n, most, res.status)
+			if n >= l.Pids || most > l.Pids {
+				t.Errorf("the session held %d processes beside itself (at most %d seen), above its limit of %d:\n%s", n, most, l.Pids, tail(res.out))
+			}
+			if m.cgroups() && res.status.Reason != l.PidsReason() {
+				t.Errorf("exit: %+v, want reason %q", res.status, l.PidsReason())
+			}
+		})
+	}
+}
+
 func TestMemoryBomb(t *testing.T) {
 	for _, m := range limitModes(t) {
 		t.Run(m.name, func(t *testing.T) {
@@ -461,15 +502,17 @@ func TestInotifyExhaustion(t *testing.T) {
 // switching among its user ids, one session took the 128 inotify instances
 // of the server's uid the per-namespace cap of 16 was to keep it from. Now
 // init sets RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE per user id of the
-// session, and a server as root makes each session's namespace as the
-// session's own host uid (spawnOwner), so that the counts of all its user
-// ids add up there, apart from the other sessions' and the host's.
+// session, and each session's namespace is its own uid's (spawnOwner,
+// spawnerNS), so that the counts of all its user ids add up there, apart
+// from the other sessions' and the host's.
 //
-// The attacker takes what it can, as several of its user ids in turn where
-// the server is root; a second session then still gets its own share, and
-// so does the server's uid. As an ordinary user the namespace's owner can
-// only be the server's uid: the attacker stays at one user id there (what
-// several get is the start-up note's, README's Limits).
+// The attacker takes what it can, as several of its user ids in turn
+// where its namespace is its own; a second session then still gets its
+// own share, and so does the server's uid. An ordinary user can make a
+// namespace only as its own uid; with subordinate ids its spawner runs in
+// a namespace of its own and makes each session's as one of that
+// namespace's ids (spawnerNS). Without them (the single-id map) a session
+// has one user id: the attacker stays at it.
 func TestSharedCountsPerSession(t *testing.T) {
 	type count struct {
 		attack string
@@ -487,14 +530,34 @@ func TestSharedCountsPerSession(t *testing.T) {
 		{"sigqueue-uids", sessionSigPending, queueSignalToSelf},
 		{"mqueue-uids", 1, openMessageQueue},
 	}
-	for _, m := range testModes(t) {
+	modes := testModes(t)
+	for _, m := range limitModes(t) {
+		if m.name == "cgroup-v2" && os.Getuid() != 0 {
+			// A delegated v2 subtree (TestCgroupV2Limits's VM), where
+			// the spawner clones into the session's cgroup from its own
+			// namespace.
+			modes = append(modes, m)
+		}
+	}
+	for _, m := range modes {
 		for _, ct := range counts {
 			t.Run(m.name+"/"+ct.attack, func(t *testing.T) {
-				// As root, as many user ids as it takes to pass the kernel's
-				// limit per user (fs.inotify.max_user_instances 128 at 16
-				// each here) had the owner stayed root.
+				// As many user ids as it takes to pass the kernel's limit
+				// per user (fs.inotify.max_user_instances 128 at 16 each
+				// here) had the owner been the server's uid, where the
+				// namespace is the session's own: as root, and through a
+				// spawner in a namespace of its own (spawnerNS).
+				s, err := theSpawner()
+				own := os.Getuid() == 0 || err == nil && s.ns != nil
+				if m.subIDs() && !own {
+					why := err
+					if p := spawnerNSErr.Load(); p != nil {
+						why = *p
+					}
+					t.Errorf("with subordinate ids the spawner has no user namespace of its own (%v): every session's is the server's uid's", why)
+				}
 				hop := "10"
-				if os.Getuid() != 0 {
+				if !own {
 					hop = "1"
 				}
 				rootfs := attackRootfs(t, m)
@@ -514,12 +577,19 @@ func TestSharedCountsPerSession(t *testing.T) {
 				b := startMode(t, m, Spec{Rootfs: rootfs, Args: []string{"/bin/attacker", ct.attack, "1"}})
 				bo := readAll(b)
 				second := held(bo)
-				if os.Getuid() == 0 {
-					// The session's namespace is its own host uid's.
+				if own {
+					// The session's namespace is its own host uid's: as root
+					// its root's; else an id of the spawner's namespace.
+					owners := map[int]bool{}
 					for _, c := range []*Container{a, b} {
-						if owner, root := userNSOwner(t, c.Pid()); owner != root {
-							t.Errorf("session's user namespace owned by host uid %d, not by its root's, %d", owner, root)
+						owner, root := userNSOwner(t, c.Pid())
+						owners[owner] = true
+						if os.Getuid() == 0 && owner != root || owner == os.Getuid() {
+							t.Errorf("session's user namespace owned by host uid %d (its root %d, the server %d)", owner, root, os.Getuid())
 						}
+					}
+					if len(owners) != 2 {
+						t.Errorf("two sessions' user namespaces have one owner: %v", owners)
 					}
 				}
 				if second < ct.share {
@@ -925,13 +995,32 @@ func TestSubIDStart(t *testing.T) {
 	h := subuidHost(t)
 	m := hostMode{name: "subuid", host: h}
 	base := h.subIDs.UIDBase
-	script := `id -u; cat /proc/self/uid_map; echo x >> /etc/passwd && echo copied-up; echo y > /tmp/f && chown 1000:1000 /tmp/f && stat -c 'owner %u:%g' /tmp/f`
+	// The map as the host sees it: inside, the ids outside are the
+	// spawner's namespace's when it has one (spawnerNS).
+	hostMap := func(t *testing.T, m hostMode, spec Spec) (string, string) {
+		t.Helper()
+		spec.Args = sh(spec.Args[2] + "; echo done; read x")
+		c := startMode(t, m, spec)
+		o := readAll(c)
+		o.waitFor(t, "done")
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", c.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("\n"))
+		<-o.done
+		if st, _ := c.Wait(); st.Code != 0 {
+			t.Errorf("%v:\n%s", st, o.String())
+		}
+		return strings.Join(strings.Fields(string(b)), " "), o.String()
+	}
+	script := `id -u; echo x >> /etc/passwd && echo copied-up; echo y > /tmp/f && chown 1000:1000 /tmp/f && stat -c 'owner %u:%g' /tmp/f`
 	check := func(t *testing.T, rootfs string) {
-		out, st := runMode(t, m, Spec{Rootfs: rootfs, Args: sh(script)})
+		idmap, out := hostMap(t, m, Spec{Rootfs: rootfs, Args: sh(script)})
 		f := strings.Fields(out)
-		if st.Code != 0 || len(f) < 6 || f[0] != "0" || strings.Join(f[1:4], " ") != fmt.Sprintf("0 %d 65536", base) ||
+		if len(f) < 1 || f[0] != "0" || idmap != fmt.Sprintf("0 %d 65536", base) ||
 			!strings.Contains(out, "copied-up") || !strings.Contains(out, "owner 1000:1000") {
-			t.Errorf("%v:\n%s", st, out)
+			t.Errorf("uid_map %q:\n%s", idmap, out)
 		}
 	}
 	t.Run("host rootfs", func(t *testing.T) { check(t, HostRootfs) })
@@ -945,9 +1034,9 @@ func TestSubIDStart(t *testing.T) {
 		defer h2.Close() // the shared subordinate-id Host removes the prepared root they share
 		rootfs := busyboxRootfs(t)
 		for range 2 {
-			out, st := runMode(t, hostMode{host: h2}, Spec{Rootfs: rootfs, Args: sh("cat /proc/self/uid_map")})
-			if want := fmt.Sprintf("0 %d 1", os.Getuid()); st.Code != 0 || strings.Join(strings.Fields(out), " ") != want {
-				t.Errorf("%v: uid_map %q, want the single-id map %q", st, out, want)
+			idmap, _ := hostMap(t, hostMode{host: h2}, Spec{Rootfs: rootfs, Args: sh("true")})
+			if want := fmt.Sprintf("0 %d 1", os.Getuid()); idmap != want {
+				t.Errorf("uid_map %q, want the single-id map %q", idmap, want)
 			}
 		}
 		if len(notices) != 1 || !strings.Contains(notices[0], "single-id map") {

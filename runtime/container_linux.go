@@ -76,8 +76,11 @@ type Container struct {
 	master *os.File         // pty master, non-blocking so Close interrupts Read
 	input  *ptyinput.Writer // writes to master, which SignalForeground can cut short
 	ids    *idSlot          // uid range in root mode, or nil
-	cg     *Cgroup          // the session's cgroup, or nil (rlimits)
-	net    *NetHelper       // the outbound network's helper, or nil
+	// releaseOwner frees the id of the spawner's namespace that owns this
+	// container's (initStarted), once init is reaped; nil for none.
+	releaseOwner func()
+	cg           *Cgroup    // the session's cgroup, or nil (rlimits)
+	net          *NetHelper // the outbound network's helper, or nil
 	// programIsInit: Spec.ProgramIsInit, the program is PID 1 (Pid is
 	// the program's).
 	programIsInit bool
@@ -262,11 +265,26 @@ func (c *Container) start(spec Spec) error {
 		ExtraFiles:  []*os.File{childEnd},
 		SysProcAttr: attr,
 	}
+	st := initStart{spawn: !h.opts.NoSpawner, uidMap: plan.uidMap, gidMap: plan.gidMap, setgroups: plan.setgroups}
+	if plan.sub != nil {
+		st.uidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: plan.sub.UIDBase, Size: subIDSize}}
+		st.gidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: plan.sub.GIDBase, Size: subIDSize}}
+		st.setgroups = true
+	}
 	owner, ownerGID := 0, 0
 	if plan.slot != nil {
 		owner, ownerGID = plan.hostUID, plan.hostGID // root: the session's own (spawnOwner)
+		st.owner = owner
 	}
-	err = withBlockingSlot(func() error { return execInit(c.cmd, !h.opts.NoSpawner, owner) })
+	if c.limits.Pids > 0 && !(h.cgroups != nil && h.cgroups.has("pids")) {
+		// No pids cgroup: the kernel's count of the processes of all the
+		// session's user ids, at its namespace's owner, stands in for it
+		// where the namespace is the session's own.
+		st.nproc = uint64(c.limits.Pids)
+	}
+	var started initStarted
+	err = withBlockingSlot(func() (err error) { started, err = execInit(c.cmd, st); return err })
+	c.releaseOwner = started.release
 	_ = childEnd.Close() // the child has its own copy now; ours only delays EOF
 	if cgfd >= 0 {
 		_ = unix.Close(cgfd) // used by the clone, or not at all
@@ -315,8 +333,10 @@ func (c *Container) start(spec Spec) error {
 			return err
 		}
 	}
-	if err := withBlockingSlot(func() error { return mapIDs(plan, pid) }); err != nil {
-		return fmt.Errorf("write the id maps: %w", err)
+	if !started.mapped {
+		if err := withBlockingSlot(func() error { return mapIDs(plan, pid) }); err != nil {
+			return fmt.Errorf("write the id maps: %w", err)
+		}
 	}
 	resolvConf := h.resolvConf
 	var rules NetRules
@@ -839,6 +859,10 @@ func (c *Container) releaseHost() {
 		c.sync = nil
 	}
 	c.ids.release()
+	if c.releaseOwner != nil {
+		c.releaseOwner()
+		c.releaseOwner = nil
+	}
 }
 
 // namespaceHint says what usually stops a machine from creating namespaces.

@@ -225,35 +225,53 @@ func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
 	switch {
 	case h.pool != nil:
 		owner = ownerSession
+	case h.subIDs != nil && !h.opts.NoSpawner && spawnerHasNS():
+		owner = ownerSpawnerNS
 	case h.subIDs != nil:
 		owner = ownerServerSubIDs
 	}
 	notes := sharedPoolNotes(sessions, l, owner, capped, sysctlInt)
+	if p := spawnerNSErr.Load(); owner == ownerServerSubIDs && p != nil {
+		notes = append(notes, fmt.Sprintf("spawner: no user namespace of its own: %v", *p))
+	}
 	if owner == ownerSingleID {
 		notes = append(notes, singleIDNote)
 	}
 	return notes
 }
 
+// spawnerHasNS says whether the spawner runs in a user namespace of its
+// own (spawnerNS), starting it if it has not started: the first session
+// would.
+func spawnerHasNS() bool {
+	s, err := theSpawner()
+	return err == nil && s.ns != nil
+}
+
 // nsOwner is who owns the sessions' user namespaces, to whom the kernel
-// charges their counts per user (spawnOwner).
+// charges their counts per user (spawnOwner, spawnerNS).
 type nsOwner int
 
 const (
 	// ownerSession: each session's own host uid (a server as root).
 	ownerSession nsOwner = iota
+	// ownerSpawnerNS: each session's own id of the spawner's namespace
+	// (spawnerNS), whose owner, the server's uid, is charged all of them
+	// together.
+	ownerSpawnerNS
 	// ownerServerSubIDs: the server's uid, and each session has 65536
-	// user ids of its own (subordinate ids), each counted apart below it.
+	// user ids of its own (subordinate ids), each counted apart below it:
+	// the spawner could not start in a namespace of its own.
 	ownerServerSubIDs
 	// ownerSingleID: the server's uid, and each session has one user id.
 	ownerSingleID
 )
 
-// subIDsOwnerNote: with subordinate ids as an ordinary user, a session
-// that switches among its user ids has a per-user limit for each, and the
-// server's uid, the namespaces' owner, is charged them all
-// (TestSharedCountsPerSession).
-const subIDsOwnerNote = "subordinate ids: every session's user namespace is the server's uid's (only root makes one as another uid), and the kernel charges that uid what each user id of every session holds of its counts per user; a session that switches among its user ids (su, setpriv) can take all the server's uid has of inotify instances (fs.inotify.max_user_instances), queued signals (ulimit -i) and message queue bytes (ulimit -q), and then no other session gets one (the server itself uses none); a server as root makes each session's namespace as the session's own uid"
+// subIDsOwnerNote: with subordinate ids as an ordinary user and a spawner
+// without a namespace of its own, a session that switches among its user
+// ids has a per-user limit for each, and the server's uid, the
+// namespaces' owner, is charged them all (TestSharedCountsPerSession).
+const subIDsOwnerNote = "subordinate ids: the spawner could not start in a user namespace of its own (below), so every session's user namespace is the server's uid's, and the kernel charges that uid what each user id of every session holds of its counts per user; a session that switches among its user ids (su, setpriv) can take all the server's uid has of inotify instances (fs.inotify.max_user_instances), queued signals (ulimit -i), message queue bytes (ulimit -q) and, without a pids cgroup, processes, and then no other session gets one (and with processes, the server no thread)"
 
 // singleIDNote: the kernel keeps some counts per host uid, whatever the
 // user namespace (epoll watches, pipe buffers, POSIX message queue bytes),
@@ -288,7 +306,7 @@ func sharedPoolNotes(sessions int, l Limits, owner nsOwner, pidsCapped bool, sys
 	switch n := sysctl("fs.inotify.max_user_instances"); {
 	case owner == ownerServerSubIDs:
 		notes = append(notes, subIDsOwnerNote)
-	case owner == ownerSingleID && n >= 0 && sessions*sessionInotifyInstances > n:
+	case (owner == ownerSingleID || owner == ownerSpawnerNS) && n >= 0 && sessions*sessionInotifyInstances > n:
 		want := sessions*sessionInotifyInstances + n
 		notes = append(notes, fmt.Sprintf("inotify: each session may hold %d inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows %d: %d sessions at their limit take them all; for %d sessions raise it (sysctl fs.inotify.max_user_instances=%d)",
 			sessionInotifyInstances, n, (n+sessionInotifyInstances-1)/sessionInotifyInstances, sessions, want))

@@ -55,8 +55,9 @@ func limitModes(t *testing.T) []hostMode {
 	}
 	modes := []hostMode{{name: "rlimits+single-id"}}
 	if os.Getenv(inVMEnv) == "" {
-		// (The VM's ordinary user has no subordinate ids: it is there
-		// for the delegated cgroup below; here is the subuid mode's.)
+		// (The VM's ordinary user is there for the delegated cgroup
+		// below, which it uses with its subordinate ids; the rlimits
+		// modes, on the VM's busybox root, are this machine's.)
 		modes = append(modes, hostMode{name: "rlimits+subuid", host: subuidHost(t)})
 	}
 	if h := delegatedHost(t); h != nil {

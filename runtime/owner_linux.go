@@ -32,7 +32,13 @@ import (
 // a fresh set of credentials in its new user namespace (full capabilities
 // there, default securebits), its uids those of the session's root.
 //
-// uid 0 or less: fn runs as it is (not root, or no range of its own).
+// The file system uid follows: not kept at 0, since the child's exec
+// would then change it, and a change of credentials at an exec makes the
+// process undumpable, its /proc files root's (its maps then unwritable by
+// a spawner in a namespace of its own). What the clone opens, it opens
+// with the capabilities kept: a v2 cgroup's cgroup.procs, owned by the
+// spawner's 0 in a delegated subtree, with CAP_DAC_OVERRIDE. uid 0 or
+// less: fn runs as it is (not root, or no range of its own).
 func spawnOwner(uid int, fn func() error) error {
 	if uid <= 0 || unix.Geteuid() != 0 {
 		return fn()

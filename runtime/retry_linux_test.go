@@ -27,12 +27,12 @@ func TestStartRetriesARefusedExec(t *testing.T) {
 
 	refuse := func(n int) {
 		var calls int
-		execInit = func(cmd *exec.Cmd, spawn bool, owner int) error {
+		execInit = func(cmd *exec.Cmd, st initStart) (initStarted, error) {
 			calls++
 			if calls <= n {
-				return &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: syscall.EACCES}
+				return initStarted{}, &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: syscall.EACCES}
 			}
-			return cmd.Start()
+			return initStarted{}, cmd.Start()
 		}
 	}
 	defer func() { execInit = startInit }()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,16 @@ type spawnRequest struct {
 	// Owner is the uid init's user namespace is made as (spawnOwner); 0:
 	// the spawner's own.
 	Owner int `json:",omitempty"`
+	// Nproc is the spawner's soft RLIMIT_NPROC while it clones init (0:
+	// its own): the kernel keeps it as the most processes all the user ids
+	// of the new namespace may have together, counted at its owner
+	// (spawnOwner). For a session without a pids cgroup.
+	Nproc uint64 `json:",omitempty"`
+	// MapUIDs and MapGIDs, from a spawner in a user namespace of its own
+	// (spawnerNS), are init's id maps in that namespace's ids, which the
+	// spawner writes after init's exec: the server, outside it, may not.
+	MapUIDs, MapGIDs []syscall.SysProcIDMap `json:",omitempty"`
+	MapSetgroups     bool                   `json:",omitempty"`
 }
 
 type spawnReply struct {
@@ -88,6 +99,8 @@ type spawnReply struct {
 	Err   string
 	// Shared: the clone shared the spawner's memory (cloneInit).
 	Shared bool
+	// Mapped: the spawner wrote init's id maps (MapUIDs).
+	Mapped bool
 }
 
 // spawner is the server's end of the spawner.
@@ -97,6 +110,7 @@ type spawner struct {
 	pid  int
 
 	timeout time.Duration // a request's longest wait for its reply
+	ns      *spawnerNS    // the user namespace it runs in, if one of its own
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -152,6 +166,21 @@ func startSpawner() (*spawner, error) {
 }
 
 func spawnOnThisThread() (*spawner, error) {
+	ns := newSpawnerNS()
+	s, err := spawnProcess(ns)
+	if err != nil && ns != nil {
+		spawnerNSErr.Store(&err)
+		return spawnProcess(nil) // as before: the server's uid owns every session's namespace
+	}
+	return s, err
+}
+
+// spawnerNSErr is why the spawner could not start in a user namespace of
+// its own, when it could not.
+var spawnerNSErr atomic.Pointer[error]
+
+// spawnProcess starts the spawner, in ns when it is not nil.
+func spawnProcess(ns *spawnerNS) (*spawner, error) {
 	f, err := sealedExecutable()
 	if err != nil {
 		return nil, err
@@ -176,8 +205,27 @@ func spawnOnThisThread() (*spawner, error) {
 		cmd.Args = append(cmd.Args, spawnInitArg)
 		cmd.ExtraFiles = append(cmd.ExtraFiles, ini) // spawnInitFd
 	}
+	if ns != nil {
+		// Unmapped until the maps are written, it keeps its new
+		// namespace's capabilities across the exec as ambient ones.
+		caps, err := allCaps()
+		if err != nil {
+			_ = ours.Close()
+			_ = theirs.Close()
+			return nil, err
+		}
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.AmbientCaps = caps
+		cmd.Args = append(cmd.Args, spawnUserNSArg)
+	}
 	err = cmd.Start()
 	_ = theirs.Close()
+	if err == nil && ns != nil {
+		if err = ns.mapSpawner(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
 	if err != nil {
 		_ = ours.Close()
 		return nil, fmt.Errorf("spawner: %w", err)
@@ -189,7 +237,7 @@ func spawnOnThisThread() (*spawner, error) {
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("spawner: %w", err)
 	}
-	s := &spawner{conn: c.(*net.UnixConn), fd: -1, pid: cmd.Process.Pid, timeout: spawnTimeout, pending: map[uint64]chan spawnReply{}}
+	s := &spawner{conn: c.(*net.UnixConn), fd: -1, pid: cmd.Process.Pid, timeout: spawnTimeout, ns: ns, pending: map[uint64]chan spawnReply{}}
 	_ = cmd.Process.Release() // no pidfd kept for good: readReplies reaps it by its pid
 	if rc, err := s.conn.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
@@ -249,7 +297,7 @@ var noSpawner bool
 // start forks init as cmd says, through the spawner, and sets
 // cmd.Process. cmd has no stdio, one extra file (init's end of the sync
 // socket), and a SysProcAttr as initProcAttr makes it.
-func (s *spawner) start(cmd *exec.Cmd, owner int) error {
+func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err error) {
 	attr := cmd.SysProcAttr
 	req := spawnRequest{
 		Args:                       cmd.Args,
@@ -262,7 +310,34 @@ func (s *spawner) start(cmd *exec.Cmd, owner int) error {
 		AmbientCaps:                attr.AmbientCaps,
 		Pdeathsig:                  attr.Pdeathsig,
 		IntoCgroup:                 attr.UseCgroupFD,
-		Owner:                      owner,
+		Owner:                      st.owner,
+	}
+	if st.owner != 0 || s.ns != nil {
+		// Only where init's namespace is its session's own: else its owner
+		// is the server's uid, whose count is every session's.
+		req.Nproc = st.nproc
+	}
+	if s.ns != nil {
+		// Its namespace is between the server's and init's: it writes
+		// init's maps, in its own ids, and makes init's namespace as an
+		// id of its own for this session alone.
+		uids, ok1 := s.ns.translate(st.uidMap, s.ns.sub.UID, s.ns.sub.UIDBase)
+		gids, ok2 := s.ns.translate(st.gidMap, s.ns.sub.GID, s.ns.sub.GIDBase)
+		if !ok1 || !ok2 {
+			return started, errSpawnerGone // ids it cannot map: the server forks init
+		}
+		k, err := s.ns.owners.acquire()
+		if err != nil {
+			return started, err
+		}
+		started.release = func() { s.ns.owners.release(k) }
+		defer func() {
+			if err != nil {
+				started.release()
+				started.release = nil
+			}
+		}()
+		req.Owner, req.MapUIDs, req.MapGIDs, req.MapSetgroups = 1+k, uids, gids, st.setgroups
 	}
 	fds := []int{int(cmd.ExtraFiles[0].Fd())}
 	if attr.UseCgroupFD {
@@ -272,7 +347,7 @@ func (s *spawner) start(cmd *exec.Cmd, owner int) error {
 	s.mu.Lock()
 	if s.dead != nil {
 		s.mu.Unlock()
-		return errSpawnerGone
+		return started, errSpawnerGone
 	}
 	s.nextID++
 	req.ID = s.nextID
@@ -287,7 +362,7 @@ func (s *spawner) start(cmd *exec.Cmd, owner int) error {
 		s.mu.Lock()
 		delete(s.pending, req.ID)
 		s.mu.Unlock()
-		return errSpawnerGone // not sent: nothing was forked
+		return started, errSpawnerGone // not sent: nothing was forked
 	}
 	timer := time.NewTimer(s.timeout)
 	var r spawnReply
@@ -308,51 +383,75 @@ func (s *spawner) start(cmd *exec.Cmd, owner int) error {
 		}
 	}
 	timer.Stop()
+	if r.Err != "" && r.Pid > 0 {
+		// Executed, then its maps failed: the spawner killed it, and it
+		// is this process's child.
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(r.Pid, &ws, 0, nil)
+	}
 	if r.Err != "" {
 		if r.Errno != 0 {
-			return &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: r.Errno}
+			return started, &os.PathError{Op: "fork/exec", Path: cmd.Path, Err: r.Errno}
 		}
-		return errors.New(r.Err)
+		return started, errors.New(r.Err)
 	}
 	p, err := os.FindProcess(r.Pid)
 	if err != nil {
-		return err
+		return started, err
 	}
 	cmd.Process = p
+	started.mapped = r.Mapped
 	if req.IntoCgroup {
 		spawnedIntoCgroup.Add(1)
 	}
 	if r.Shared {
 		spawnedShared.Add(1)
 	}
-	return nil
+	return started, nil
 }
 
 // spawnedIntoCgroup counts the starts into a v2 cgroup the spawner forked,
 // spawnedShared those whose clone shared its memory: for tests.
 var spawnedIntoCgroup, spawnedShared atomic.Int64
 
+// initStart is how init is to be started, beyond its exec.Cmd.
+type initStart struct {
+	spawn bool // through the spawner, where there is one (HostOptions.NoSpawner)
+	// owner is the host uid init's user namespace is made as
+	// (spawnOwner): the session's root's, for a server as root; 0: none.
+	owner int
+	// nproc: see spawnRequest.Nproc.
+	nproc uint64
+	// uidMap, gidMap and setgroups are init's id maps, in host ids, for
+	// a spawner in a user namespace of its own to write.
+	uidMap, gidMap []syscall.SysProcIDMap
+	setgroups      bool
+}
+
+// initStarted is what a start of init leaves to the caller.
+type initStarted struct {
+	mapped  bool   // init's id maps are written
+	release func() // frees what the start holds until init is reaped; nil: nothing
+}
+
 // startInit starts init: through the spawner where there is one and
-// spawn says to (HostOptions.NoSpawner), else by forking the server. A
-// start into a v2 cgroup (CLONE_INTO_CGROUP) goes through the spawner too
-// where it can clone into one (cloneInit).
-//
-// owner is the uid init's user namespace is made as (spawnOwner): the
-// session's host uid of container root, for a server as root; 0 for none.
-func startInit(cmd *exec.Cmd, spawn bool, owner int) error {
-	if !spawn || (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
-		return spawnOwner(owner, cmd.Start)
+// st.spawn says to, else by forking the server. A start into a v2 cgroup
+// (CLONE_INTO_CGROUP) goes through the spawner too where it can clone
+// into one (cloneInit).
+func startInit(cmd *exec.Cmd, st initStart) (initStarted, error) {
+	if !st.spawn || (cmd.SysProcAttr.UseCgroupFD && !cloneIntoCgroupHere) || noSpawner {
+		return initStarted{}, spawnOwner(st.owner, cmd.Start)
 	}
 	if s, err := theSpawner(); err == nil {
-		err := s.start(cmd, owner)
+		started, err := s.start(cmd, st)
 		if !errors.Is(err, errSpawnerGone) {
 			if err != nil {
 				reapFailedSpawns()
 			}
-			return err
+			return started, err
 		}
 	}
-	return spawnOwner(owner, cmd.Start)
+	return initStarted{}, spawnOwner(st.owner, cmd.Start)
 }
 
 // reapFailedSpawns reaps this process's zombie children that the spawner
@@ -396,7 +495,8 @@ func spawnMain() {
 	const sock = 3
 	unix.CloseOnExec(sock) // an init's fd 3 is its sync socket, never this
 	initPath := "/proc/self/exe"
-	if len(os.Args) > 1 && os.Args[1] == spawnInitArg {
+	spawnerSetup(slices.Contains(os.Args[1:], spawnUserNSArg))
+	if slices.Contains(os.Args[1:], spawnInitArg) {
 		// Executed by its path, which the kernel resolves before it closes
 		// the descriptor at the exec; no init has it.
 		unix.CloseOnExec(spawnInitFd)
@@ -482,26 +582,28 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 	var pid int
 	files := []int{devNull, devNull, devNull, fds[0]}
 	shared := clonesShared(attr)
-	err := spawnOwner(req.Owner, func() (err error) {
-		if req.IntoCgroup || shared {
-			// Into a v2 cgroup, or with the id maps written after the
-			// exec: a clone that shares this process's memory where it can.
-			cg := -1
-			if req.IntoCgroup {
-				cg = fds[1]
+	err := nproc.run(req.Nproc, func() error {
+		return spawnOwner(req.Owner, func() (err error) {
+			if req.IntoCgroup || shared {
+				// Into a v2 cgroup, or with the id maps written after the
+				// exec: a clone that shares this process's memory where it can.
+				cg := -1
+				if req.IntoCgroup {
+					cg = fds[1]
+				}
+				pid, err = cloneInit(initPath, req.Args, req.Env, files, attr, cg)
+				if err != nil {
+					err = &os.PathError{Op: "fork/exec", Path: initPath, Err: err}
+				}
+				return err
 			}
-			pid, err = cloneInit(initPath, req.Args, req.Env, files, attr, cg)
-			if err != nil {
-				err = &os.PathError{Op: "fork/exec", Path: initPath, Err: err}
-			}
+			pid, err = syscall.ForkExec(initPath, req.Args, &syscall.ProcAttr{
+				Env:   req.Env,
+				Files: []uintptr{uintptr(files[0]), uintptr(files[1]), uintptr(files[2]), uintptr(files[3])},
+				Sys:   attr,
+			})
 			return err
-		}
-		pid, err = syscall.ForkExec(initPath, req.Args, &syscall.ProcAttr{
-			Env:   req.Env,
-			Files: []uintptr{uintptr(files[0]), uintptr(files[1]), uintptr(files[2]), uintptr(files[3])},
-			Sys:   attr,
 		})
-		return err
 	})
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(max(slack, 0)), 0, 0, 0) // 0: the thread's default
 	goruntime.UnlockOSThread()
@@ -512,6 +614,16 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 		return r
 	}
 	r.Pid, r.Shared = pid, shared
+	if req.MapUIDs != nil || req.MapGIDs != nil {
+		// Init waits on its sync socket for its release, after its maps.
+		maps := &syscall.SysProcAttr{UidMappings: req.MapUIDs, GidMappings: req.MapGIDs, GidMappingsEnableSetgroups: req.MapSetgroups}
+		if err := writeIDMaps(pid, maps); err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL) // the server reaps it: its child
+			r.Err = "write the id maps: " + err.Error()
+			return r
+		}
+		r.Mapped = true
+	}
 	return r
 }
 

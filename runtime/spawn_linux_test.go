@@ -119,7 +119,7 @@ func spawnFails(t *testing.T, attr *syscall.SysProcAttr, errno syscall.Errno) {
 		t.Fatal(err)
 	}
 	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: attr}
-	err = startInit(cmd, true, 0)
+	_, err = startInit(cmd, initStart{spawn: true})
 	var got syscall.Errno
 	if !errors.As(err, &got) || errno != 0 && got != errno {
 		t.Fatalf("start: %v, want a fork/exec error of %v", err, errno)
@@ -216,7 +216,7 @@ func TestStartsGoOnWithoutTheSpawner(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := s.start(cmd, 0)
+		_, err := s.start(cmd, initStart{})
 		if errors.Is(err, errSpawnerGone) {
 			break
 		}
@@ -246,7 +246,7 @@ func TestAStuckSpawnerIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.start(cmd, 0) }()
+	go func() { _, err := s.start(cmd, initStart{}); done <- err }()
 	select {
 	case err := <-done:
 		if err == nil || errors.Is(err, errSpawnerGone) || !strings.Contains(err.Error(), "no reply from the spawner") {
@@ -257,7 +257,7 @@ func TestAStuckSpawnerIsKilled(t *testing.T) {
 		_ = syscall.Kill(s.pid, syscall.SIGKILL)
 		t.Fatalf("a request to a stopped spawner still waits after 10 s")
 	}
-	if err := s.start(cmd, 0); !errors.Is(err, errSpawnerGone) {
+	if _, err := s.start(cmd, initStart{}); !errors.Is(err, errSpawnerGone) {
 		t.Errorf("a request after: %v, want errSpawnerGone (the caller forks init itself)", err)
 	}
 	waitReaped(t, s, time.Now().Add(10*time.Second))
@@ -374,7 +374,7 @@ func startedInit(t *testing.T, attr *syscall.SysProcAttr) string {
 		t.Fatal(err)
 	}
 	cmd := &exec.Cmd{Path: execPath(f), Args: []string{initArg0}, ExtraFiles: []*os.File{child}, SysProcAttr: attr}
-	if err := startInit(cmd, true, 0); err != nil {
+	if _, err := startInit(cmd, initStart{spawn: true}); err != nil {
 		_ = syscall.Close(parent)
 		t.Fatal(err)
 	}

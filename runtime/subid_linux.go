@@ -233,12 +233,21 @@ func (s *SubIDs) mapIDs(pid int, withServer bool) error {
 		if withServer {
 			args = append(args, strconv.Itoa(subIDSize), strconv.Itoa(m.own), "1")
 		}
-		cmd := exec.Command(m.tool, args...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s %s: %w: %s", m.tool, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		if err := runIDMapTool(m.tool, args...); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// runIDMapTool runs newuidmap or newgidmap with args; its error says what
+// the tool said.
+func runIDMapTool(tool string, args ...string) error {
+	cmd := exec.Command(tool, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }

@@ -235,6 +235,33 @@ func writeVMInitramfs(path, mods, pattern string) error {
 		w.dir(d)
 	}
 	files := map[string]string{"/bin/busybox": "/bin/busybox", "/test.bin": self}
+	// newuidmap and newgidmap, setuid root below, for the ordinary user's
+	// subordinate ids (/etc/subuid): its spawner then runs in a user
+	// namespace of its own, and clones into its delegated cgroup from
+	// there (spawnerNS).
+	setuid := map[string]bool{}
+	for _, tool := range []string{"/usr/bin/newuidmap", "/usr/bin/newgidmap"} {
+		if _, err := os.Stat(tool); err != nil {
+			continue // the user runs with the single-id map
+		}
+		in := "/bin/" + filepath.Base(tool) // the VM's PATH
+		files[in], setuid[in] = tool, true
+		// And the libraries' own (libaudit's libcap-ng, libselinux's pcre2).
+		todo := []string{tool}
+		for len(todo) > 0 {
+			libs, err := elfLibraries(todo[0])
+			if err != nil {
+				return err
+			}
+			todo = todo[1:]
+			for _, l := range libs {
+				if _, ok := files[l]; !ok {
+					files[l] = l
+					todo = append(todo, l)
+				}
+			}
+		}
+	}
 	for _, m := range vmModules {
 		files["/modules/"+filepath.Base(m)] = filepath.Join(mods, "kernel", m)
 	}
@@ -254,7 +281,11 @@ func writeVMInitramfs(path, mods, pattern string) error {
 		if err != nil {
 			return err
 		}
-		w.file(n[1:], 0o755, b)
+		perm := uint32(0o755)
+		if setuid[n] {
+			perm |= 0o4000
+		}
+		w.file(n[1:], perm, b)
 	}
 	applets, err := exec.Command("/bin/busybox", "--list").Output()
 	if err != nil {
@@ -270,6 +301,8 @@ func writeVMInitramfs(path, mods, pattern string) error {
 	w.file("pattern", 0o644, []byte(pattern))
 	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:tester:/tmp/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"))
 	w.file("etc/group", 0o644, []byte("root:x:0:\ntester:x:1000:\nnogroup:x:65534:\n"))
+	w.file("etc/subuid", 0o644, []byte("tester:100000:65536\n"))
+	w.file("etc/subgid", 0o644, []byte("tester:100000:65536\n"))
 	return os.WriteFile(path, w.close(), 0o644)
 }
 
