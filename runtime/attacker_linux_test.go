@@ -422,132 +422,54 @@ var attacks = map[string]func(args []string) error{
 		}
 		return nil
 	},
-	// inotify-uids K: inotify instances taken as each of the session's
-	// user ids 0 to K-1 in turn (the kernel caps them per user id of the
-	// session's namespace, and charges them all to the namespace's owner
-	// too), until refused; says how many in all ("held N errno") and
-	// holds them until a line comes on stdin (TestSharedCountsPerSession).
+	// inotify-uids K, sigqueue-uids K, mqueue-uids K, fork-uids K: what
+	// the kernel counts per user, taken as each of the session's user ids
+	// 0 to K-1 in turn until refused (takeAsUIDs): inotify instances;
+	// real-time signals queued to this thread, which blocks them
+	// (RLIMIT_SIGPENDING); POSIX message queues of the kernel's default
+	// size (RLIMIT_MSGQUEUE); processes (sleep; RLIMIT_NPROC). The kernel
+	// counts each per user id, and at the namespace's owner all of them
+	// together (TestSharedCountsPerSession, TestForkBombAcrossUids).
 	"inotify-uids": func(args []string) error {
-		k, _ := strconv.Atoi(args[0])
-		var n int
-		var err error
-		for uid := 0; uid < k; uid++ {
-			if e := syscall.Setresuid(-1, uid, -1); e != nil {
-				fmt.Printf("seteuid %d: %v\n", uid, e)
-				break
-			}
-			for n < 100000 {
-				if _, err = unix.InotifyInit1(unix.IN_CLOEXEC); err != nil {
-					break
-				}
-				n++
-			}
-			_ = syscall.Setresuid(-1, 0, -1)
-		}
-		fmt.Printf("held %d %v\n", n, err)
-		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-		return nil
+		return takeAsUIDs(args[0], func(int) error {
+			_, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+			return err
+		})
 	},
-	// sigqueue-uids K: real-time signals queued to this thread, which
-	// blocks them, as each of the session's user ids 0 to K-1 in turn,
-	// until refused (RLIMIT_SIGPENDING, charged to the user namespace's
-	// owner too); says how many ("held N errno") and holds them until a
-	// line comes on stdin.
 	"sigqueue-uids": func(args []string) error {
-		k, _ := strconv.Atoi(args[0])
+		// The signals wait on this thread; a queued signal is charged to
+		// the real uid of the thread it waits on.
 		goruntime.LockOSThread()
-		sig := 40 // SIGRTMIN+6: not one the Go runtime or a libc uses
+		const sig = 40 // SIGRTMIN+6: not one the Go runtime or a libc uses
 		var set unix.Sigset_t
-		set.Val[(sig-1)/64] |= 1 << ((sig - 1) % 64)
+		addSignal(&set, sig)
 		if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
-			fmt.Println("block:", err)
-			return nil
+			return escaped("block signal %d: %v", sig, err)
 		}
 		pid, tid := unix.Getpid(), unix.Gettid()
-		var n int
-		var err error
-		for uid := 0; uid < k; uid++ {
-			// This thread alone: a queued signal is charged to the real
-			// uid of the thread it waits on, this one.
-			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), 0); e != 0 {
-				fmt.Printf("setuid %d: %v\n", uid, e)
-				break
+		return takeAsUIDs(args[0], func(int) error {
+			info := [32]uint32{sig, 0, ^uint32(0)} // si_signo, si_errno, si_code SI_QUEUE (-1)
+			if _, _, e := unix.RawSyscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(pid), uintptr(tid), sig, uintptr(unsafe.Pointer(&info)), 0, 0); e != 0 {
+				return e
 			}
-			for n < 1000000 {
-				info := [32]uint32{uint32(sig), 0, ^uint32(0)} // si_signo, si_errno, si_code SI_QUEUE (-1)
-				if _, _, e := unix.RawSyscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(pid), uintptr(tid), uintptr(sig), uintptr(unsafe.Pointer(&info)), 0, 0); e != 0 {
-					err = e
-					break
-				}
-				n++
-			}
-			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); e != 0 {
-				fmt.Printf("back to 0: %v\n", e)
-				break
-			}
-		}
-		fmt.Printf("held %d %v\n", n, err)
-		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-		return nil
+			return nil
+		})
 	},
-	// mqueue-uids K: POSIX message queues of the kernel's default size
-	// made as each of the session's user ids 0 to K-1 in turn, until
-	// refused (RLIMIT_MSGQUEUE, charged to the user namespace's owner
-	// too); says how many ("held N errno") and holds them until a line
-	// comes on stdin.
 	"mqueue-uids": func(args []string) error {
-		k, _ := strconv.Atoi(args[0])
-		var n int
-		var err error
-		for uid := 0; uid < k; uid++ {
-			if e := syscall.Setresuid(uid, uid, 0); e != nil {
-				fmt.Printf("setuid %d: %v\n", uid, e)
-				break
+		return takeAsUIDs(args[0], func(n int) error {
+			name, _ := unix.BytePtrFromString(fmt.Sprintf("q%d", n))
+			attr := [8]int64{0, 10, 8192, 0} // mq_flags, mq_maxmsg, mq_msgsize, mq_curmsgs
+			if _, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600, uintptr(unsafe.Pointer(&attr)), 0, 0); e != 0 {
+				return e
 			}
-			for n < 100000 {
-				name, _ := unix.BytePtrFromString(fmt.Sprintf("q%d", n))
-				attr := [8]int64{0, 10, 8192, 0} // mq_flags, mq_maxmsg, mq_msgsize, mq_curmsgs
-				if _, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600, uintptr(unsafe.Pointer(&attr)), 0, 0); e != 0 {
-					err = e
-					break
-				}
-				n++
-			}
-			_ = syscall.Setresuid(0, 0, 0)
-		}
-		fmt.Printf("held %d %v\n", n, err)
-		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-		return nil
+			return nil
+		})
 	},
-	// fork-uids K: processes (sleep) started as each of the session's user
-	// ids 0 to K-1 in turn, until refused (RLIMIT_NPROC counts per user
-	// id, and at the namespace's owner all of them together); says how
-	// many ("held N errno") and holds them until a line comes on stdin
-	// (TestForkBombAcrossUids).
 	"fork-uids": func(args []string) error {
-		k, _ := strconv.Atoi(args[0])
-		var n int
-		var err error
-		for uid := 0; uid < k && n < 100000; uid++ {
-			// A fork counts against its parent's real uid: this process
-			// becomes uid first (keeping 0 saved, to come back).
-			if e := syscall.Setresuid(uid, uid, 0); e != nil {
-				err = e
-				break
-			}
-			for n < 100000 {
-				if _, err = syscall.ForkExec("/bin/sleep", []string{"sleep", "1000"}, nil); err != nil {
-					break
-				}
-				n++
-			}
-			if e := syscall.Setresuid(0, 0, 0); e != nil || !errors.Is(err, syscall.EAGAIN) {
-				break // not a limit: this uid is not to be had
-			}
-		}
-		fmt.Printf("held %d %v\n", n, err)
-		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-		return nil
+		return takeAsUIDs(args[0], func(int) error {
+			_, err := syscall.ForkExec("/bin/sleep", []string{"sleep", "1000"}, nil)
+			return err
+		})
 	},
 	// tcp-fill N: N TCP connections to itself over the container's
 	// loopback, each sent to until its buffers are full, nothing read;
@@ -745,4 +667,33 @@ func fsName(magic int64) string {
 		return "sysfs"
 	}
 	return fmt.Sprintf("fs-%#x", magic)
+}
+
+// takeAsUIDs calls take, as each of the user ids 0 to k (a number) - 1 in
+// turn, real and effective (0 kept saved, to come back), until it fails,
+// with the number taken so far; says how many it took in all and the last
+// refusal ("held N errno"), and holds them until a line comes on stdin.
+// A user id that cannot be had (one not mapped) ends it.
+func takeAsUIDs(k string, take func(n int) error) error {
+	uids, _ := strconv.Atoi(k)
+	var n int
+	var err error
+	for uid := 0; uid < uids; uid++ {
+		if e := syscall.Setresuid(uid, uid, 0); e != nil {
+			fmt.Printf("setuid %d: %v\n", uid, e)
+			break
+		}
+		for n < 1000000 {
+			if err = take(n); err != nil {
+				break
+			}
+			n++
+		}
+		if e := syscall.Setresuid(0, 0, 0); e != nil {
+			return escaped("back to uid 0: %v", e)
+		}
+	}
+	fmt.Printf("held %d %v\n", n, err)
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	return nil
 }

@@ -17,10 +17,12 @@ import (
 // A server as root that made every session's namespace as root charged
 // them all to host root: one session could take what every session and
 // every root process of the host draws from (TestSharedCountsPerSession).
-// spawnOwner makes the namespace as the session's own host uid instead,
-// the one its container root runs as: then every user id of the session
-// adds up there, apart from the other sessions' and the host's, and the
-// kernel's per-user limits become per session.
+// spawnOwner makes the namespace as a uid of the session's own instead:
+// for a server as root the host uid its container root runs as; for a
+// spawner in a user namespace of its own (spawnerNS), root there, an id
+// of that namespace no other live session's is. Then every user id of the
+// session adds up there, apart from the other sessions' and the host's,
+// and the kernel's per-user limits become per session.
 //
 // The switch is of the calling thread's credentials alone (a raw
 // setresuid; the Go runtime's own switches every thread), with

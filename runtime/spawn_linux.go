@@ -326,13 +326,13 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		if !ok1 || !ok2 {
 			return started, errSpawnerGone // ids it cannot map: the server forks init
 		}
-		k, err := s.ns.owners.acquire()
-		if err != nil {
-			return started, err
+		k, aerr := s.ns.owners.acquire()
+		if aerr != nil {
+			return started, aerr
 		}
 		started.release = func() { s.ns.owners.release(k) }
 		defer func() {
-			if err != nil {
+			if err != nil { // the named result: this start failed
 				started.release()
 				started.release = nil
 			}
