@@ -230,7 +230,7 @@ func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
 	case h.subIDs != nil:
 		owner = ownerServerSubIDs
 	}
-	notes := sharedPoolNotes(sessions, l, owner, capped, sysctlInt)
+	notes := sharedPoolNotes(sessions, l, owner, capped, hostLimit)
 	if p := spawnerNSErr.Load(); owner == ownerServerSubIDs && p != nil {
 		notes = append(notes, fmt.Sprintf("spawner: no user namespace of its own: %v", *p))
 	}
@@ -238,6 +238,22 @@ func (h *Host) SharedPoolNotes(sessions int, l Limits) []string {
 		notes = append(notes, singleIDNote)
 	}
 	return notes
+}
+
+// hostLimit reads a sysctl by its name ("kernel.pty.max"), or, for
+// "ulimit -i" and "ulimit -q", the server's soft RLIMIT_SIGPENDING and
+// RLIMIT_MSGQUEUE, which the spawner and so the sessions' namespaces
+// inherit: -1 when unknown or unlimited.
+func hostLimit(name string) int {
+	res, ok := map[string]int{"ulimit -i": unix.RLIMIT_SIGPENDING, "ulimit -q": unix.RLIMIT_MSGQUEUE}[name]
+	if !ok {
+		return sysctlInt(name)
+	}
+	var r unix.Rlimit
+	if err := unix.Getrlimit(res, &r); err != nil || r.Cur == unix.RLIM_INFINITY || r.Cur > math.MaxInt32 {
+		return -1
+	}
+	return int(r.Cur)
 }
 
 // spawnerHasNS says whether the spawner runs in a user namespace of its
@@ -302,6 +318,24 @@ func sharedPoolNotes(sessions int, l Limits, owner nsOwner, pidsCapped bool, sys
 	if n := sysctl("fs.file-max"); l.Pids > 0 && n > 0 && int64(sessions)*int64(l.Pids)*int64(l.NoFile) > int64(n) {
 		notes = append(notes, fmt.Sprintf("files: %d sessions of %d processes with %d open files each could open more than the %d files the kernel allows the whole machine (fs.file-max), and then no process without CAP_SYS_ADMIN opens one (ENFILE), the server's accepts included; raise it (sysctl fs.file-max=%d, which systemd sets by default)",
 			sessions, l.Pids, l.NoFile, n, int64(math.MaxInt64)))
+	}
+	// Queued signals and message queue bytes: where the server's uid owns
+	// the sessions' namespaces (or their spawner's), each session's share
+	// adds up to it, below the server's own limit, which the kernel
+	// applies to them all together.
+	if owner == ownerSingleID || owner == ownerSpawnerNS {
+		for _, c := range []struct {
+			limit, what, unit, raise string
+			each                     int
+		}{
+			{"ulimit -i", "queued signals", "", "LimitSIGPENDING=", sessionSigPending},
+			{"ulimit -q", "message queue bytes", " bytes", "LimitMSGQUEUE=", sessionMsgQueue},
+		} {
+			if n := sysctl(c.limit); n >= 0 && sessions*c.each > n {
+				notes = append(notes, fmt.Sprintf("%s: each session may hold %d%s, and the kernel counts them all against the server's uid too, whose %s allows %d: %d sessions at their limit take them all; for %d sessions raise it to %d (%s in the systemd unit)",
+					c.what, c.each, c.unit, c.limit, n, (n+c.each-1)/c.each, sessions, sessions*c.each, c.raise))
+			}
+		}
 	}
 	switch n := sysctl("fs.inotify.max_user_instances"); {
 	case owner == ownerServerSubIDs:

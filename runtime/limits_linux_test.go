@@ -427,6 +427,7 @@ func TestSharedPoolNotes(t *testing.T) {
 		l          Limits
 		owner      nsOwner
 		pidsCapped bool
+		limits     map[string]int // beside sysctls
 		want       []string
 	}{
 		{sessions: 4, owner: ownerSingleID, want: nil}, // 64 ptys, 64 instances
@@ -438,6 +439,12 @@ func TestSharedPoolNotes(t *testing.T) {
 		{sessions: 1, owner: ownerServerSubIDs, pidsCapped: true, want: []string{subIDsOwnerNote}},
 		// In its own, each session its share, all of them the server's.
 		{sessions: 100, owner: ownerSpawnerNS, pidsCapped: true, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 100 sessions raise it (sysctl fs.inotify.max_user_instances=1728)"}},
+		// The server's rlimits too, where its uid owns the namespaces.
+		{sessions: 100, owner: ownerSpawnerNS, pidsCapped: true, limits: map[string]int{"ulimit -i": 96369, "ulimit -q": 819200, "fs.inotify.max_user_instances": -1}, want: []string{
+			"queued signals: each session may hold 1024, and the kernel counts them all against the server's uid too, whose ulimit -i allows 96369: 95 sessions at their limit take them all; for 100 sessions raise it to 102400 (LimitSIGPENDING= in the systemd unit)",
+			"message queue bytes: each session may hold 262144 bytes, and the kernel counts them all against the server's uid too, whose ulimit -q allows 819200: 4 sessions at their limit take them all; for 100 sessions raise it to 26214400 (LimitMSGQUEUE= in the systemd unit)",
+		}},
+		{sessions: 100, owner: ownerSession, pidsCapped: true, limits: map[string]int{"ulimit -i": 96369, "ulimit -q": 819200}, want: nil}, // root: each session's own
 		{sessions: 200, l: Limits{Ptys: 16}, owner: ownerSingleID, pidsCapped: true, want: []string{
 			"ptys: 200 sessions with --ptys 16 each could hold more than the 3072 ptys the kernel has for every container on this machine (kernel.pty.max 4096 less kernel.pty.reserve 1024), and then no new session gets its terminal; raise it (sysctl kernel.pty.max=4224) or lower --ptys",
 			"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 200 sessions raise it (sysctl fs.inotify.max_user_instances=3328)",
@@ -448,6 +455,12 @@ func TestSharedPoolNotes(t *testing.T) {
 		}},
 		{sessions: 100, l: Limits{Pids: 100}, owner: ownerSingleID, want: []string{"inotify: each session may hold 16 inotify instances, and the kernel counts every one against the server's uid too, which fs.inotify.max_user_instances allows 128: 8 sessions at their limit take them all; for 100 sessions raise it (sysctl fs.inotify.max_user_instances=1728)"}}, // 10000 pids: room
 	} {
+		read := func(name string) int {
+			if v, ok := tt.limits[name]; ok {
+				return v
+			}
+			return read(name)
+		}
 		if got := sharedPoolNotes(tt.sessions, tt.l, tt.owner, tt.pidsCapped, read); !slices.Equal(got, tt.want) {
 			t.Errorf("%d sessions, %+v: -want +got\n%q\n%q", tt.sessions, tt.l, tt.want, got)
 		}
