@@ -266,11 +266,6 @@ func (c *Container) start(spec Spec) error {
 		SysProcAttr: attr,
 	}
 	st := initStart{spawn: !h.opts.NoSpawner, uidMap: plan.uidMap, gidMap: plan.gidMap, setgroups: plan.setgroups}
-	if plan.sub != nil {
-		st.uidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: plan.sub.UIDBase, Size: subIDSize}}
-		st.gidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: plan.sub.GIDBase, Size: subIDSize}}
-		st.setgroups = true
-	}
 	owner, ownerGID := 0, 0
 	if plan.slot != nil {
 		owner, ownerGID = plan.hostUID, plan.hostGID // root: the session's own (spawnOwner)

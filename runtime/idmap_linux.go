@@ -37,7 +37,7 @@ const (
 )
 
 type idPlan struct {
-	uidMap, gidMap   []syscall.SysProcIDMap
+	uidMap, gidMap   []syscall.SysProcIDMap // in host ids (with sub, newuidmap's to write, or the spawner's)
 	setgroups        bool
 	hostUID, hostGID int     // the host ids of container root
 	slot             *idSlot // root: the container's range of the pool
@@ -70,7 +70,9 @@ func (h *Host) plan(rootfs string) (idPlan, error) {
 		return p, nil
 	case h.subIDs != nil && h.fitsSubIDs(rootfs):
 		s := h.subIDs
-		p := idPlan{setgroups: true, hostUID: s.UIDBase, hostGID: s.GIDBase, sub: s, lower: lower}
+		p := idPlan{setgroups: true, hostUID: s.UIDBase, hostGID: s.GIDBase, sub: s, lower: lower,
+			uidMap: []syscall.SysProcIDMap{{ContainerID: 0, HostID: s.UIDBase, Size: subIDSize}},
+			gidMap: []syscall.SysProcIDMap{{ContainerID: 0, HostID: s.GIDBase, Size: subIDSize}}}
 		if rootfs == HostRootfs {
 			var err error
 			if p.lower, err = h.subHostRoot(); err != nil {

@@ -221,7 +221,7 @@ func spawnProcess(ns *spawnerNS) (*spawner, error) {
 	err = cmd.Start()
 	_ = theirs.Close()
 	if err == nil && ns != nil {
-		if err = ns.mapSpawner(cmd.Process.Pid); err != nil {
+		if err = ns.sub.mapSpawner(cmd.Process.Pid); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}

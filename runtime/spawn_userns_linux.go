@@ -58,20 +58,10 @@ var noSpawnerNS bool
 
 // mapSpawner writes the spawner's maps: the server's own id as 0, the
 // subordinate ids as 1 to 65536.
-func (n *spawnerNS) mapSpawner(pid int) error {
-	return n.sub.mapSpawner(pid)
-}
-
 func (s *SubIDs) mapSpawner(pid int) error {
-	for _, m := range []struct {
-		tool      string
-		own, base int
-	}{{s.newgidmap, s.GID, s.GIDBase}, {s.newuidmap, s.UID, s.UIDBase}} {
-		if err := runIDMapTool(m.tool, strconv.Itoa(pid), "0", strconv.Itoa(m.own), "1", "1", strconv.Itoa(m.base), strconv.Itoa(subIDSize)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.runIDMapTools(pid, func(own, base int) []string {
+		return []string{"0", strconv.Itoa(own), "1", "1", strconv.Itoa(base), strconv.Itoa(subIDSize)}
+	})
 }
 
 // translate turns maps of host ids into the spawner's namespace's ids:

@@ -225,15 +225,23 @@ func (s *SubIDs) MapForUnpack(pid int) error {
 }
 
 func (s *SubIDs) mapIDs(pid int, withServer bool) error {
+	return s.runIDMapTools(pid, func(own, base int) []string {
+		args := []string{"0", strconv.Itoa(base), strconv.Itoa(subIDSize)}
+		if withServer {
+			args = append(args, strconv.Itoa(subIDSize), strconv.Itoa(own), "1")
+		}
+		return args
+	})
+}
+
+// runIDMapTools runs newgidmap, then newuidmap, for pid with the ranges
+// ranges gives from the server's own id and the slice's first.
+func (s *SubIDs) runIDMapTools(pid int, ranges func(own, base int) []string) error {
 	for _, m := range []struct {
 		tool      string
 		base, own int
 	}{{s.newgidmap, s.GIDBase, s.GID}, {s.newuidmap, s.UIDBase, s.UID}} {
-		args := []string{strconv.Itoa(pid), "0", strconv.Itoa(m.base), strconv.Itoa(subIDSize)}
-		if withServer {
-			args = append(args, strconv.Itoa(subIDSize), strconv.Itoa(m.own), "1")
-		}
-		if err := runIDMapTool(m.tool, args...); err != nil {
+		if err := runIDMapTool(m.tool, append([]string{strconv.Itoa(pid)}, ranges(m.own, m.base)...)...); err != nil {
 			return err
 		}
 	}
