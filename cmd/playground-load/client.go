@@ -220,10 +220,18 @@ func shownLine(b []byte) string {
 func closeReason(err error) error {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {
-		return fmt.Errorf("server closed the session: %d %q", ce.Code, ce.Text)
+		return fmt.Errorf("server closed the session: %d %q%w", ce.Code, ce.Text, errClosed{ce})
 	}
 	return err
 }
+
+// errClosed keeps a server's close in a wrapped error without adding
+// to its text.
+type errClosed struct{ *websocket.CloseError }
+
+func (errClosed) Error() string { return "" }
+
+func (e errClosed) Unwrap() error { return e.CloseError }
 
 func tail(b []byte) []byte {
 	if len(b) > 200 {

@@ -3,15 +3,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // ManyResult is N sessions opened at once, each answering, and what the
@@ -184,9 +190,42 @@ func openAndAsk(ctx context.Context, t *target) (session, time.Duration, error) 
 	}
 	if err := ask(ctx, s); err != nil {
 		s.close()
-		return nil, 0, err
+		return nil, 0, t.withServerReason(err)
 	}
 	return s, time.Since(t0), nil
+}
+
+// withServerReason adds to a failed start what the server's log says of
+// it: the client is only told "the server's log says why".
+func (t *target) withServerReason(err error) error {
+	var ce *websocket.CloseError
+	if t.logPath == "" || !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr {
+		return err
+	}
+	if why := lastStartFailure(t.logPath); why != "" {
+		return fmt.Errorf("%w; the server's log: %s", err, why)
+	}
+	return err
+}
+
+// lastStartFailure is the error of the last "start failed" line of a
+// playground server's log, "" if there is none.
+func lastStartFailure(logPath string) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	why := ""
+	for line := range bytes.Lines(b) {
+		var e struct {
+			Message string `json:"message"`
+			Error   string `json:"error"`
+		}
+		if json.Unmarshal(line, &e) == nil && e.Message == "start failed" {
+			why = e.Error
+		}
+	}
+	return why
 }
 
 // errKey is an error's text without the session's own output and port,

@@ -3,8 +3,14 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestReportedRound: a target's figures come from its median round, or
@@ -36,5 +42,33 @@ func TestReportedRound(t *testing.T) {
 		if !slices.Equal(keys, want) {
 			t.Errorf("%v: keys %v, want %v", tc.rounds, keys, want)
 		}
+	}
+}
+
+// A failed start's error carries the reason the server's log gives: the
+// client is told only that the log says why (CI once failed with no more).
+func TestFailedStartSaysWhy(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	log := `{"level":"info","message":"listening"}
+{"level":"error","session":"a","error":"first","message":"start failed"}
+not json
+{"level":"error","session":"b","error":"clone: resource temporarily unavailable","message":"start failed"}
+{"level":"info","message":"session end"}
+`
+	if err := os.WriteFile(logPath, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{logPath: logPath}
+	closed := closeReason(&websocket.CloseError{Code: websocket.CloseInternalServerErr, Text: "could not start a terminal"})
+	err := tg.withServerReason(fmt.Errorf("waiting for the answer: %w; output so far %q", closed, ""))
+	if want := "the server's log: clone: resource temporarily unavailable"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q, want it to end %q", err, want)
+	}
+	if !strings.Contains(err.Error(), `server closed the session: 1011 "could not start a terminal"; output`) {
+		t.Errorf("error %q: the close's own text changed", err)
+	}
+	other := closeReason(&websocket.CloseError{Code: websocket.CloseNormalClosure})
+	if got := tg.withServerReason(other); got != other {
+		t.Errorf("a normal close became %q", got)
 	}
 }
