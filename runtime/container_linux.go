@@ -146,6 +146,12 @@ func Start(spec Spec) (*Container, error) {
 			// heavy parallel load, cause not yet known. Once more, and
 			// said in the log, rather than a visitor's failed session.
 			var ce *createError
+			if attempt == 1 && errors.Is(err, errSpawnerDied) {
+				if h.opts.Log != nil {
+					h.opts.Log(fmt.Sprintf("container %s: %v; starting it again", c.id, err))
+				}
+				continue
+			}
 			if attempt == 1 && h.started.Load() && errors.As(err, &ce) && ce.transient() {
 				if h.opts.Log != nil {
 					h.opts.Log(fmt.Sprintf("container %s: %v; starting it again", c.id, err))

@@ -47,8 +47,10 @@ import (
 // A child that fails before its exec (rare: a credential or a capability
 // refused) is a zombie of the server whose pid nobody has; the spawner
 // names its threads spawnComm, which such a child keeps, and the server
-// reaps those (reapFailedSpawns). Where the spawner cannot start or has
-// ended, the server forks init itself, as it did before.
+// reaps those (reapFailedSpawns). Where the spawner cannot start, the
+// server forks init itself, as it did before; one that has ended is
+// replaced at the next start (theSpawner), and a start it held is made
+// again (errSpawnerDied).
 
 const (
 	spawnArg0 = "playground-spawn"
@@ -101,6 +103,9 @@ type spawnReply struct {
 	Shared bool
 	// Mapped: the spawner wrote init's id maps (MapUIDs).
 	Mapped bool
+	// died: not the spawner's, but the server's when it ended with the
+	// request unanswered.
+	died bool
 }
 
 // spawner is the server's end of the spawner.
@@ -127,8 +132,13 @@ type spawner struct {
 const spawnTimeout = 30 * time.Second
 
 var (
-	theSpawner = sync.OnceValues(startSpawner)
-	spawnerUp  atomic.Pointer[spawner] // once started
+	spawnerUp atomic.Pointer[spawner] // the one theSpawner hands out
+	spawnerMu sync.Mutex              // held while one starts
+	// spawnerErr is why the first spawner could not start: it is not
+	// tried again, and the server forks every init itself.
+	spawnerErr error
+	// spawnerBegan is when the last one was started.
+	spawnerBegan time.Time
 	// spawnerPids are the spawners this process runs (tests start more
 	// than the one), which bear their children's name (reapFailedSpawns).
 	spawnerPids sync.Map
@@ -144,6 +154,52 @@ func Spawner() (pid, fd int) {
 		return s.pid, s.fd
 	}
 	return 0, -1
+}
+
+// spawnerRestartGap is the least time between the start of a spawner
+// and that of the one that replaces it: one that ends as soon as it
+// starts is not started again by every container start.
+const spawnerRestartGap = time.Second
+
+// theSpawner is the spawner, started at the first call. One that has
+// ended (killed, or crashed: its last words are on this process's
+// stderr) is replaced by a new one, in the same mode, so that the
+// sessions after it keep what it gives them (spawnOwner, spawnerNS);
+// until then, and where no spawner could start at all, the server forks
+// init itself.
+func theSpawner() (*spawner, error) {
+	if s := spawnerUp.Load(); s != nil && !s.ended() {
+		return s, nil
+	}
+	spawnerMu.Lock()
+	defer spawnerMu.Unlock()
+	old := spawnerUp.Load()
+	switch {
+	case old != nil && !old.ended():
+		return old, nil // another start replaced it meanwhile
+	case spawnerErr != nil:
+		return nil, spawnerErr
+	case old != nil && time.Since(spawnerBegan) < spawnerRestartGap:
+		return nil, errSpawnerGone
+	}
+	spawnerBegan = time.Now()
+	s, err := startSpawner()
+	if err != nil {
+		if old == nil {
+			spawnerErr = err
+		}
+		return nil, err
+	}
+	spawnerUp.Store(s)
+	return s, nil
+}
+
+// ended reports whether the spawner has ended (or is ending): it takes no
+// more requests.
+func (s *spawner) ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reaping || s.dead != nil
 }
 
 // startSpawner starts the spawner on a thread of its own, which is locked
@@ -195,10 +251,13 @@ func spawnProcess(ns *spawnerNS) (*spawner, error) {
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "spawner"), os.NewFile(uintptr(fds[1]), "spawner")
 	cmd := &exec.Cmd{
-		Path:        execPath(f),
-		Args:        []string{spawnArg0},
-		Env:         []string{},
-		ExtraFiles:  []*os.File{theirs},
+		Path:       execPath(f),
+		Args:       []string{spawnArg0},
+		Env:        []string{},
+		ExtraFiles: []*os.File{theirs},
+		// Its last words, should it crash (a Go runtime's fatal error),
+		// go where the server's own do, its log.
+		Stderr:      os.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	if EmbeddedInit() {
@@ -244,7 +303,6 @@ func spawnProcess(ns *spawnerNS) (*spawner, error) {
 	}
 	spawnerPids.Store(s.pid, true)
 	go s.readReplies()
-	spawnerUp.Store(s)
 	return s, nil
 }
 
@@ -280,7 +338,7 @@ func (s *spawner) readReplies() {
 	s.mu.Lock()
 	s.dead = fmt.Errorf("spawner ended (%v; status %v, %v)", err, ws, werr)
 	for id, ch := range s.pending {
-		ch <- spawnReply{ID: id, Err: s.dead.Error()}
+		ch <- spawnReply{ID: id, Err: s.dead.Error(), died: true}
 		delete(s.pending, id)
 	}
 	s.mu.Unlock()
@@ -290,6 +348,12 @@ func (s *spawner) readReplies() {
 // before the request went out, so init was not forked and the caller may
 // fork it itself.
 var errSpawnerGone = errors.New("spawner gone")
+
+// errSpawnerDied is a start the spawner had taken when it ended: init may
+// have been forked and then lost with its pid (its end of the sync socket
+// closed by the start's cleanup, it exits), so the caller starts the
+// container again, through the spawner that replaces it.
+var errSpawnerDied = errors.New("the spawner ended while it held this start")
 
 // noSpawner makes the server fork init itself: a benchmark's comparison.
 var noSpawner bool
@@ -380,6 +444,7 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		r = <-ch
 		if r.Err != "" {
 			r.Err = fmt.Sprintf("no reply from the spawner in %v, which was killed: %s", s.timeout, r.Err)
+			r.died = false // stuck, not ended: not a start to make again
 		}
 	}
 	timer.Stop()
@@ -388,6 +453,9 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		// is this process's child.
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(r.Pid, &ws, 0, nil)
+	}
+	if r.died {
+		return started, fmt.Errorf("%w: %s", errSpawnerDied, r.Err)
 	}
 	if r.Err != "" {
 		if r.Errno != 0 {

@@ -458,3 +458,89 @@ func TestSpawnerTimerSlack(t *testing.T) {
 		}
 	}
 }
+
+// TestSpawnerIsReplaced: a spawner that ends (here killed; a crash of its
+// Go runtime would do the same) is replaced by a new one in the same mode,
+// rather than every later session's init being forked by the server, whose
+// namespace the server's uid would own (spawnOwner, spawnerNS). A start it
+// held when it ended is made again, through the new one, and succeeds:
+// the session is not lost.
+func TestSpawnerIsReplaced(t *testing.T) {
+	c := start(t, Spec{Args: sh("echo first; sleep 1000")})
+	readAll(c).waitFor(t, "first")
+	old, err := theSpawner()
+	if err != nil {
+		t.Fatalf("no spawner: %v", err)
+	}
+	// Not replaced twice within the gap: let it pass.
+	spawnerMu.Lock()
+	wait := spawnerRestartGap - time.Since(spawnerBegan)
+	spawnerMu.Unlock()
+	time.Sleep(wait)
+
+	// Stopped, it takes the request and never answers; killed then, it
+	// has ended holding it.
+	if err := syscall.Kill(old.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		c   *Container
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := Start(Spec{StateDir: testStateDir(t), Args: sh("echo second; sleep 1000")})
+		done <- result{c, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		old.mu.Lock()
+		n := len(old.pending)
+		old.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(old.pid, syscall.SIGCONT)
+			t.Fatal("the start's request never reached the stopped spawner")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(old.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the start held by the killed spawner did not return in 60 s")
+	}
+	if r.err != nil {
+		t.Fatalf("the start the killed spawner held: %v; want it made again", r.err)
+	}
+	t.Cleanup(func() { _ = r.c.Close() })
+	readAll(r.c).waitFor(t, "second")
+	waitReaped(t, old, time.Now().Add(10*time.Second))
+
+	now, err := theSpawner()
+	if err != nil {
+		t.Fatalf("no spawner after the first ended: %v", err)
+	}
+	if now == old || now.pid == old.pid {
+		t.Fatalf("the spawner is still the one killed (%d)", old.pid)
+	}
+	if pid, _ := Spawner(); pid != now.pid {
+		t.Errorf("Spawner() says %d, the spawner in use is %d", pid, now.pid)
+	}
+	if (now.ns != nil) != (old.ns != nil) {
+		t.Errorf("the new spawner in a namespace of its own: %v, the old: %v", now.ns != nil, old.ns != nil)
+	}
+	if ppid := mustStat(t, r.c.Pid()).PPID; ppid != os.Getpid() {
+		t.Errorf("init's parent: %d, want this process (%d), forked by the new spawner", ppid, os.Getpid())
+	}
+	before := spawnedShared.Load() + spawnedIntoCgroup.Load()
+	c3 := start(t, Spec{Args: sh("echo third; sleep 1000")})
+	readAll(c3).waitFor(t, "third")
+	if now.ns != nil && spawnedShared.Load()+spawnedIntoCgroup.Load() == before {
+		t.Error("the start after: not forked by the new spawner (its own clone)")
+	}
+}
