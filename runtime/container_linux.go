@@ -140,19 +140,16 @@ func Start(spec Spec) (*Container, error) {
 		}()
 		if err := <-errc; err != nil {
 			c.cleanup()
-			// A clone or exec of init refused with EACCES or EPERM on a
-			// host where containers have started (so namespaces are
-			// allowed): seen about once in several thousand starts, under
-			// heavy parallel load, cause not yet known. Once more, and
-			// said in the log, rather than a visitor's failed session.
+			// Once more, and said in the log, rather than a visitor's
+			// failed session: a start the spawner held when it ended
+			// (errSpawnerDied; theSpawner replaces it); and a clone or
+			// exec of init refused with EACCES or EPERM on a host where
+			// containers have started (so namespaces are allowed), seen
+			// about once in several thousand starts under heavy parallel
+			// load, cause not yet known.
 			var ce *createError
-			if attempt == 1 && errors.Is(err, errSpawnerDied) {
-				if h.opts.Log != nil {
-					h.opts.Log(fmt.Sprintf("container %s: %v; starting it again", c.id, err))
-				}
-				continue
-			}
-			if attempt == 1 && h.started.Load() && errors.As(err, &ce) && ce.transient() {
+			if attempt == 1 && (errors.Is(err, errSpawnerDied) ||
+				h.started.Load() && errors.As(err, &ce) && ce.transient()) {
 				if h.opts.Log != nil {
 					h.opts.Log(fmt.Sprintf("container %s: %v; starting it again", c.id, err))
 				}

@@ -195,15 +195,16 @@ func openAndAsk(ctx context.Context, t *target) (session, time.Duration, error) 
 	return s, time.Since(t0), nil
 }
 
-// withServerReason adds to a failed start what the server's log says of
-// it: the client is only told "the server's log says why".
+// withServerReason adds to a failed start the server's log's last start
+// failure, which is this one's or one at about the same time: the client
+// is only told "the server's log says why".
 func (t *target) withServerReason(err error) error {
 	var ce *websocket.CloseError
 	if t.logPath == "" || !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr {
 		return err
 	}
 	if why := lastStartFailure(t.logPath); why != "" {
-		return fmt.Errorf("%w; the server's log: %s", err, why)
+		return fmt.Errorf("%w; the server's log's last start failure: %s", err, why)
 	}
 	return err
 }

@@ -61,7 +61,7 @@ not json
 	tg := &target{logPath: logPath}
 	closed := closeReason(&websocket.CloseError{Code: websocket.CloseInternalServerErr, Text: "could not start a terminal"})
 	err := tg.withServerReason(fmt.Errorf("waiting for the answer: %w; output so far %q", closed, ""))
-	if want := "the server's log: clone: resource temporarily unavailable"; !strings.Contains(err.Error(), want) {
+	if want := "the server's log's last start failure: clone: resource temporarily unavailable"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q, want it to end %q", err, want)
 	}
 	if !strings.Contains(err.Error(), `server closed the session: 1011 "could not start a terminal"; output`) {
