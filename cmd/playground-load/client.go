@@ -220,18 +220,19 @@ func shownLine(b []byte) string {
 func closeReason(err error) error {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {
-		return fmt.Errorf("server closed the session: %d %q%w", ce.Code, ce.Text, errClosed{ce})
+		return closedError{ce}
 	}
 	return err
 }
 
-// errClosed keeps a server's close in a wrapped error without adding
-// to its text.
-type errClosed struct{ *websocket.CloseError }
+// closedError is a server's close, said as the close of a session.
+type closedError struct{ *websocket.CloseError }
 
-func (errClosed) Error() string { return "" }
+func (e closedError) Error() string {
+	return fmt.Sprintf("server closed the session: %d %q", e.Code, e.Text)
+}
 
-func (e errClosed) Unwrap() error { return e.CloseError }
+func (e closedError) Unwrap() error { return e.CloseError }
 
 func tail(b []byte) []byte {
 	if len(b) > 200 {

@@ -100,7 +100,7 @@ func readyOnce(ctx context.Context, t *target) (time.Duration, error) {
 	}
 	defer s.close()
 	if err := ask(ctx, s); err != nil {
-		return 0, err
+		return 0, t.withServerReason(err)
 	}
 	return time.Since(t0), nil
 }
