@@ -92,6 +92,9 @@ type spawnRequest struct {
 	// spawner writes after init's exec: the server, outside it, may not.
 	MapUIDs, MapGIDs []syscall.SysProcIDMap `json:",omitempty"`
 	MapSetgroups     bool                   `json:",omitempty"`
+	// EndAfterFork, for tests only (spawnEndAfterFork): the spawner ends,
+	// as though killed, once it has forked init and before it replies.
+	EndAfterFork bool `json:",omitempty"`
 }
 
 type spawnReply struct {
@@ -142,6 +145,9 @@ var (
 	// spawnerPids are the spawners this process runs (tests start more
 	// than the one), which bear their children's name (reapFailedSpawns).
 	spawnerPids sync.Map
+	// spawnEndAfterFork makes the next request ask the spawner to end
+	// between its fork of init and its reply: for tests.
+	spawnEndAfterFork atomic.Bool
 )
 
 // Spawner reports the helper process this package starts at the first
@@ -403,6 +409,7 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		}()
 		req.Owner, req.MapUIDs, req.MapGIDs, req.MapSetgroups = 1+k, uids, gids, st.setgroups
 	}
+	req.EndAfterFork = spawnEndAfterFork.CompareAndSwap(true, false)
 	fds := []int{int(cmd.ExtraFiles[0].Fd())}
 	if attr.UseCgroupFD {
 		fds = append(fds, attr.CgroupFD)
@@ -455,6 +462,9 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		_, _ = unix.Wait4(r.Pid, &ws, 0, nil)
 	}
 	if r.died {
+		// It may have forked init before it ended: a child of this
+		// process whose pid nobody has, which would stay a zombie.
+		reapOrphanInit(cmd.ExtraFiles[0])
 		return started, fmt.Errorf("%w: %s", errSpawnerDied, r.Err)
 	}
 	if r.Err != "" {
@@ -557,6 +567,51 @@ func reapFailedSpawns() int {
 	return looks
 }
 
+// reapOrphanInit kills and reaps the init a spawner forked for a start
+// and then ended before it sent its pid: the child of this process
+// (CLONE_PARENT) that holds sync, init's end of the start's sync socket,
+// which only that init has (the spawner's copy went with it). Nothing is
+// done where there is none, or where its descriptors cannot be compared.
+func reapOrphanInit(sync *os.File) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(sync.Fd()), &st); err != nil {
+		return
+	}
+	link := "socket:[" + strconv.FormatUint(st.Ino, 10) + "]"
+	me := os.Getpid()
+	_ = eachProcess(func(ps procfs.ProcStat) {
+		if ps.PPID != me || !holds(ps.PID, link, sync) {
+			return
+		}
+		_ = unix.Kill(ps.PID, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(ps.PID, &ws, 0, nil)
+	})
+	goruntime.KeepAlive(sync)
+}
+
+// holds reports whether child pid has f, whose /proc link reads link,
+// among its descriptors. Where its /proc fd directory is closed to this
+// process (an init of another uid: subordinate ids), it asks the kernel
+// whether the child's fd 3, where init keeps its sync socket, is f
+// (kcmp(2), which this process may do to its sessions' processes: its uid
+// owns an ancestor of their user namespaces).
+func holds(pid int, link string, f *os.File) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		const kcmpFile = 0 // KCMP_FILE
+		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(os.Getpid()), uintptr(pid), kcmpFile, f.Fd(), 3, 0)
+		return errno == 0 && r == 0
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == link {
+			return true
+		}
+	}
+	return false
+}
+
 // spawnMain is the spawner: it forks init for each request that comes, and
 // ends when the server's end of its socket closes. It never returns.
 func spawnMain() {
@@ -603,6 +658,9 @@ func spawnMain() {
 		}
 		go func() {
 			r := spawn(initPath, req, fds, devNull)
+			if req.EndAfterFork && r.Pid > 0 {
+				_ = unix.Kill(os.Getpid(), unix.SIGKILL)
+			}
 			b, _ := json.Marshal(r)
 			wmu.Lock()
 			_ = unix.Sendmsg(sock, b, nil, nil, 0)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -542,5 +543,69 @@ func TestSpawnerIsReplaced(t *testing.T) {
 	readAll(c3).waitFor(t, "third")
 	if now.ns != nil && spawnedShared.Load()+spawnedIntoCgroup.Load() == before {
 		t.Error("the start after: not forked by the new spawner (its own clone)")
+	}
+}
+
+// TestSpawnerEndsAfterItForked: a spawner that ends between its fork of
+// init and its reply leaves an init whose pid the server never got, a
+// child of the server (CLONE_PARENT). The start is made again, and that
+// init is killed and reaped, not left a zombie for the server's life.
+func TestSpawnerEndsAfterItForked(t *testing.T) {
+	c := start(t, Spec{Args: sh("echo first; sleep 1000")})
+	readAll(c).waitFor(t, "first")
+	old, err := theSpawner()
+	if err != nil {
+		t.Fatalf("no spawner: %v", err)
+	}
+	spawnerMu.Lock()
+	wait := spawnerRestartGap - time.Since(spawnerBegan)
+	spawnerMu.Unlock()
+	time.Sleep(wait) // replaced at once, not forked by the server meanwhile
+
+	me := os.Getpid()
+	children := func() map[int]procfs.ProcStat {
+		m := map[int]procfs.ProcStat{}
+		_ = eachProcess(func(st procfs.ProcStat) {
+			if st.PPID == me {
+				m[st.PID] = st
+			}
+		})
+		return m
+	}
+	before := children()
+	spawnEndAfterFork.Store(true)
+	t.Cleanup(func() { spawnEndAfterFork.Store(false) })
+	c2, err := Start(Spec{StateDir: testStateDir(t), Args: sh("echo second; sleep 1000")})
+	if err != nil {
+		t.Fatalf("the start whose spawner ended after its fork: %v; want it made again", err)
+	}
+	t.Cleanup(func() { _ = c2.Close() })
+	readAll(c2).waitFor(t, "second")
+	if spawnEndAfterFork.Load() {
+		t.Fatal("the spawner was not asked to end after its fork")
+	}
+	waitReaped(t, old, time.Now().Add(10*time.Second))
+
+	// Every new child of this process is the new init or a spawner; none
+	// is left a zombie. (Another's zombie is reaped within milliseconds.)
+	var left []string
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		left = nil
+		for pid, st := range children() {
+			if _, ok := before[pid]; ok || pid == c2.Pid() {
+				continue
+			}
+			if _, ok := spawnerPids.Load(pid); ok {
+				continue
+			}
+			left = append(left, fmt.Sprintf("%d (%s, state %s)", pid, st.Comm, st.State))
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(left) > 0 {
+		t.Errorf("children left by the start whose spawner ended after its fork: %v", left)
 	}
 }
