@@ -467,17 +467,7 @@ func TestSpawnerTimerSlack(t *testing.T) {
 // held when it ended is made again, through the new one, and succeeds:
 // the session is not lost.
 func TestSpawnerIsReplaced(t *testing.T) {
-	c := start(t, Spec{Args: sh("echo first; sleep 1000")})
-	readAll(c).waitFor(t, "first")
-	old, err := theSpawner()
-	if err != nil {
-		t.Fatalf("no spawner: %v", err)
-	}
-	// Not replaced twice within the gap: let it pass.
-	spawnerMu.Lock()
-	wait := spawnerRestartGap - time.Since(spawnerBegan)
-	spawnerMu.Unlock()
-	time.Sleep(wait)
+	old := spawnerPastItsGap(t)
 
 	// Stopped, it takes the request and never answers; killed then, it
 	// has ended holding it.
@@ -546,21 +536,30 @@ func TestSpawnerIsReplaced(t *testing.T) {
 	}
 }
 
-// TestSpawnerEndsAfterItForked: a spawner that ends between its fork of
-// init and its reply leaves an init whose pid the server never got, a
-// child of the server (CLONE_PARENT). The start is made again, and that
-// init is killed and reaped, not left a zombie for the server's life.
-func TestSpawnerEndsAfterItForked(t *testing.T) {
+// spawnerPastItsGap is the spawner, once a container has started through
+// it and its restart gap has passed: one that ends now is replaced at the
+// next start, not left to the server's own fork for the gap.
+func spawnerPastItsGap(t *testing.T) *spawner {
+	t.Helper()
 	c := start(t, Spec{Args: sh("echo first; sleep 1000")})
 	readAll(c).waitFor(t, "first")
-	old, err := theSpawner()
+	s, err := theSpawner()
 	if err != nil {
 		t.Fatalf("no spawner: %v", err)
 	}
 	spawnerMu.Lock()
 	wait := spawnerRestartGap - time.Since(spawnerBegan)
 	spawnerMu.Unlock()
-	time.Sleep(wait) // replaced at once, not forked by the server meanwhile
+	time.Sleep(wait)
+	return s
+}
+
+// TestSpawnerEndsAfterItForked: a spawner that ends between its fork of
+// init and its reply leaves an init whose pid the server never got, a
+// child of the server (CLONE_PARENT). The start is made again, and that
+// init is killed and reaped, not left a zombie for the server's life.
+func TestSpawnerEndsAfterItForked(t *testing.T) {
+	old := spawnerPastItsGap(t)
 
 	me := os.Getpid()
 	children := func() map[int]procfs.ProcStat {
