@@ -569,25 +569,25 @@ func reapFailedSpawns() int {
 
 // reapOrphanInit kills and reaps the init a spawner forked for a start
 // and then ended before it sent its pid: the child of this process
-// (CLONE_PARENT) that holds sync, init's end of the start's sync socket,
+// (CLONE_PARENT) that holds initEnd, init's end of the start's sync socket,
 // which only that init has (the spawner's copy went with it). Nothing is
 // done where there is none, or where its descriptors cannot be compared.
-func reapOrphanInit(sync *os.File) {
+func reapOrphanInit(initEnd *os.File) {
 	var st unix.Stat_t
-	if err := unix.Fstat(int(sync.Fd()), &st); err != nil {
+	if err := unix.Fstat(int(initEnd.Fd()), &st); err != nil {
 		return
 	}
 	link := "socket:[" + strconv.FormatUint(st.Ino, 10) + "]"
 	me := os.Getpid()
 	_ = eachProcess(func(ps procfs.ProcStat) {
-		if ps.PPID != me || !holds(ps.PID, link, sync) {
+		if ps.PPID != me || !holds(ps.PID, link, initEnd) {
 			return
 		}
 		_ = unix.Kill(ps.PID, unix.SIGKILL)
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(ps.PID, &ws, 0, nil)
 	})
-	goruntime.KeepAlive(sync)
+	goruntime.KeepAlive(initEnd)
 }
 
 // holds reports whether child pid has f, whose /proc link reads link,
