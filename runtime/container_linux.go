@@ -142,13 +142,17 @@ func Start(spec Spec) (*Container, error) {
 			c.cleanup()
 			// Once more, and said in the log, rather than a visitor's
 			// failed session: a start the spawner held when it ended
-			// (errSpawnerDied; theSpawner replaces it); and a clone or
+			// (errSpawnerDied; theSpawner replaces it); one whose init
+			// ended by itself before the spawner wrote its maps
+			// (errInitEndedEarly: a start in the CI's VM at the smallest
+			// limits failed so once, as "write the id maps: permission
+			// denied"; why init ended is not yet known); and a clone or
 			// exec of init refused with EACCES or EPERM on a host where
 			// containers have started (so namespaces are allowed), seen
 			// about once in several thousand starts under heavy parallel
 			// load, cause not yet known.
 			var ce *createError
-			if attempt == 1 && (errors.Is(err, errSpawnerDied) ||
+			if attempt == 1 && (errors.Is(err, errSpawnerDied) || errors.Is(err, errInitEndedEarly) ||
 				h.started.Load() && errors.As(err, &ce) && ce.transient()) {
 				if h.opts.Log != nil {
 					h.opts.Log(fmt.Sprintf("container %s: %v; starting it again", c.id, err))

@@ -95,6 +95,9 @@ type spawnRequest struct {
 	// EndAfterFork, for tests only (spawnEndAfterFork): the spawner ends,
 	// as though killed, once it has forked init and before it replies.
 	EndAfterFork bool `json:",omitempty"`
+	// KillBeforeMaps, for tests only (spawnKillBeforeMaps): the spawner
+	// kills init after its exec and writes its maps once it has ended.
+	KillBeforeMaps bool `json:",omitempty"`
 }
 
 type spawnReply struct {
@@ -106,6 +109,9 @@ type spawnReply struct {
 	Shared bool
 	// Mapped: the spawner wrote init's id maps (MapUIDs).
 	Mapped bool
+	// Ended: init had ended by itself when its maps could not be written
+	// (a process that has ended has no /proc files to write).
+	Ended bool `json:",omitempty"`
 	// died: not the spawner's, but the server's when it ended with the
 	// request unanswered.
 	died bool
@@ -148,6 +154,9 @@ var (
 	// spawnEndAfterFork makes the next request ask the spawner to end
 	// between its fork of init and its reply: for tests.
 	spawnEndAfterFork atomic.Bool
+	// spawnKillBeforeMaps makes the next request whose maps the spawner
+	// writes ask it to kill init first: for tests.
+	spawnKillBeforeMaps atomic.Bool
 )
 
 // Spawner reports the helper process this package starts at the first
@@ -350,6 +359,19 @@ func (s *spawner) readReplies() {
 	s.mu.Unlock()
 }
 
+// errInitEndedEarly is a start whose init ended by itself after its exec,
+// before the spawner could write its id maps: a start to make again once
+// (Start), its wait status in the log.
+var errInitEndedEarly = errors.New("init ended before its id maps were written")
+
+// waitText says how a process ended.
+func waitText(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + SignalName(ws.Signal())
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
+}
+
 // errSpawnerGone is a start the spawner could not take: it had ended
 // before the request went out, so init was not forked and the caller may
 // fork it itself.
@@ -410,6 +432,7 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		req.Owner, req.MapUIDs, req.MapGIDs, req.MapSetgroups = 1+k, uids, gids, st.setgroups
 	}
 	req.EndAfterFork = spawnEndAfterFork.CompareAndSwap(true, false)
+	req.KillBeforeMaps = req.MapUIDs != nil && spawnKillBeforeMaps.CompareAndSwap(true, false)
 	fds := []int{int(cmd.ExtraFiles[0].Fd())}
 	if attr.UseCgroupFD {
 		fds = append(fds, attr.CgroupFD)
@@ -460,6 +483,9 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		// is this process's child.
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(r.Pid, &ws, 0, nil)
+		if r.Ended {
+			return started, fmt.Errorf("%w (%s): %s", errInitEndedEarly, waitText(ws), r.Err)
+		}
 	}
 	if r.died {
 		// It may have forked init before it ended: a child of this
@@ -743,7 +769,14 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 	if req.MapUIDs != nil || req.MapGIDs != nil {
 		// Init waits on its sync socket for its release, after its maps.
 		maps := &syscall.SysProcAttr{UidMappings: req.MapUIDs, GidMappings: req.MapGIDs, GidMappingsEnableSetgroups: req.MapSetgroups}
+		if req.KillBeforeMaps {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			for !processEnded(pid) {
+				time.Sleep(time.Millisecond)
+			}
+		}
 		if err := writeIDMaps(pid, maps); err != nil {
+			r.Ended = processEnded(pid)
 			_ = unix.Kill(pid, unix.SIGKILL) // the server reaps it: its child
 			r.Err = "write the id maps: " + err.Error()
 			return r
@@ -751,6 +784,12 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 		r.Mapped = true
 	}
 	return r
+}
+
+// processEnded reports whether process pid has ended: a zombie, or gone.
+func processEnded(pid int) bool {
+	st, err := procStat(pid)
+	return err != nil || st.State == "Z" || st.State == "X"
 }
 
 // setThreadName names the calling thread (its comm in /proc).

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -606,5 +608,46 @@ func TestSpawnerEndsAfterItForked(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("children left by the start whose spawner ended after its fork: %v", left)
+	}
+}
+
+// TestInitEndedBeforeItsMaps: where the spawner writes init's id maps (in
+// a user namespace of its own: an ordinary user with subordinate ids), an
+// init that ended by itself after its exec, before its maps, fails the
+// write; the start says so, with init's end, and is made again.
+func TestInitEndedBeforeItsMaps(t *testing.T) {
+	s := spawnerPastItsGap(t)
+	if s.ns == nil {
+		t.Log("the spawner writes init's maps only in a user namespace of its own (an ordinary user with subordinate ids): covered by that run; as root, or with the single-id map, the server writes them")
+		return
+	}
+	var logged []string
+	var mu sync.Mutex
+	h, err := NewHost(HostOptions{StateDir: testStateDir(t), Log: func(m string) {
+		mu.Lock()
+		logged = append(logged, m)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	spawnKillBeforeMaps.Store(true)
+	t.Cleanup(func() { spawnKillBeforeMaps.Store(false) })
+	c, err := Start(Spec{Host: h, StateDir: testStateDir(t), Args: sh("echo second; sleep 1000")})
+	if err != nil {
+		t.Fatalf("the start whose init ended before its maps: %v; want it made again", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	readAll(c).waitFor(t, "second")
+	if spawnKillBeforeMaps.Load() {
+		t.Fatal("the spawner was not asked to kill init before its maps")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(logged, func(m string) bool {
+		return strings.Contains(m, errInitEndedEarly.Error()) && strings.Contains(m, "killed by KILL") && strings.Contains(m, "starting it again")
+	}) {
+		t.Errorf("the log says %q; want the start's first try's failure, init's end and that it is made again", logged)
 	}
 }
