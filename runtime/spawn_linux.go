@@ -364,14 +364,6 @@ func (s *spawner) readReplies() {
 // (Start), its wait status in the log.
 var errInitEndedEarly = errors.New("init ended before its id maps were written")
 
-// waitText says how a process ended.
-func waitText(ws unix.WaitStatus) string {
-	if ws.Signaled() {
-		return "killed by " + SignalName(ws.Signal())
-	}
-	return "exit status " + strconv.Itoa(ws.ExitStatus())
-}
-
 // errSpawnerGone is a start the spawner could not take: it had ended
 // before the request went out, so init was not forked and the caller may
 // fork it itself.
@@ -484,7 +476,11 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(r.Pid, &ws, 0, nil)
 		if r.Ended {
-			return started, fmt.Errorf("%w (%s): %s", errInitEndedEarly, waitText(ws), r.Err)
+			end := ExitStatus{Code: ws.ExitStatus()}
+			if ws.Signaled() {
+				end = ExitStatus{Code: -1, Signal: ws.Signal()}
+			}
+			return started, fmt.Errorf("%w (%v): %s", errInitEndedEarly, end, r.Err)
 		}
 	}
 	if r.died {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -556,6 +557,26 @@ func spawnerPastItsGap(t *testing.T) *spawner {
 	return s
 }
 
+// startWithSpawnerHook starts a container on h (nil: the default host)
+// with hook, one of the spawner's one-shot test requests, armed: the start
+// must succeed, made again where its first try failed, and the hook must
+// have been taken by it. what says which start it is.
+func startWithSpawnerHook(t *testing.T, hook *atomic.Bool, h *Host, what string) *Container {
+	t.Helper()
+	hook.Store(true)
+	t.Cleanup(func() { hook.Store(false) })
+	c, err := Start(Spec{Host: h, StateDir: testStateDir(t), Args: sh("echo second; sleep 1000")})
+	if err != nil {
+		t.Fatalf("the start %s: %v; want it made again", what, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	readAll(c).waitFor(t, "second")
+	if hook.Load() {
+		t.Fatalf("the start %s: the spawner was not asked to", what)
+	}
+	return c
+}
+
 // TestSpawnerEndsAfterItForked: a spawner that ends between its fork of
 // init and its reply leaves an init whose pid the server never got, a
 // child of the server (CLONE_PARENT). The start is made again, and that
@@ -574,17 +595,7 @@ func TestSpawnerEndsAfterItForked(t *testing.T) {
 		return m
 	}
 	before := children()
-	spawnEndAfterFork.Store(true)
-	t.Cleanup(func() { spawnEndAfterFork.Store(false) })
-	c2, err := Start(Spec{StateDir: testStateDir(t), Args: sh("echo second; sleep 1000")})
-	if err != nil {
-		t.Fatalf("the start whose spawner ended after its fork: %v; want it made again", err)
-	}
-	t.Cleanup(func() { _ = c2.Close() })
-	readAll(c2).waitFor(t, "second")
-	if spawnEndAfterFork.Load() {
-		t.Fatal("the spawner was not asked to end after its fork")
-	}
+	c2 := startWithSpawnerHook(t, &spawnEndAfterFork, nil, "whose spawner ended after its fork")
 	waitReaped(t, old, time.Now().Add(10*time.Second))
 
 	// Every new child of this process is the new init or a spawner; none
@@ -632,21 +643,11 @@ func TestInitEndedBeforeItsMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Close() })
-	spawnKillBeforeMaps.Store(true)
-	t.Cleanup(func() { spawnKillBeforeMaps.Store(false) })
-	c, err := Start(Spec{Host: h, StateDir: testStateDir(t), Args: sh("echo second; sleep 1000")})
-	if err != nil {
-		t.Fatalf("the start whose init ended before its maps: %v; want it made again", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	readAll(c).waitFor(t, "second")
-	if spawnKillBeforeMaps.Load() {
-		t.Fatal("the spawner was not asked to kill init before its maps")
-	}
+	startWithSpawnerHook(t, &spawnKillBeforeMaps, h, "whose init ended before its maps")
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.ContainsFunc(logged, func(m string) bool {
-		return strings.Contains(m, errInitEndedEarly.Error()) && strings.Contains(m, "killed by KILL") && strings.Contains(m, "starting it again")
+		return strings.Contains(m, errInitEndedEarly.Error()) && strings.Contains(m, "(signal KILL)") && strings.Contains(m, "starting it again")
 	}) {
 		t.Errorf("the log says %q; want the start's first try's failure, init's end and that it is made again", logged)
 	}
