@@ -151,7 +151,21 @@ func (r *Report) evaluate() {
 	}
 	ratio("burst, all answered: self / bwrap", burst(self), burst(bwrap))
 	ratio("burst, all answered: warm, pool drained / bwrap", burst(warm), burst(bwrap))
+	burstRounds := func(t *TargetReport) []float64 {
+		if burst(t) == 0 {
+			return nil
+		}
+		return t.Burst.RoundsS
+	}
+	ratio("burst, all answered: self / bwrap, the median of the rounds' own ratios (round i of each)", pairedRatio(burstRounds(self), burstRounds(bwrap)), 1)
 	ratio("throughput: self / raw pty", mbps(self), mbps(raw))
+	mbpsRounds := func(t *TargetReport) []float64 {
+		if mbps(t) == 0 {
+			return nil
+		}
+		return t.Throughput.RunMBps
+	}
+	ratio("throughput: self / raw pty, the median of the rounds' own ratios (round i of each)", pairedRatio(mbpsRounds(self), mbpsRounds(raw)), 1)
 	ratio("throughput: plain / raw pty", mbps(plain), mbps(raw))
 	ratio("throughput: bwrap / raw pty", mbps(bwrap), mbps(raw))
 	ratio("throughput: ttyd / raw pty", mbps(ttyd), mbps(raw))

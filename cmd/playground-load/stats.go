@@ -55,3 +55,22 @@ func reportedRound[T any](rounds []T, failed func(T) bool, key func(T) float64) 
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
 	return order[(len(order)-1)/2], keys
 }
+
+// pairedRatio is the median of a[i]/b[i] over the rounds both targets
+// took (round i of each, taken a few seconds apart as the targets take
+// their turns), the lower middle of an even count: a ratio that the
+// machine's drift between rounds moves less than the ratio of the two
+// targets' medians. 0 when no round of both has a figure.
+func pairedRatio(a, b []float64) float64 {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if a[i] > 0 && b[i] > 0 {
+			rs = append(rs, a[i]/b[i])
+		}
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	slices.Sort(rs)
+	return rs[(len(rs)-1)/2]
+}

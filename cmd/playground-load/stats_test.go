@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,5 +71,25 @@ not json
 	other := closeReason(&websocket.CloseError{Code: websocket.CloseNormalClosure})
 	if got := tg.withServerReason(other); got != other {
 		t.Errorf("a normal close became %q", got)
+	}
+}
+
+func TestPairedRatio(t *testing.T) {
+	for _, c := range []struct {
+		a, b []float64
+		want float64
+	}{
+		// The run of 2026-12-04 22:13 UTC: the medians' ratio 3.80/3.76
+		// is 1.01, while round by round self was the faster in two.
+		{[]float64{4.20, 3.80, 3.27}, []float64{3.76, 4.11, 3.30}, 3.27 / 3.30},
+		{[]float64{2, 4}, []float64{1, 1}, 2},       // the lower middle of an even count
+		{[]float64{2, 0, 6}, []float64{1, 1, 2}, 2}, // a round without a figure does not count
+		{[]float64{1, 2, 3}, []float64{1}, 1},       // only the rounds both took
+		{nil, []float64{1}, 0},
+		{[]float64{0}, []float64{1}, 0},
+	} {
+		if got := pairedRatio(c.a, c.b); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("pairedRatio(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
 	}
 }
