@@ -647,12 +647,19 @@ func exitStatusOf(err error, ps *os.ProcessState) ExitStatus {
 	if ps == nil {
 		return ExitStatus{Code: -1, Signal: syscall.SIGKILL}
 	}
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	if ok && ws.Signaled() {
-		return ExitStatus{Code: -1, Signal: ws.Signal()}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return waitExitStatus(ws)
 	}
 	_ = err // the exit code carries what the error would say
 	return ExitStatus{Code: ps.ExitCode()}
+}
+
+// waitExitStatus is how a process whose wait status is ws ended.
+func waitExitStatus(ws syscall.WaitStatus) ExitStatus {
+	if ws.Signaled() {
+		return ExitStatus{Code: -1, Signal: ws.Signal()}
+	}
+	return ExitStatus{Code: ws.ExitStatus()}
 }
 
 // Stats says what the container uses now: from its cgroup, or, without

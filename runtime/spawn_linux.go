@@ -476,11 +476,7 @@ func (s *spawner) start(cmd *exec.Cmd, st initStart) (started initStarted, err e
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(r.Pid, &ws, 0, nil)
 		if r.Ended {
-			end := ExitStatus{Code: ws.ExitStatus()}
-			if ws.Signaled() {
-				end = ExitStatus{Code: -1, Signal: ws.Signal()}
-			}
-			return started, fmt.Errorf("%w (%v): %s", errInitEndedEarly, end, r.Err)
+			return started, fmt.Errorf("%w (%v): %s", errInitEndedEarly, waitExitStatus(syscall.WaitStatus(ws)), r.Err)
 		}
 	}
 	if r.died {
