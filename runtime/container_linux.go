@@ -619,6 +619,7 @@ func (c *Container) watch() {
 	}
 	if c.cg != nil {
 		c.status.Reason = c.cg.Reason()
+		c.status.Limit = c.cg.limits.limitOf(c.status.Reason)
 	}
 }
 

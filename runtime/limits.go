@@ -213,6 +213,19 @@ func (l Limits) PidsReason() string {
 	return "process limit " + strconv.Itoa(l.WithDefaults().Pids) + " reached"
 }
 
+// limitOf is ExitStatus.Limit for an ExitStatus.Reason of these limits.
+func (l Limits) limitOf(reason string) string {
+	switch reason {
+	case "":
+		return ""
+	case l.MemoryReason():
+		return "memory"
+	case l.PidsReason():
+		return "pids"
+	}
+	return ""
+}
+
 // Rlimit is one resource limit init sets on itself, and so on every
 // process of the session, before the program starts. Name is the
 // lower-case name of RLIMIT_*: "nproc", "nofile".

@@ -96,3 +96,18 @@ func TestLimitsValidate(t *testing.T) {
 		t.Errorf("DiskInodes of 1 GiB: %d", n)
 	}
 }
+
+func TestLimitOf(t *testing.T) {
+	l := Limits{Memory: 64 << 20, Pids: 50}
+	for reason, want := range map[string]string{
+		"memory limit 64 MiB reached":  "memory",
+		"process limit 50 reached":     "pids",
+		"":                             "",
+		"idle timeout (30 min)":        "",
+		"memory limit 512 MiB reached": "", // not this session's limit
+	} {
+		if got := l.limitOf(reason); got != want {
+			t.Errorf("limitOf(%q) = %q, want %q", reason, got, want)
+		}
+	}
+}

@@ -125,6 +125,9 @@ type ExitStatus struct {
 	// it hit ("memory limit 512 MiB reached"). Empty when the program
 	// ended on its own or was ended from outside (Close, a signal).
 	Reason string
+	// Limit names the resource limit of Reason, for counting: "memory" or
+	// "pids". Empty when Reason is.
+	Limit string
 }
 
 // parseUser parses Spec.User: "" is root (-1, -1), "UID" is UID:UID.

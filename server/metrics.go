@@ -23,6 +23,7 @@ type metrics struct {
 	resumes       prometheus.Counter
 	takeovers     prometheus.Counter
 	limitEnds     *prometheus.CounterVec
+	limitsReached *prometheus.CounterVec
 	inputDropped  prometheus.Counter
 }
 
@@ -75,10 +76,13 @@ func newMetrics(s *Server) *metrics {
 	m.limitEnds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "playground_limit_ends_total", Help: "Sessions ended by a time limit, by limit.",
 	}, []string{"limit"})
+	m.limitsReached = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "playground_resource_limits_reached_total", Help: "Sessions that reached their cgroup's memory or process limit, by limit (memory, pids), counted as they end.",
+	}, []string{"limit"})
 	m.inputDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "playground_input_dropped_bytes_total", Help: "Input refused because the program was not reading and its queue was full.",
 	})
-	for _, c := range []prometheus.Collector{m.started, m.ended, m.startSeconds, m.startFailures, bytes, m.rejected, m.resumes, m.takeovers, m.limitEnds, m.inputDropped} {
+	for _, c := range []prometheus.Collector{m.started, m.ended, m.startSeconds, m.startFailures, bytes, m.rejected, m.resumes, m.takeovers, m.limitEnds, m.limitsReached, m.inputDropped} {
 		f(c)
 	}
 	if s.pool != nil {

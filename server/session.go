@@ -485,6 +485,9 @@ func (ss *session) finish(term Terminal, st runtime.ExitStatus) {
 		}
 	}
 	ss.srv.metrics.ended.WithLabelValues(cause.reason).Inc()
+	if term != nil && st.Limit != "" {
+		ss.srv.metrics.limitsReached.WithLabelValues(st.Limit).Inc()
+	}
 	ev := ss.l().Info().
 		Str("reason", cause.reason).
 		Int("close", cause.code).
@@ -499,6 +502,9 @@ func (ss *session) finish(term Terminal, st runtime.ExitStatus) {
 		}
 		if st.Reason != "" {
 			ev = ev.Str("exit_reason", st.Reason)
+		}
+		if st.Limit != "" {
+			ev = ev.Str("limit", st.Limit)
 		}
 	}
 	ev.Msg("session end")

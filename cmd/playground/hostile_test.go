@@ -21,8 +21,9 @@ import (
 // times its answer throughout. Each abuse is held at its limit; with
 // cgroups the fork bomb's and the memory bomb's sessions end with an EXIT
 // that names their limit, and without, the bombs fail and the sessions go
-// on. The disk fill fails and its session answers after it. Once the
-// clients have gone, nothing of the sessions is left: no process but the
+// on. The disk fill fails and its session answers after it. /metrics
+// counts the limits reached. Once the clients have gone, nothing of the
+// sessions is left: no process but the
 // spawner, no session cgroup, no mount point.
 func TestServeHoldsHostileSessions(t *testing.T) {
 	s := serveEnvs(t, func(cfg *serveConfig) {
@@ -122,6 +123,23 @@ func TestServeHoldsHostileSessions(t *testing.T) {
 			t.Fatalf("%d of 5 sessions ended 30 s after their clients left:\n%s", s.logs.count("session end"), s.logs)
 		}
 		time.Sleep(20 * time.Millisecond) // polling the log
+	}
+	// An operator counts the sessions that reached a limit: the memory
+	// bomb's and the fork bomb's, with cgroups; none without, where the
+	// runtime cannot tell.
+	_, metrics := s.get(t, "/metrics")
+	var reached []string
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "playground_resource_limits_reached_total{") {
+			reached = append(reached, line)
+		}
+	}
+	want := []string{`playground_resource_limits_reached_total{limit="memory"} 1`, `playground_resource_limits_reached_total{limit="pids"} 1`}
+	if !cgroups {
+		want = nil
+	}
+	if !slices.Equal(reached, want) {
+		t.Errorf("/metrics counts the limits reached as %q, want %q", reached, want)
 	}
 	if left := ourChildren(t); len(left) > 0 {
 		t.Errorf("processes left besides the spawner: %v", left)
