@@ -166,7 +166,7 @@ func NewCgroups(opts CgroupOptions) (*Cgroups, error) {
 		}
 		if err == nil {
 			cg.pidNS = opts.PidNamespaces
-			cg.watch, err = newCgroupWatcher()
+			cg.watch, err = newCgroupWatcher(cg.dirs["memory"]) // v1's; "" on v2
 			if err != nil {
 				_ = cg.removeParent() // just made, empty
 				return nil, err
@@ -498,12 +498,17 @@ func (c *Cgroup) Reason() string {
 }
 
 // limitHit reads the cgroup's counters: memory first, since running out of
-// memory also makes forks fail.
+// memory also makes forks fail. A kill in a session that never reached its
+// own memory limit was the kernel's when memory ran out above it
+// (HostMemoryReason).
 func (c *Cgroup) limitHit() string {
 	if c.m.version == 2 {
 		if c.m.has("memory") {
 			ev := readKeyed(filepath.Join(c.dir, "memory.events"))
 			if ev["oom_kill"] > 0 || ev["oom_group_kill"] > 0 {
+				if ev["oom"] == 0 {
+					return HostMemoryReason
+				}
 				return c.limits.MemoryReason()
 			}
 		}
@@ -513,8 +518,16 @@ func (c *Cgroup) limitHit() string {
 		return ""
 	}
 	if d, ok := c.dirs["memory"]; ok {
-		if oc := readKeyed(filepath.Join(d, "memory.oom_control")); oc["oom_kill"] > 0 || oc["under_oom"] > 0 {
+		// v1 counts a limit reached in failcnt, of memsw's counter where
+		// swap is accounted (it is charged first); under_oom is set all
+		// the way down from the cgroup out of memory.
+		own := readInt(filepath.Join(d, "memory.failcnt")) > 0 || readInt(filepath.Join(d, "memory.memsw.failcnt")) > 0
+		oc := readKeyed(filepath.Join(d, "memory.oom_control"))
+		switch {
+		case own && (oc["oom_kill"] > 0 || oc["under_oom"] > 0):
 			return c.limits.MemoryReason()
+		case oc["oom_kill"] > 0:
+			return HostMemoryReason
 		}
 	}
 	if d, ok := c.dirs["pids"]; ok && readKeyed(filepath.Join(d, "pids.events"))["max"] > 0 {
@@ -1044,6 +1057,12 @@ func plusList(ctrls []string) string {
 func readString(p string) string {
 	b, _ := os.ReadFile(p) // missing reads as empty
 	return strings.TrimSpace(string(b))
+}
+
+// readInt is the number in file p, or 0 when it cannot be read.
+func readInt(p string) int64 {
+	n, _ := strconv.ParseInt(readString(p), 10, 64)
+	return n
 }
 
 func openCgroupsV1(own []procCgroup, mounts []cgroupMount, name string) (*Cgroups, error) {

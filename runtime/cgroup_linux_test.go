@@ -80,7 +80,15 @@ func writeFile(t *testing.T, p, s string) {
 // checking that it is refused with a reason.
 func openCgroups(t *testing.T, v int, noControllers bool) *Cgroups {
 	t.Helper()
-	m, err := NewCgroups(CgroupOptions{Version: v, NoControllers: noControllers})
+	return openCgroupsNamed(t, v, noControllers, "")
+}
+
+// openCgroupsNamed is openCgroups with a parent of this name ("": the
+// default, playground-PID, which the modes' shared Host also has: a test
+// that runs after a mode's has started must take another).
+func openCgroupsNamed(t *testing.T, v int, noControllers bool, name string) *Cgroups {
+	t.Helper()
+	m, err := NewCgroups(CgroupOptions{Version: v, NoControllers: noControllers, Name: name})
 	// TestCgroupV2Limits's VM delegates a v2 subtree to its ordinary user.
 	delegated := v == 2 && os.Getenv(inVMEnv) != ""
 	if os.Getuid() != 0 && !delegated {
@@ -386,7 +394,8 @@ var vmTests = []string{
 	"TestForkBomb", "TestMemoryBomb", "TestDiskFill", "TestOutputFlood", "TestCPUSpinners", "TestLimitsVisible",
 	"TestNothingLeftBehindWithLimits", "TestInitUnderTheSmallestLimits", "TestLimitHitWhileStarting",
 	"TestRootStateDirIDMappable", "TestSocketMemory", "TestPtyExhaustion",
-	"TestSharedCountsPerSession", "TestForkBombAcrossUids",
+	"TestSharedCountsPerSession", "TestForkBombAcrossUids", "TestOutOfMemoryAboveTheSessions",
+	"TestOOMScoreAdj",
 }
 
 func TestCgroupV2Limits(t *testing.T) {
@@ -543,7 +552,7 @@ func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
 	}
 	defer unix.Close(efd)
 	r := &cgroupEvents{efd: efd, ofd: -1}
-	w := &cgroupWatcher{byFD: map[int32]*cgroupEvents{int32(efd): r}}
+	w := &cgroupWatcher{parentEfd: -1, byFD: map[int32]*cgroupEvents{int32(efd): r}}
 	if got := w.oomNotice(int32(efd)); got != nil {
 		t.Errorf("an eventfd the kernel did not signal was taken for an OOM notice")
 	}
@@ -558,6 +567,48 @@ func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
 	}
 }
 
+// TestOOMNoticeFromAbove: v1 signals a session's OOM eventfd also when
+// memory ran out above it, after the parent's (the kernel walks the tree
+// down): a notice is the session's own only beyond the parent's since the
+// session was registered.
+func TestOOMNoticeFromAbove(t *testing.T) {
+	var fds [2]int
+	for i := range fds {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		fds[i] = fd
+	}
+	parent, session := fds[0], fds[1]
+	signal := func(fd int) {
+		t.Helper()
+		if _, err := unix.Write(fd, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &cgroupWatcher{parentEfd: parent}
+	signal(parent) // before the session: not its
+	w.mu.Lock()
+	w.drainParentLocked()
+	w.mu.Unlock()
+	r := &cgroupEvents{efd: session, ofd: -1, parentBase: w.parentOOMs}
+	w.byFD = map[int32]*cgroupEvents{int32(session): r}
+
+	signal(parent)
+	signal(session)
+	if got := w.oomNotice(int32(session)); got != nil {
+		t.Errorf("a notice from above was taken for the session's own")
+	}
+	signal(parent) // the walk reached the parent, not the session yet
+	signal(session)
+	signal(session) // the walk's, and then the session's own
+	if got := w.oomNotice(int32(session)); got != r {
+		t.Errorf("the session's own notice, after one from above: %v, want its session", got)
+	}
+}
+
 // TestPidsPollAfterAFailedWatch: the v1 pids.events poll goes on for the
 // sessions watched after one whose watch failed part way. A failed watch
 // took the timer's count down without having counted itself, and the
@@ -566,7 +617,7 @@ func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
 // reads a file it keeps open: a count that grows after the watch began is
 // seen. Plain files stand in for the cgroup's here, so any user runs it.
 func TestPidsPollAfterAFailedWatch(t *testing.T) {
-	w, err := newCgroupWatcher()
+	w, err := newCgroupWatcher("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -747,5 +798,67 @@ func TestSessionsInTheirV1Cgroups(t *testing.T) {
 	}
 	if !ran {
 		testenv.Skipf(t, "as root, the sessions here have no v1 cgroups (cgroup v2 or none): the self-move into v1 tasks files is not used")
+	}
+}
+
+// TestOutOfMemoryAboveTheSessions: memory can run out above the sessions,
+// below no session's own limit: the server's own cgroup at its limit (a
+// pod's, a unit's MemoryMax=) or the machine's. The kernel then kills in
+// the session it picks, which ends with a reason that says the server's
+// memory ran out, not the session's limit; every other session goes on,
+// told nothing. The sessions' parent at a limit of its own stands in for
+// the server's cgroup here. (v1 tells every cgroup below one out of
+// memory, the sessions' included: a session that took that for its own
+// limit ended itself, and so did every other.)
+func TestOutOfMemoryAboveTheSessions(t *testing.T) {
+	v := 1
+	if !hasV1("memory") {
+		v = 2
+	}
+	m := openCgroupsNamed(t, v, false, testCgroupName()+"-oom")
+	if m == nil {
+		return
+	}
+	parent, limitFile := m.dir, "memory.max"
+	if v == 1 {
+		parent, limitFile = m.dirs["memory"], "memory.limit_in_bytes"
+	}
+	writeFile(t, filepath.Join(parent, limitFile), strconv.Itoa(96<<20))
+	t.Cleanup(func() { _ = writeCgroupFile(filepath.Join(parent, limitFile), "max") })
+
+	hitHog, hitIdle := make(chan string, 2), make(chan string, 2)
+	hogCg := newCgroup(t, m, Limits{Memory: 512 << 20}, func(r string) { hitHog <- r })
+	idleCg := newCgroup(t, m, Limits{Memory: 512 << 20}, func(r string) { hitIdle <- r })
+	idle := exec.Command("/bin/sh", "-c", "read go; exec sleep 1000")
+	idle.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	startIn(t, idleCg, idle)
+	hog := startIn(t, hogCg, helperCmd(t, "hog", nil))
+	select {
+	case r := <-hitHog:
+		if want := HostMemoryReason; r != want {
+			t.Errorf("the hog's session: reason %q, want %q", r, want)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the hog's session was told nothing within a minute of its start")
+	}
+	if err := hogCg.Kill(); err != nil { // as its session ends
+		t.Fatal(err)
+	}
+	_ = hog.Wait()
+	if r := hogCg.Reason(); r != HostMemoryReason {
+		t.Errorf("the hog's session: Reason() %q, want %q", r, HostMemoryReason)
+	}
+	// The other session: told nothing (a notice would have come with the
+	// hog's), its process alive, no reason at its end.
+	select {
+	case r := <-hitIdle:
+		t.Errorf("the idle session was told %q", r)
+	case <-time.After(time.Second):
+	}
+	if !alive(idle.Process.Pid) {
+		t.Error("the idle session's process is gone")
+	}
+	if r := idleCg.Reason(); r != "" {
+		t.Errorf("the idle session: Reason() %q, want none", r)
 	}
 }

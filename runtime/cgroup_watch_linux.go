@@ -26,6 +26,17 @@ import (
 //     through cgroup.event_control fires when the cgroup runs out of
 //     memory. v1's OOM killer kills one process, not the group, so the
 //     session learns of it here and ends itself, as oom.group does on v2;
+//   - v1 tells an out of memory to every cgroup below the one out of
+//     memory, not only to that one: memory that runs out above the sessions
+//     (the server's cgroup at its limit, a pod's) would reach every
+//     session's eventfd. The sessions' parent has an eventfd too, which the
+//     kernel signals first (it walks the tree from the top): a session's
+//     notice is its own only beyond the parent's since it was registered
+//     (ownOOMLocked). When memory runs out above, the kernel kills a
+//     process of the session it picks (the largest, a session's first:
+//     ContainerOOMScoreAdj); for the next two seconds the timer then reads
+//     each session's oom_kill count, and the one that lost a process ends
+//     with HostMemoryReason, as oom.group ends it on v2;
 //   - v1's pids.events counts refused forks but never notifies (the kernel
 //     notifies a pids.events.local that v1 does not have), so a timer
 //     reads it for v1 sessions, four times a second: a few thousand small
@@ -34,6 +45,13 @@ import (
 type cgroupWatcher struct {
 	epfd, inotify, wake, timer int
 	polled                     int // registrations that need the timer
+	// parentEfd is v1's OOM eventfd of the sessions' parent, or -1, and
+	// parentOOMs the count read from it (under mu). hostOOMUntil is when
+	// the loop stops looking for the session an out of memory above the
+	// sessions killed in (loop only).
+	parentEfd    int
+	parentOOMs   uint64
+	hostOOMUntil time.Time
 
 	mu   sync.Mutex
 	byWD map[int32]*cgroupEvents // inotify watch → session
@@ -53,12 +71,23 @@ type cgroupEvents struct {
 	// polled says the timer counts it (cgroupWatcher.polled).
 	pids   int
 	polled bool
+	// v1: the count read from efd, the parent's count when efd was
+	// registered, and memory.oom_control's oom_kill when last read.
+	notices, parentBase uint64
+	oomKills            int64
 }
+
+// hostOOMWatch is how long after an out of memory above the sessions
+// (v1) the timer looks for the session whose process the kernel killed:
+// the kill follows the notice by microseconds to milliseconds.
+const hostOOMWatch = 2 * time.Second
 
 const cgroupPollInterval = 250 * time.Millisecond
 
-func newCgroupWatcher() (*cgroupWatcher, error) {
-	w := &cgroupWatcher{epfd: -1, inotify: -1, wake: -1, timer: -1, byWD: map[int32]*cgroupEvents{}, byFD: map[int32]*cgroupEvents{}, regs: map[*Cgroup]*cgroupEvents{}, done: make(chan struct{})}
+// newCgroupWatcher starts a watcher; parentV1 is the sessions' parent in
+// the v1 memory hierarchy, or "".
+func newCgroupWatcher(parentV1 string) (*cgroupWatcher, error) {
+	w := &cgroupWatcher{epfd: -1, inotify: -1, wake: -1, timer: -1, parentEfd: -1, byWD: map[int32]*cgroupEvents{}, byFD: map[int32]*cgroupEvents{}, regs: map[*Cgroup]*cgroupEvents{}, done: make(chan struct{})}
 	var err error
 	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("cgroup watcher: epoll: %w", err)
@@ -81,12 +110,18 @@ func newCgroupWatcher() (*cgroupWatcher, error) {
 			return nil, fmt.Errorf("cgroup watcher: epoll_ctl: %w", err)
 		}
 	}
+	if parentV1 != "" {
+		if err := w.watchParentV1(parentV1); err != nil {
+			w.closeFds()
+			return nil, fmt.Errorf("cgroup watcher: %s: %w", parentV1, err)
+		}
+	}
 	go w.loop()
 	return w, nil
 }
 
 func (w *cgroupWatcher) closeFds() {
-	for _, fd := range []int{w.epfd, w.inotify, w.wake, w.timer} {
+	for _, fd := range []int{w.epfd, w.inotify, w.wake, w.timer, w.parentEfd} {
 		if fd >= 0 {
 			_ = unix.Close(fd) // ours; nothing to report
 		}
@@ -107,6 +142,63 @@ func (w *cgroupWatcher) close() {
 		w.mu.Unlock()
 		w.closeFds()
 	})
+}
+
+// watchParentV1 registers an OOM eventfd for the sessions' parent in the
+// v1 memory hierarchy, dir: see cgroupWatcher. Before the loop starts.
+func (w *cgroupWatcher) watchParentV1(dir string) error {
+	efd, ofd, err := registerOOMEventfd(dir)
+	if err != nil {
+		return err
+	}
+	_ = unix.Close(ofd) // the kernel keeps the eventfd, not the file
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		_ = unix.Close(efd)
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	w.parentEfd = efd
+	return nil
+}
+
+// registerOOMEventfd makes an eventfd that the kernel signals when the v1
+// memory cgroup dir, or one above it, runs out of memory, and returns it
+// with the memory.oom_control it is registered for (the caller closes it).
+func registerOOMEventfd(dir string) (efd, ofd int, err error) {
+	if efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return -1, -1, fmt.Errorf("eventfd: %w", err)
+	}
+	if ofd, err = unix.Open(filepath.Join(dir, "memory.oom_control"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		_ = unix.Close(efd)
+		return -1, -1, err
+	}
+	if err := writeCgroupFile(filepath.Join(dir, "cgroup.event_control"), strconv.Itoa(efd)+" "+strconv.Itoa(ofd)); err != nil {
+		_ = unix.Close(efd)
+		_ = unix.Close(ofd)
+		return -1, -1, err
+	}
+	return efd, ofd, nil
+}
+
+// drainParentLocked adds what the parent's eventfd counted since it was
+// last read to parentOOMs.
+func (w *cgroupWatcher) drainParentLocked() {
+	if w.parentEfd < 0 {
+		return
+	}
+	var cnt [8]byte
+	if n, err := unix.Read(w.parentEfd, cnt[:]); err == nil && n == len(cnt) {
+		w.parentOOMs += binary.NativeEndian.Uint64(cnt[:])
+	}
+}
+
+// ownOOMLocked reports whether r's OOM notices include one of its own
+// limit's: more than the parent's since r was registered. Every out of
+// memory at or above the parent reached the parent's eventfd before
+// r's (the kernel notifies from the top down), so, with the parent's
+// read after r's, none of r's notices from above is missed in the count.
+func (w *cgroupWatcher) ownOOMLocked(r *cgroupEvents) bool {
+	w.drainParentLocked()
+	return r.notices > w.parentOOMs-r.parentBase
 }
 
 // add watches c's event files and calls onLimit once when a limit is hit.
@@ -149,13 +241,7 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 	}
 	if d, ok := c.dirs["memory"]; ok && c.m.version == 1 {
 		var err error
-		if r.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-			return fail(fmt.Errorf("eventfd: %w", err))
-		}
-		if r.ofd, err = unix.Open(filepath.Join(d, "memory.oom_control"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			return fail(err)
-		}
-		if err := writeCgroupFile(filepath.Join(d, "cgroup.event_control"), strconv.Itoa(r.efd)+" "+strconv.Itoa(r.ofd)); err != nil {
+		if r.efd, r.ofd, err = registerOOMEventfd(d); err != nil {
 			return fail(err)
 		}
 		// The kernel keeps the eventfd, not memory.oom_control: one fd
@@ -164,6 +250,8 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 		r.ofd = -1
 	}
 	w.mu.Lock()
+	w.drainParentLocked()
+	r.parentBase = w.parentOOMs
 	for _, wd := range r.wds {
 		w.byWD[wd] = r
 	}
@@ -203,18 +291,57 @@ func (w *cgroupWatcher) armTimer(d time.Duration) {
 // kernel has not signalled, and that session must not end for it (CI once:
 // a container killed before it was ready, in TestForkBomb/cgroup-v1 after
 // the cgroup tests).
+//
+// A notice that came from above the session (see cgroupWatcher) is
+// counted and otherwise ignored: nil.
 func (w *cgroupWatcher) oomNotice(fd int32) *cgroupEvents {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.byFD[fd]
-	if r == nil {
+	if r == nil || !w.readNoticesLocked(r) || !w.ownOOMLocked(r) {
 		return nil
 	}
-	var cnt [8]byte
-	if n, err := unix.Read(int(fd), cnt[:]); err != nil || n != len(cnt) {
-		return nil // not signalled: EAGAIN
-	}
 	return r
+}
+
+// readNoticesLocked adds what r's eventfd counted since it was last read
+// to r.notices; false if it counted nothing (EAGAIN).
+func (w *cgroupWatcher) readNoticesLocked(r *cgroupEvents) bool {
+	var cnt [8]byte
+	if n, err := unix.Read(r.efd, cnt[:]); err != nil || n != len(cnt) {
+		return false
+	}
+	r.notices += binary.NativeEndian.Uint64(cnt[:])
+	return true
+}
+
+// hostOOMVictims appends to fired the v1 sessions whose memory.oom_control
+// counts a kill since it was last read, with their kinds: 1 when the
+// session's own limit was reached (its notice not read yet), else 3 (an
+// out of memory above the sessions killed in it). Read while an out of
+// memory above the sessions is recent (hostOOMUntil), so its allocations
+// do not matter.
+func (w *cgroupWatcher) hostOOMVictims(fired []*cgroupEvents, kinds []int) ([]*cgroupEvents, []int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.regs {
+		d, ok := r.c.dirs["memory"]
+		if r.efd < 0 || !ok {
+			continue
+		}
+		k := readKeyed(filepath.Join(d, "memory.oom_control"))["oom_kill"]
+		if k <= r.oomKills {
+			continue
+		}
+		r.oomKills = k
+		w.readNoticesLocked(r)
+		if w.ownOOMLocked(r) {
+			fired, kinds = append(fired, r), append(kinds, 1)
+		} else {
+			fired, kinds = append(fired, r), append(kinds, 3)
+		}
+	}
+	return fired, kinds
 }
 
 // remove stops watching c: before its cgroup is removed.
@@ -262,7 +389,7 @@ func (w *cgroupWatcher) loop() {
 	// (it made 12 objects a session a poll: 25,000 a second, and the
 	// server's heap grew by 20 KiB a session between collections).
 	var fired []*cgroupEvents
-	var kinds []int // what fired: 0 a v2 events file, 1 v1 OOM, 2 the v1 poll
+	var kinds []int // what fired: 0 a v2 events file, 1 v1 OOM, 2 the v1 poll, 3 v1 OOM above the sessions
 	for {
 		n, err := unix.EpollWait(w.epfd, events, -1)
 		if errors.Is(err, unix.EINTR) {
@@ -282,6 +409,14 @@ func (w *cgroupWatcher) loop() {
 				for _, r := range w.readInotify(buf) {
 					fired, kinds = append(fired, r), append(kinds, 0)
 				}
+			case int32(w.parentEfd):
+				w.mu.Lock()
+				w.drainParentLocked()
+				if w.polled == 0 && w.hostOOMUntil.IsZero() {
+					w.armTimer(cgroupPollInterval)
+				}
+				w.mu.Unlock()
+				w.hostOOMUntil = time.Now().Add(hostOOMWatch)
 			case int32(w.timer):
 				var cnt [8]byte
 				_, _ = unix.Read(w.timer, cnt[:]) // the expiry count; EAGAIN if raced
@@ -292,6 +427,17 @@ func (w *cgroupWatcher) loop() {
 					}
 				}
 				w.mu.Unlock()
+				if !w.hostOOMUntil.IsZero() {
+					fired, kinds = w.hostOOMVictims(fired, kinds)
+					if time.Now().After(w.hostOOMUntil) {
+						w.hostOOMUntil = time.Time{}
+						w.mu.Lock()
+						if w.polled == 0 {
+							w.armTimer(0)
+						}
+						w.mu.Unlock()
+					}
+				}
 			default:
 				if r := w.oomNotice(ev.Fd); r != nil {
 					fired, kinds = append(fired, r), append(kinds, 1)
@@ -310,6 +456,8 @@ func (w *cgroupWatcher) loop() {
 				if w.pidsEventsMax(r, buf) > 0 {
 					reason = r.c.limits.PidsReason()
 				}
+			case 3:
+				reason = HostMemoryReason
 			}
 			if reason != "" && r.c.limitReached(reason) {
 				r.onLimit(reason)

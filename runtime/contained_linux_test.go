@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/guntainer/playground/internal/testenv"
+	"github.com/moby/sys/capability"
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
@@ -862,6 +864,9 @@ func TestLimitsVisible(t *testing.T) {
 				}
 			}
 			want["devpts max"] = "8"
+			// The first the kernel kills when memory runs out above.
+			got["oom_score_adj"] = readString("/proc/" + pid + "/oom_score_adj")
+			want["oom_score_adj"] = strconv.Itoa(ContainerOOMScoreAdj)
 			if m.cgroups() && m.host.cgroups.version == 1 {
 				for file, w := range map[string]string{
 					"memory/memory.limit_in_bytes": "104857600", "pids/pids.max": "100",
@@ -913,6 +918,96 @@ func TestLimitsVisible(t *testing.T) {
 			}
 			_, _ = c.Write([]byte("\n"))
 		})
+	}
+}
+
+// TestOOMScoreAdj: a container's processes start with
+// ContainerOOMScoreAdj; where the runtime holds the host's
+// CAP_SYS_RESOURCE (root, in TestCgroupV2Limits's VM: this machine's root
+// lacks it) none of them may lower it, where it does not (an ordinary
+// user) it is a hint they may lower.
+func TestOOMScoreAdj(t *testing.T) {
+	floor := hasCapability(capability.CAP_SYS_RESOURCE)
+	t.Logf("as uid %d, CAP_SYS_RESOURCE %v", os.Getuid(), floor)
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			out, st := runMode(t, m, Spec{Args: sh(`cat /proc/self/oom_score_adj; if (echo 0 >/proc/self/oom_score_adj) 2>/dev/null; then echo lowered; else echo refused; fi`)})
+			want := []string{strconv.Itoa(ContainerOOMScoreAdj), "lowered"}
+			if floor {
+				want[1] = "refused"
+			}
+			if got := strings.Fields(out); !slices.Equal(got, want) || st.Code != 0 {
+				t.Errorf("got %q (%v), want %q", got, st, want)
+			}
+		})
+	}
+}
+
+// TestHostOOMTakesContainersFirst: when memory runs out above the
+// containers, the kernel kills a container's process before a larger one
+// of the host's (ContainerOOMScoreAdj), and that container ends with
+// HostMemoryReason. A process of the host's holding 100 MiB and a
+// container share a memory cgroup of 200 MiB here (the sessions' parent,
+// standing in for the server's cgroup or the machine); the container
+// grows until that runs out, far below its own limit. Without the
+// adjustment the host's process, the larger, was the one killed.
+func TestHostOOMTakesContainersFirst(t *testing.T) {
+	if os.Getuid() != 0 || !hasV1("memory") {
+		t.Logf("as uid %d: needs root and cgroup v1: only a v1 parent may hold a process of the host's beside its sessions (the kernel's choice is the same code on v2, whose end reason TestOutOfMemoryAboveTheSessions tests in the VM)", os.Getuid())
+		return
+	}
+	if raceDataOverhead > 0 {
+		t.Log("built with the race detector: the host's process, this binary, would hold its shadow memory too")
+		return
+	}
+	h, err := NewHost(HostOptions{StateDir: testStateDir(t), CgroupName: testCgroupName() + "-hostoom", NoSubIDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	if h.cgroups == nil || h.cgroups.version != 1 {
+		t.Fatalf("no v1 cgroups: %v", h.cgErr)
+	}
+	parent := h.cgroups.dirs["memory"]
+	writeFile(t, filepath.Join(parent, "memory.limit_in_bytes"), strconv.Itoa(200<<20))
+
+	hold := helperCmd(t, "hold", 100)
+	in, err := hold.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := hold.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hold.Process.Kill(); _ = hold.Wait() })
+	writeFile(t, filepath.Join(parent, "cgroup.procs"), strconv.Itoa(hold.Process.Pid))
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(held).ReadString('\n'); line != "held\n" {
+		t.Fatalf("the host's process: %q, %v", line, err)
+	}
+
+	c := start(t, Spec{Host: h, Limits: Limits{Memory: 512 << 20}, Args: sh(`head -c 1048576000 /dev/zero | tail >/dev/null; echo "survived $?"; sleep 1000`)})
+	o := readAll(c)
+	select {
+	case <-o.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the container did not end within a minute; output:\n%s", o.String())
+	}
+	st, err := c.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Reason != HostMemoryReason || st.Limit != "host_memory" {
+		t.Errorf("the container: %+v, want the reason %q; output:\n%s", st, HostMemoryReason, o.String())
+	}
+	if !alive(hold.Process.Pid) {
+		t.Error("the host's process was killed")
 	}
 }
 

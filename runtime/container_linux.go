@@ -310,6 +310,13 @@ func (c *Container) start(spec Spec) error {
 	if err := c.ids.claim(pid); err != nil {
 		return err
 	}
+	if h.oomFloor {
+		// Init raises its own too, but only a write with the host's
+		// CAP_SYS_RESOURCE makes it a floor the container cannot lower.
+		if err := writeOOMScoreAdj(pid, ContainerOOMScoreAdj); err != nil {
+			return fmt.Errorf("oom_score_adj of init: %w", err)
+		}
+	}
 	if err := awaitCgroup(); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
 	"github.com/guntainer/playground/runtime/internal/initproc"
@@ -36,6 +37,10 @@ type Host struct {
 	movedFrom string // the default state dir it replaces, or ""
 	mountDir  string // the containers' mount point, one for all
 	uid, gid  int
+	// oomFloor: this process holds CAP_SYS_RESOURCE, so the
+	// ContainerOOMScoreAdj it writes for a container's init is a floor
+	// the container cannot lower.
+	oomFloor bool
 
 	exe        *os.File // this binary, sealed: its helpers' executable
 	initExe    *os.File // what init is executed from: exe, or the embedded init
@@ -156,6 +161,7 @@ func newHost(o HostOptions) (*Host, error) {
 	if err := os.Mkdir(h.mountDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
+	h.oomFloor = hasCapability(capability.CAP_SYS_RESOURCE)
 	if h.uid == 0 && initialUserNS() {
 		if err := h.idmappableStateDir(); err != nil {
 			return nil, err
@@ -496,4 +502,24 @@ func (p *idPool) release(s *idSlot) {
 	delete(p.held, s.n)
 	p.let = append(p.let, s.n)
 	p.mu.Unlock()
+}
+
+// hasCapability reports whether this process holds c in its effective set.
+func hasCapability(c capability.Cap) bool {
+	caps, err := capability.NewPid2(0)
+	if err != nil || caps.Load() != nil {
+		return false
+	}
+	return caps.Get(capability.EFFECTIVE, c)
+}
+
+// writeOOMScoreAdj sets the oom_score_adj of process pid.
+func writeOOMScoreAdj(pid, v int) error {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte(strconv.Itoa(v)))
+	return err
 }

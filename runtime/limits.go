@@ -213,6 +213,12 @@ func (l Limits) PidsReason() string {
 	return "process limit " + strconv.Itoa(l.WithDefaults().Pids) + " reached"
 }
 
+// HostMemoryReason is ExitStatus.Reason for a container whose processes
+// the kernel killed when memory ran out above it, below its own limit:
+// the server's cgroup at its limit (a pod's, a unit's MemoryMax=) or the
+// machine out of memory. Its ExitStatus.Limit is "host_memory".
+const HostMemoryReason = "the host's memory ran out"
+
 // limitOf is ExitStatus.Limit for an ExitStatus.Reason of these limits.
 func (l Limits) limitOf(reason string) string {
 	switch reason {
@@ -222,6 +228,8 @@ func (l Limits) limitOf(reason string) string {
 		return "memory"
 	case l.PidsReason():
 		return "pids"
+	case HostMemoryReason:
+		return "host_memory"
 	}
 	return ""
 }
@@ -230,6 +238,11 @@ func (l Limits) limitOf(reason string) string {
 // process of the session, before the program starts. Name is the
 // lower-case name of RLIMIT_*: "nproc", "nofile".
 type Rlimit = initproc.Rlimit
+
+// ContainerOOMScoreAdj is the oom_score_adj of every process of a
+// container (see initproc.OOMScoreAdj): the first the kernel kills when
+// memory runs out above the containers.
+const ContainerOOMScoreAdj = initproc.OOMScoreAdj
 
 // SessionPolicy is the CPU scheduling policy of the sessions that get
 // SessionNice: SCHED_BATCH (see initproc.SessionPolicy for why and what

@@ -43,6 +43,21 @@ var helpers = map[string]func() int{
 			keep = append(keep, b)
 		}
 	},
+	// hold: allocates and touches the MiB its argument says once a line
+	// comes, says "held", and keeps them until stdin ends.
+	"hold": func() int {
+		var mib int
+		helperArg(&mib)
+		in := bufio.NewReader(os.Stdin)
+		_, _ = in.ReadString('\n')
+		b := make([]byte, mib<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		fmt.Println("held")
+		_, _ = in.ReadString('\n')
+		return int(b[0]) - 1
+	},
 	"cgserver":   helperCgroupServer,
 	"become":     helperBecomeRoot,
 	"netoutside": helperNetOutside,

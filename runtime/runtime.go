@@ -125,8 +125,8 @@ type ExitStatus struct {
 	// it hit ("memory limit 512 MiB reached"). Empty when the program
 	// ended on its own or was ended from outside (Close, a signal).
 	Reason string
-	// Limit names the resource limit of Reason, for counting: "memory" or
-	// "pids". Empty when Reason is.
+	// Limit names the limit of Reason, for counting: "memory", "pids" or
+	// "host_memory" (HostMemoryReason). Empty when Reason is.
 	Limit string
 }
 

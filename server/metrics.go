@@ -77,7 +77,7 @@ func newMetrics(s *Server) *metrics {
 		Name: "playground_limit_ends_total", Help: "Sessions ended by a time limit, by limit.",
 	}, []string{"limit"})
 	m.limitsReached = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "playground_resource_limits_reached_total", Help: "Sessions that reached their cgroup's memory or process limit, by limit (memory, pids), counted as they end.",
+		Name: "playground_resource_limits_reached_total", Help: "Sessions that reached their cgroup's memory or process limit, or that the kernel killed in when the host's memory ran out, by limit (memory, pids, host_memory), counted as they end.",
 	}, []string{"limit"})
 	m.inputDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "playground_input_dropped_bytes_total", Help: "Input refused because the program was not reading and its queue was full.",

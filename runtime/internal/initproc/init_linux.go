@@ -95,6 +95,12 @@ func initMain() int {
 		_ = sendMsg(syncFd, Message{Kind: "error", Step: "become container root", Err: err.Error()})
 		return 1
 	}
+	// The first the kernel kills when memory runs out above the
+	// container (OOMScoreAdj); raising it takes no privilege.
+	if err := setOOMScoreAdj(); err != nil {
+		_ = sendMsg(syncFd, Message{Kind: "error", Step: "set oom_score_adj", Err: err.Error()})
+		return 1
+	}
 	// From here on no one but root of the container's user
 	// namespace with CAP_SYS_PTRACE (which the program never has) may
 	// ptrace init, read its memory or take its fds, and /proc/1/* is root's.
@@ -536,6 +542,19 @@ func envValue(env []string, k string) string {
 		}
 	}
 	return ""
+}
+
+// setOOMScoreAdj sets init's oom_score_adj, which its children inherit, to
+// OOMScoreAdj: through the host's /proc, which is still this mount
+// namespace's.
+func setOOMScoreAdj() error {
+	fd, err := unix.Open("/proc/self/oom_score_adj", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte(strconv.Itoa(OOMScoreAdj)))
+	return err
 }
 
 // LoopbackUp sets IFF_UP on lo, the only interface of the new net namespace.

@@ -71,6 +71,20 @@ type Rlimit struct {
 // only that much latency.
 const SessionPolicy = 3
 
+// OOMScoreAdj is the oom_score_adj of every process of a container: the
+// most there is. When memory runs out above the containers (the machine's,
+// or the server's cgroup's at its limit), the kernel then kills a
+// container's process before any of the host's or the server's, and of
+// the containers' the largest (a container with a cgroup of its own is
+// killed whole there: its memory.oom.group on v2; the runtime's watcher
+// ends it on v1). Init sets it on itself before the program starts; a
+// runtime holding the host's CAP_SYS_RESOURCE (root) sets it from outside
+// first, which makes it the floor, so no process of the container can
+// lower it. An ordinary user's containers may lower theirs back to the
+// server's own, as any process may: there it is a hint, as SessionPolicy
+// is.
+const OOMScoreAdj = 1000
+
 // StartTimerSlack is the timer slack, in nanoseconds, that every init the
 // spawner forks starts with (a thread's slack is its parent's, kept
 // across execve): 10 ms, the longest sleep of Go's sysmon. Sysmon, the
