@@ -36,7 +36,10 @@ import (
 // weight (sessionsCPUShares):
 //
 //	OWN/                      the server's own cgroup (/proc/self/cgroup)
-//	  playground-PID/         all sessions of the server with pid PID
+//	  playground-PID/         all sessions of the server with pid PID:
+//	                          together at most an eighth short of the
+//	                          machine's pids and memory (sessionsPidsMax,
+//	                          sessionsMemoryMax)
 //	    ID/                   one session: memory, pids, cpu limits
 //	  playground-PID-server/  v2 only: the server itself, when it had to
 //	                          leave OWN to let OWN delegate controllers
@@ -78,6 +81,29 @@ func sessionsPidsMax() string {
 		return ""
 	}
 	return strconv.Itoa(max(n-hostPids(n), 1))
+}
+
+// sessionsMemoryMax is the memory limit of the sessions' parent: all
+// sessions together, whatever each one's --memory, leave an eighth of the
+// machine's memory (at least 512 MiB) to the host and the server, as their
+// pids.max leaves pids. Every session at its own limit could otherwise
+// take it all (the default --max-sessions at 512 MiB each is four times
+// the machine's memory): the host's page cache and services would be
+// pressed out before the kernel chose what to kill. When the sessions
+// together reach it, the kernel kills in one of them, the largest, which
+// ends with HostMemoryReason, and the host goes on as before. In whole
+// MiB; "" where the machine's memory cannot be read or leaves none.
+func sessionsMemoryMax() string {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return ""
+	}
+	total := int64(si.Totalram) * int64(si.Unit)
+	n := (total - max(total/8, 512<<20)) &^ (1<<20 - 1)
+	if n <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // hostPids is what of pidMax pids the sessions together leave to the host
@@ -985,6 +1011,12 @@ func openCgroupsV2(own []procCgroup, mounts []cgroupMount, name string, noContro
 			return nil, err
 		}
 	}
+	if b := sessionsMemoryMax(); b != "" && slices.Contains(ctrls, "memory") {
+		if err := writeCgroupFile(filepath.Join(m.dir, "memory.max"), b); err != nil {
+			_ = rmdirCgroup(m.dir)
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
@@ -1125,6 +1157,12 @@ func openCgroupsV1(own []procCgroup, mounts []cgroupMount, name string) (*Cgroup
 		}
 		if p := sessionsPidsMax(); ctrl == "pids" && p != "" {
 			if err := writeCgroupFile(filepath.Join(d, "pids.max"), p); err != nil {
+				_ = m.removeParent()
+				return nil, err
+			}
+		}
+		if b := sessionsMemoryMax(); ctrl == "memory" && b != "" {
+			if err := writeCgroupFile(filepath.Join(d, "memory.limit_in_bytes"), b); err != nil {
 				_ = m.removeParent()
 				return nil, err
 			}

@@ -196,9 +196,13 @@ func TestCgroupV1Limits(t *testing.T) {
 		if got := readString(filepath.Join(m.dirs["cpu"], "cpu.shares")); got != "2048" {
 			t.Errorf("parent cpu.shares: got %s, want 2048", got)
 		}
-		// All sessions together leave an eighth of the machine's pids.
+		// All sessions together leave an eighth of the machine's pids,
+		// and of its memory.
 		if got, want := readString(filepath.Join(m.dirs["pids"], "pids.max")), sessionsPidsMax(); got != want || want == "" {
 			t.Errorf("parent pids.max: got %s, want %q (kernel.pid_max %s less an eighth)", got, want, readString("/proc/sys/kernel/pid_max"))
+		}
+		if got, want := readString(filepath.Join(m.dirs["memory"], "memory.limit_in_bytes")), sessionsMemoryMax(); got != want || want == "" {
+			t.Errorf("parent memory.limit_in_bytes: got %s, want %q (the machine's memory less an eighth)", got, want)
 		}
 	})
 
@@ -433,6 +437,9 @@ func TestCgroupV2Limits(t *testing.T) {
 	}
 	if got := readString(filepath.Join(m.dir, "cpu.weight")); got != "200" {
 		t.Errorf("parent cpu.weight: got %s, want 200", got)
+	}
+	if got, want := readString(filepath.Join(m.dir, "memory.max")), sessionsMemoryMax(); got != want || want == "" {
+		t.Errorf("parent memory.max: got %s, want %q", got, want)
 	}
 	cmd := startIn(t, c, helperCmd(t, "hog", nil))
 	select {
@@ -802,12 +809,13 @@ func TestSessionsInTheirV1Cgroups(t *testing.T) {
 }
 
 // TestOutOfMemoryAboveTheSessions: memory can run out above the sessions,
-// below no session's own limit: the server's own cgroup at its limit (a
+// below no session's own limit: all sessions together at their parent's
+// limit (sessionsMemoryMax), the server's own cgroup at its limit (a
 // pod's, a unit's MemoryMax=) or the machine's. The kernel then kills in
-// the session it picks, which ends with a reason that says the server's
+// the session it picks, which ends with a reason that says the host's
 // memory ran out, not the session's limit; every other session goes on,
-// told nothing. The sessions' parent at a limit of its own stands in for
-// the server's cgroup here. (v1 tells every cgroup below one out of
+// told nothing. The sessions' parent at a small limit stands in for all
+// three here. (v1 tells every cgroup below one out of
 // memory, the sessions' included: a session that took that for its own
 // limit ended itself, and so did every other.)
 func TestOutOfMemoryAboveTheSessions(t *testing.T) {
@@ -824,7 +832,6 @@ func TestOutOfMemoryAboveTheSessions(t *testing.T) {
 		parent, limitFile = m.dirs["memory"], "memory.limit_in_bytes"
 	}
 	writeFile(t, filepath.Join(parent, limitFile), strconv.Itoa(96<<20))
-	t.Cleanup(func() { _ = writeCgroupFile(filepath.Join(parent, limitFile), "max") })
 
 	hitHog, hitIdle := make(chan string, 2), make(chan string, 2)
 	hogCg := newCgroup(t, m, Limits{Memory: 512 << 20}, func(r string) { hitHog <- r })
