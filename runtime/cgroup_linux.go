@@ -87,8 +87,8 @@ func sessionsPidsMax() string {
 // sessions together, whatever each one's --memory, leave an eighth of the
 // machine's memory (at least 512 MiB) to the host and the server, as their
 // pids.max leaves pids. Every session at its own limit could otherwise
-// take it all (the default --max-sessions at 512 MiB each is four times
-// the machine's memory): the host's page cache and services would be
+// take it all (the default --max-sessions at 512 MiB each is up to four
+// times the machine's memory): the host's page cache and services would be
 // pressed out before the kernel chose what to kill. When the sessions
 // together reach it, the kernel kills in one of them, the largest, which
 // ends with HostMemoryReason, and the host goes on as before. In whole
