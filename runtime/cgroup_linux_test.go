@@ -558,7 +558,7 @@ func TestOOMNoticeOnlyWhenSignalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(efd)
-	r := &cgroupEvents{efd: efd, ofd: -1}
+	r := &cgroupEvents{efd: efd}
 	w := &cgroupWatcher{parentEfd: -1, byFD: map[int32]*cgroupEvents{int32(efd): r}}
 	if got := w.oomNotice(int32(efd)); got != nil {
 		t.Errorf("an eventfd the kernel did not signal was taken for an OOM notice")
@@ -600,7 +600,7 @@ func TestOOMNoticeFromAbove(t *testing.T) {
 	w.mu.Lock()
 	w.drainParentLocked()
 	w.mu.Unlock()
-	r := &cgroupEvents{efd: session, ofd: -1, parentBase: w.parentOOMs}
+	r := &cgroupEvents{efd: session, parentBase: w.parentOOMs}
 	w.byFD = map[int32]*cgroupEvents{int32(session): r}
 
 	signal(parent)

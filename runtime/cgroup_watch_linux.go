@@ -63,10 +63,10 @@ type cgroupWatcher struct {
 }
 
 type cgroupEvents struct {
-	c        *Cgroup
-	onLimit  func(string)
-	wds      []int32
-	efd, ofd int // v1: the oom eventfd and memory.oom_control, or -1
+	c       *Cgroup
+	onLimit func(string)
+	wds     []int32
+	efd     int // v1: the oom eventfd, or -1
 	// pids is v1's pids.events, open for the timer's reads, or -1;
 	// polled says the timer counts it (cgroupWatcher.polled).
 	pids   int
@@ -147,11 +147,10 @@ func (w *cgroupWatcher) close() {
 // watchParentV1 registers an OOM eventfd for the sessions' parent in the
 // v1 memory hierarchy, dir: see cgroupWatcher. Before the loop starts.
 func (w *cgroupWatcher) watchParentV1(dir string) error {
-	efd, ofd, err := registerOOMEventfd(dir)
+	efd, err := registerOOMEventfd(dir)
 	if err != nil {
 		return err
 	}
-	_ = unix.Close(ofd) // the kernel keeps the eventfd, not the file
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
 		_ = unix.Close(efd)
 		return fmt.Errorf("epoll_ctl: %w", err)
@@ -161,22 +160,26 @@ func (w *cgroupWatcher) watchParentV1(dir string) error {
 }
 
 // registerOOMEventfd makes an eventfd that the kernel signals when the v1
-// memory cgroup dir, or one above it, runs out of memory, and returns it
-// with the memory.oom_control it is registered for (the caller closes it).
-func registerOOMEventfd(dir string) (efd, ofd int, err error) {
-	if efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return -1, -1, fmt.Errorf("eventfd: %w", err)
+// memory cgroup dir, or one above it, runs out of memory. The kernel keeps
+// the eventfd, not the memory.oom_control it is registered for, which is
+// closed here: one fd per cgroup, not two.
+func registerOOMEventfd(dir string) (int, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, fmt.Errorf("eventfd: %w", err)
 	}
-	if ofd, err = unix.Open(filepath.Join(dir, "memory.oom_control"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+	ofd, err := unix.Open(filepath.Join(dir, "memory.oom_control"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		_ = unix.Close(efd)
-		return -1, -1, err
+		return -1, err
 	}
-	if err := writeCgroupFile(filepath.Join(dir, "cgroup.event_control"), strconv.Itoa(efd)+" "+strconv.Itoa(ofd)); err != nil {
+	err = writeCgroupFile(filepath.Join(dir, "cgroup.event_control"), strconv.Itoa(efd)+" "+strconv.Itoa(ofd))
+	_ = unix.Close(ofd)
+	if err != nil {
 		_ = unix.Close(efd)
-		_ = unix.Close(ofd)
-		return -1, -1, err
+		return -1, err
 	}
-	return efd, ofd, nil
+	return efd, nil
 }
 
 // drainParentLocked adds what the parent's eventfd counted since it was
@@ -206,7 +209,7 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 	if onLimit == nil {
 		return nil
 	}
-	r := &cgroupEvents{c: c, onLimit: onLimit, efd: -1, ofd: -1, pids: -1}
+	r := &cgroupEvents{c: c, onLimit: onLimit, efd: -1, pids: -1}
 	var files []string
 	if c.m.version == 2 {
 		if c.m.has("memory") {
@@ -241,13 +244,9 @@ func (w *cgroupWatcher) add(c *Cgroup, onLimit func(string)) error {
 	}
 	if d, ok := c.dirs["memory"]; ok && c.m.version == 1 {
 		var err error
-		if r.efd, r.ofd, err = registerOOMEventfd(d); err != nil {
+		if r.efd, err = registerOOMEventfd(d); err != nil {
 			return fail(err)
 		}
-		// The kernel keeps the eventfd, not memory.oom_control: one fd
-		// per session, not two.
-		_ = unix.Close(r.ofd)
-		r.ofd = -1
 	}
 	w.mu.Lock()
 	w.drainParentLocked()
@@ -335,11 +334,11 @@ func (w *cgroupWatcher) hostOOMVictims(fired []*cgroupEvents, kinds []int) ([]*c
 		}
 		r.oomKills = k
 		w.readNoticesLocked(r)
+		kind := 3
 		if w.ownOOMLocked(r) {
-			fired, kinds = append(fired, r), append(kinds, 1)
-		} else {
-			fired, kinds = append(fired, r), append(kinds, 3)
+			kind = 1
 		}
+		fired, kinds = append(fired, r), append(kinds, kind)
 	}
 	return fired, kinds
 }
@@ -374,9 +373,6 @@ func (w *cgroupWatcher) unregisterLocked(c *Cgroup) {
 		delete(w.byFD, int32(r.efd))
 		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, r.efd, nil) // closing removes it anyway
 		_ = unix.Close(r.efd)                                     // closing also ends the kernel's registration
-	}
-	if r.ofd >= 0 {
-		_ = unix.Close(r.ofd)
 	}
 }
 

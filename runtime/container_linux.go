@@ -313,7 +313,7 @@ func (c *Container) start(spec Spec) error {
 	if h.oomFloor {
 		// Init raises its own too, but only a write with the host's
 		// CAP_SYS_RESOURCE makes it a floor the container cannot lower.
-		if err := writeOOMScoreAdj(pid, ContainerOOMScoreAdj); err != nil {
+		if err := initproc.WriteOOMScoreAdj(strconv.Itoa(pid)); err != nil {
 			return fmt.Errorf("oom_score_adj of init: %w", err)
 		}
 	}

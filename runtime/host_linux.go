@@ -512,14 +512,3 @@ func hasCapability(c capability.Cap) bool {
 	}
 	return caps.Get(capability.EFFECTIVE, c)
 }
-
-// writeOOMScoreAdj sets the oom_score_adj of process pid.
-func writeOOMScoreAdj(pid, v int) error {
-	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	_, err = unix.Write(fd, []byte(strconv.Itoa(v)))
-	return err
-}

@@ -97,7 +97,7 @@ func initMain() int {
 	}
 	// The first the kernel kills when memory runs out above the
 	// container (OOMScoreAdj); raising it takes no privilege.
-	if err := setOOMScoreAdj(); err != nil {
+	if err := WriteOOMScoreAdj("self"); err != nil {
 		_ = sendMsg(syncFd, Message{Kind: "error", Step: "set oom_score_adj", Err: err.Error()})
 		return 1
 	}
@@ -544,11 +544,12 @@ func envValue(env []string, k string) string {
 	return ""
 }
 
-// setOOMScoreAdj sets init's oom_score_adj, which its children inherit, to
-// OOMScoreAdj: through the host's /proc, which is still this mount
-// namespace's.
-func setOOMScoreAdj() error {
-	fd, err := unix.Open("/proc/self/oom_score_adj", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+// WriteOOMScoreAdj sets the oom_score_adj of process proc ("self", or a
+// pid), which its children inherit, to OOMScoreAdj. Init writes its own
+// through the host's /proc, which is still its mount namespace's; the
+// runtime writes init's from outside where that makes it a floor.
+func WriteOOMScoreAdj(proc string) error {
+	fd, err := unix.Open("/proc/"+proc+"/oom_score_adj", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
