@@ -98,15 +98,48 @@ func runInVM(t *testing.T, tests []string, sub string) string {
 	for _, run := range []struct{ who, out, exit string }{{"root", root, "\nVM-EXIT=0"}, {"an ordinary user", user, "\nVM-USER-EXIT=0"}} {
 		if !strings.Contains(run.out, run.exit) {
 			t.Errorf("the tests in the VM as %s failed, or did not end (no %s)", run.who, strings.TrimSpace(run.exit))
-			continue
 		}
 		for _, name := range tests {
 			if !strings.Contains(run.out, "--- PASS: "+name+" ") {
 				t.Errorf("%s did not pass in the VM as %s", name, run.who)
 			}
 		}
+		// Said again after the whole log, which a short view of it (CI's)
+		// may cut in the middle.
+		if f := failures(run.out); f != "" {
+			t.Errorf("the failures in the VM as %s:\n%s", run.who, f)
+		}
 	}
 	return o
+}
+
+// failures are what go test -v printed of each failed test: its "---
+// FAIL:" line, and the lines printed between its "=== RUN" and the next
+// test's (-v prints a test's logs as they come, and names it again when
+// its logs come after another's).
+func failures(out string) string {
+	lines := strings.Split(out, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		rest := strings.TrimLeft(l, " ")
+		if !strings.HasPrefix(rest, "--- FAIL: ") {
+			continue
+		}
+		b.WriteString(rest + "\n")
+		name, _, _ := strings.Cut(strings.TrimPrefix(rest, "--- FAIL: "), " ")
+		in := false
+		for _, m := range lines {
+			switch {
+			case m == "=== RUN   "+name, m == "=== NAME  "+name, m == "=== CONT  "+name:
+				in = true
+			case strings.HasPrefix(m, "=== "), strings.HasPrefix(strings.TrimLeft(m, " "), "--- "):
+				in = false
+			case in:
+				b.WriteString(m + "\n")
+			}
+		}
+	}
+	return b.String()
 }
 
 // bootVM boots the VM and returns what its tests printed, and qemu's
@@ -403,4 +436,33 @@ func (w *cpioWriter) symlink(name, target string) { w.entry(name, cpioLink|0o777
 func (w *cpioWriter) close() []byte {
 	w.entry("TRAILER!!!", 0, nil)
 	return w.buf.Bytes()
+}
+
+func TestVMFailures(t *testing.T) {
+	out := `=== RUN   TestA
+    a_test.go:1: fine
+--- PASS: TestA (0.01s)
+=== RUN   TestB
+=== RUN   TestB/x
+    b_test.go:2: a log
+    b_test.go:3: broken
+        and how
+=== RUN   TestB/y
+    b_test.go:4: fine
+=== NAME  TestB/x
+    b_test.go:5: later
+--- FAIL: TestB (0.02s)
+    --- FAIL: TestB/x (0.01s)
+    --- PASS: TestB/y (0.01s)
+FAIL`
+	want := `--- FAIL: TestB (0.02s)
+--- FAIL: TestB/x (0.01s)
+    b_test.go:2: a log
+    b_test.go:3: broken
+        and how
+    b_test.go:5: later
+`
+	if got := failures(out); got != want {
+		t.Errorf("failures:\n%s\nwant:\n%s", got, want)
+	}
 }
