@@ -1,9 +1,11 @@
 package runtime
 
 import (
+	"errors"
 	goruntime "runtime"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -138,6 +140,32 @@ func writeIDMaps(pid int, attr *syscall.SysProcAttr) error {
 	}
 	return nil
 }
+
+// writeIDMapsExecuted writes the id maps of pid, a child that has just
+// executed (cloneInit or ForkExec returned), for a writer without the
+// host's CAP_DAC_OVERRIDE (a spawner in a user namespace of its own).
+// Such a child's exec starts with a copy of its parent's dumpable state,
+// and a parent whose credentials changed (spawnOwner's setresuid) is
+// undumpable: until the exec makes the child dumpable again, a moment
+// after its close-on-exec files close (which is when its parent learns it
+// executed), its /proc files are the host root's and the open of its maps
+// is refused (EACCES). So an EACCES is tried again, for a bounded time,
+// while the child lives. Once seen in a storm of a thousand starts.
+func writeIDMapsExecuted(pid int, attr *syscall.SysProcAttr) error {
+	deadline := time.Now().Add(idMapsRetry)
+	for wait := 20 * time.Microsecond; ; wait = min(2*wait, 5*time.Millisecond) {
+		err := writeIDMaps(pid, attr)
+		if !errors.Is(err, unix.EACCES) || processEnded(pid) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// idMapsRetry bounds writeIDMapsExecuted's tries: a child's exec between
+// closing its files and becoming dumpable is a few microseconds of work,
+// which a busy machine may delay as long as it delays any thread.
+const idMapsRetry = 2 * time.Second
 
 // cloneInit forks a child, as the server's child, into the cgroup whose
 // directory cgroupFD is (none if it is negative), and executes path in it

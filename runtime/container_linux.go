@@ -586,7 +586,7 @@ func mapIDs(plan idPlan, pid int) error {
 	if plan.sub != nil {
 		return plan.sub.Map(pid)
 	}
-	return writeIDMaps(pid, &syscall.SysProcAttr{UidMappings: plan.uidMap, GidMappings: plan.gidMap, GidMappingsEnableSetgroups: plan.setgroups})
+	return writeIDMapsExecuted(pid, &syscall.SysProcAttr{UidMappings: plan.uidMap, GidMappings: plan.gidMap, GidMappingsEnableSetgroups: plan.setgroups})
 }
 
 // Check builds a container as Start would, finds its program, and ends it

@@ -58,14 +58,16 @@ var helpers = map[string]func() int{
 		_, _ = in.ReadString('\n')
 		return int(b[0]) - 1
 	},
-	"cgserver":   helperCgroupServer,
-	"become":     helperBecomeRoot,
-	"netoutside": helperNetOutside,
-	"netinside":  helperNetInside,
-	"rlimits":    helperRlimits,
-	"disk":       helperDisk,
-	"netserver":  helperNetServer,
-	"netpeer":    helperNetPeer,
+	"cgserver":    helperCgroupServer,
+	"become":      helperBecomeRoot,
+	"netoutside":  helperNetOutside,
+	"netinside":   helperNetInside,
+	"rlimits":     helperRlimits,
+	"disk":        helperDisk,
+	"netserver":   helperNetServer,
+	"netpeer":     helperNetPeer,
+	"undumpable":  helperUndumpable,
+	"idmapwriter": helperIDMapWriter,
 }
 
 func runHelper(name string) int {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	goruntime "runtime"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -51,7 +52,7 @@ func spawnOwner(uid int, fn func() error) error {
 		goruntime.UnlockOSThread()
 		return fmt.Errorf("securebits: %w", err)
 	}
-	dumpable, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	dumpable := processDumpable()
 	var pdeath int32
 	_ = unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&pdeath)), 0, 0, 0)
 	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_SET_SECUREBITS, uintptr(bits)|secbitNoSetuidFixup, 0, 0, 0, 0); e != 0 {
@@ -75,6 +76,16 @@ func spawnOwner(uid int, fn func() error) error {
 	goruntime.UnlockOSThread()
 	return err
 }
+
+// processDumpable is the process's dumpable state before any spawnOwner
+// changed it. Each switch makes the whole process undumpable until it is
+// put back, so a state read at every switch would read another thread's
+// switch: two at once, and the later put the earlier's undumpable back for
+// good (TestSpawnOwnerKeepsDumpable).
+var processDumpable = sync.OnceValue(func() int {
+	d, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	return d
+})
 
 // secbitNoSetuidFixup is SECBIT_NO_SETUID_FIXUP (linux/securebits.h):
 // the kernel leaves the capability sets alone when the uids change.

@@ -767,7 +767,7 @@ func spawn(initPath string, req spawnRequest, fds []int, devNull int) spawnReply
 				time.Sleep(time.Millisecond)
 			}
 		}
-		if err := writeIDMaps(pid, maps); err != nil {
+		if err := writeIDMapsExecuted(pid, maps); err != nil {
 			r.Ended = processEnded(pid)
 			_ = unix.Kill(pid, unix.SIGKILL) // the server reaps it: its child
 			r.Err = "write the id maps: " + err.Error()
