@@ -31,7 +31,9 @@ import (
 // cgroup needs write access to it, and the switch back needs CAP_SETUID),
 // and it is undone before the thread runs anything else: securebits,
 // dumpable and the parent-death signal, which the kernel resets on a
-// change of credentials, are put back too. The child made meanwhile gets
+// change of credentials, are put back too. (Until then the whole process
+// is undumpable, and so is the exec of a child made meanwhile until it
+// ends: writeIDMapsExecuted.) The child made meanwhile gets
 // a fresh set of credentials in its new user namespace (full capabilities
 // there, default securebits), its uids those of the session's root.
 //
