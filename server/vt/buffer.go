@@ -90,10 +90,27 @@ func (l *line) at(x int) cell {
 
 // grow makes cells [0, n) addressable.
 func (l *line) grow(n int) {
+	if n > cap(l.cells) {
+		l.reserve(n)
+	}
 	b := l.blankCell()
 	for len(l.cells) < n {
 		l.cells = append(l.cells, b)
 	}
+}
+
+// reserve gives the line room for n cells. A line's capacity is a power
+// of two from 8: a full row of the widest screen holds 1,024 cells, where
+// append's growth left 1,365 (a hostile program's two full 1000x1000
+// screens, 31 MB of cells, are 25 MB so).
+func (l *line) reserve(n int) {
+	c := 8
+	for c < n {
+		c *= 2
+	}
+	cells := make([]cell, len(l.cells), c)
+	copy(cells, l.cells)
+	l.cells = cells
 }
 
 func (l *line) truncate(cols int) {

@@ -56,6 +56,9 @@ func (s *Screen) printASCII(p []byte) {
 			l.fixWide(x)
 		} else {
 			l.grow(x)
+			if x == cap(l.cells) {
+				l.reserve(x + 1)
+			}
 			l.cells = append(l.cells, cell{})
 		}
 		l.cells[x] = cell{r: rune(b), a: s.cur.pen}
@@ -134,10 +137,14 @@ func (s *Screen) combine(r rune) {
 	if x < 0 || x >= len(l.cells) {
 		return
 	}
+	c, ok := l.comb[x]
+	if !ok && len(l.comb) >= s.combCap() {
+		return
+	}
 	if l.comb == nil {
 		l.comb = make(map[int]string)
 	}
-	if c := l.comb[x]; len(c)+4 <= maxCombining {
+	if len(c)+4 <= maxCombining {
 		l.comb[x] = c + string(r)
 	}
 }

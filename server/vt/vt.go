@@ -34,7 +34,20 @@ const (
 	maxOSC       = 4096
 	maxTitle     = 256
 	maxCombining = 8 // bytes of combining marks kept per cell
+
+	// maxMarkedCells bounds the cells with combining marks a screen keeps,
+	// spread over its rows (combCap): each costs the server about 75
+	// bytes, so a hostile program that marked every cell of a 1000x1000
+	// screen and of its alternate held 174 MB of the server's memory. A
+	// line keeps up to 682 marked cells at 24 rows and 163 at 100, more
+	// than a line of real text (Thai, Devanagari) marks at those sizes;
+	// a mark beyond the bound is dropped, which only a later client's
+	// rebuilt screen shows.
+	maxMarkedCells = 16 << 10
 )
+
+// combCap is how many cells of one line may carry combining marks.
+func (s *Screen) combCap() int { return max(maxMarkedCells/s.rows, 16) }
 
 // Screen is the state of one terminal.
 type Screen struct {

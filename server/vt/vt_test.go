@@ -3,6 +3,7 @@ package vt
 import (
 	"bytes"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -263,4 +264,59 @@ func TestWidth(t *testing.T) {
 			t.Errorf("width(%U) = %d, want %d", tt.r, got, tt.want)
 		}
 	}
+}
+
+// TestHostileScreenMemory: a program that marks every cell of the largest
+// screen, and of its alternate, with combining characters held 174 MB of
+// the server's memory (1000x1000, four marks a cell); the marked cells a
+// screen keeps are bounded, and a screen of the usual size keeps them all.
+func TestHostileScreenMemory(t *testing.T) {
+	marked := func(s *Screen) (n int) {
+		for _, b := range []*buffer{s.main, s.alt} {
+			if b == nil {
+				continue
+			}
+			for _, l := range b.lines {
+				n += len(l.comb)
+			}
+		}
+		return n
+	}
+	fill := func(s *Screen) {
+		cols, rows := s.Size()
+		row := bytes.Repeat([]byte("x\u0301\u0302\u0303\u0304"), cols)
+		for _, screen := range []string{"\x1b[H", "\x1b[?1049h\x1b[H"} {
+			feed(s, screen)
+			for range rows {
+				_, _ = s.Write(row)
+			}
+		}
+	}
+
+	s := New(80, 24, DefaultScrollbackLines, DefaultScrollbackBytes)
+	fill(s)
+	if got, want := marked(s), 2*80*24; got != want {
+		t.Errorf("80x24: %d marked cells kept, want all %d", got, want)
+	}
+	checkRoundTrip(t, s)
+
+	var before, after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	s = New(MaxCols, MaxRows, DefaultScrollbackLines, DefaultScrollbackBytes)
+	fill(s)
+	goruntime.GC()
+	goruntime.ReadMemStats(&after)
+	if got, most := marked(s), 2*maxMarkedCells; got > most {
+		t.Errorf("%dx%d: %d marked cells kept, want at most %d", MaxCols, MaxRows, got, most)
+	}
+	// The cells alone are 12 bytes each: 24.6 MB for both screens' rows
+	// of 1,024 (line.grow), and 32,768 marked cells about 2.4 MB more.
+	const most = 30 << 20
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%dx%d, every cell marked: the screen holds %.1f MB", MaxCols, MaxRows, float64(held)/1e6)
+	if held > most {
+		t.Errorf("the screen holds %.1f MB, want at most %d MiB", float64(held)/1e6, most>>20)
+	}
+	goruntime.KeepAlive(s)
 }
