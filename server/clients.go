@@ -74,6 +74,7 @@ func (s *Server) clientAddr(r *http.Request) string {
 // lately.
 type clientLimits struct {
 	maxSessions int // -1: no cap
+	maxWatchers int // -1: no cap
 	rate        rate.Limit
 	burst       int
 	unlimited   bool
@@ -84,6 +85,7 @@ type clientLimits struct {
 
 type clientEntry struct {
 	sessions int
+	watchers int
 	limiter  *rate.Limiter
 	seen     time.Time
 }
@@ -93,6 +95,7 @@ const sweepAbove = 4096
 func newClientLimits(cfg Config) *clientLimits {
 	return &clientLimits{
 		maxSessions: cfg.MaxSessionsPerClient,
+		maxWatchers: cfg.MaxWatchersPerClient,
 		rate:        rate.Limit(cfg.ConnRate),
 		burst:       cfg.ConnBurst,
 		unlimited:   cfg.ConnRate < 0,
@@ -116,10 +119,11 @@ func (l *clientLimits) entry(client string) *clientEntry {
 	return e
 }
 
-// sweep drops clients with no session whose bucket has refilled.
+// sweep drops clients with no session or watcher whose bucket has
+// refilled.
 func (l *clientLimits) sweep() {
 	for k, e := range l.clients {
-		if e.sessions == 0 && (e.limiter == nil || e.limiter.Tokens() >= float64(l.burst)) {
+		if e.sessions == 0 && e.watchers == 0 && (e.limiter == nil || e.limiter.Tokens() >= float64(l.burst)) {
 			delete(l.clients, k)
 		}
 	}
@@ -149,5 +153,25 @@ func (l *clientLimits) removeSession(client string) {
 	defer l.mu.Unlock()
 	if e := l.clients[client]; e != nil && e.sessions > 0 {
 		e.sessions--
+	}
+}
+
+// addWatcher counts a watcher of client's; false at the cap.
+func (l *clientLimits) addWatcher(client string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(client)
+	if l.maxWatchers >= 0 && e.watchers >= l.maxWatchers {
+		return false
+	}
+	e.watchers++
+	return true
+}
+
+func (l *clientLimits) removeWatcher(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.clients[client]; e != nil && e.watchers > 0 {
+		e.watchers--
 	}
 }

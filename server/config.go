@@ -24,6 +24,7 @@ const (
 	DefaultReconnectGrace = 5 * time.Minute
 
 	DefaultMaxSessionsPerClient = 10
+	DefaultMaxWatchersPerClient = 50
 	DefaultConnRate             = 2.0 // new connections per second per client address
 	DefaultConnBurst            = 20
 
@@ -95,6 +96,12 @@ type Config struct {
 	// MaxSessionsPerClient caps the sessions of one client address; one
 	// more is closed with 1008. Default 10; -1 means no cap.
 	MaxSessionsPerClient int
+	// MaxWatchersPerClient caps the watchers of one client address, over
+	// all sessions; one more is closed with 1008. Without it, a client
+	// could open watchers at the connection rate for as long as a session
+	// lives (28,800 in the default 4 hours, each in the server's memory
+	// and in every output frame's fan-out). Default 50; -1 means no cap.
+	MaxWatchersPerClient int
 	// ConnRate is how many WebSocket connections per second a client
 	// address may open, with bursts of ConnBurst; more are closed with
 	// 1008. Default 2 a second, bursts of 20; -1 means no limit.
@@ -146,6 +153,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessionsPerClient == 0 {
 		c.MaxSessionsPerClient = DefaultMaxSessionsPerClient
+	}
+	if c.MaxWatchersPerClient == 0 {
+		c.MaxWatchersPerClient = DefaultMaxWatchersPerClient
 	}
 	if c.ConnRate == 0 {
 		c.ConnRate = DefaultConnRate
@@ -216,6 +226,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSessionsPerClient < -1 {
 		errs = append(errs, fmt.Errorf("max sessions per client %d: want 1 or more, or -1 for no cap", c.MaxSessionsPerClient))
+	}
+	if c.MaxWatchersPerClient < -1 {
+		errs = append(errs, fmt.Errorf("max watchers per client %d: want 1 or more, or -1 for no cap", c.MaxWatchersPerClient))
 	}
 	if c.ConnRate < 0 && c.ConnRate != -1 {
 		errs = append(errs, fmt.Errorf("connection rate %v: want more than 0, or -1 for no limit", c.ConnRate))

@@ -60,6 +60,9 @@ func newTestServer(t testing.TB, cfg Config, opts ...serverOption) *testServer {
 	if cfg.MaxSessionsPerClient == 0 {
 		cfg.MaxSessionsPerClient = -1
 	}
+	if cfg.MaxWatchersPerClient == 0 {
+		cfg.MaxWatchersPerClient = -1
+	}
 	deps := Deps{
 		Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
 		Start:  testStart(t),

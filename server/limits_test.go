@@ -124,6 +124,52 @@ func TestPerClientLimit(t *testing.T) {
 	d.waitLine("42")
 }
 
+// TestPerClientWatcherLimit: watchers of one client address are capped
+// over all sessions (a client could otherwise open one at the connection
+// rate for as long as a session lives); a watcher that ends frees its
+// place, another address is not held back, and an administrator is not
+// capped.
+func TestPerClientWatcherLimit(t *testing.T) {
+	xff := func(a string) http.Header { return http.Header{"X-Forwarded-For": {a}} }
+	s := newTestServer(t, Config{MaxWatchersPerClient: 2, TrustedProxies: []string{"127.0.0.0/8"}, AdminToken: "adm"}, withStart(plainStart(t)))
+	a, b := s.open(t, "", nil), s.open(t, "", nil)
+	a.waitOutput("$ ")
+	b.waitOutput("$ ")
+	w1 := s.open(t, initWith("watch", a.session().Watch), xff("198.51.100.1"))
+	w2 := s.open(t, initWith("watch", b.session().Watch), xff("198.51.100.1"))
+	a.input("echo $((6*7))\r")
+	w1.waitLine("42")
+	b.input("echo $((6*8))\r")
+	w2.waitLine("48")
+	w3 := s.open(t, initWith("watch", a.session().Watch), xff("198.51.100.1"))
+	if code, text, _ := w3.waitClose(); code != websocket.ClosePolicyViolation || !strings.Contains(text, "too many watchers") {
+		t.Errorf("a third watcher of the same address: close %d %q, want 1008", code, text)
+	}
+	other := s.open(t, initWith("watch", a.session().Watch), xff("198.51.100.2"))
+	admin := xff("198.51.100.1")
+	admin.Set("Authorization", "Bearer adm")
+	teacher := s.open(t, initWith("watch", a.session().Watch), admin)
+	a.input("echo $((6*9))\r")
+	other.waitLine("54")
+	teacher.waitLine("54")
+	w1.waitLine("54")
+
+	_ = w2.conn.Close()
+	// removeWatcher runs before the watcher leaves its session (and the
+	// gauge): once the gauge says 3 (w1, other, teacher), its place is free.
+	for deadline := time.Now().Add(waitTimeout); s.metricValue(t, "playground_watchers") != 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed watcher still counted after %v", waitTimeout)
+		}
+	}
+	w4 := s.open(t, initWith("watch", b.session().Watch), xff("198.51.100.1"))
+	b.input("echo $((7*7))\r")
+	w4.waitLine("49")
+	if n := s.metricValue(t, `playground_rejections_total{reason="per-client watchers"}`); n < 1 {
+		t.Errorf("rejections for per-client watchers: %v, want at least 1", n)
+	}
+}
+
 func TestConnectionRate(t *testing.T) {
 	s := newTestServer(t, Config{ConnRate: 0.1, ConnBurst: 3}, withStart(plainStart(t)))
 	for i := range 3 {

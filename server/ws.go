@@ -110,6 +110,16 @@ func (s *Server) serveWS(ws *websocket.Conn, log zerolog.Logger, client string, 
 	case in.Resume != "":
 		cerr = s.resume(c, in)
 	case in.Watch != "":
+		// An administrator (the admin token as a bearer) follows as many
+		// sessions as it likes.
+		if !id.admin {
+			if !s.clients.addWatcher(client) {
+				s.metrics.rejected.WithLabelValues("per-client watchers").Inc()
+				cerr = &closeError{websocket.ClosePolicyViolation, fmt.Sprintf("too many watchers from your address (limit %d)", s.cfg.MaxWatchersPerClient)}
+				break
+			}
+			defer s.clients.removeWatcher(client) // when the connection ends
+		}
 		cerr = s.watchSession(c, in, id)
 	default:
 		cerr = s.newSession(c, in)

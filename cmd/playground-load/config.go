@@ -34,7 +34,8 @@ protocol only, beside baselines measured in the same run:
   ttyd   ttyd running /bin/sh (--ttyd PATH, or ttyd in PATH)
   url    the server at --url, which may be anything that speaks ttyd's protocol
          (a playground server's limits per client apply to this command too:
-         serve it with --max-sessions-per-client 0 --rate 0 to measure it)
+         serve it with --max-sessions-per-client 0 --max-watchers-per-client 0
+         --rate 0 to measure it)
   serve  the playground binary itself (--playground PATH), with the host
          rootfs: measured for startup only
 

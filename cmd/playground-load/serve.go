@@ -208,6 +208,7 @@ func serveChild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	srv, err := server.New(server.Config{
 		MaxSessions:          1 << 20,
 		MaxSessionsPerClient: -1,
+		MaxWatchersPerClient: -1,
 		ConnRate:             -1,
 		ReconnectGrace:       grace,
 	}, server.Deps{Log: log, Start: start, Static: static.FS(), Pool: pool})

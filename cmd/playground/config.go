@@ -41,6 +41,7 @@ type serveConfig struct {
 	MaxLifetime          time.Duration
 	ReconnectGrace       time.Duration
 	MaxSessionsPerClient int
+	MaxWatchersPerClient int
 	Rate                 float64
 	RateBurst            int
 	DrainTimeout         time.Duration
@@ -66,6 +67,7 @@ func defaultServeConfig() serveConfig {
 		MaxLifetime:          server.DefaultMaxLifetime,
 		ReconnectGrace:       server.DefaultReconnectGrace,
 		MaxSessionsPerClient: server.DefaultMaxSessionsPerClient,
+		MaxWatchersPerClient: server.DefaultMaxWatchersPerClient,
 		Rate:                 server.DefaultConnRate,
 		RateBurst:            server.DefaultConnBurst,
 		DrainTimeout:         10 * time.Minute,
@@ -143,6 +145,7 @@ func (c *serveConfig) fromEnv(getenv func(string) string) error {
 		dst  any
 	}{
 		{"PLAYGROUND_MAX_SESSIONS_PER_CLIENT", &c.MaxSessionsPerClient},
+		{"PLAYGROUND_MAX_WATCHERS_PER_CLIENT", &c.MaxWatchersPerClient},
 		{"PLAYGROUND_RATE", &c.Rate},
 		{"PLAYGROUND_RATE_BURST", &c.RateBurst},
 	} {
@@ -189,6 +192,7 @@ func (c *serveConfig) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxLifetime, "max-lifetime", c.MaxLifetime, "end a session this long after it started, with a warning a minute before (0: never)")
 	fs.DurationVar(&c.ReconnectGrace, "reconnect-grace", c.ReconnectGrace, "how long a session whose client dropped waits for a resume (0: ends at once)")
 	fs.IntVar(&c.MaxSessionsPerClient, "max-sessions-per-client", c.MaxSessionsPerClient, "most sessions of one client address (0: no cap; a class behind one NAT is one address)")
+	fs.IntVar(&c.MaxWatchersPerClient, "max-watchers-per-client", c.MaxWatchersPerClient, "most watchers of one client address, over all sessions (0: no cap)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "new connections per second a client address may open (0: no limit)")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "connections a client address may open at once, beyond --rate")
 	fs.StringVar(&c.RouteID, "route-id", c.RouteID, "this server's `name` behind a proxy with several: sent in SESSION and as X-Playground-Route, and a page reconnects with /ws?route=NAME; given explicitly, a draining or full server answers a new session's handshake with 503 so the proxy tries another (see docs/DEPLOY.md)")
@@ -245,8 +249,8 @@ func (c *serveConfig) Validate() error {
 			bad = append(bad, d.flag+" must not be negative")
 		}
 	}
-	if c.MaxSessionsPerClient < 0 || c.Rate < 0 || c.RateBurst < 0 {
-		bad = append(bad, "--max-sessions-per-client, --rate and --rate-burst must not be negative")
+	if c.MaxSessionsPerClient < 0 || c.MaxWatchersPerClient < 0 || c.Rate < 0 || c.RateBurst < 0 {
+		bad = append(bad, "--max-sessions-per-client, --max-watchers-per-client, --rate and --rate-burst must not be negative")
 	}
 	if len(bad) > 0 {
 		return usagef("%s", strings.Join(bad, "; "))

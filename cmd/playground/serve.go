@@ -230,6 +230,7 @@ func (c *serveConfig) serverConfig(addr net.Addr, log zerolog.Logger) (server.Co
 		AdminToken:           c.AdminToken,
 		MaxSessions:          c.MaxSessions,
 		MaxSessionsPerClient: orNone(c.MaxSessionsPerClient),
+		MaxWatchersPerClient: orNone(c.MaxWatchersPerClient),
 		ConnRate:             c.Rate,
 		ConnBurst:            c.RateBurst,
 		IdleTimeout:          orNever(c.IdleTimeout),
