@@ -65,7 +65,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"direction"})
 	m.bytesIn, m.bytesOut = bytes.WithLabelValues("in"), bytes.WithLabelValues("out")
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "playground_rejections_total", Help: "Requests and connections refused, by reason (host, origin, auth, rate, capacity, per-client sessions, per-client watchers, draining, unknown key, ...).",
+		Name: "playground_rejections_total", Help: "Requests and connections refused, by reason (host, origin, auth, rate, capacity, per-client sessions, per-client watchers, idle connections, draining, unknown key, ...).",
 	}, []string{"reason"})
 	m.resumes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "playground_resumes_total", Help: "Sessions resumed with their resume key.",

@@ -63,23 +63,24 @@ type Deps struct {
 // with the http.Server's Shutdown (which does not wait for WebSockets).
 // Its methods are safe for concurrent use.
 type Server struct {
-	cfg      Config
-	log      zerolog.Logger
-	start    StartFunc
-	pool     *Pool
-	envs     []string
-	ready    func() error
-	envState func() []EnvStatus
-	handler  http.Handler
-	upgrader websocket.Upgrader
-	origins  originPolicy
-	hosts    hostPolicy
-	auth     *auth
-	trusted  []netip.Prefix
-	clients  *clientLimits
-	prefs    []byte // Config.Preferences as JSON
-	metrics  *metrics
-	turns    *outputTurns // streaming output's turns (turns.go)
+	cfg       Config
+	log       zerolog.Logger
+	start     StartFunc
+	pool      *Pool
+	envs      []string
+	ready     func() error
+	envState  func() []EnvStatus
+	handler   http.Handler
+	upgrader  websocket.Upgrader
+	origins   originPolicy
+	hosts     hostPolicy
+	auth      *auth
+	trusted   []netip.Prefix
+	clients   *clientLimits
+	idleConns *idleConns // the HTTP server's keep-alive connections (HTTPServer)
+	prefs     []byte     // Config.Preferences as JSON
+	metrics   *metrics
+	turns     *outputTurns // streaming output's turns (turns.go)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -148,6 +149,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		drained:  make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	s.idleConns = newIdleConns(MaxIdleConnsPerPeer, trusted, func() { s.metrics.rejected.WithLabelValues("idle connections").Inc() })
 	if s.pool != nil {
 		s.pool.limit(s.room)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -154,7 +153,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		_ = ln.Close()
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer(nil)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	// The URLs to hand out (listen.go's), each with the token when there is one.
