@@ -68,8 +68,33 @@ func (s *Server) clientAddr(r *http.Request) string {
 	return client.String()
 }
 
+// IPv6PrefixBits is the prefix of an IPv6 client address that the
+// per-client limits count as one client: a home or a cloud machine gets a
+// /64 (or a /56) to itself, so counting each address apart let one client
+// open ten sessions, fifty watchers and a connection rate per address, on
+// as many addresses as it liked.
+const IPv6PrefixBits = 64
+
+// limitKey is what the per-client limits count client by: an IPv4 address
+// itself, an IPv6 one by its /64.
+func limitKey(client string) string {
+	a, err := netip.ParseAddr(client)
+	if err != nil || !a.Unmap().Is6() {
+		return client
+	}
+	return netip.PrefixFrom(a, IPv6PrefixBits).Masked().String()
+}
+
+// peerKey is limitKey of an address.
+func peerKey(a netip.Addr) netip.Addr {
+	if a = a.Unmap(); !a.Is6() {
+		return a
+	}
+	return netip.PrefixFrom(a, IPv6PrefixBits).Masked().Addr()
+}
+
 // clientLimits counts sessions and paces new connections per client
-// address. Entries of clients with no session and a full bucket are
+// address (limitKey). Entries of clients with no session and a full bucket are
 // swept once the table grows, so it stays bounded by the clients active
 // lately.
 type clientLimits struct {
@@ -131,6 +156,7 @@ func (l *clientLimits) sweep() {
 
 // allowConn takes a token for a new connection from client.
 func (l *clientLimits) allowConn(client string) bool {
+	client = limitKey(client)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(client)
@@ -138,6 +164,7 @@ func (l *clientLimits) allowConn(client string) bool {
 }
 
 func (l *clientLimits) addSession(client string) bool {
+	client = limitKey(client)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(client)
@@ -149,6 +176,7 @@ func (l *clientLimits) addSession(client string) bool {
 }
 
 func (l *clientLimits) removeSession(client string) {
+	client = limitKey(client)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.clients[client]; e != nil && e.sessions > 0 {
@@ -158,6 +186,7 @@ func (l *clientLimits) removeSession(client string) {
 
 // addWatcher counts a watcher of client's; false at the cap.
 func (l *clientLimits) addWatcher(client string) bool {
+	client = limitKey(client)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(client)
@@ -169,6 +198,7 @@ func (l *clientLimits) addWatcher(client string) bool {
 }
 
 func (l *clientLimits) removeWatcher(client string) {
+	client = limitKey(client)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.clients[client]; e != nil && e.watchers > 0 {

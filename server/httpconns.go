@@ -22,7 +22,7 @@ const (
 	// this long (nginx's keepalive_timeout is 75 s).
 	HTTPIdleTimeout = time.Minute
 	// MaxIdleConnsPerPeer is how many keep-alive connections between
-	// requests one peer address may hold; one more is closed once its
+	// requests one peer address (an IPv6 one by its /64) may hold; one more is closed once its
 	// response is sent (a browser opens a new one when it needs it).
 	// Trusted proxies are not counted: a proxy keeps a pool.
 	MaxIdleConnsPerPeer = 64
@@ -73,11 +73,11 @@ func (ic *idleConns) track(c net.Conn, state http.ConnState) {
 		return
 	}
 	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	peer := ap.Addr().Unmap()
-	if err != nil || trustedAddr(ic.trusted, peer) {
+	if err != nil || trustedAddr(ic.trusted, ap.Addr().Unmap()) {
 		ic.mu.Unlock()
 		return
 	}
+	peer := peerKey(ap.Addr()) // an IPv6 peer by its /64
 	if ic.peers[peer] >= ic.max {
 		ic.mu.Unlock()
 		ic.closed()

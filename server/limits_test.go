@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -167,6 +168,46 @@ func TestPerClientWatcherLimit(t *testing.T) {
 	w4.waitLine("49")
 	if n := s.metricValue(t, `playground_rejections_total{reason="per-client watchers"}`); n < 1 {
 		t.Errorf("rejections for per-client watchers: %v, want at least 1", n)
+	}
+}
+
+// TestPerClientLimitsByIPv6Prefix: the per-client limits counted each
+// IPv6 address apart, and a client has a /64 of them to itself (a second
+// session from another address of the same /64 got in past a cap of one).
+func TestPerClientLimitsByIPv6Prefix(t *testing.T) {
+	xff := func(a string) http.Header { return http.Header{"X-Forwarded-For": {a}} }
+	s := newTestServer(t, Config{MaxSessionsPerClient: 1, TrustedProxies: []string{"127.0.0.0/8"}}, withStart(plainStart(t)))
+	a := s.open(t, "", xff("2001:db8:1:2::1"))
+	a.waitOutput("$ ")
+	b := s.open(t, "", xff("2001:db8:1:2:aaaa:bbbb:cccc:dddd"))
+	if code, text, _ := b.waitClose(); code != websocket.ClosePolicyViolation || !strings.Contains(text, "too many sessions") {
+		t.Errorf("a second session of the same /64: close %d %q, want 1008", code, text)
+	}
+	c := s.open(t, "", xff("2001:db8:1:3::1"))
+	c.input("echo $((6*7))\r")
+	c.waitLine("42")
+	d := s.open(t, "", xff("192.0.2.7"))
+	d.input("echo $((6*8))\r")
+	d.waitLine("48")
+
+	for _, k := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::", "2001:db8:1:2::/64"},
+		{"not an address", "not an address"},
+	} {
+		if got := limitKey(k.in); got != k.want {
+			t.Errorf("limitKey(%q) = %q, want %q", k.in, got, k.want)
+		}
+	}
+	for _, k := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"},
+	} {
+		if got := peerKey(netip.MustParseAddr(k.in)).String(); got != k.want {
+			t.Errorf("peerKey(%s) = %s, want %s", k.in, got, k.want)
+		}
 	}
 }
 
