@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,13 +18,8 @@ import (
 	"testing/fstest"
 )
 
-// TestIdleConnsPerPeer: a client that opened 5,000 connections, made one
-// request on each and kept them, had all 5,000 kept open, with no end (97 MB
-// of the server's memory and 5,000 fds). The server the command serves with
-// (HTTPServer) keeps at most MaxIdleConnsPerPeer of one address between
-// requests, closes idle ones after HTTPIdleTimeout, and another address is
-// not held back.
-func TestIdleConnsPerPeer(t *testing.T) {
+// serveHTTPServer serves a Server with the http.Server the command uses.
+func serveHTTPServer(t *testing.T) *httptest.Server {
 	srv, err := New(Config{}, Deps{Log: zerolog.New(zerolog.NewTestWriter(t)), Start: testStart(t), Static: fstest.MapFS{"index.html": {Data: []byte(testIndex)}}})
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +33,41 @@ func TestIdleConnsPerPeer(t *testing.T) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
+	return ts
+}
+
+// TestHeaderBytesBounded: 300 connections of one client, each sending 1 MB
+// of headers (net/http's default bound) without their end, held 318 MB of
+// the server's memory; headers beyond MaxHeaderBytes are refused with 431,
+// and a page's are far below it.
+func TestHeaderBytesBounded(t *testing.T) {
+	ts := serveHTTPServer(t)
+	get := func(header int) int {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/healthz", nil)
+		req.Header.Set("X-Pad", strings.Repeat("a", header))
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatalf("GET with %d bytes of header: %v", header, err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(16 << 10); code != http.StatusOK {
+		t.Errorf("16 KiB of headers: %d, want 200", code)
+	}
+	if code := get(MaxHeaderBytes + 8<<10); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("%d bytes of headers: %d, want 431", MaxHeaderBytes+8<<10, code)
+	}
+}
+
+// TestIdleConnsPerPeer: a client that opened 5,000 connections, made one
+// request on each and kept them, had all 5,000 kept open, with no end (97 MB
+// of the server's memory and 5,000 fds). The server the command serves with
+// (HTTPServer) keeps at most MaxIdleConnsPerPeer of one address between
+// requests, closes idle ones after HTTPIdleTimeout, and another address is
+// not held back.
+func TestIdleConnsPerPeer(t *testing.T) {
+	ts := serveHTTPServer(t)
 	if ts.Config.IdleTimeout <= 0 || ts.Config.IdleTimeout > 5*time.Minute || ts.Config.ReadHeaderTimeout <= 0 {
 		t.Errorf("IdleTimeout %v, ReadHeaderTimeout %v: want both set, the idle one at most 5 minutes", ts.Config.IdleTimeout, ts.Config.ReadHeaderTimeout)
 	}
