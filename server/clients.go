@@ -93,10 +93,10 @@ func peerKey(a netip.Addr) netip.Addr {
 	return netip.PrefixFrom(a, IPv6PrefixBits).Masked().Addr()
 }
 
-// clientLimits counts sessions and paces new connections per client
-// address (limitKey). Entries of clients with no session and a full bucket are
-// swept once the table grows, so it stays bounded by the clients active
-// lately.
+// clientLimits counts sessions and watchers and paces new connections per
+// client address (limitKey). Entries of clients with no session, no
+// watcher and a full bucket are swept once the table grows, so it stays
+// bounded by the clients active lately.
 type clientLimits struct {
 	maxSessions int // -1: no cap
 	maxWatchers int // -1: no cap

@@ -28,9 +28,10 @@ const (
 	// this long (nginx's keepalive_timeout is 75 s).
 	HTTPIdleTimeout = time.Minute
 	// MaxIdleConnsPerPeer is how many keep-alive connections between
-	// requests one peer address (an IPv6 one by its /64) may hold; one more is closed once its
-	// response is sent (a browser opens a new one when it needs it).
-	// Trusted proxies are not counted: a proxy keeps a pool.
+	// requests one peer address (an IPv6 one by its /64) may hold; one
+	// more is closed once its response is sent (a browser opens a new one
+	// when it needs it). Trusted proxies are not counted: a proxy keeps a
+	// pool.
 	MaxIdleConnsPerPeer = 64
 )
 
