@@ -76,16 +76,17 @@ func (s *Server) clientAddr(r *http.Request) string {
 const IPv6PrefixBits = 64
 
 // limitKey is what the per-client limits count client by: an IPv4 address
-// itself, an IPv6 one by its /64.
+// itself, an IPv6 one by its /64 (peerKey).
 func limitKey(client string) string {
 	a, err := netip.ParseAddr(client)
 	if err != nil || !a.Unmap().Is6() {
 		return client
 	}
-	return netip.PrefixFrom(a, IPv6PrefixBits).Masked().String()
+	return netip.PrefixFrom(peerKey(a), IPv6PrefixBits).String()
 }
 
-// peerKey is limitKey of an address.
+// peerKey is the address the limits count a peer by: an IPv4 address
+// itself, an IPv6 one by its /64, the prefix's first address.
 func peerKey(a netip.Addr) netip.Addr {
 	if a = a.Unmap(); !a.Is6() {
 		return a
