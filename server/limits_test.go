@@ -138,6 +138,11 @@ func TestPerClientWatcherLimit(t *testing.T) {
 	b.waitOutput("$ ")
 	w1 := s.open(t, initWith("watch", a.session().Watch), xff("198.51.100.1"))
 	w2 := s.open(t, initWith("watch", b.session().Watch), xff("198.51.100.1"))
+	// Each watcher is attached (its SESSION came) before its session
+	// prints: else what it waits for can come in the screen as drawn at
+	// attach, not as a line of its own.
+	w1.session()
+	w2.session()
 	a.input("echo $((6*7))\r")
 	w1.waitLine("42")
 	b.input("echo $((6*8))\r")
@@ -150,6 +155,8 @@ func TestPerClientWatcherLimit(t *testing.T) {
 	admin := xff("198.51.100.1")
 	admin.Set("Authorization", "Bearer adm")
 	teacher := s.open(t, initWith("watch", a.session().Watch), admin)
+	other.session()
+	teacher.session()
 	a.input("echo $((6*9))\r")
 	other.waitLine("54")
 	teacher.waitLine("54")
@@ -164,6 +171,7 @@ func TestPerClientWatcherLimit(t *testing.T) {
 		}
 	}
 	w4 := s.open(t, initWith("watch", b.session().Watch), xff("198.51.100.1"))
+	w4.session()
 	b.input("echo $((7*7))\r")
 	w4.waitLine("49")
 	if n := s.metricValue(t, `playground_rejections_total{reason="per-client watchers"}`); n < 1 {
