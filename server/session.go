@@ -92,8 +92,11 @@ type session struct {
 	owner     *wsConn
 	watchers  []*wsConn // replaced, never changed in place
 	announced bool      // SESSION went out: the session can be resumed
-	cols      uint16
+	cols      uint16    // the terminal's size
 	rows      uint16
+	want      [2]uint16   // the owner's last RESIZE: columns, rows
+	resized   time.Time   // when a RESIZE last reached the terminal
+	resizing  *time.Timer // applies want at the end of resizeEvery
 	cause     *endCause
 	detached  time.Time // zero while an owner is attached
 	grace     *time.Timer
@@ -136,6 +139,7 @@ func newSession(s *Server, c *wsConn, in initMsg, env string) *session {
 		cancel: cancel,
 		cols:   in.Cols,
 		rows:   in.Rows,
+		want:   [2]uint16{in.Cols, in.Rows},
 		owner:  c,
 	}
 	log := s.log.With().Str("session", id).Str("client", c.client).Str("user", c.user).Str("env", env).Logger()
@@ -823,10 +827,46 @@ func (ss *session) escalateInterrupt(sig syscall.Signal) {
 	})
 }
 
-// resize handles a RESIZE from the owner.
+// resizeEvery is how often at most an owner's RESIZE reaches the
+// terminal. Each one that does costs the server an ioctl that signals the
+// program (SIGWINCH, and it redraws), a resize of the server's screen and
+// a SESSION frame to every watcher, where it cost the client a few bytes:
+// 85,000 a second from one connection took most of a CPU (issue 7). A
+// window being dragged sends a few dozen a second. Within the interval
+// the last size wins, and it is applied at the interval's end: none is
+// lost.
+const resizeEvery = 20 * time.Millisecond
+
+// resize handles a RESIZE from the owner: at once, unless one reached the
+// terminal less than resizeEvery ago; then the last one asked for by then
+// is applied when that time is up.
 func (ss *session) resize(cols, rows uint16) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.want = [2]uint16{cols, rows}
+	if ss.resizing != nil {
+		return // the timer applies it
+	}
+	if wait := resizeEvery - time.Since(ss.resized); wait > 0 {
+		ss.resizing = time.AfterFunc(wait, ss.resizeLater)
+		return
+	}
+	ss.resizeLocked()
+}
+
+// resizeLater applies the size asked for while a resize waited.
+func (ss *session) resizeLater() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.resizing = nil
+	if ss.ctx.Err() == nil {
+		ss.resizeLocked()
+	}
+}
+
+// resizeLocked gives the terminal and the screen the size in want.
+func (ss *session) resizeLocked() {
+	cols, rows := ss.want[0], ss.want[1]
 	if cols == ss.cols && rows == ss.rows {
 		return
 	}
@@ -835,6 +875,7 @@ func (ss *session) resize(cols, rows uint16) {
 			ss.l().Debug().Err(err).Msg("resize terminal")
 			return
 		}
+		ss.resized = time.Now()
 	}
 	ss.cols, ss.rows = cols, rows
 	ss.screen.resize(int(cols), int(rows))
@@ -863,7 +904,8 @@ func (ss *session) attachOwner(c *wsConn, cols, rows uint16) *closeError {
 	}
 	ss.detached = time.Time{}
 	ss.slow = nil
-	ss.flow.resume() // the new owner starts unpaused
+	ss.flow.resume()                // the new owner starts unpaused
+	ss.want = [2]uint16{cols, rows} // not the old owner's last
 	if cols != ss.cols || rows != ss.rows {
 		if err := ss.term.Resize(cols, rows); err == nil {
 			ss.cols, ss.rows = cols, rows
