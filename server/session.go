@@ -1080,8 +1080,16 @@ func (q *inputQueue) releaseWriter() {
 	q.mu.Unlock()
 }
 
+// maxInputWrite bounds the frames popOrRelease joins into one write.
+const maxInputWrite = 16 << 10
+
 // popOrRelease returns the next frame, or nil, and the writer's end, when
-// the queue is empty or held.
+// the queue is empty or held. Frames queued behind it go with it, up to
+// maxInputWrite bytes, in one write to the terminal: a write each cost the
+// server a syscall per INPUT frame, and a client sending frames of a byte
+// without pause had the server's input writers take most of a CPU (issue
+// 7). A frame with a signal key (Ctrl-C) goes alone, so that a Ctrl-C
+// that drops the rest of its write never drops what came after it.
 func (q *inputQueue) popOrRelease() []byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -1089,9 +1097,22 @@ func (q *inputQueue) popOrRelease() []byte {
 		q.writer = false
 		return nil
 	}
-	p := q.frames[0]
-	q.frames[0] = nil
-	q.frames = q.frames[1:]
+	p, k := q.frames[0], 1
+	if q.intr != intrQueued {
+		size := len(p)
+		for k < len(q.frames) && size+len(q.frames[k]) <= maxInputWrite {
+			size += len(q.frames[k])
+			k++
+		}
+		if k > 1 {
+			p = make([]byte, 0, size)
+			for _, f := range q.frames[:k] {
+				p = append(p, f...)
+			}
+		}
+	}
+	clear(q.frames[:k])
+	q.frames = q.frames[k:]
 	q.bytes -= len(p)
 	q.busy = time.Now()
 	if q.intr == intrQueued {

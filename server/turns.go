@@ -34,6 +34,7 @@ import (
 type outputTurns struct {
 	ch       chan struct{}
 	patience time.Duration // the longest wait for a turn
+	waiting  atomic.Int64  // goroutines waiting for a turn now
 }
 
 // defaultOutputTurns is GOMAXPROCS-1, at least 1.
@@ -54,6 +55,8 @@ func (t *outputTurns) take(done <-chan struct{}) (*turn, bool) {
 		return &turn{turns: t}, true
 	default:
 	}
+	t.waiting.Add(1)
+	defer t.waiting.Add(-1)
 	wait := time.NewTimer(t.patience)
 	defer wait.Stop()
 	select {
@@ -101,17 +104,87 @@ func (h hookHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // blockHookConn is a client's connection whose Write calls a hook, once,
 // before it waits for room in the socket: the writer gives its turn back
-// there. Without a hook, or on a connection that is not a socket, Write is
-// the connection's own.
+// there. Its Read does the same for the reader's turn (inputTurns), before
+// it waits for the client to send. Without a hook, or on a connection that
+// is not a socket, Write and Read are the connection's own.
 type blockHookConn struct {
 	net.Conn
 	hook atomic.Pointer[turn]
-	raw  rawWriter // nil: not a socket; hooks are never called
+	raw  rawConn // nil: not a socket; hooks are never called
+
+	// Only the connection's one reader (its read loop) uses these.
+	readTurn *turn // ended before a Read waits for the client
+	waited   bool  // a Read waited for the client since inputTurns looked
 }
 
-// rawWriter is the part of syscall.RawConn that Write needs.
-type rawWriter interface {
+// rawConn is the part of syscall.RawConn that Read and Write need.
+type rawConn interface {
+	Read(f func(fd uintptr) (done bool)) error
 	Write(f func(fd uintptr) (done bool)) error
+}
+
+func (c *blockHookConn) Read(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Read(p)
+	}
+	return c.readHooked(p)
+}
+
+// A client's INPUT, RESIZE, PAUSE and RESUME are handled by its
+// connection's read loop, at once. A client that sends them without pause
+// (three connections from a process with half a CPU, found by trying it)
+// kept the Ps busy as flooding output had: another session's echo p99 went
+// from 0.4 to 64 ms (INPUT) and 93 ms (RESIZE, before those were
+// coalesced). So a read loop that streams takes turns too, from the same
+// pool as streaming output: it streams once it has handled streamAfter
+// messages without its reads of the socket having waited for the client,
+// and then holds a turn for turnMessages messages at a time, giving it back
+// before a read waits. A client that types, whose every message the server
+// waits for, never takes one.
+const (
+	streamAfter  = 16
+	turnMessages = 16
+)
+
+// inputTurns paces one connection's read loop.
+type inputTurns struct {
+	turns  *outputTurns
+	conn   *blockHookConn // nil: not a socket, no turns
+	done   <-chan struct{}
+	streak int // messages since a read last waited for the client
+	held   int // messages handled in the turn held
+}
+
+// next is called before each message is handled: it takes a turn, or the
+// next one, when the client streams.
+func (in *inputTurns) next() {
+	c := in.conn
+	if c == nil {
+		return
+	}
+	if c.waited { // the hook ended the turn, if one was held
+		c.waited = false
+		in.streak, in.held = 0, 0
+	}
+	in.streak++
+	if in.streak <= streamAfter {
+		return
+	}
+	if c.readTurn != nil && in.held < turnMessages {
+		in.held++
+		return
+	}
+	c.readTurn.end()
+	c.readTurn, _ = in.turns.take(in.done) // nil: waited past patience, or ending
+	in.held = 1
+}
+
+// end gives back the turn held, when the read loop returns.
+func (in *inputTurns) end() {
+	if in.conn != nil {
+		in.conn.readTurn.end()
+		in.conn.readTurn = nil
+	}
 }
 
 // setHook makes t end before any Write waits for the socket, until the

@@ -60,3 +60,47 @@ func (c *blockHookConn) writeHooked(p []byte, t *turn) (int, error) {
 	}
 	return n, nil
 }
+
+// readHooked reads as net.Conn's Read does, through the socket itself, so
+// that it sees whether the client's data was there: when it was not, the
+// reader's turn ends before the wait, and waited records it.
+func (c *blockHookConn) readHooked(p []byte) (int, error) {
+	n := 0
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			m, e := syscall.Read(int(fd), p)
+			switch {
+			case e == nil:
+				n = max(m, 0)
+				if m == 0 && len(p) > 0 {
+					rerr = io.EOF
+				}
+				return true
+			case errors.Is(e, syscall.EINTR):
+			case errors.Is(e, syscall.EAGAIN):
+				c.waited = true
+				c.readTurn.end()
+				c.readTurn = nil
+				return false // the poller waits for data, within the deadline
+			default:
+				rerr = os.NewSyscallError("read", e)
+				return true
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		return n, io.EOF // as net.Conn's Read says it: bare
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		err = &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, err
+}

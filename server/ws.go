@@ -231,6 +231,11 @@ func (s *Server) findByKey(c *wsConn, key, what string) (*session, *closeError) 
 // readLoop reads the client's frames and acts on them until a read fails,
 // which the writer's close grace guarantees once the connection is ending.
 func (c *wsConn) readLoop() error {
+	in := inputTurns{turns: c.srv.turns, done: c.ctx.Done()}
+	if hc, _ := c.ws.NetConn().(*blockHookConn); hc != nil && hc.canHook() {
+		in.conn = hc
+	}
+	defer in.end()
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
@@ -241,6 +246,7 @@ func (c *wsConn) readLoop() error {
 		if c.isEnded() {
 			continue // closing: read on, only for the client's close reply
 		}
+		in.next()
 		cmd, payload, cerr := parseCommand(msg)
 		if cerr != nil {
 			c.violation(cerr, "protocol error")
