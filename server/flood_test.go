@@ -90,20 +90,7 @@ func TestTurnsStreamingInput(t *testing.T) {
 // reader's turn first and records the wait; a read deadline is a timeout;
 // the peer's close is io.EOF, bare, as net.Conn's Read says it.
 func TestBlockHookConnRead(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, nc := tcpPair(t)
 	c := newBlockHookConn(nc)
 	defer c.Close()
 	if !c.canHook() {

@@ -128,24 +128,33 @@ func TestTurnsShared(t *testing.T) {
 	}
 }
 
-// TestBlockHookConn: a write to a peer that does not read calls the hook
-// when the socket is full, then waits, and completes once the peer reads;
-// the write deadline still holds; a write after Close fails.
-func TestBlockHookConn(t *testing.T) {
+// tcpPair returns both ends of a loopback TCP connection, closed when t
+// ends: the one dialed and the one accepted.
+func tcpPair(t *testing.T) (peer, nc net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
+	peer, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer peer.Close()
-	nc, err := ln.Accept()
+	t.Cleanup(func() { _ = peer.Close() })
+	nc, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = nc.Close() })
+	return peer, nc
+}
+
+// TestBlockHookConn: a write to a peer that does not read calls the hook
+// when the socket is full, then waits, and completes once the peer reads;
+// the write deadline still holds; a write after Close fails.
+func TestBlockHookConn(t *testing.T) {
+	peer, nc := tcpPair(t)
 	// Fixed buffers, far below the message: autotuned, a loopback socket's
 	// grew with the first transfer to hold the second whole on a kernel
 	// whose tcp_rmem allows 32 MiB (6.18 here), and its write ended within
