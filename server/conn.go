@@ -390,8 +390,8 @@ func (c *wsConn) writePreamble() bool {
 // writeOutput writes an OUTPUT frame; a streaming one in a turn, which
 // ends before the write waits for a slow client.
 func (c *wsConn) writeOutput(f *outFrame) bool {
-	hc, _ := c.ws.NetConn().(*blockHookConn)
-	if !f.streaming || hc == nil || !hc.canHook() {
+	hc := c.hookConn()
+	if !f.streaming || hc == nil {
 		return c.writeMsg(f.b)
 	}
 	t, _ := c.srv.turns.take(c.ctx.Done()) // none when ending: what is left goes out as end says
@@ -400,6 +400,15 @@ func (c *wsConn) writeOutput(f *outFrame) bool {
 	hc.setHook(nil)
 	t.end()
 	return ok
+}
+
+// hookConn is the connection's socket when its reads and writes call the
+// turns' hooks (turns.go), else nil.
+func (c *wsConn) hookConn() *blockHookConn {
+	if hc, _ := c.ws.NetConn().(*blockHookConn); hc != nil && hc.canHook() {
+		return hc
+	}
+	return nil
 }
 
 // writeMsg writes one data frame within the write timeout.

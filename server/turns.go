@@ -174,7 +174,7 @@ func (in *inputTurns) next() {
 		in.held++
 		return
 	}
-	c.readTurn.end()
+	c.endReadTurn()
 	c.readTurn, _ = in.turns.take(in.done) // nil: waited past patience, or ending
 	in.held = 1
 }
@@ -182,9 +182,14 @@ func (in *inputTurns) next() {
 // end gives back the turn held, when the read loop returns.
 func (in *inputTurns) end() {
 	if in.conn != nil {
-		in.conn.readTurn.end()
-		in.conn.readTurn = nil
+		in.conn.endReadTurn()
 	}
+}
+
+// endReadTurn gives back the reader's turn, if it holds one.
+func (c *blockHookConn) endReadTurn() {
+	c.readTurn.end()
+	c.readTurn = nil
 }
 
 // setHook makes t end before any Write waits for the socket, until the

@@ -52,13 +52,18 @@ func (c *blockHookConn) writeHooked(p []byte, t *turn) (int, error) {
 		err = werr
 	}
 	if err != nil {
-		var oe *net.OpError
-		if !errors.As(err, &oe) {
-			err = &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-		}
-		return n, err
+		return n, c.opError("write", err)
 	}
 	return n, nil
+}
+
+// opError is err as net.Conn's Read and Write return it: a *net.OpError.
+func (c *blockHookConn) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 // readHooked reads as net.Conn's Read does, through the socket itself, so
@@ -80,8 +85,7 @@ func (c *blockHookConn) readHooked(p []byte) (int, error) {
 			case errors.Is(e, syscall.EINTR):
 			case errors.Is(e, syscall.EAGAIN):
 				c.waited = true
-				c.readTurn.end()
-				c.readTurn = nil
+				c.endReadTurn()
 				return false // the poller waits for data, within the deadline
 			default:
 				rerr = os.NewSyscallError("read", e)
@@ -98,9 +102,5 @@ func (c *blockHookConn) readHooked(p []byte) (int, error) {
 	case err == io.EOF:
 		return n, io.EOF // as net.Conn's Read says it: bare
 	}
-	var oe *net.OpError
-	if !errors.As(err, &oe) {
-		err = &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-	}
-	return n, err
+	return n, c.opError("read", err)
 }

@@ -231,10 +231,7 @@ func (s *Server) findByKey(c *wsConn, key, what string) (*session, *closeError) 
 // readLoop reads the client's frames and acts on them until a read fails,
 // which the writer's close grace guarantees once the connection is ending.
 func (c *wsConn) readLoop() error {
-	in := inputTurns{turns: c.srv.turns, done: c.ctx.Done()}
-	if hc, _ := c.ws.NetConn().(*blockHookConn); hc != nil && hc.canHook() {
-		in.conn = hc
-	}
+	in := inputTurns{turns: c.srv.turns, conn: c.hookConn(), done: c.ctx.Done()}
 	defer in.end()
 	for {
 		_, msg, err := c.ws.ReadMessage()
