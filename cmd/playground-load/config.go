@@ -57,9 +57,13 @@ Measurements:
   echo        one byte typed into cat in raw mode and echoed back, K round
               trips: idle; while M other sessions flood output; and (servers)
               while S more flood to clients that read a frame every 50 ms,
-              with the server's memory. The flooding sessions' clients run in
-              a process of their own. R rounds, the targets in turn; the
-              round with the median p99 under the floods counts
+              with the server's memory; then, the floods ended, while H
+              clients send their own messages without pause (one-byte INPUT
+              and RESIZE in turn) to sessions of their own, from a process at
+              the lowest CPU priority, standing for clients on other machines.
+              The flooding sessions' clients run in a process of their own.
+              R rounds, the targets in turn; the round with the median p99
+              under the floods counts
   churn       C connect, command, disconnect cycles; then what is left over
               (processes, mounts, fds, goroutines)
   resume      a session's connection dropped and resumed N times: drop to
@@ -103,6 +107,7 @@ type Config struct {
 	Echo       int
 	Flood      int
 	Slow       int // echo: sessions flooding to slow readers, in a third phase
+	Hostile    int // echo: clients that send their own messages without pause, in a fourth phase
 	Churn      int
 	Resume     int    // resumes of one session
 	Detached   int    // sessions detached at once
@@ -133,6 +138,7 @@ func defaultConfig() Config {
 		Echo:      2000,
 		Flood:     8,
 		Slow:      20,
+		Hostile:   3,
 		Churn:     1000,
 		Resume:    200,
 		Detached:  300,
@@ -159,6 +165,7 @@ func (c *Config) shortSizes() {
 	set("echo", func() { c.Echo = 50 })
 	set("flood", func() { c.Flood = 2 })
 	set("slow", func() { c.Slow = 2 })
+	set("hostile", func() { c.Hostile = 1 })
 	set("churn", func() { c.Churn = 10 })
 	set("resume", func() { c.Resume = 5 })
 	set("detached", func() { c.Detached = 5 })
@@ -180,7 +187,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&targets, "targets", "", "comma-separated `list` of targets: self, warm, rlimits, plain, bwrap, raw, ttyd, url, serve (default self,warm,plain,bwrap,raw; with --url, url and raw)")
 	fs.StringVar(&measures, "measure", strings.Join(allMeasurements, ","), "comma-separated `list` of measurements")
 	fs.BoolVar(&c.All, "all", false, "every target this machine has (ttyd too when found, url with --url, serve with --playground) and, unless --measure says otherwise, every measurement")
-	fs.BoolVar(&c.Short, "short", false, "small sizes (ready 5, many 10, burst 10, bytes 16 MB, echo 50, flood 2, slow 2, churn 10, resume 5, detached 5, watch 10, startup 2), for a quick look; explicit sizes win")
+	fs.BoolVar(&c.Short, "short", false, "small sizes (ready 5, many 10, burst 10, bytes 16 MB, echo 50, flood 2, slow 2, hostile 1, churn 10, resume 5, detached 5, watch 10, startup 2), for a quick look; explicit sizes win")
 	fs.StringVar(&c.URL, "url", "", "measure the server at `URL` (ws://host:port/ws, or http://host:port/ for its /ws)")
 	fs.IntVar(&c.PID, "server-pid", 0, "`pid` of the --url server, for memory, descriptor and process figures from /proc (default: found from its port when it listens here)")
 	fs.StringVar(&c.Rootfs, "rootfs", c.Rootfs, "root file system of the self target's containers: `DIR` or \"host\"")
@@ -193,6 +200,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Echo, "echo", c.Echo, "echo: `K` round trips, idle and again under flood")
 	fs.IntVar(&c.Flood, "flood", c.Flood, "echo: `M` sessions flooding output meanwhile")
 	fs.IntVar(&c.Slow, "slow", c.Slow, "echo: `S` more sessions flooding to clients that read a frame every 50 ms, in a third phase (servers only; 0: none)")
+	fs.IntVar(&c.Hostile, "hostile", c.Hostile, "echo: `H` clients that send their own messages without pause (one-byte INPUT and RESIZE in turn) to sessions of their own, in a last phase, the floods ended, from a process at the lowest CPU priority (servers only; 0: none)")
 	fs.IntVar(&c.Churn, "churn", c.Churn, "churn: `C` connect, command, disconnect cycles")
 	fs.IntVar(&c.Resume, "resume", c.Resume, "resume: `N` drops and resumes of one session")
 	fs.IntVar(&c.Detached, "detached", c.Detached, "detached: `N` sessions detached at once")
@@ -322,6 +330,9 @@ func (c *Config) Validate() error {
 	if c.Slow < 0 || c.Slow > 10_000 {
 		bad = append(bad, fmt.Sprintf("--slow %d: want 0 to 10000", c.Slow))
 	}
+	if c.Hostile < 0 || c.Hostile > 10_000 {
+		bad = append(bad, fmt.Sprintf("--hostile %d: want 0 to 10000", c.Hostile))
+	}
 	if c.Timeout <= 0 {
 		bad = append(bad, "--timeout must be positive")
 	}
@@ -415,7 +426,7 @@ func (c *Config) atOnce(m string) int {
 	case "burst":
 		return c.Burst
 	case "echo":
-		return 1 + c.Flood + c.Slow
+		return 1 + c.Flood + c.Slow + c.Hostile
 	case "detached":
 		return c.Detached
 	case "watch":

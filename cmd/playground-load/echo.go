@@ -60,7 +60,18 @@ type EchoResult struct {
 	SlowRSSBeforeMiB   float64 `json:"slow_rss_before_mib,omitempty"`
 	SlowRSSPeakMiB     float64 `json:"slow_rss_peak_mib,omitempty"`
 	SlowServerSessions int     `json:"slow_server_sessions,omitempty"`
-	Error              string  `json:"error,omitempty"`
+	// Hostile is how many clients sent their own messages without pause
+	// to sessions of their own (hostileMessages) in a last phase, the
+	// floods ended, from a process at the lowest CPU priority; the echo
+	// then, the messages they sent a second, and the CPU the server and
+	// the processes under it used, in percent of one CPU.
+	Hostile             int     `json:"hostile,omitempty"`
+	HostileP50ms        float64 `json:"hostile_p50_ms,omitempty"`
+	HostileP99ms        float64 `json:"hostile_p99_ms,omitempty"`
+	HostileMaxMs        float64 `json:"hostile_max_ms,omitempty"`
+	HostileMsgsPerS     float64 `json:"hostile_msgs_per_s,omitempty"`
+	HostileServerCPUPct float64 `json:"hostile_server_cpu_pct,omitempty"`
+	Error               string  `json:"error,omitempty"`
 	// FloodRoundsP99ms is every round's FloodP99ms, in the order taken;
 	// the other figures are the median round's (measureEchoes), but for
 	// the server's memory, the first round's.
@@ -85,15 +96,21 @@ const (
 // by a factor of two to three from run to run here, the raw pty's as
 // much. A target's figures are its round with the median p99 under the
 // floods (every round's is listed), or a round that failed.
-func measureEchoes(ctx context.Context, targets []*target, k, flood, slow, rounds int, progress io.Writer) map[string]*EchoResult {
+func measureEchoes(ctx context.Context, targets []*target, k, flood, slow, hostile, rounds int, progress io.Writer) map[string]*EchoResult {
 	all := map[string][]*EchoResult{}
 	for round := range max(rounds, 1) {
 		for _, t := range targets {
 			settle(ctx, t)
-			r := measureEcho(ctx, t, k, flood, slow)
-			line := fmt.Sprintf("p99 %.3f ms idle, %.3f ms under %d floods", r.IdleP99ms, r.FloodP99ms, r.Flood)
+			r := measureEcho(ctx, t, k, flood, slow, hostile)
+			line := fmt.Sprintf("p99 %.3f ms idle", r.IdleP99ms)
+			if r.Flood > 0 {
+				line += fmt.Sprintf(", %.3f ms under %d floods", r.FloodP99ms, r.Flood)
+			}
 			if r.Slow > 0 {
 				line += fmt.Sprintf(", %.3f ms with %d slow readers besides", r.SlowP99ms, r.Slow)
+			}
+			if r.Hostile > 0 {
+				line += fmt.Sprintf(", %.3f ms beside %d hostile clients", r.HostileP99ms, r.Hostile)
 			}
 			fmt.Fprintf(progress, "echo %s, round %d: %s %s\n", t.name, round+1, line, r.Error)
 			all[t.name] = append(all[t.name], r)
@@ -118,12 +135,13 @@ func measureEchoes(ctx context.Context, targets []*target, k, flood, slow, round
 
 // measureEcho times k round trips through cat idle, then k more while
 // flood other sessions print without end, then (servers only) k more
-// while slow sessions flood to slow readers besides.
-func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult {
+// while slow sessions flood to slow readers besides, then (servers only), the
+// floods ended, k more while hostile clients send without pause.
+func measureEcho(ctx context.Context, t *target, k, flood, slow, hostile int) *EchoResult {
 	r := &EchoResult{RoundTrips: k, Flood: flood}
 	// Bounded: a round trip slower than 100 ms on average is a finding in
 	// itself; each waits at most sessionTimeout.
-	ctx, cancel := context.WithTimeout(ctx, 4*sessionTimeout+time.Duration(3*k+warmup)*100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, 5*sessionTimeout+time.Duration(4*k+warmup)*100*time.Millisecond)
 	defer cancel()
 	s, _, err := openAndAsk(ctx, t)
 	if err != nil {
@@ -131,11 +149,7 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 		return r
 	}
 	defer s.close()
-	if err := s.input(ctx, catCommand); err != nil {
-		r.Error = fmt.Sprintf("type: %v", err)
-		return r
-	}
-	if err := waitFor(ctx, s, "cat in raw mode", func(out []byte) bool { return bytes.Contains(out, []byte(catReady)) }); err != nil {
+	if err := startCat(ctx, s); err != nil {
 		r.Error = err.Error()
 		return r
 	}
@@ -153,22 +167,34 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 		r.IdleCPUPerKeyMs = round(ms(treeCPU(t.pid)-cpu0)/float64(k), 3)
 	}
 	r.IdleP50ms, r.IdleP99ms, r.IdleMaxMs = ms(pct(idle, 50)), ms(pct(idle, 99)), ms(pct(idle, 100))
-	if flood == 0 {
-		return r
+	if flood > 0 {
+		if err := echoUnderFlood(ctx, t, s, k, flood, slow, r); err != nil {
+			r.Error = err.Error()
+			return r
+		}
 	}
+	if hostile > 0 && t.url != "" {
+		if err := echoWithHostileClients(ctx, t, s, k, hostile, r); err != nil {
+			r.Error = err.Error()
+		}
+	}
+	return r
+}
 
-	f, err := startFloodProc(ctx, t, flood, 0, t.home)
+// echoUnderFlood is the second phase, and the third with slow > 0: k round
+// trips while flood other sessions print without end, then (servers only)
+// k more while slow sessions flood to slow readers besides.
+func echoUnderFlood(ctx context.Context, t *target, s session, k, flood, slow int, r *EchoResult) error {
+	f, err := startFloodProc(ctx, t, floodOptions{Fast: flood, Home: t.home})
 	if err != nil {
-		r.Error = fmt.Sprintf("flood: %v", err)
-		return r
+		return fmt.Errorf("flood: %w", err)
 	}
 	defer func() { _, _ = f.end() }() // on a failure below; ended and checked otherwise
 	r.FloodLoadAvg = loadAvg()
 	sched0, _ := t.stats(ctx, false)
 	got0, err := f.received()
 	if err != nil {
-		r.Error = fmt.Sprintf("flood: %v", err)
-		return r
+		return fmt.Errorf("flood: %w", err)
 	}
 	t0, host, delay0 := time.Now(), startCPU(), runDelay(t.pid)
 	loaded, err := roundTrips(ctx, s, k)
@@ -181,8 +207,7 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 		err = fmt.Errorf("the flood: %w", ferr)
 	}
 	if err != nil {
-		r.Error = fmt.Sprintf("under flood: %v", err)
-		return r
+		return fmt.Errorf("under flood: %w", err)
 	}
 	r.FloodP50ms, r.FloodP99ms, r.FloodMaxMs = ms(pct(loaded, 50)), ms(pct(loaded, 99)), ms(pct(loaded, 100))
 	r.FloodBytes = got1 - got0
@@ -193,14 +218,60 @@ func measureEcho(ctx context.Context, t *target, k, flood, slow int) *EchoResult
 	}
 	if slow > 0 && t.url != "" {
 		if err := echoWithSlowReaders(ctx, t, s, k, slow, r); err != nil {
-			r.Error = err.Error()
-			return r
+			return err
 		}
 	}
 	if _, err := f.end(); err != nil {
-		r.Error = fmt.Sprintf("under flood: %v", err)
+		return fmt.Errorf("under flood: %w", err)
 	}
-	return r
+	return nil
+}
+
+// startCat types catCommand into s and waits until cat runs.
+func startCat(ctx context.Context, s session) error {
+	if err := s.input(ctx, catCommand); err != nil {
+		return fmt.Errorf("type: %w", err)
+	}
+	return waitFor(ctx, s, "cat in raw mode", func(out []byte) bool { return bytes.Contains(out, []byte(catReady)) })
+}
+
+// echoWithHostileClients is the last phase, the floods ended: hostile
+// clients send their own messages without pause to sessions of their own
+// (floodOptions.Hostile); k round trips meanwhile, and what the clients
+// sent and the server's CPU then.
+func echoWithHostileClients(ctx context.Context, t *target, s session, k, hostile int, r *EchoResult) error {
+	hf, err := startFloodProc(ctx, t, floodOptions{Hostile: hostile})
+	if err != nil {
+		return fmt.Errorf("hostile clients: %w", err)
+	}
+	defer func() { _, _ = hf.end() }() // on a failure below; ended and checked otherwise
+	r.Hostile = hostile
+	_, sent0, err := hf.counts()
+	if err != nil {
+		return fmt.Errorf("hostile clients: %w", err)
+	}
+	t0, cpu0 := time.Now(), treeCPU(t.pid)
+	loaded, err := roundTrips(ctx, s, k)
+	d, cpu := time.Since(t0), treeCPU(t.pid)-cpu0
+	_, sent1, cerr := hf.counts()
+	if err != nil {
+		return fmt.Errorf("with hostile clients: %w", err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("hostile clients: %w", cerr)
+	}
+	if _, err := hf.end(); err != nil {
+		return fmt.Errorf("hostile clients: %w", err)
+	}
+	if sent1 == sent0 {
+		return fmt.Errorf("hostile clients: no message sent in %v", d.Round(time.Millisecond))
+	}
+	r.HostileP50ms, r.HostileP99ms, r.HostileMaxMs = ms(pct(loaded, 50)), ms(pct(loaded, 99)), ms(pct(loaded, 100))
+	r.HostileMsgsPerS = round(float64(sent1-sent0)/d.Seconds(), 0)
+	if t.pid > 0 {
+		r.HostileServerCPUPct = round(100*cpu.Seconds()/d.Seconds(), 0)
+	}
+	return nil
 }
 
 // floodMoved ends the window of a flood's count begun at t0 with got0
@@ -231,7 +302,7 @@ func echoWithSlowReaders(ctx context.Context, t *target, s session, k, slow int,
 			r.SlowRSSBeforeMiB = round(float64(st.rss)/mib, 1)
 		}
 	}
-	sf, err := startFloodProc(ctx, t, 0, slow, t.home)
+	sf, err := startFloodProc(ctx, t, floodOptions{Slow: slow, Home: t.home})
 	if err != nil {
 		return fmt.Errorf("slow readers: %w", err)
 	}

@@ -5,9 +5,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +25,7 @@ func TestFloodProcess(t *testing.T) {
 	tg := startTarget(t, "plain")
 	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
 	defer cancel()
-	f, err := startFloodProc(ctx, tg, 1, 1, "")
+	f, err := startFloodProc(ctx, tg, floodOptions{Fast: 1, Slow: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +51,99 @@ func TestFloodProcess(t *testing.T) {
 	}
 	if _, err := tg.waitMetric(ctx, "playground_sessions_active", func(v float64) bool { return v == 0 }); err != nil {
 		t.Errorf("the flood's sessions did not end with it: %v", err)
+	}
+}
+
+// TestHostileClients: hostile clients send from a process of their own at
+// the lowest CPU priority, their messages reach the server (cat in their
+// sessions sends their keystrokes back), and ending the process ends every
+// session on the server.
+func TestHostileClients(t *testing.T) {
+	tg := startTarget(t, "plain")
+	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
+	defer cancel()
+	f, err := startFloodProc(ctx, tg, floodOptions{Hostile: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := f.cmd.Process.Pid
+	if sid, _ := sessionID(pid); sid != pid {
+		t.Errorf("the hostile clients' process is in session %d, want one of its own", sid)
+	}
+	// Every thread, those made since too.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("its threads: %v", err)
+	}
+	for _, e := range tasks {
+		nice, err := threadNice(pid, e.Name())
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // a thread may end meanwhile
+			t.Fatal(err)
+		}
+		if err == nil && nice != 19 {
+			t.Errorf("thread %s at nice %d, want 19", e.Name(), nice)
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid)); err == nil && !strings.HasSuffix(strings.TrimSpace(string(b)), "nice 19") {
+		t.Errorf("its autogroup: %q, want nice 19", b)
+	}
+	got0, sent0, err := f.counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got0 <= 0 {
+		t.Errorf("received %d bytes once flowing, want the keystrokes back", got0)
+	}
+	// Messages go on being sent: wait for more, as long as the test may.
+	for {
+		got, sent, err := f.counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent > sent0 && got > got0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no more sent or received: %d and %d messages sent, %d and %d bytes received", sent0, sent, got0, got)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := f.end(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.waitMetric(ctx, "playground_sessions_active", func(v float64) bool { return v == 0 }); err != nil {
+		t.Errorf("the hostile clients' sessions did not end with them: %v", err)
+	}
+}
+
+// threadNice is one thread's nice value, from /proc/PID/task/TID/stat.
+func threadNice(pid int, tid string) (int, error) {
+	n, err := strconv.Atoi(tid)
+	if err != nil {
+		return 0, err
+	}
+	fs, err := procfs.NewFS(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	p, err := fs.Proc(n)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.Stat()
+	return st.Nice, err
+}
+
+// TestParseCounts: the flood process's count line, and what is not one.
+func TestParseCounts(t *testing.T) {
+	if r, s, err := parseCounts("received 12 sent 3"); err != nil || r != 12 || s != 3 {
+		t.Errorf("parseCounts = %d, %d, %v; want 12, 3", r, s, err)
+	}
+	for _, bad := range []string{"", "received 12", "received x sent 3", "received 1 sent", "sent 3 received 12", "received 1 sent 2 more"} {
+		if _, _, err := parseCounts(bad); err == nil {
+			t.Errorf("parseCounts(%q) took it", bad)
+		}
 	}
 }
 

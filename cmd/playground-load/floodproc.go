@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // The flooding sessions' clients run in a process of their own, this
@@ -32,7 +34,9 @@ import (
 // The parent talks to it over its stdin and stdout, a line each way:
 //
 //	child:  flowing                       every session delivers
-//	parent: count    child: received N    bytes received so far
+//	parent: count    child: received N sent M
+//	                                      bytes received and, from hostile
+//	                                      clients, messages sent so far
 //	parent closes stdin: the child ends every session and exits
 
 const floodArg0 = "playground-load-flood"
@@ -55,6 +59,11 @@ type floodOptions struct {
 	Home string // raw: the shells' HOME
 	Fast int    // sessions read as fast as they come
 	Slow int    // sessions read slowly: one frame every slowEvery
+	// Hostile sessions' clients send their own messages without pause
+	// (hostileMessages, in turn) and read what comes back as fast as it
+	// comes. A process with any runs at the lowest CPU priority
+	// (lowestPriority).
+	Hostile int
 }
 
 // slowEvery is a slow reader's pace: a frame every 50 ms, far slower than
@@ -63,7 +72,8 @@ type floodOptions struct {
 const slowEvery = 50 * time.Millisecond
 
 func (o floodOptions) args() []string {
-	return []string{"--url", o.URL, "--home", o.Home, "--fast", strconv.Itoa(o.Fast), "--slow", strconv.Itoa(o.Slow)}
+	return []string{"--url", o.URL, "--home", o.Home, "--fast", strconv.Itoa(o.Fast), "--slow", strconv.Itoa(o.Slow),
+		"--hostile", strconv.Itoa(o.Hostile)}
 }
 
 func floodMain(args []string, in io.Reader, out io.Writer) error {
@@ -73,8 +83,17 @@ func floodMain(args []string, in io.Reader, out io.Writer) error {
 	fs.StringVar(&o.Home, "home", os.TempDir(), "raw shells' HOME")
 	fs.IntVar(&o.Fast, "fast", 0, "sessions read at once")
 	fs.IntVar(&o.Slow, "slow", 0, "sessions read slowly")
+	fs.IntVar(&o.Hostile, "hostile", 0, "sessions whose clients send without pause")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.Hostile > 0 {
+		if o.URL == "" {
+			return errors.New("hostile clients need a server (--url)")
+		}
+		if err := lowestPriority(); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -85,7 +104,7 @@ func floodMain(args []string, in io.Reader, out io.Writer) error {
 		t.open = wsOpener(o.URL)
 	}
 	startCtx, stop := context.WithTimeout(ctx, 2*time.Minute)
-	f, err := startFlood(startCtx, t, o.Fast, o.Slow)
+	f, err := startFlood(startCtx, t, o.Fast, o.Slow, o.Hostile)
 	stop()
 	if err != nil {
 		return err
@@ -94,12 +113,39 @@ func floodMain(args []string, in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		if sc.Text() == "count" {
-			fmt.Fprintln(out, "received", f.received.Load())
+			fmt.Fprintln(out, "received", f.received.Load(), "sent", f.sent.Load())
 		}
 	}
 	n, err := f.stop()
-	fmt.Fprintln(out, "received", n)
+	fmt.Fprintln(out, "received", n, "sent", f.sent.Load())
 	return err
+}
+
+// lowestPriority puts this process at the lowest CPU priority an ordinary
+// user can give it: its autogroup (the group the kernel's scheduler gives
+// each session, where autogroups are on) and each of its threads at nice
+// 19, so that threads made later, which inherit their maker's, are too.
+// Hostile clients stand for clients on other machines: their own CPU
+// should not be taken from the server they send to, as it would be at an
+// equal share on this one.
+func lowestPriority() error {
+	if err := os.WriteFile("/proc/self/autogroup", []byte("19"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("lowest priority: %w", err)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("lowest priority: %w", err)
+	}
+	for _, e := range tasks {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, 19); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("lowest priority: thread %d: %w", tid, err)
+		}
+	}
+	return nil
 }
 
 // floodProc is a running flood process, seen from the measuring one.
@@ -115,10 +161,10 @@ type floodProc struct {
 	endErr  error
 }
 
-// startFloodProc starts the flood process for t and returns once every
-// session delivers.
-func startFloodProc(ctx context.Context, t *target, fast, slow int, home string) (*floodProc, error) {
-	o := floodOptions{URL: t.url, Home: home, Fast: fast, Slow: slow}
+// startFloodProc starts the flood process for t with o's sessions (its URL
+// t's) and returns once every session delivers.
+func startFloodProc(ctx context.Context, t *target, o floodOptions) (*floodProc, error) {
+	o.URL = t.url
 	p := &floodProc{}
 	p.cmd = &exec.Cmd{
 		Path: "/proc/self/exe",
@@ -163,13 +209,20 @@ func startFloodProc(ctx context.Context, t *target, fast, slow int, home string)
 
 // received asks how many bytes the floods' clients have received so far.
 func (p *floodProc) received() (int64, error) {
+	n, _, err := p.counts()
+	return n, err
+}
+
+// counts asks how many bytes the clients have received so far, and how
+// many messages the hostile ones have sent.
+func (p *floodProc) counts() (received, sent int64, err error) {
 	if _, err := fmt.Fprintln(p.in, "count"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if !p.out.Scan() {
-		return 0, errors.New("the flood process ended")
+		return 0, 0, errors.New("the flood process ended")
 	}
-	return parseReceived(p.out.Text())
+	return parseCounts(p.out.Text())
 }
 
 // end stops the flood process and returns what it received in all. Later
@@ -184,7 +237,7 @@ func (p *floodProc) stop() (int64, error) {
 	var n int64
 	var perr error
 	for p.out.Scan() {
-		if v, err := parseReceived(p.out.Text()); err == nil {
+		if v, _, err := parseCounts(p.out.Text()); err == nil {
 			n = v
 		} else {
 			perr = err
@@ -208,12 +261,20 @@ func (p *floodProc) stop() (int64, error) {
 	return n, perr
 }
 
-func parseReceived(line string) (int64, error) {
-	v, ok := strings.CutPrefix(line, "received ")
-	if !ok {
-		return 0, fmt.Errorf("flood process said %q", line)
+// parseCounts parses the flood process's "received N sent M".
+func parseCounts(line string) (received, sent int64, err error) {
+	var ok bool
+	f := strings.Fields(line)
+	if ok = len(f) == 4 && f[0] == "received" && f[2] == "sent"; ok {
+		received, err = strconv.ParseInt(f[1], 10, 64)
+		if err == nil {
+			sent, err = strconv.ParseInt(f[3], 10, 64)
+		}
 	}
-	return strconv.ParseInt(v, 10, 64)
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("flood process said %q", line)
+	}
+	return received, sent, nil
 }
 
 type lockedWriter struct {
@@ -229,26 +290,34 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // flood is sessions that print without end, each read and discarded by a
 // goroutine of its own: fast ones as fast as they come, slow ones a frame
-// every slowEvery.
+// every slowEvery; and hostile ones, whose clients send their own
+// messages without pause from a goroutine of their own each.
 type flood struct {
 	sessions []session
-	readers  sync.WaitGroup
+	readers  sync.WaitGroup // and the hostile senders
 	received atomic.Int64
+	sent     atomic.Int64 // hostile clients' messages
 	stopping atomic.Bool
 	mu       sync.Mutex
 	err      error // the first reader failure before stop
 }
 
-// startFlood opens fast+slow sessions, starts each printing, and returns
-// once every fast one has delivered a megabyte and every slow one a frame.
-func startFlood(ctx context.Context, t *target, fast, slow int) (*flood, error) {
+// startFlood opens fast+slow+hostile sessions, starts each printing (the
+// hostile ones' clients sending), and returns once every fast one has
+// delivered a megabyte and every slow one a frame, and the hostile ones'
+// messages come back.
+func startFlood(ctx context.Context, t *target, fast, slow, hostile int) (*flood, error) {
 	f := &flood{}
-	n := fast + slow
+	n := fast + slow + hostile
 	flowing := make(chan struct{}, n)
 	for i := range n {
 		s, _, err := openAndAsk(ctx, t)
 		if err == nil {
-			err = s.input(ctx, floodCommand)
+			if i < fast+slow {
+				err = s.input(ctx, floodCommand)
+			} else {
+				err = startCat(ctx, s)
+			}
 			if err != nil {
 				s.close()
 			}
@@ -259,7 +328,11 @@ func startFlood(ctx context.Context, t *target, fast, slow int) (*flood, error) 
 		}
 		f.sessions = append(f.sessions, s)
 		pace, first := time.Duration(0), int64(1<<20)
-		if i >= fast {
+		switch {
+		case i >= fast+slow:
+			first = 1
+			f.readers.Go(func() { f.send(s) })
+		case i >= fast:
 			pace, first = slowEvery, 1
 		}
 		f.readers.Go(func() { f.read(s, pace, first, flowing) })
@@ -282,6 +355,48 @@ func startFlood(ctx context.Context, t *target, fast, slow int) (*flood, error) 
 	return f, nil
 }
 
+// hostileMessages are what a hostile client sends, in turn, without
+// pause: a keystroke, a resize to the largest terminal the server keeps
+// (server/vt's MaxCols), a keystroke, and a resize to the smallest. The
+// two that, sent this way, had one connection take most of a CPU of the
+// server's before it gave a client's messages turns (issue 7).
+var hostileMessages = [][]byte{
+	{cmdInput, 'a'},
+	[]byte(`1{"columns":1000,"rows":1000}`),
+	{cmdInput, 'a'},
+	[]byte(`1{"columns":2,"rows":2}`),
+}
+
+// send is a hostile client: it sends hostileMessages without pause until
+// stop aborts its session. Its session runs cat, so that every keystroke
+// comes back as output, which read takes.
+func (f *flood) send(s session) {
+	c, ok := s.(*client)
+	if !ok {
+		f.fail(errors.New("a hostile client needs a server"))
+		return
+	}
+	_ = c.conn.SetWriteDeadline(time.Time{}) // as long as the server reads; stop aborts it
+	for i := 0; ; i++ {
+		if err := c.conn.WriteMessage(websocket.BinaryMessage, hostileMessages[i%len(hostileMessages)]); err != nil {
+			if !f.stopping.Load() {
+				f.fail(err)
+			}
+			return
+		}
+		f.sent.Add(1)
+	}
+}
+
+// fail records a session's failure before stop, the first one counting.
+func (f *flood) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
 // read discards a flooding session's output until stop aborts it, a frame
 // every pace (0: at once). It signals flowing once, after first bytes.
 func (f *flood) read(s session, pace time.Duration, first int64, flowing chan<- struct{}) {
@@ -294,11 +409,7 @@ func (f *flood) read(s session, pace time.Duration, first int64, flowing chan<- 
 		b, err := s.output(ctx)
 		if err != nil {
 			if !f.stopping.Load() {
-				f.mu.Lock()
-				if f.err == nil {
-					f.err = err
-				}
-				f.mu.Unlock()
+				f.fail(err)
 				if mine < first {
 					flowing <- struct{}{} // let startFlood see the failure rather than wait
 				}

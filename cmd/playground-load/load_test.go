@@ -121,6 +121,9 @@ func checkServerTarget(t *testing.T, rep *Report, name string) {
 	if r := tr.Echo; r != nil && rep.Sizes.Slow > 0 && (r.Slow != rep.Sizes.Slow || r.SlowP50ms <= 0 || r.SlowRSSPeakMiB <= 0) {
 		t.Errorf("%s echo with slow readers = %+v, want %d slow readers, round trips and the server's memory", name, r, rep.Sizes.Slow)
 	}
+	if r := tr.Echo; r != nil && rep.Sizes.Hostile > 0 && (r.Hostile != rep.Sizes.Hostile || r.HostileP50ms <= 0 || r.HostileMsgsPerS <= 0) {
+		t.Errorf("%s echo beside hostile clients = %+v, want %d hostile clients, round trips and their messages", name, r, rep.Sizes.Hostile)
+	}
 	if r := tr.Resume; r == nil || r.Error != "" || r.Failed != 0 || r.P50ms <= 0 || r.P99ms < r.P50ms || r.NewP50ms <= 0 {
 		t.Errorf("%s resume = %+v, want %d resumes and new sessions beside", name, r, rep.Sizes.Resume)
 	}

@@ -101,7 +101,7 @@ func measure(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	})
 	inTurn("echo", func(ts []*target) {
 		fmt.Fprintf(progress, "echo: %d round trips, %d rounds on each of %s, in turn\n", cfg.Echo, cfg.Rounds, strings.Join(cfg.Targets, ", "))
-		for name, r := range measureEchoes(ctx, ts, cfg.Echo, cfg.Flood, cfg.Slow, cfg.Rounds, progress) {
+		for name, r := range measureEchoes(ctx, ts, cfg.Echo, cfg.Flood, cfg.Slow, cfg.Hostile, cfg.Rounds, progress) {
 			rep.get(name).Echo = r
 		}
 	})

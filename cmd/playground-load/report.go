@@ -47,6 +47,7 @@ type Sizes struct {
 	Echo     int   `json:"echo"`
 	Flood    int   `json:"flood"`
 	Slow     int   `json:"slow"`
+	Hostile  int   `json:"hostile"`
 	Churn    int   `json:"churn"`
 	Resume   int   `json:"resume"`
 	Detached int   `json:"detached"`
@@ -105,7 +106,7 @@ func newReport(cfg Config) *Report {
 		Machine: machine(cfg),
 		Command: shellQuote(cfg.cmdline),
 		Date:    time.Now().UTC().Format(time.RFC3339),
-		Sizes: Sizes{Ready: cfg.Ready, Many: cfg.Many, Burst: cfg.Burst, Bytes: cfg.Bytes, Rounds: cfg.Rounds, Echo: cfg.Echo, Flood: cfg.Flood, Slow: cfg.Slow,
+		Sizes: Sizes{Ready: cfg.Ready, Many: cfg.Many, Burst: cfg.Burst, Bytes: cfg.Bytes, Rounds: cfg.Rounds, Echo: cfg.Echo, Flood: cfg.Flood, Slow: cfg.Slow, Hostile: cfg.Hostile,
 			Churn: cfg.Churn, Resume: cfg.Resume, Detached: cfg.Detached, Watch: cfg.Watch, Startup: cfg.Startup},
 		podMemory: cfg.PodMemory,
 		podCPU:    cfg.PodCPU,
@@ -185,6 +186,13 @@ func (r *Report) evaluate() {
 	ratio("echo p99 under flood: rlimits / ttyd", floodP99(rlim), floodP99(ttyd))
 	ratio("echo p99 under flood: self / raw pty", floodP99(self), floodP99(raw))
 	ratio("echo p99 under flood, slow readers besides: self / ttyd", slowP99(self), slowP99(ttyd))
+	hostileP99 := func(t *TargetReport) float64 {
+		if t == nil || t.Echo == nil || t.Echo.Error != "" {
+			return 0
+		}
+		return t.Echo.HostileP99ms
+	}
+	ratio("echo p99 beside hostile clients: self / ttyd", hostileP99(self), hostileP99(ttyd))
 	if self != nil && self.Resume != nil && self.Resume.Error == "" {
 		ratio("resume p50 / a new session's p50 (self)", self.Resume.P50ms, self.Resume.NewP50ms)
 	}
@@ -545,6 +553,24 @@ func figureTable(r *Report) (header []string, rows [][]string, notes []string) {
 			return f(t.Echo.SlowRSSBeforeMiB, 1) + " → " + f(t.Echo.SlowRSSPeakMiB, 1)
 		})
 	}
+	if s.Hostile > 0 {
+		row(fmt.Sprintf("echo p50 / p99, the floods ended, beside %d hostile clients sending without pause (ms)", s.Hostile), func(t *TargetReport) string {
+			if t.Echo == nil || t.Echo.Hostile == 0 || t.Echo.HostileP50ms == 0 {
+				return ""
+			}
+			return f(t.Echo.HostileP50ms, 3) + " / " + f(t.Echo.HostileP99ms, 3)
+		})
+		row("echo: the hostile clients' messages a second, server CPU meanwhile (% of one CPU)", func(t *TargetReport) string {
+			if t.Echo == nil || t.Echo.HostileMsgsPerS == 0 {
+				return ""
+			}
+			c := f(t.Echo.HostileMsgsPerS, 0)
+			if t.Echo.HostileServerCPUPct > 0 {
+				c += ", " + f(t.Echo.HostileServerCPUPct, 0)
+			}
+			return c
+		})
+	}
 	row("echo: CPU per keystroke, server and sessions, idle (ms)", func(t *TargetReport) string {
 		if t.Echo == nil || t.Echo.IdleCPUPerKeyMs == 0 {
 			return ""
@@ -836,7 +862,8 @@ func writeMarkdown(w io.Writer, r *Report) error {
 		"on 127.0.0.1, as a child process, so that /proc shows its figures alone; ready, throughput, burst and echo take the targets in turn, "+
 		"their servers running side by side, and throughput, burst and echo take %d rounds each, the median round counting. "+
 		"Sizes: ready N=%d, many N=%d, burst U=%d, throughput B=%d bytes, "+
-		"echo K=%d with M=%d flooding, churn C=%d. MB is 10^6 bytes; KiB 1024 bytes.\n\n", s.Rounds, s.Ready, s.Many, s.Burst, s.Bytes, s.Echo, s.Flood, s.Churn)
+		"echo K=%d with M=%d flooding, S=%d flooding to slow readers besides, then H=%d hostile clients (their process at nice 19), churn C=%d. "+
+		"MB is 10^6 bytes; KiB 1024 bytes.\n\n", s.Rounds, s.Ready, s.Many, s.Burst, s.Bytes, s.Echo, s.Flood, s.Slow, s.Hostile, s.Churn)
 	fmt.Fprintf(&b, "## How to rerun\n\n")
 	fmt.Fprintf(&b, "    cmd/playground-load/bench.sh [--ttyd PATH]    # this file, a few minutes\n")
 	fmt.Fprintf(&b, "    go run ./cmd/playground-load                  # the same figures as a table, without ttyd\n")
