@@ -263,16 +263,15 @@ func (p *floodProc) stop() (int64, error) {
 
 // parseCounts parses the flood process's "received N sent M".
 func parseCounts(line string) (received, sent int64, err error) {
-	var ok bool
+	bad := fmt.Errorf("flood process said %q", line)
 	f := strings.Fields(line)
-	if ok = len(f) == 4 && f[0] == "received" && f[2] == "sent"; ok {
-		received, err = strconv.ParseInt(f[1], 10, 64)
-		if err == nil {
-			sent, err = strconv.ParseInt(f[3], 10, 64)
-		}
+	if len(f) != 4 || f[0] != "received" || f[2] != "sent" {
+		return 0, 0, bad
 	}
-	if !ok || err != nil {
-		return 0, 0, fmt.Errorf("flood process said %q", line)
+	received, rerr := strconv.ParseInt(f[1], 10, 64)
+	sent, serr := strconv.ParseInt(f[3], 10, 64)
+	if rerr != nil || serr != nil {
+		return 0, 0, bad
 	}
 	return received, sent, nil
 }
@@ -374,6 +373,7 @@ func (f *flood) send(s session) {
 	c, ok := s.(*client)
 	if !ok {
 		f.fail(errors.New("a hostile client needs a server"))
+		s.abort() // so that its reader, waiting for the keystrokes back, ends too
 		return
 	}
 	_ = c.conn.SetWriteDeadline(time.Time{}) // as long as the server reads; stop aborts it
