@@ -107,7 +107,7 @@ type Config struct {
 	Echo       int
 	Flood      int
 	Slow       int // echo: sessions flooding to slow readers, in a third phase
-	Hostile    int // echo: clients that send their own messages without pause, in a fourth phase
+	Hostile    int // echo: clients that send their own messages without pause, in a last phase, the floods ended
 	Churn      int
 	Resume     int    // resumes of one session
 	Detached   int    // sessions detached at once

@@ -170,28 +170,23 @@ func (r *Report) evaluate() {
 	ratio("throughput: plain / raw pty", mbps(plain), mbps(raw))
 	ratio("throughput: bwrap / raw pty", mbps(bwrap), mbps(raw))
 	ratio("throughput: ttyd / raw pty", mbps(ttyd), mbps(raw))
-	floodP99 := func(t *TargetReport) float64 {
-		if t == nil || t.Echo == nil || t.Echo.Error != "" {
-			return 0
+	// echoP99 is one of a target's echo figures, 0 where the echo failed
+	// or was not measured.
+	echoP99 := func(pick func(*EchoResult) float64) func(*TargetReport) float64 {
+		return func(t *TargetReport) float64 {
+			if t == nil || t.Echo == nil || t.Echo.Error != "" {
+				return 0
+			}
+			return pick(t.Echo)
 		}
-		return t.Echo.FloodP99ms
 	}
-	slowP99 := func(t *TargetReport) float64 {
-		if t == nil || t.Echo == nil || t.Echo.Error != "" {
-			return 0
-		}
-		return t.Echo.SlowP99ms
-	}
+	floodP99 := echoP99(func(e *EchoResult) float64 { return e.FloodP99ms })
+	slowP99 := echoP99(func(e *EchoResult) float64 { return e.SlowP99ms })
+	hostileP99 := echoP99(func(e *EchoResult) float64 { return e.HostileP99ms })
 	ratio("echo p99 under flood: self / ttyd", floodP99(self), floodP99(ttyd))
 	ratio("echo p99 under flood: rlimits / ttyd", floodP99(rlim), floodP99(ttyd))
 	ratio("echo p99 under flood: self / raw pty", floodP99(self), floodP99(raw))
 	ratio("echo p99 under flood, slow readers besides: self / ttyd", slowP99(self), slowP99(ttyd))
-	hostileP99 := func(t *TargetReport) float64 {
-		if t == nil || t.Echo == nil || t.Echo.Error != "" {
-			return 0
-		}
-		return t.Echo.HostileP99ms
-	}
 	ratio("echo p99 beside hostile clients: self / ttyd", hostileP99(self), hostileP99(ttyd))
 	if self != nil && self.Resume != nil && self.Resume.Error == "" {
 		ratio("resume p50 / a new session's p50 (self)", self.Resume.P50ms, self.Resume.NewP50ms)
