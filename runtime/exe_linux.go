@@ -76,15 +76,43 @@ func seal(name string, src io.Reader) (*os.File, error) {
 		return nil, fmt.Errorf("sealed copy of the executable: copy: %w", err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	_, err = unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals|unix.F_SEAL_EXEC)
+	err = addSeals(f, seals|unix.F_SEAL_EXEC)
 	if errors.Is(err, unix.EINVAL) {
-		_, err = unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals) // no F_SEAL_EXEC before Linux 6.3
+		err = addSeals(f, seals) // no F_SEAL_EXEC before Linux 6.3
 	}
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("sealed copy of the executable: seal: %w", err)
 	}
 	return f, nil
+}
+
+// sealTries is how many times addSeals asks before it gives up on EBUSY,
+// waiting sealWait times the try between them: 0.45 s in all, beside the
+// kernel's own waits.
+const (
+	sealTries = 10
+	sealWait  = 10 * time.Millisecond
+)
+
+// addSeals adds seals to f's memfd. The kernel refuses F_SEAL_WRITE with
+// EBUSY while a page of the file has a reference besides its mappings (it
+// waits about 70 ms for one to go first), or a writable shared mapping
+// exists. A copy just written, that nothing of ours maps, still met that
+// once in CI (`playground run`, as an ordinary user, while other tests
+// ran); our reading, not proven, is a passing reference of the kernel's
+// own. So EBUSY is asked again, a few times, before it is the answer.
+func addSeals(f *os.File, seals int) error {
+	var err error
+	for try := range sealTries {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * sealWait)
+		}
+		if _, err = unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+	}
+	return err
 }
 
 // A server built by deploy/build.sh embeds the small init binary
