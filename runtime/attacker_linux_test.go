@@ -518,6 +518,48 @@ var attacks = map[string]func(args []string) error{
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil
 	},
+	// sysv-ipc: what the session's IPC namespace lets it take of the
+	// kernel's memory, without touching a page: shared memory segments of
+	// 16 MiB (each reserved against kernel.shmall), semaphore sets of 250
+	// and message queues, each until refused or at a cap (4 GiB, 400 sets,
+	// 1000 queues) far above the session's bounds. It prints the namespace's
+	// limits as /proc shows them and "ipc shm BYTES sems N queues Q", and
+	// fails if it could raise a limit (TestSysVIPCBounded). A set or queue is
+	// kernel memory until the namespace goes, which no process's size shows.
+	"sysv-ipc": func([]string) error {
+		for _, f := range []string{"shmall", "shmmax", "sem", "msgmni"} {
+			b, err := os.ReadFile("/proc/sys/kernel/" + f)
+			fmt.Printf("kernel.%s %s %v\n", f, strings.TrimSpace(string(b)), err)
+		}
+		var shm int64
+		for shm < 4<<30 {
+			if _, err := unix.SysvShmGet(unix.IPC_PRIVATE, 16<<20, unix.IPC_CREAT|0o600); err != nil {
+				fmt.Println("shmget:", err)
+				break
+			}
+			shm += 16 << 20
+		}
+		var sems, queues int
+		for sems < 400*250 {
+			if _, _, e := unix.Syscall(unix.SYS_SEMGET, unix.IPC_PRIVATE, 250, unix.IPC_CREAT|0o600); e != 0 {
+				fmt.Println("semget:", e)
+				break
+			}
+			sems += 250
+		}
+		for queues < 1000 {
+			if _, _, e := unix.Syscall(unix.SYS_MSGGET, unix.IPC_PRIVATE, unix.IPC_CREAT|0o600, 0); e != 0 {
+				fmt.Println("msgget:", e)
+				break
+			}
+			queues++
+		}
+		fmt.Printf("ipc shm %d sems %d queues %d\n", shm, sems, queues)
+		return mustFail(
+			try{"write /proc/sys/kernel/shmall", os.WriteFile("/proc/sys/kernel/shmall", []byte("18446744073692774399"), 0)},
+			try{"write /proc/sys/kernel/sem", os.WriteFile("/proc/sys/kernel/sem", []byte("32000 1024000000 500 32000"), 0)},
+		)
+	},
 	// list-dev: no attempt, an inventory for TestDevNodes: every entry
 	// under /dev, as "dev NAME KIND", where KIND is "char MAJ:MIN", "dir
 	// FSTYPE" or "-> TARGET".

@@ -1299,3 +1299,49 @@ func TestInitUnderTheSmallestLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestSysVIPCBounded: each session has its own IPC namespace, which the
+// kernel made with its own defaults: kernel.shmall without bound, 32,000
+// semaphore sets of up to 32,000 each, 32,000 message queues. Without a
+// memory cgroup nothing counted them: in a session of --memory 256M as an
+// ordinary user, one process held 2 GiB of the host's memory in shared
+// memory segments it had detached (no process's size showed them, so the
+// kernel's OOM killer could not free them by killing), and 5 GB of the
+// kernel's unreclaimable memory in semaphore sets within seconds. Now init
+// sets its namespace's bounds (ipcSysctls): shared memory at most the
+// session's memory, sessionSemaphores in all, sessionMsgQueues queues;
+// the session cannot raise them (/proc/sys is read-only in it).
+func TestSysVIPCBounded(t *testing.T) {
+	for _, m := range limitModes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			// (run's least memory without a cgroup, where init stays)
+			l := Limits{Memory: 256 << 20}
+			out, st := runMode(t, m, Spec{Rootfs: attackRootfs(t, m), Limits: l, Args: []string{"/bin/attacker", "sysv-ipc"}})
+			t.Logf("%v:\n%s", st, out)
+			i := strings.Index(out, "ipc shm ")
+			if i < 0 || st.Code != 0 {
+				t.Fatalf("%v, want the attempt's counts and refused:\n%s", st, out)
+			}
+			var shm int64
+			var sems, queues int
+			if _, err := fmt.Sscanf(out[i:], "ipc shm %d sems %d queues %d", &shm, &sems, &queues); err != nil {
+				t.Fatal(err)
+			}
+			if shm > l.Memory || shm == 0 {
+				t.Errorf("shared memory segments of %d bytes in all, want some and at most the session's memory, %d", shm, l.Memory)
+			}
+			if sems > sessionSemaphores || sems == 0 {
+				t.Errorf("%d semaphores, want some and at most %d", sems, sessionSemaphores)
+			}
+			if queues > sessionMsgQueues || queues == 0 {
+				t.Errorf("%d message queues, want some and at most %d", queues, sessionMsgQueues)
+			}
+			for _, want := range []string{fmt.Sprintf("kernel.shmall %d ", l.Memory/int64(os.Getpagesize())),
+				fmt.Sprintf("kernel.msgmni %d ", sessionMsgQueues)} {
+				if !strings.Contains(out, want) {
+					t.Errorf("/proc/sys in the session: want %q", want)
+				}
+			}
+		})
+	}
+}

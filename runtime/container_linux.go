@@ -385,6 +385,7 @@ func (c *Container) start(spec Spec) error {
 
 		InotifyInstances: sessionInotifyInstances,
 		InotifyWatches:   sessionInotifyWatches,
+		Sysctls:          ipcSysctls(c.limits),
 		Rlimits:          RlimitsFor(c.limits, limCg),
 		Nice:             nice,
 		TimerSlack:       programTimerSlack(),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -84,6 +85,37 @@ const (
 	sessionInotifyInstances = 16
 	sessionInotifyWatches   = 16384
 )
+
+// What each session's IPC namespace may hold of System V IPC, which the
+// kernel makes with its own defaults for every new namespace: shared
+// memory without bound (kernel.shmall), 32,000 semaphore sets of up to
+// 32,000 each and 32,000 message queues of 16 KiB. Without a memory cgroup
+// nothing counted them, and no process's size shows what a namespace
+// holds, so the kernel's OOM killer cannot free it: one session of 256 MiB
+// held 2 GiB of detached shared memory, and 5 GB of the kernel's own
+// memory in semaphore sets (TestSysVIPCBounded). Shared memory is bounded
+// by the session's memory (ipcSysctls); semaphores by the kernel's old
+// defaults (250 a set, 32,000 in all, 128 sets: about 1.3 MB), which
+// served for decades; queues by 256 (4 MiB at 16 KiB each).
+const (
+	sessionSemaphores = 32000
+	sessionMsgQueues  = 256
+)
+
+// ipcSysctls are the sysctls init sets in the container's IPC namespace
+// (paths below /proc/sys), in this order.
+func ipcSysctls(l Limits) []initproc.Sysctl {
+	l = l.WithDefaults()
+	s := []initproc.Sysctl{
+		{Name: "kernel/sem", Value: fmt.Sprintf("250 %d 32 %d", sessionSemaphores, sessionSemaphores/250)},
+		{Name: "kernel/msgmni", Value: strconv.Itoa(sessionMsgQueues)},
+	}
+	if l.Memory > 0 {
+		s = append(s, initproc.Sysctl{Name: "kernel/shmall", Value: strconv.FormatInt(l.Memory/int64(os.Getpagesize()), 10)},
+			initproc.Sysctl{Name: "kernel/shmmax", Value: strconv.FormatInt(l.Memory, 10)})
+	}
+	return s
+}
 
 // What each user id of a session may hold of the counts the kernel keeps
 // per user and charges up to the server's uid too (TestSharedCountsPerSession):

@@ -134,6 +134,11 @@ func (c *Config) appendBinary(b []byte) []byte {
 	b = appendInt(b, c.Ptys)
 	b = appendInt(b, c.InotifyInstances)
 	b = appendInt(b, c.InotifyWatches)
+	b = binary.AppendUvarint(b, uint64(len(c.Sysctls)))
+	for _, v := range c.Sysctls {
+		b = appendString(b, v.Name)
+		b = appendString(b, v.Value)
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.Rlimits)))
 	for _, l := range c.Rlimits {
 		b = appendString(b, l.Name)
@@ -179,6 +184,12 @@ func (c *Config) decodeBinary(r *reader) {
 	c.Ptys = r.int()
 	c.InotifyInstances = r.int()
 	c.InotifyWatches = r.int()
+	if n := r.count(); n > 0 {
+		c.Sysctls = make([]Sysctl, n)
+		for i := range c.Sysctls {
+			c.Sysctls[i] = Sysctl{Name: r.string(), Value: r.string()}
+		}
+	}
 	if n := r.count(); n > 0 {
 		c.Rlimits = make([]Rlimit, n)
 		for i := range c.Rlimits {

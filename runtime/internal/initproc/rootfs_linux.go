@@ -175,6 +175,11 @@ func mountSystem(cfg *Config, dirs *SessionDirs) error {
 	if err := limitUserNS(cfg); err != nil {
 		return err
 	}
+	for _, v := range cfg.Sysctls {
+		if err := setSysctl(v); err != nil {
+			return err
+		}
+	}
 	if err := mkdirReal("/dev"); err != nil {
 		return err
 	}
@@ -224,6 +229,19 @@ func limitUserNS(cfg *Config) error {
 		}
 	}
 	return nil
+}
+
+// setSysctl sets one sysctl of the container's own namespaces (the IPC
+// namespace's: the files of whoever writes them; init is root in the user
+// namespace that owns them). A kernel without the file (no System V IPC)
+// is left as it is.
+func setSysctl(v Sysctl) error {
+	p := "/proc/sys/" + v.Name
+	err := os.WriteFile(p, []byte(v.Value), 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return step("set "+p, err)
 }
 
 // mountSys mounts a fresh read-only sysfs, which the kernel allows in a

@@ -46,6 +46,10 @@ type Config struct {
 	// namespace may hold (its user.max_inotify_*), 0 for the kernel's.
 	InotifyInstances int `json:"inotifyInstances,omitempty"`
 	InotifyWatches   int `json:"inotifyWatches,omitempty"`
+	// Sysctls are set in the container's IPC namespace (its System V
+	// IPC bounds) once /proc is mounted, before /proc/sys is made
+	// read-only.
+	Sysctls []Sysctl `json:"sysctls,omitempty"`
 	// Rlimits are set on init before the program starts, so that every
 	// process of the session has them.
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
