@@ -1312,7 +1312,16 @@ func TestInitUnderTheSmallestLimits(t *testing.T) {
 // session's memory, sessionSemaphores in all, sessionMsgQueues queues;
 // the session cannot raise them (/proc/sys is read-only in it).
 func TestSysVIPCBounded(t *testing.T) {
+	var modes []hostMode
 	for _, m := range limitModes(t) {
+		// Both of init's ways: it stays (run's), or the program takes
+		// its place (a server's session).
+		asInit := m
+		asInit.name += "+program-as-init"
+		asInit.programIsInit = true
+		modes = append(modes, m, asInit)
+	}
+	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			// (run's least memory without a cgroup, where init stays)
 			l := Limits{Memory: 256 << 20}
