@@ -47,9 +47,6 @@ var (
 	ErrProgramNotExecutable = errors.New("program not executable")
 )
 
-// Rlimit is one resource limit init sets on itself, and so on every
-// process of the session, before the program starts. Name is the
-// lower-case name of RLIMIT_*: "nproc", "nofile".
 // Sysctl is one sysctl of the container's own namespaces that init sets:
 // its path below /proc/sys and its value.
 type Sysctl struct {
@@ -57,6 +54,9 @@ type Sysctl struct {
 	Value string `json:"value"`
 }
 
+// Rlimit is one resource limit init sets on itself, and so on every
+// process of the session, before the program starts. Name is the
+// lower-case name of RLIMIT_*: "nproc", "nofile".
 type Rlimit struct {
 	Name string `json:"name"`
 	Cur  uint64 `json:"cur"`
