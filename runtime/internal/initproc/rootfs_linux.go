@@ -219,22 +219,17 @@ func limitUserNS(cfg *Config) error {
 		if l.v <= 0 {
 			continue
 		}
-		p := "/proc/sys/user/" + l.name
-		err := os.WriteFile(p, []byte(strconv.Itoa(l.v)), 0)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err := step("set "+p, err); err != nil {
+		if err := setSysctl(Sysctl{Name: "user/" + l.name, Value: strconv.Itoa(l.v)}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// setSysctl sets one sysctl of the container's own namespaces (the IPC
-// namespace's: the files of whoever writes them; init is root in the user
-// namespace that owns them). A kernel without the file (no System V IPC)
-// is left as it is.
+// setSysctl sets one sysctl of the container's own namespaces (the user
+// and IPC namespaces': the files of whoever writes them; init is root in
+// the user namespace that owns them). A kernel without the file (no
+// inotify, no System V IPC) is left as it is.
 func setSysctl(v Sysctl) error {
 	p := "/proc/sys/" + v.Name
 	err := os.WriteFile(p, []byte(v.Value), 0)
